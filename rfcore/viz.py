@@ -1,0 +1,665 @@
+"""Pictures for the notebooks: pure functions that return images or figures.
+
+* Images are ``(H, W, 3)`` uint8 RGB numpy arrays. Drawing functions return
+  a new array and never modify their input; drawing uses OpenCV without
+  anti-aliasing, so every outline pixel has exactly the colour asked for.
+* Plots are :class:`matplotlib.figure.Figure` objects built without
+  ``pyplot``: no global figure state, nothing to close, nothing shown until
+  the caller displays the figure.
+
+Bad input. The ``render_*`` functions are what sliders call, so input that
+a control can produce (a face box outside the image or of zero size, an
+unknown pyramid level or anchor size, inverted thresholds) never raises.
+Every ``render_*`` returns a :class:`Rendering`; on bad input its
+``message`` says what is wrong and its ``image`` is the input image, dimmed,
+with that message written across the top. An argument no control can
+produce (an image that is not ``(H, W, 3)`` uint8) raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torchvision.ops import box_iou
+
+from rfcore.anchors import AnchorLevel, anchor_levels, make_anchors
+from rfcore.boxes import (
+    IGNORED,
+    NEGATIVE,
+    POSITIVE,
+    as_boxes,
+    as_landmarks,
+    best_anchor_per_face,
+    centre_distance2,
+    cxcywh_to_xyxy,
+    encode_boxes,
+    encode_landmarks,
+    has_landmarks,
+    match_anchors,
+    paired_iou,
+)
+from rfcore.config import RetinaFaceConfig
+
+FACE_COLOR = (0, 255, 255)
+POSITIVE_COLOR = (0, 220, 0)
+FORCED_COLOR = (255, 0, 255)
+IGNORED_COLOR = (255, 170, 0)
+NEGATIVE_COLOR = (255, 40, 40)
+LABEL_COLORS = {POSITIVE: POSITIVE_COLOR, IGNORED: IGNORED_COLOR, NEGATIVE: NEGATIVE_COLOR}
+LABEL_NAMES = {POSITIVE: "positive", IGNORED: "ignored", NEGATIVE: "negative"}
+LANDMARK_COLORS = ((255, 60, 60), (60, 220, 60), (255, 255, 0), (60, 140, 255), (255, 140, 0))
+"""Left eye, right eye, nose tip, left mouth corner, right mouth corner."""
+ZERO_IOU_COLOR = (200, 200, 200)
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """What a ``render_*`` function returns.
+
+    Attributes:
+        image: ``(H, W, 3)`` uint8 RGB picture (on bad input: the input image
+            with ``message`` written on it).
+        caption: One or more lines summarising the picture with rounded
+            numbers; empty on bad input.
+        message: Empty when the input was fine, else why nothing was drawn.
+        info: Named results of the function (documented by each function);
+            empty on bad input.
+    """
+
+    image: np.ndarray
+    caption: str = ""
+    message: str = ""
+    info: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the input was valid and the picture was drawn."""
+        return not self.message
+
+
+class _BadInput(ValueError):
+    """Input a control can produce; reported in :attr:`Rendering.message`."""
+
+
+# ---------------------------------------------------------------- primitives
+
+
+def check_image(image) -> np.ndarray:
+    """Return ``image`` as a ``(H, W, 3)`` uint8 array, or raise ``ValueError``."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be an (H, W, 3) uint8 RGB array, got {image.shape} {image.dtype}")
+    return image
+
+
+def to_png(image) -> bytes:
+    """Encode an RGB image as PNG bytes (for ``ipywidgets.Image`` or ``IPython.display.Image``)."""
+    ok, png = cv2.imencode(".png", cv2.cvtColor(check_image(image), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("OpenCV could not encode the image as PNG")
+    return png.tobytes()
+
+
+def to_jpeg(image, quality: int = 90) -> bytes:
+    """Encode an RGB image as JPEG bytes: about a tenth of the PNG size for photos (notebook outputs)."""
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(check_image(image), cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("OpenCV could not encode the image as JPEG")
+    return jpeg.tobytes()
+
+
+def draw_boxes(image, boxes_xyxy, color=FACE_COLOR, labels=None, thickness: int = 1) -> np.ndarray:
+    """Draw box outlines, optionally with a text label above each.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB image.
+        boxes_xyxy: ``(N, 4)`` boxes ``(x1, y1, x2, y2)`` in pixels, rounded
+            to the nearest pixel.
+        color: One RGB triple for all boxes, or ``(N, 3)`` one per box.
+        labels: Optional ``N`` strings.
+        thickness: Line width in pixels.
+
+    Returns:
+        A new ``(H, W, 3)`` uint8 image.
+    """
+    canvas = check_image(image).copy()
+    boxes = np.rint(np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)).astype(int)
+    colors = _per_item(color, len(boxes))
+    for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colors[i], thickness, cv2.LINE_8)
+        if labels is not None:
+            _put_text(canvas, labels[i], (x1, y1 - 4), colors[i])
+    return canvas
+
+
+def draw_landmarks(image, points, colors=LANDMARK_COLORS, radius: int = 3) -> np.ndarray:
+    """Draw landmarks as filled dots; points at ``(-1, -1)`` (not annotated) are skipped.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB image.
+        points: ``(F, 5, 2)`` or ``(5, 2)`` landmarks in pixels.
+        colors: One RGB triple per landmark of a face (the default follows
+            the order of :mod:`rfcore.boxes`).
+        radius: Dot radius in pixels.
+
+    Returns:
+        A new ``(H, W, 3)`` uint8 image.
+    """
+    canvas = check_image(image).copy()
+    points = np.asarray(points, dtype=np.float64)
+    per_face = points.reshape(-1, points.shape[-2], 2)  # (F, K, 2)
+    for face in per_face:
+        for k, (x, y) in enumerate(face.tolist()):
+            if (x, y) != (-1.0, -1.0):
+                cv2.circle(canvas, (round(x), round(y)), radius, colors[k % len(colors)], -1, cv2.LINE_8)
+    return canvas
+
+
+def crop_zoom(image, box_xyxy, scale: int) -> np.ndarray:
+    """Cut out a box and enlarge it by an integer factor with nearest-neighbour pixels.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB image.
+        box_xyxy: ``(x1, y1, x2, y2)`` region, clipped to the image.
+        scale: Enlargement factor (>= 1).
+
+    Returns:
+        ``(scale * h, scale * w, 3)`` uint8 image.
+    """
+    image = check_image(image)
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = (int(round(v)) for v in box_xyxy)
+    crop = image[max(y1, 0) : min(y2, height), max(x1, 0) : min(x2, width)]
+    return np.repeat(np.repeat(crop, scale, axis=0), scale, axis=1)
+
+
+def iou_colors(iou) -> np.ndarray:
+    """Colour per IoU: viridis from 0 to 1, light grey for exactly 0. ``(N,) -> (N, 3)`` uint8."""
+    levels = np.clip(np.rint(np.asarray(iou, dtype=np.float64) * 255), 0, 255).astype(np.uint8)
+    bgr = cv2.applyColorMap(levels.reshape(-1, 1), cv2.COLORMAP_VIRIDIS)[:, 0]
+    rgb = bgr[:, ::-1].copy()
+    rgb[levels == 0] = ZERO_IOU_COLOR
+    return rgb
+
+
+def table_markdown(rows: list[dict], formats: dict[str, str] | None = None) -> str:
+    """A Markdown table of dicts with the same keys (e.g. :func:`rfcore.anchors.anchor_table`).
+
+    Args:
+        rows: One dict per row; the keys of the first row are the columns.
+        formats: Optional ``str.format`` pattern per column, e.g. ``{"share": "{:.1%}"}``.
+
+    Returns:
+        The table as Markdown text.
+    """
+    formats = formats or {}
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = (formats.get(c, "{}").format(row[c]) for c in columns)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def place_face(box, landmarks, centre, scale):
+    """Scale a face about its box centre and move that centre to ``centre``.
+
+    Broadcasts over leading dimensions of ``centre`` and ``scale``, so one
+    face can be turned into many.
+
+    Args:
+        box: ``(4,)`` face ``(x1, y1, x2, y2)``.
+        landmarks: ``(5, 2)`` points of that face.
+        centre: ``(..., 2)`` new box centre(s) in pixels.
+        scale: ``(...)`` size factor(s).
+
+    Returns:
+        ``boxes`` ``(..., 4)`` and ``landmarks`` ``(..., 5, 2)``, float32.
+    """
+    box = torch.as_tensor(box, dtype=torch.float32)
+    landmarks = torch.as_tensor(landmarks, dtype=torch.float32)
+    centre = torch.as_tensor(centre, dtype=torch.float32)
+    scale = torch.as_tensor(scale, dtype=torch.float32)[..., None]  # (..., 1)
+    old_centre = (box[:2] + box[2:]) / 2
+    corners = box.view(2, 2) - old_centre  # (2, 2) corners relative to the centre
+    # (..., 1, 1) * (2, 2) + (..., 1, 2) -> (..., 2, 2) -> (..., 4)
+    boxes = (scale[..., None] * corners + centre[..., None, :]).flatten(-2)
+    points = scale[..., None] * (landmarks - old_centre) + centre[..., None, :]
+    return boxes, points
+
+
+# ---------------------------------------------------------------- renders
+
+
+def render_anchor_level(image, face_box, cfg: RetinaFaceConfig, level, size_index: int, point) -> Rendering:
+    """One anchor size of one pyramid level over an image, with IoUs against a face.
+
+    Every cell of the level gets a dot at its anchor centre, coloured by the
+    IoU of that cell's anchor (of the chosen size) with the face
+    (:func:`iou_colors`). The anchor of the cell containing ``point`` is
+    outlined in the colour of the label matching gives it
+    (:func:`rfcore.boxes.match_anchors` with the thresholds of ``cfg``).
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB image; anchors are laid out for its size.
+        face_box: ``(4,)`` face ``(x1, y1, x2, y2)`` inside the image.
+        cfg: Preset with the anchor layout and IoU thresholds.
+        level: Level name (``"P3"``) or index into ``cfg.strides``.
+        size_index: Which of the level's anchor sizes, ``0 .. len(sizes) - 1``.
+        point: ``(x, y)`` pixel inside the image; picks the cell that contains it.
+
+    Returns:
+        A :class:`Rendering` whose ``info`` holds ``level`` (name), ``stride``,
+        ``size`` (side in pixels), ``cell`` ``(row, col)``, ``anchor``
+        ``(4,)`` tensor ``(cx, cy, w, h)``, ``iou`` of that anchor, its matching ``label``
+        name, and ``ious``: ``(rows, cols)`` tensor of the IoU of every cell's
+        anchor of this size.
+    """
+    image = check_image(image)
+    try:
+        face = _checked_face(face_box, image)
+        grid = _checked_level(cfg, image, level)
+        size_index = _checked_index(size_index, len(grid.sizes), f"anchor size of {grid.name}")
+        row, col = _checked_cell(point, grid, image)
+    except _BadInput as exc:
+        return _failed(image, str(exc))
+
+    rows, cols = grid.grid
+    anchors = grid.anchors()[size_index :: len(grid.sizes)]  # (rows * cols, 4): one size, row-major cells
+    ious = paired_iou(cxcywh_to_xyxy(anchors), face.expand(len(anchors), 4))
+    flat = row * cols + col
+    anchor, iou = anchors[flat], float(ious[flat])
+    all_anchors = make_anchors(cfg, image.shape[:2])
+    labels = match_anchors(all_anchors, face[None], cfg.pos_iou, cfg.neg_iou).labels
+    label = int(labels[grid.start + flat * len(grid.sizes) + size_index])
+
+    canvas = _paint_dots(image, anchors[:, :2].numpy(), iou_colors(ious.numpy()), radius=grid.stride // 8)
+    canvas = draw_boxes(canvas, face[None], FACE_COLOR, thickness=2)
+    canvas = draw_boxes(canvas, cxcywh_to_xyxy(anchor)[None], LABEL_COLORS[label], [f"IoU {iou:.2f}"], 2)
+    side = grid.sizes[size_index]
+    caption = (
+        f"{grid.name} (stride {grid.stride}), {side:.1f} px anchor at cell (row {row}, col {col}), "
+        f"centre ({float(anchor[0]):.0f}, {float(anchor[1]):.0f}): IoU {iou:.3f}, {LABEL_NAMES[label]}; "
+        f"best IoU of this size on {grid.name}: {float(ious.max()):.3f}"
+    )
+    info = {
+        "level": grid.name, "stride": grid.stride, "size": side, "cell": (row, col),
+        "anchor": anchor, "iou": iou, "label": LABEL_NAMES[label],
+        "ious": ious.view(rows, cols),
+    }
+    return Rendering(canvas, caption, "", info)
+
+
+def render_matching(image, faces, cfg: RetinaFaceConfig, pos_iou: float | None = None,
+                    neg_iou: float | None = None) -> Rendering:
+    """Anchors labelled by :func:`rfcore.boxes.match_anchors`, drawn over an image.
+
+    Positive anchors are outlined in ``POSITIVE_COLOR``, positives that only
+    exist because a face was forced onto its best anchor (IoU below
+    ``pos_iou``) in ``FORCED_COLOR``, ignored anchors in ``IGNORED_COLOR``.
+    Negatives are far too many to outline: those that overlap a face get a
+    dot at their centre in ``NEGATIVE_COLOR``; a legend counts all three.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB image; anchors are laid out for its size.
+        faces: ``(F, 4)`` faces ``(x1, y1, x2, y2)`` inside the image (``F`` may be 0).
+        cfg: Preset with the anchor layout.
+        pos_iou: Positive threshold, default ``cfg.pos_iou``.
+        neg_iou: Negative threshold, default ``cfg.neg_iou``.
+
+    Returns:
+        A :class:`Rendering` whose ``info`` holds the counts ``positive``,
+        ``forced``, ``ignored``, ``negative``, the ``labels`` ``(A,)`` and the
+        ``anchors`` ``(A, 4)`` they belong to.
+    """
+    image = check_image(image)
+    pos_iou = cfg.pos_iou if pos_iou is None else pos_iou
+    neg_iou = cfg.neg_iou if neg_iou is None else neg_iou
+    try:
+        boxes = _checked_faces(faces, image)
+        _check_thresholds(pos_iou, neg_iou)
+    except _BadInput as exc:
+        return _failed(image, str(exc))
+
+    anchors = make_anchors(cfg, image.shape[:2])
+    labels = match_anchors(anchors, boxes, pos_iou, neg_iou).labels
+    best_iou = box_iou(cxcywh_to_xyxy(anchors), boxes).max(dim=1).values if len(boxes) else torch.zeros(len(anchors))
+    forced = (labels == POSITIVE) & (best_iou < pos_iou)
+    touching_negative = (labels == NEGATIVE) & (best_iou > 0)
+
+    canvas = _paint_dots(image, anchors[touching_negative, :2].numpy(), NEGATIVE_COLOR, radius=0)
+    canvas = draw_boxes(canvas, cxcywh_to_xyxy(anchors[labels == IGNORED]), IGNORED_COLOR)
+    canvas = draw_boxes(canvas, cxcywh_to_xyxy(anchors[(labels == POSITIVE) & ~forced]), POSITIVE_COLOR)
+    canvas = draw_boxes(canvas, cxcywh_to_xyxy(anchors[forced]), FORCED_COLOR, thickness=2)
+    canvas = draw_boxes(canvas, boxes, FACE_COLOR)
+    counts = {name: int((labels == value).sum()) for value, name in LABEL_NAMES.items()}
+    counts["forced"] = int(forced.sum())
+    canvas = _draw_legend(canvas, [
+        (f"positive {counts['positive']:,} (forced {counts['forced']})", POSITIVE_COLOR),
+        (f"ignored {counts['ignored']:,}", IGNORED_COLOR),
+        (f"negative {counts['negative']:,}", NEGATIVE_COLOR),
+    ])
+    caption = (
+        f"IoU >= {pos_iou} positive, < {neg_iou} negative: {counts['positive']:,} positive "
+        f"({counts['forced']} forced), {counts['ignored']:,} ignored, {counts['negative']:,} negative "
+        f"of {len(anchors):,} anchors"
+    )
+    return Rendering(canvas, caption, "", {**counts, "labels": labels, "anchors": anchors})
+
+
+def render_landmark_encoding(image, face_box, landmarks, cfg: RetinaFaceConfig, anchor=None) -> Rendering:
+    """A face, its five landmarks and an anchor, with the targets the anchor must predict.
+
+    Draws the anchor (white) with its centre, a line from the anchor centre
+    to every landmark, the face box and the landmarks. The targets are
+    :func:`rfcore.boxes.encode_boxes` and :func:`rfcore.boxes.encode_landmarks`
+    with ``cfg.variances``.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB image.
+        face_box: ``(4,)`` face ``(x1, y1, x2, y2)`` inside the image.
+        landmarks: ``(5, 2)`` points of that face (not all ``-1``).
+        cfg: Preset with the anchor layout and variances.
+        anchor: ``(4,)`` anchor ``(cx, cy, w, h)``; default the face's best
+            anchor in ``cfg``'s layout for this image size (highest IoU, ties
+            to the nearest centre, :func:`rfcore.boxes.best_anchor_per_face`).
+
+    Returns:
+        A :class:`Rendering` whose ``info`` holds ``anchor`` ``(4,)``, its
+        ``iou`` with the face, ``box_targets`` ``(4,)`` and
+        ``landmark_targets`` ``(10,)`` tensors.
+    """
+    image = check_image(image)
+    try:
+        face = _checked_face(face_box, image)
+        points = _checked_landmarks(landmarks)
+    except _BadInput as exc:
+        return _failed(image, str(exc))
+
+    anchor = _best_anchor(cfg, image, face) if anchor is None else torch.as_tensor(anchor, dtype=torch.float32)
+    iou = float(paired_iou(cxcywh_to_xyxy(anchor)[None], face[None]))
+    box_targets = encode_boxes(face, anchor, cfg.variances)
+    landmark_targets = encode_landmarks(points, anchor, cfg.variances)
+
+    canvas = draw_boxes(image, cxcywh_to_xyxy(anchor)[None], (255, 255, 255), [f"anchor {float(anchor[2]):.0f} px"])
+    centre = tuple(round(v) for v in anchor[:2].tolist())
+    for k, (x, y) in enumerate(points.tolist()):
+        cv2.line(canvas, centre, (round(x), round(y)), LANDMARK_COLORS[k], 1, cv2.LINE_8)
+    cv2.drawMarker(canvas, centre, (255, 255, 255), cv2.MARKER_CROSS, 9, 2)
+    canvas = draw_landmarks(draw_boxes(canvas, face[None], FACE_COLOR, thickness=2), points)
+    caption = "\n".join([
+        f"anchor {float(anchor[2]):.1f} px at ({float(anchor[0]):.0f}, {float(anchor[1]):.0f}), "
+        f"IoU with the face {iou:.2f}, variances {cfg.variances}",
+        "box t = " + _format_numbers(box_targets),
+        "landmarks l = " + _format_numbers(landmark_targets),
+    ])
+    info = {"anchor": anchor, "iou": iou, "box_targets": box_targets, "landmark_targets": landmark_targets}
+    return Rendering(canvas, caption, "", info)
+
+
+def render_moved_face(image, face_box, landmarks, cfg: RetinaFaceConfig, centre, scale: float) -> Rendering:
+    """Move and scale a face (pixels and annotation), then :func:`render_landmark_encoding`.
+
+    The image is scaled by ``scale`` about the face-box centre and shifted so
+    that this centre lands on ``centre``; uncovered pixels are grey. The face
+    is matched to its best anchor in the new place.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB image.
+        face_box: ``(4,)`` face ``(x1, y1, x2, y2)``.
+        landmarks: ``(5, 2)`` points of that face.
+        cfg: Preset with the anchor layout and variances.
+        centre: ``(x, y)`` new face-box centre in pixels.
+        scale: Size factor, > 0.
+
+    Returns:
+        The :class:`Rendering` of :func:`render_landmark_encoding` for the
+        moved face (its ``info`` also holds the moved ``box`` and ``landmarks``).
+    """
+    image = check_image(image)
+    try:
+        points = _checked_landmarks(landmarks)
+        factor = _checked_scale(scale)
+    except _BadInput as exc:
+        return _failed(image, str(exc))
+    box, points = place_face(face_box, points, centre, factor)
+    old_centre = torch.as_tensor(face_box, dtype=torch.float32).view(2, 2).mean(dim=0)
+    shift = torch.as_tensor(centre, dtype=torch.float32) - factor * old_centre
+    warp = np.array([[factor, 0.0, float(shift[0])], [0.0, factor, float(shift[1])]])
+    height, width = image.shape[:2]
+    moved = cv2.warpAffine(image, warp, (width, height), flags=cv2.INTER_LINEAR, borderValue=(128, 128, 128))
+    rendering = render_landmark_encoding(moved, box, points, cfg)
+    return Rendering(rendering.image, rendering.caption, rendering.message,
+                     {**rendering.info, "box": box, "landmarks": points} if rendering.ok else {})
+
+
+# ---------------------------------------------------------------- plots
+
+
+def plot_anchor_counts(cfgs, image_size) -> Figure:
+    """Bar chart of anchors per pyramid level, one panel per preset.
+
+    Args:
+        cfgs: Sequence of presets.
+        image_size: Input ``(height, width)``.
+
+    Returns:
+        A Figure with a log-scale bar per level, labelled with count and share.
+    """
+    fig = Figure(figsize=(4.5 * len(cfgs), 3.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(cfgs), sharey=True))
+    height, width = image_size
+    for ax, cfg in zip(axes, cfgs):
+        levels = anchor_levels(cfg, image_size)
+        counts = [level.count for level in levels]
+        bars = ax.bar([level.name for level in levels], counts, color="tab:blue")
+        ax.bar_label(bars, [f"{n:,}\n{n / sum(counts):.1%}" for n in counts], fontsize=8)
+        ax.set_yscale("log")
+        ax.set_ylim(top=max(counts) * 20)
+        ax.set_title(f"{cfg.name}: {sum(counts):,} anchors at {width}x{height}", fontsize=10)
+        ax.set_xlabel("pyramid level")
+    axes[0].set_ylabel("anchors (log scale)")
+    return fig
+
+
+def plot_histograms(panels: dict[str, dict[str, np.ndarray]], bins: int = 60, xlabel: str = "") -> Figure:
+    """Overlaid step histograms, one panel per group.
+
+    Args:
+        panels: ``{panel title: {series name: values}}``; values of any shape
+            are flattened.
+        bins: Number of bins (shared by the series of a panel).
+        xlabel: Label of every x axis.
+
+    Returns:
+        A Figure with one panel per entry of ``panels``, side by side.
+    """
+    fig = Figure(figsize=(4.5 * len(panels), 3.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (title, series) in zip(axes, panels.items()):
+        values = {name: np.asarray(v, dtype=np.float64).ravel() for name, v in series.items()}
+        edges = np.histogram_bin_edges(np.concatenate(list(values.values())), bins=bins)
+        for name, v in values.items():
+            ax.hist(v, bins=edges, histtype="step", linewidth=1.5, label=name)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("count")
+    return fig
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _per_item(color, n: int) -> list[tuple[int, ...]]:
+    """One RGB triple for each of ``n`` items from a single triple or an ``(n, 3)`` array."""
+    colors = np.asarray(color, dtype=int)
+    if colors.ndim == 1:
+        colors = np.broadcast_to(colors, (n, 3))
+    return [tuple(c) for c in colors.tolist()]
+
+
+def _put_text(canvas: np.ndarray, text: str, origin, color, scale: float = 0.45) -> None:
+    """Write ``text`` on a black box so it reads on any background (in place).
+
+    ``origin`` is the bottom-left corner of the text; it is moved down if the
+    text would leave the top of the image.
+    """
+    (width, height), baseline = cv2.getTextSize(text, _FONT, scale, 1)
+    x, y = int(origin[0]), max(int(origin[1]), height + 3)
+    cv2.rectangle(canvas, (x - 2, y - height - 3), (x + width + 2, y + baseline), (0, 0, 0), -1, cv2.LINE_8)
+    cv2.putText(canvas, text, (x, y), _FONT, scale, tuple(int(c) for c in color), 1, cv2.LINE_AA)
+
+
+def _wrap(text: str, max_width: int, scale: float = 0.45) -> list[str]:
+    """Split ``text`` into lines at most ``max_width`` pixels wide (long words stay whole)."""
+    lines: list[str] = []
+    for word in text.split():
+        candidate = f"{lines[-1]} {word}" if lines else word
+        if lines and cv2.getTextSize(candidate, _FONT, scale, 1)[0][0] <= max_width:
+            lines[-1] = candidate
+        else:
+            lines.append(word)
+    return lines
+
+
+def _draw_legend(image: np.ndarray, entries: list[tuple[str, tuple]]) -> np.ndarray:
+    """Colour swatches with text on a black panel in the top-left corner."""
+    canvas = image.copy()
+    text_width = max(cv2.getTextSize(text, _FONT, 0.45, 1)[0][0] for text, _ in entries)
+    cv2.rectangle(canvas, (0, 0), (text_width + 32, 12 + 18 * len(entries)), (0, 0, 0), -1, cv2.LINE_8)
+    for i, (text, color) in enumerate(entries):
+        y = 6 + 18 * i
+        cv2.rectangle(canvas, (6, y), (18, y + 12), color, -1, cv2.LINE_8)
+        _put_text(canvas, text, (24, y + 11), (255, 255, 255))
+    return canvas
+
+
+def _paint_dots(image: np.ndarray, centres: np.ndarray, colors, radius: int) -> np.ndarray:
+    """Square dots of side ``2 * radius + 1`` at ``(N, 2)`` centres, vectorised.
+
+    ``colors`` is one RGB triple or ``(N, 3)``; dots are clipped to the image.
+    """
+    canvas = image.copy()
+    height, width = canvas.shape[:2]
+    xy = np.rint(np.asarray(centres, dtype=np.float64).reshape(-1, 2)).astype(int)
+    offsets = np.arange(-radius, radius + 1)
+    # (N, 1, k) and (N, k, 1) -> (N, k, k) pixel coordinates of every dot
+    xs, ys = np.broadcast_arrays(xy[:, 0, None, None] + offsets, xy[:, 1, None, None] + offsets[:, None])
+    colors = np.broadcast_to(np.asarray(colors, dtype=np.uint8).reshape(-1, 1, 1, 3), xs.shape + (3,))
+    inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+    canvas[ys[inside], xs[inside]] = colors[inside]
+    return canvas
+
+
+def _failed(image: np.ndarray, message: str) -> Rendering:
+    """The input image, dimmed, with ``message`` written across the top."""
+    canvas = image // 2
+    width = canvas.shape[1]
+    lines = _wrap(message, width - 12)
+    cv2.rectangle(canvas, (0, 0), (width - 1, 10 + 18 * len(lines)), (0, 0, 0), -1)
+    for i, line in enumerate(lines):
+        _put_text(canvas, line, (6, 20 + 18 * i), (255, 255, 255))
+    return Rendering(canvas, "", message, {})
+
+
+def _format_numbers(values: torch.Tensor) -> str:
+    return "(" + ", ".join(f"{v:+.2f}" for v in values.tolist()) + ")"
+
+
+def _checked_faces(faces, image: np.ndarray) -> torch.Tensor:
+    """``(F, 4)`` faces with positive size inside the image, or :class:`_BadInput`."""
+    try:
+        boxes = as_boxes(faces, "face box").reshape(-1, 4)
+    except ValueError as exc:
+        raise _BadInput(str(exc)) from None
+    height, width = image.shape[:2]
+    for box in boxes.tolist():
+        shown = [round(v, 1) for v in box]
+        if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+            raise _BadInput(f"face box {shown} has zero width or height")
+        if box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height:
+            raise _BadInput(f"face box {shown} (x1, y1, x2, y2) does not lie inside the image (width {width}, height {height})")
+    return boxes
+
+
+def _checked_face(face_box, image: np.ndarray) -> torch.Tensor:
+    """Exactly one face as a ``(4,)`` tensor, or :class:`_BadInput`."""
+    boxes = _checked_faces(face_box, image)
+    if len(boxes) != 1:
+        raise _BadInput(f"expected one face box, got {len(boxes)}")
+    return boxes[0]
+
+
+def _checked_landmarks(landmarks) -> torch.Tensor:
+    """``(5, 2)`` annotated landmarks, or :class:`_BadInput`."""
+    try:
+        points = as_landmarks(torch.as_tensor(landmarks, dtype=torch.float32).reshape(1, -1), 1)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise _BadInput(f"landmarks must be 5 (x, y) points: {exc}") from None
+    if not has_landmarks(points)[0]:
+        raise _BadInput("this face has no landmark annotation (all coordinates -1): nothing to encode")
+    return points[0]
+
+
+def _checked_level(cfg: RetinaFaceConfig, image: np.ndarray, level) -> AnchorLevel:
+    """The :class:`AnchorLevel` named (``"P3"``) or indexed by ``level``, or :class:`_BadInput`."""
+    levels = anchor_levels(cfg, image.shape[:2])
+    by_name = {grid.name: grid for grid in levels}
+    if isinstance(level, str) and level in by_name:
+        return by_name[level]
+    if isinstance(level, int) and not isinstance(level, bool) and 0 <= level < len(levels):
+        return levels[level]
+    names = ", ".join(by_name)
+    raise _BadInput(
+        f"no pyramid level {level!r} in preset {cfg.name!r}: use one of {names} or an index 0..{len(levels) - 1}"
+    )
+
+
+def _checked_index(index, count: int, what: str) -> int:
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+        raise _BadInput(f"{what}: index {index!r} is out of range 0..{count - 1}")
+    return index
+
+
+def _checked_cell(point, grid: AnchorLevel, image: np.ndarray) -> tuple[int, int]:
+    """``(row, col)`` of the cell of ``grid`` containing pixel ``point = (x, y)``, or :class:`_BadInput`."""
+    height, width = image.shape[:2]
+    try:
+        x, y = (float(v) for v in point)
+    except (TypeError, ValueError):
+        raise _BadInput(f"point must be (x, y), got {point!r}") from None
+    if not (0 <= x < width and 0 <= y < height):
+        raise _BadInput(f"point ({x:g}, {y:g}) lies outside the image (width {width}, height {height})")
+    return int(y // grid.stride), int(x // grid.stride)
+
+
+def _checked_scale(scale) -> float:
+    try:
+        factor = float(scale)
+    except (TypeError, ValueError):
+        factor = math.nan
+    if not (math.isfinite(factor) and factor > 0):
+        raise _BadInput(f"scale must be a positive number, got {scale!r}")
+    return factor
+
+
+def _check_thresholds(pos_iou, neg_iou) -> None:
+    if not 0 < neg_iou <= pos_iou <= 1:
+        raise _BadInput(f"thresholds need 0 < neg_iou <= pos_iou <= 1, got neg_iou={neg_iou}, pos_iou={pos_iou}")
+
+
+def _best_anchor(cfg: RetinaFaceConfig, image: np.ndarray, face: torch.Tensor) -> torch.Tensor:
+    """The anchor a face is forced onto in ``cfg``'s layout: ``(4,)`` ``(cx, cy, w, h)``."""
+    anchors = make_anchors(cfg, image.shape[:2])
+    iou = box_iou(cxcywh_to_xyxy(anchors), face[None])  # (A, 1)
+    best = best_anchor_per_face(iou, centre_distance2(anchors[:, None], face[None, None]))
+    return anchors[best[0]]

@@ -1,0 +1,50 @@
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from rfcore import viz
+from rfcore.config import get_config
+from rfcore.widgets import anchor_explorer, landmark_explorer
+
+CFG = replace(get_config("paper"), strides=(8, 16), anchor_sizes=((16.0, 24.0), (32.0, 48.0)))
+IMAGE = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+FACE = torch.tensor([36.0, 36.0, 52.0, 52.0])
+POINTS = torch.tensor([[40.0, 40.0], [48.0, 40.0], [44.0, 44.0], [40.0, 48.0], [48.0, 48.0]])
+
+
+def test_anchor_explorer_starts_at_the_face_centre():
+    explorer = anchor_explorer(IMAGE, FACE, CFG, level="P4")
+    assert {name: c.value for name, c in explorer.controls.items()} == {"level": "P4", "size_index": 0, "x": 44, "y": 44}
+    assert explorer.controls["x"].max == 127 and explorer.controls["y"].max == 95
+    assert explorer.controls["size_index"].max == 1
+    expected = viz.render_anchor_level(IMAGE, FACE, CFG, "P4", 0, (44, 44))
+    assert explorer.image.value == viz.to_png(expected.image)
+
+
+def test_anchor_explorer_rerenders_when_a_control_moves():
+    explorer = anchor_explorer(IMAGE, FACE, CFG)
+    before = explorer.image.value
+    explorer.controls["x"].value = 100
+    assert explorer.image.value != before
+    assert explorer.image.value == viz.to_png(viz.render_anchor_level(IMAGE, FACE, CFG, "P3", 0, (100, 44)).image)
+    assert "col 12" in explorer.caption.value
+    explorer.controls["level"].value = "P4"
+    explorer.controls["size_index"].value = 1
+    assert "P4 (stride 16), 48.0 px" in explorer.caption.value
+
+
+def test_landmark_explorer_rerenders_and_shows_messages():
+    explorer = landmark_explorer(IMAGE, FACE, POINTS, CFG)
+    start = explorer.image.value
+    explorer.controls["scale"].value = 2.0
+    expected = viz.render_moved_face(IMAGE, FACE, POINTS, CFG, (44, 44), 2.0)
+    assert explorer.image.value != start and explorer.image.value == viz.to_png(expected.image)
+    assert "landmarks l = " in explorer.caption.value
+    explorer.controls["x"].value = 0  # the face now sticks out on the left
+    assert "does not lie inside the image" in explorer.caption.value
+
+
+def test_explorer_displays_as_a_widget():
+    bundle = anchor_explorer(IMAGE, FACE, CFG)._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
