@@ -116,3 +116,123 @@ def _check_inside(boxes: torch.Tensor, image_size: tuple[int, int], path: Path) 
     if outside.any():
         i = int(outside.nonzero()[0])
         raise ValueError(f"{path}: face {i} box {boxes[i].tolist()} lies outside the {width}x{height} image")
+
+
+IMAGES = Path(__file__).resolve().parent.parent / "assets" / "images"
+"""The bundled images, in the repository's ``assets/images`` folder."""
+
+MIRRORED_LANDMARKS = [1, 0, 2, 4, 3]
+"""Landmark order after a horizontal flip: the eyes and mouth corners swap."""
+
+GROUP_LAYOUT = (
+    # portrait annotation, face width in the group (px), face centre (x, y), mirrored
+    ("grace_hopper.json", 180, (150, 200), False),
+    ("astronaut.json", 130, (420, 170), True),
+    ("astronaut.json", 84, (640, 130), False),
+    ("grace_hopper.json", 60, (800, 120), True),
+    ("grace_hopper.json", 44, (600, 370), True),
+    ("astronaut.json", 32, (720, 360), False),
+    ("grace_hopper.json", 24, (810, 350), False),
+    ("astronaut.json", 18, (880, 330), True),
+    ("astronaut.json", 40, (410, 420), False),
+    ("grace_hopper.json", 100, (880, 460), False),
+)
+"""Where :func:`make_group_picture` pastes each portrait."""
+
+
+def make_group_picture(size: tuple[int, int] = (540, 960)) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """Compose a many-face picture from the annotated portraits, with exact ground truth.
+
+    No multi-face photograph with a clear licence is available offline, so
+    head-and-shoulders crops of the public-domain portraits are pasted over a
+    plain gradient at face widths from 180 px down to 18 px (some mirrored),
+    following :data:`GROUP_LAYOUT`. Each face's box and landmarks follow from
+    its paste's scale and offset.
+
+    Args:
+        size: ``(height, width)`` of the picture.
+
+    Returns:
+        The ``(H, W, 3)`` uint8 RGB picture, ``(F, 4)`` face boxes and
+        ``(F, 5, 2)`` landmarks.
+    """
+    height, width = size
+    ramp = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]  # (H, 1, 1)
+    top, bottom = np.array([200, 214, 226], np.float32), np.array([96, 112, 128], np.float32)
+    picture = np.broadcast_to((1 - ramp) * top + ramp * bottom, (height, width, 3)).astype(np.uint8)
+    boxes, points = [], []
+    for name, face_width, centre, mirrored in GROUP_LAYOUT:
+        annotation = load_annotation(IMAGES / name)
+        crop, box, landmarks = _portrait_crop(load_image(annotation.image_path), annotation, face_width, mirrored)
+        offset = torch.tensor(centre, dtype=torch.float32) - (box[:2] + box[2:]) / 2
+        offset = offset.round()
+        _paste(picture, crop, int(offset[0]), int(offset[1]))
+        boxes.append(box + offset.repeat(2))
+        points.append(landmarks + offset)
+    return picture, torch.stack(boxes), torch.stack(points)
+
+
+def _portrait_crop(image: np.ndarray, annotation: Annotation, face_width: float, mirrored: bool):
+    """Head and shoulders of the first face, scaled to ``face_width`` (and mirrored).
+
+    Returns:
+        The crop ``(h, w, 3)``, its face box ``(4,)`` and landmarks ``(5, 2)``
+        in crop pixels.
+    """
+    box, landmarks = annotation.boxes[0], annotation.landmarks[0]
+    w, h = float(box[2] - box[0]), float(box[3] - box[1])
+    x1, y1 = max(0, int(box[0] - 0.3 * w)), max(0, int(box[1] - 0.4 * h))
+    x2, y2 = min(image.shape[1], int(box[2] + 0.3 * w)), min(image.shape[0], int(box[3] + 0.5 * h))
+    scale = face_width / w
+    out_size = (round((x2 - x1) * scale), round((y2 - y1) * scale))
+    crop = cv2.resize(image[y1:y2, x1:x2], out_size, interpolation=cv2.INTER_AREA)
+    # pixel (i, j) of the crop covers [j, j + 1) * (1 / scale) + x1: points map by (p - origin) * scale
+    stretch = torch.tensor([out_size[0] / (x2 - x1), out_size[1] / (y2 - y1)])
+    origin = torch.tensor([x1, y1], dtype=torch.float32)
+    box = torch.cat([(box[:2] - origin) * stretch, (box[2:] - origin) * stretch])
+    landmarks = (landmarks - origin) * stretch
+    if mirrored:
+        crop = crop[:, ::-1]
+        box = torch.stack([out_size[0] - box[2], box[1], out_size[0] - box[0], box[3]])
+        landmarks = torch.stack([out_size[0] - landmarks[:, 0], landmarks[:, 1]], dim=1)[MIRRORED_LANDMARKS]
+    return np.ascontiguousarray(crop), box, landmarks
+
+
+def _paste(picture: np.ndarray, crop: np.ndarray, x: int, y: int) -> None:
+    """Copy ``crop`` into ``picture`` with its top-left corner at ``(x, y)``, clipped."""
+    height, width = picture.shape[:2]
+    x0, y0 = max(x, 0), max(y, 0)
+    x1, y1 = min(x + crop.shape[1], width), min(y + crop.shape[0], height)
+    picture[y0:y1, x0:x1] = crop[y0 - y : y1 - y, x0 - x : x1 - x]
+
+
+def write_group_picture(folder=IMAGES, name: str = "group") -> Path:
+    """Write :func:`make_group_picture` as ``NAME.jpg`` with its annotation ``NAME.json``.
+
+    Args:
+        folder: Destination folder.
+        name: File stem.
+
+    Returns:
+        The path of the annotation file (readable by :func:`load_annotation`).
+    """
+    folder = Path(folder)
+    picture, boxes, landmarks = make_group_picture()
+    image_path = folder / f"{name}.jpg"
+    if not cv2.imwrite(str(image_path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92]):
+        raise OSError(f"cannot write {image_path}")
+    record = {
+        "image": image_path.name,
+        "image_size": list(picture.shape[:2]),
+        "source": "made by rfcore.assets.write_group_picture from grace_hopper.jpg and astronaut.jpg",
+        "landmark_order": ["left eye", "right eye", "nose tip", "left mouth corner", "right mouth corner"],
+        "faces": [
+            {"box": [round(v, 2) for v in box.tolist()], "landmarks": [[round(v, 2) for v in p] for p in points.tolist()]}
+            for box, points in zip(boxes, landmarks)
+        ],
+    }
+    faces = ",\n".join(f"    {json.dumps(face)}" for face in record.pop("faces"))
+    head = json.dumps(record, indent=2)[:-2]  # without the closing "\n}"
+    json_path = folder / f"{name}.json"
+    json_path.write_text(f'{head},\n  "faces": [\n{faces}\n  ]\n}}\n')
+    return json_path

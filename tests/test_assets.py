@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,3 +57,29 @@ def test_image_without_faces(tmp_path):
 def test_bad_files_raise_readable_errors(tmp_path, record, error, words):
     with pytest.raises(error, match=words):
         load_annotation(write(tmp_path, record))
+
+
+def test_group_picture_reproduces_the_shipped_file(tmp_path):
+    from rfcore.assets import IMAGES, load_image, write_group_picture
+
+    made = load_annotation(write_group_picture(tmp_path))
+    shipped = load_annotation(IMAGES / "group.json")
+    assert made.image_size == shipped.image_size == (540, 960)
+    assert torch.allclose(made.boxes, shipped.boxes, atol=0.01)
+    assert torch.allclose(made.landmarks, shipped.landmarks, atol=0.01)
+    difference = load_image(made.image_path).astype(int) - load_image(shipped.image_path).astype(int)
+    assert abs(difference).mean() < 1.0
+
+
+def test_group_picture_faces_keep_their_geometry():
+    from rfcore.assets import GROUP_LAYOUT, make_group_picture
+
+    picture, boxes, landmarks = make_group_picture()
+    assert picture.shape == (540, 960, 3) and picture.dtype == np.uint8
+    widths = (boxes[:, 2] - boxes[:, 0]).tolist()
+    assert widths == pytest.approx([layout[1] for layout in GROUP_LAYOUT], abs=1.0)
+    inside = (landmarks >= boxes[:, None, :2]) & (landmarks <= boxes[:, None, 2:])
+    assert inside.all()
+    # mirrored or not, the first eye and mouth corner are on the image's left
+    assert (landmarks[:, 0, 0] < landmarks[:, 1, 0]).all()
+    assert (landmarks[:, 3, 0] < landmarks[:, 4, 0]).all()
