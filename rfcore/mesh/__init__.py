@@ -1,0 +1,49 @@
+"""The self-supervised mesh branch: decode, render, compare [paper §3.2, Eq. 2-3].
+
+For every positive anchor the mesh head predicts 144 numbers: a shape and
+texture code ``P_ST`` (128), a camera ``P_cam`` (7) and an illumination
+``P_ill`` (9). The code is decoded into a coloured face mesh by graph
+convolutions, the mesh is rendered with that camera and light by a
+differentiable soft rasteriser, and the rendering is compared with the
+face crop by the pixel loss ``L_pixel``.
+
+One module per step, in the order the data flows:
+:mod:`~rfcore.mesh.template` (the face mesh, OBJ files),
+:mod:`~rfcore.mesh.hierarchy` (mesh levels, up-sampling, adjacency),
+:mod:`~rfcore.mesh.chebconv` (Chebyshev graph convolution),
+:mod:`~rfcore.mesh.decoder` (code -> coloured mesh),
+:mod:`~rfcore.mesh.camera` (bounded ``P_cam`` and ``P_ill``, projection),
+:mod:`~rfcore.mesh.shading` (Lambertian light),
+:mod:`~rfcore.mesh.render` (soft rasteriser),
+:mod:`~rfcore.mesh.branch` (144 head outputs -> rendered face),
+:mod:`~rfcore.mesh.loss` (face crops, ``L_pixel``) and
+:mod:`~rfcore.mesh.bench` (timings).
+"""
+
+from rfcore.mesh.branch import render_mesh_params, split_mesh_params
+from rfcore.mesh.camera import camera_from_params, light_from_params
+from rfcore.mesh.chebconv import ChebConv
+from rfcore.mesh.decoder import MeshDecoder
+from rfcore.mesh.hierarchy import MeshHierarchy, build_hierarchy, hierarchy_from_meshes
+from rfcore.mesh.loss import crop_faces, mesh_branch_loss, pixel_loss
+from rfcore.mesh.render import render
+from rfcore.mesh.template import Mesh, face_template, load_obj
+
+__all__ = [
+    "ChebConv",
+    "Mesh",
+    "MeshDecoder",
+    "MeshHierarchy",
+    "build_hierarchy",
+    "camera_from_params",
+    "crop_faces",
+    "face_template",
+    "hierarchy_from_meshes",
+    "light_from_params",
+    "load_obj",
+    "mesh_branch_loss",
+    "pixel_loss",
+    "render",
+    "render_mesh_params",
+    "split_mesh_params",
+]
