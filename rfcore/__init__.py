@@ -2,7 +2,21 @@
 
 Modules, in the order data flows through them: :mod:`rfcore.config` (presets),
 :mod:`rfcore.anchors` (anchor grids), :mod:`rfcore.boxes` (IoU, matching,
-encoding), :mod:`rfcore.matching` (batched training targets).
+encoding), :mod:`rfcore.matching` (batched training targets),
+:mod:`rfcore.model` (the network), :mod:`rfcore.weights` (weights on disk),
+:mod:`rfcore.detect` (finding faces), :mod:`rfcore.export` (ONNX).
+
+``rfcore.detect(image, ...)`` finds faces (see :mod:`rfcore.detect`); the
+module is imported on first use, so ``import rfcore`` stays light.
 """
 
+import importlib
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # Only rfcore.detect is reachable as an attribute before it is imported.
+    if name == "detect":
+        return importlib.import_module("rfcore.detect")
+    raise AttributeError(f"module 'rfcore' has no attribute {name!r}")

