@@ -1,0 +1,48 @@
+"""Training data: WIDER FACE annotations, augmentation and batching.
+
+:mod:`rfcore.data.widerface` reads a ``label.txt`` + ``images/`` folder into
+:class:`~rfcore.data.sample.FaceSample` s, :mod:`rfcore.data.augment` applies the
+paper's augmentation, and :mod:`rfcore.data.collate` batches samples with
+different numbers of faces into network input::
+
+    dataset = WiderFace("widerface/train", TrainTransform.from_config(cfg), seed=0)
+    for epoch in range(epochs):
+        dataset.set_epoch(epoch)
+        for batch in face_loader(dataset, cfg, batch_size=8, num_workers=4, seed=epoch):
+            output = model(batch.images)
+            targets = assign(batch.faces)  # rfcore.matching.TargetAssigner
+"""
+
+from rfcore.data.augment import (
+    CropWindow,
+    TrainTransform,
+    crop,
+    hflip,
+    photometric_distort,
+    random_square_crop,
+    resize,
+    square_crop_window,
+)
+from rfcore.data.collate import TrainBatch, collate_faces, face_loader
+from rfcore.data.sample import MISSING, FaceSample
+from rfcore.data.widerface import LabelEntry, LabelFile, WiderFace, read_label_file
+
+__all__ = [
+    "MISSING",
+    "CropWindow",
+    "FaceSample",
+    "LabelEntry",
+    "LabelFile",
+    "TrainBatch",
+    "TrainTransform",
+    "WiderFace",
+    "collate_faces",
+    "crop",
+    "face_loader",
+    "hflip",
+    "photometric_distort",
+    "random_square_crop",
+    "read_label_file",
+    "resize",
+    "square_crop_window",
+]
