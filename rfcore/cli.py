@@ -82,6 +82,28 @@ def _add_bench(subparsers) -> None:
     )
     detect.add_argument("--weights", type=Path, metavar="PATH", help="rfcore weights (default: the shipped file)")
     detect.set_defaults(run=_run_bench_detect)
+    mesh = kinds.add_parser(
+        "mesh",
+        help="mesh branch: decoder forward, render forward and forward + backward",
+        description="Time the mesh decoder and the soft rasteriser on random codes, cameras and lights for "
+        "square crops at each batch size, and print the goals (render forward + backward at 32x32: 50 ms at "
+        "batch 1, 600 ms at batch 16).",
+    )
+    mesh.add_argument("--batches", type=int, nargs="+", default=[1, 16], metavar="B", help="batch sizes (default: 1 16)")
+    mesh.add_argument("--size", type=int, default=32, help="crop side in pixels (default: 32)")
+    mesh.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    mesh.add_argument("--repeats", type=int, default=10, help="timed runs per figure, median reported (default: 10)")
+    mesh.set_defaults(run=_run_bench_mesh)
+
+
+def _run_bench_mesh(args) -> int:
+    from rfcore.mesh.bench import bench_mesh, format_mesh_report
+
+    for name, value in (("--size", args.size), ("--threads", args.threads), ("--repeats", args.repeats), ("--batches", min(args.batches))):
+        if value < 1:
+            raise SystemExit(f"rfcore bench mesh: {name} must be at least 1, got {value}")
+    print(format_mesh_report(bench_mesh(args.batches, args.size, args.threads, args.repeats)))
+    return 0
 
 
 def _run_bench_targets(args) -> int:

@@ -154,3 +154,15 @@ def test_bench_detect_names_a_missing_peer(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
     assert main(["bench", "detect", "--repeats", "1", "--threads", "1"]) == 2
     assert "onnxruntime is not installed" in capsys.readouterr().err
+
+
+def test_bench_mesh_prints_one_row_per_batch(capsys):
+    assert main(["bench", "mesh", "--batches", "1", "2", "--repeats", "1", "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "512 triangles" in lines[0]
+    assert [line.split()[0] for line in lines[2:]] == ["1", "2"]
+
+
+def test_bench_mesh_rejects_bad_sizes(capsys):
+    with pytest.raises(SystemExit, match="--size must be at least 1"):
+        main(["bench", "mesh", "--size", "0"])

@@ -9,12 +9,11 @@ under 50 ms at batch 1 and under 600 ms at batch 16.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Sequence
 
 import torch
 
+from rfcore.bench import median_seconds
 from rfcore.mesh.camera import CAMERA_PARAMS, LIGHT_PARAMS, camera_from_params, light_from_params
 from rfcore.mesh.decoder import MeshDecoder
 from rfcore.mesh.hierarchy import build_hierarchy
@@ -22,17 +21,6 @@ from rfcore.mesh.render import render
 
 GOALS_MS = {1: 50.0, 16: 600.0}
 """Render forward + backward goals at 32 x 32 by batch size."""
-
-
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``fn()`` in milliseconds over ``repeats`` runs after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def bench_mesh(
@@ -86,9 +74,9 @@ def _bench_batch(decoder: MeshDecoder, batch: int, size: int, repeats: int, meth
         "batch": batch,
         "vertices": vertices.shape[1],
         "triangles": len(decoder.faces),
-        "decoder_ms": median_ms(_without_grad(lambda: decoder(code)), repeats),
-        "render_forward_ms": median_ms(_without_grad(forward), repeats),
-        "render_backward_ms": median_ms(lambda: forward().sum().backward(), repeats),
+        "decoder_ms": 1000 * median_seconds(_without_grad(lambda: decoder(code)), repeats),
+        "render_forward_ms": 1000 * median_seconds(_without_grad(forward), repeats),
+        "render_backward_ms": 1000 * median_seconds(lambda: forward().sum().backward(), repeats),
         "goal_ms": GOALS_MS.get(batch) if size == 32 else None,
     }
 
