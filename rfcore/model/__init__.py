@@ -4,7 +4,8 @@ Start at :class:`RetinaFace` (``rfcore/model/retinaface.py``); each part
 lives in its own module: :mod:`~rfcore.model.mobilenet`,
 :mod:`~rfcore.model.resnet`, :mod:`~rfcore.model.fpn`,
 :mod:`~rfcore.model.context`, :mod:`~rfcore.model.heads`, and the shared
-conv + BN block in :mod:`~rfcore.model.blocks`.
+conv + BN block in :mod:`~rfcore.model.blocks`. :mod:`~rfcore.model.summary`
+lists feature shapes per level and parameters per stage.
 """
 
 from rfcore.model.retinaface import RetinaFace, RetinaFaceOutput
