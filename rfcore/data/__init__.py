@@ -1,9 +1,11 @@
-"""Training data: WIDER FACE annotations, augmentation and batching.
+"""Training data: WIDER FACE annotations, synthetic faces, augmentation and batching.
 
 :mod:`rfcore.data.widerface` reads a ``label.txt`` + ``images/`` folder into
-:class:`~rfcore.data.sample.FaceSample` s, :mod:`rfcore.data.augment` applies the
-paper's augmentation, and :mod:`rfcore.data.collate` batches samples with
-different numbers of faces into network input::
+:class:`~rfcore.data.sample.FaceSample` s, :mod:`rfcore.data.synthetic` draws
+rendered faces with exact ground truth in the same format (no download),
+:mod:`rfcore.data.augment` applies the paper's augmentation, and
+:mod:`rfcore.data.collate` batches samples with different numbers of faces
+into network input::
 
     dataset = WiderFace("widerface/train", TrainTransform.from_config(cfg), seed=0)
     for epoch in range(epochs):
@@ -25,6 +27,7 @@ from rfcore.data.augment import (
 )
 from rfcore.data.collate import TrainBatch, collate_faces, face_loader
 from rfcore.data.sample import MISSING, FaceSample
+from rfcore.data.synthetic import SyntheticFaces, SyntheticImage
 from rfcore.data.widerface import LabelEntry, LabelFile, WiderFace, read_label_file
 
 __all__ = [
@@ -33,6 +36,8 @@ __all__ = [
     "FaceSample",
     "LabelEntry",
     "LabelFile",
+    "SyntheticFaces",
+    "SyntheticImage",
     "TrainBatch",
     "TrainTransform",
     "WiderFace",

@@ -10,38 +10,50 @@ face crop by the pixel loss ``L_pixel``.
 One module per step, in the order the data flows:
 :mod:`~rfcore.mesh.template` (the face mesh, OBJ files),
 :mod:`~rfcore.mesh.hierarchy` (mesh levels, up-sampling, adjacency),
+:mod:`~rfcore.mesh.laplacian` (graph Laplacians, spectrum, hop distances),
 :mod:`~rfcore.mesh.chebconv` (Chebyshev graph convolution),
 :mod:`~rfcore.mesh.decoder` (code -> coloured mesh),
 :mod:`~rfcore.mesh.camera` (bounded ``P_cam`` and ``P_ill``, projection),
 :mod:`~rfcore.mesh.shading` (Lambertian light),
 :mod:`~rfcore.mesh.render` (soft rasteriser),
 :mod:`~rfcore.mesh.branch` (144 head outputs -> rendered face),
-:mod:`~rfcore.mesh.loss` (face crops, ``L_pixel``) and
-:mod:`~rfcore.mesh.bench` (timings).
+:mod:`~rfcore.mesh.loss` (face crops, ``L_pixel``),
+:mod:`~rfcore.mesh.fit` (analysis by synthesis: fit one crop) and
+:mod:`~rfcore.mesh.bench` (timings). The pictures of notebook 04 are in
+:mod:`~rfcore.mesh.viz` (not imported here: it needs matplotlib).
 """
 
 from rfcore.mesh.branch import render_mesh_params, split_mesh_params
-from rfcore.mesh.camera import camera_from_params, light_from_params
+from rfcore.mesh.camera import camera_from_params, camera_from_pose, light_from_params
 from rfcore.mesh.chebconv import ChebConv
 from rfcore.mesh.decoder import MeshDecoder
+from rfcore.mesh.fit import FitResult, fit_mesh
 from rfcore.mesh.hierarchy import MeshHierarchy, build_hierarchy, hierarchy_from_meshes
+from rfcore.mesh.laplacian import eigenbasis, hop_distances, laplacian, normalised_laplacian
 from rfcore.mesh.loss import crop_faces, mesh_branch_loss, pixel_loss
 from rfcore.mesh.render import render
 from rfcore.mesh.template import Mesh, face_template, load_obj
 
 __all__ = [
     "ChebConv",
+    "FitResult",
     "Mesh",
     "MeshDecoder",
     "MeshHierarchy",
     "build_hierarchy",
     "camera_from_params",
+    "camera_from_pose",
     "crop_faces",
+    "eigenbasis",
     "face_template",
+    "fit_mesh",
     "hierarchy_from_meshes",
+    "hop_distances",
+    "laplacian",
     "light_from_params",
     "load_obj",
     "mesh_branch_loss",
+    "normalised_laplacian",
     "pixel_loss",
     "render",
     "render_mesh_params",

@@ -111,6 +111,33 @@ def camera_from_params(raw: torch.Tensor) -> Camera:
     return Camera(rotation, translation, focal)
 
 
+def camera_from_pose(
+    angles: torch.Tensor, distance: torch.Tensor, focal: torch.Tensor | float = FOCAL, shift: torch.Tensor | None = None
+) -> Camera:
+    """A camera from physical values instead of raw head outputs (for synthetic faces and plots).
+
+    Args:
+        angles: ``(B, 3)`` pitch, yaw, roll in radians (any size; the head's
+            bounded map stops at 60 degrees).
+        distance: ``(B,)`` distance ``z_c`` from the camera to the model origin.
+        focal: Focal length ``f_c`` in crop half-widths, a number or ``(B,)``.
+        shift: ``(B, 2)`` ``(x_c, y_c)``; ``None`` for a centred face.
+
+    Returns:
+        The :class:`Camera`.
+
+    Raises:
+        ValueError: If ``angles`` is not ``(B, 3)`` or ``distance`` not ``(B,)``.
+    """
+    if angles.ndim != 2 or angles.shape[1] != 3 or distance.shape != angles.shape[:1]:
+        raise ValueError(f"expected (B, 3) angles and (B,) distances, got {tuple(angles.shape)} and "
+                         f"{tuple(distance.shape)}")
+    shift = torch.zeros_like(angles[:, :2]) if shift is None else shift
+    translation = torch.cat([shift, -distance[:, None]], dim=1)
+    focal = torch.as_tensor(focal, dtype=angles.dtype).expand(len(angles))
+    return Camera(euler_rotation(angles), translation, focal)
+
+
 def light_from_params(raw: torch.Tensor) -> Light:
     """Bounded illumination from the 9 raw values ``P_ill`` (see the module table).
 

@@ -1,0 +1,552 @@
+"""Synthetic faces with exact ground truth: data that no download can break.
+
+Every image is drawn from ``numpy.random.default_rng([seed, index])``, so one
+seed always gives the same images, whatever the process, worker or order:
+
+1. a procedural background: a colour gradient, smooth colour noise or
+   stripes, then random ellipses and grey pixel noise (no image files);
+2. a number of faces, uniform in ``faces``, each with a size (the longer
+   side of its box, in pixels) drawn log-uniformly from ``min_face`` to
+   ``max_face``;
+3. each face is the template of :mod:`rfcore.mesh.template` deformed along
+   the smoothest eigenvectors of its Laplacian (:mod:`rfcore.mesh.laplacian`)
+   and stretched in width and depth, with a random skin tone and smooth
+   colour variation, a random pose (pitch, yaw, roll each uniform in
+   ``±max_angle``) and a random point light and ambient light;
+4. faces are placed largest first where they overlap no face already
+   placed (so no landmark is ever hidden; a face that finds no free place
+   after a few tries is left out), their boxes entirely inside the image;
+5. most faces get hair: an ellipse drawn on the background behind the top
+   of the face, so that a face is not just a floating mask;
+6. each face is rendered by :func:`rfcore.mesh.render.render` into its own
+   square crop at its own pixel size, capped at ``max_render`` pixels (a
+   larger crop is rendered at the cap and enlarged), and composited over the
+   background with its soft opacity.
+
+Ground truth, in the conventions of :mod:`rfcore.data.sample`:
+
+* box: the tight box of the projected mesh, i.e. of the face outline from
+  forehead to chin and cheek to cheek. The rendered edge is soft: the
+  opacity is about 0.5 on the box border;
+* landmarks: the projected landmark vertices of the template, in the order
+  of :mod:`rfcore.boxes`, the eye and the mouth corner on the image's left
+  first (after the pose);
+* dense vertices (:meth:`SyntheticFaces.render`): the projected positions
+  of all template vertices, also those the face's own pose hides; also the
+  pose of each face and the opacity of all faces per pixel.
+
+A 640 x 640 image with ten faces takes about 60 ms on one CPU core, most of
+it rendering (a few milliseconds per face thanks to ``max_render``). The
+images do not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+import torch.utils.data
+
+from rfcore.anchors import check_image_size
+from rfcore.data.sample import FaceSample
+from rfcore.data.widerface import Transform
+from rfcore.mesh.camera import Camera, Light, camera_from_pose, project, to_view
+from rfcore.mesh.hierarchy import adjacency_matrix
+from rfcore.mesh.laplacian import eigenbasis, laplacian
+from rfcore.mesh.render import SIGMA, render
+from rfcore.mesh.template import LANDMARK_NAMES, SKIN, Mesh, face_template
+
+SHAPE_MODES, SHAPE_AMPLITUDE = 12, (0.08, 0.08, 0.2)
+"""Smooth eigenvectors that deform a face, and the spread of their coefficients in x, y and z.
+
+The eigenvectors have unit length over 289 vertices (entries of about 0.06,
+up to 0.2 at the outline), so a face moves by a few hundredths of its
+2-unit height: more in depth than in outline."""
+
+COLOUR_MODES, COLOUR_AMPLITUDE = 6, 0.6
+"""Smooth eigenvectors that vary the skin colour, and the spread of their coefficients."""
+
+WIDTH_RANGE, DEPTH_RANGE = (0.85, 1.1), (0.7, 1.3)
+"""Factors on the template's width (x) and depth (z)."""
+
+SKIN_TONES = ((0.98, 0.82, 0.70), (0.36, 0.23, 0.16))
+"""Lightest and darkest skin albedo; a face's tone lies between them."""
+
+DISTANCE, FOCAL = 4.0, 3.6
+"""Camera of every face; only the pose changes (the size comes from the crop)."""
+
+AMBIENT_RANGE, LIGHT_RANGE, LIGHT_TINT = (0.25, 0.6), (0.3, 0.9), (0.85, 1.0)
+"""Ambient light and point-light intensity per face, and the range of each channel's share of it."""
+
+LIGHT_BOX = ((-3.0, -3.0, -4.5), (3.0, 3.0, 1.5))
+"""Point lights are uniform in this view-space box (camera at the origin, faces at ``z = -4``)."""
+
+PLACEMENT_TRIES = 30
+"""Random positions tried for a face before it is left out."""
+
+HAIR_PROBABILITY, HAIR_SHIFT, HAIR_AXES = 0.7, 0.18, (0.48, 0.55)
+"""Share of faces with hair, and its ellipse's shift up the face and half-axes, in face sizes."""
+
+HAIR_COLOURS = ((20, 14, 10), (190, 150, 95))
+"""Darkest and fairest hair (RGB, 0..255)."""
+
+PIXEL_NOISE = 12
+"""Largest grey-level noise added to the background."""
+
+
+class SyntheticImage(NamedTuple):
+    """One synthetic image with its full ground truth.
+
+    Attributes:
+        sample: The image, boxes and landmarks as a :class:`~rfcore.data.sample.FaceSample`.
+        vertices: ``(F, V, 2)`` float32 projected template vertices of each
+            face, in image pixels (``V = 289``).
+        poses: ``(F, 3)`` float32 pitch, yaw and roll of each face in degrees
+            (the angles of :func:`rfcore.mesh.camera.camera_from_pose`).
+        alpha: ``(H, W)`` float32 opacity of the faces, in ``[0, 1]``.
+        background: ``(H, W, 3)`` uint8 RGB image under the faces (hair
+            included): ``image = colour * alpha + (1 - alpha) * background``.
+    """
+
+    sample: FaceSample
+    vertices: np.ndarray
+    poses: np.ndarray
+    alpha: np.ndarray
+    background: np.ndarray
+
+
+class FaceModel(NamedTuple):
+    """The template and the smooth bases faces are drawn from.
+
+    Attributes:
+        mesh: The face template.
+        basis: ``(V, M)`` float32 eigenvectors of the template's Laplacian
+            with the smallest non-zero eigenvalues (the constant one skipped).
+    """
+
+    mesh: Mesh
+    basis: torch.Tensor
+
+
+class FaceDraws(NamedTuple):
+    """The random choices of ``F`` faces.
+
+    Attributes:
+        sizes: ``(F,)`` longer box side in pixels, largest first.
+        vertices: ``(F, V, 3)`` model coordinates.
+        colours: ``(F, V, 3)`` albedo in ``[0, 1]``.
+        angles: ``(F, 3)`` pitch, yaw, roll in radians.
+        camera: Pose of each face (batch ``F``).
+        light: Light of each face (batch ``F``).
+    """
+
+    sizes: np.ndarray
+    vertices: torch.Tensor
+    colours: torch.Tensor
+    angles: torch.Tensor
+    camera: Camera
+    light: Light
+
+
+class Placement(NamedTuple):
+    """Where a face's square crop goes in the image.
+
+    Attributes:
+        index: The face's row in :class:`FaceDraws`.
+        x, y: Top-left corner of the crop in image pixels (may lie outside
+            the image; the face box does not).
+        side: Side of the crop in pixels.
+    """
+
+    index: int
+    x: int
+    y: int
+    side: int
+
+
+@functools.cache
+def face_model() -> FaceModel:
+    """The built-in template and its smoothest Laplacian eigenvectors (computed once)."""
+    mesh = face_template()
+    _, vectors = eigenbasis(laplacian(adjacency_matrix(mesh.faces, mesh.num_vertices)))
+    modes = max(SHAPE_MODES, COLOUR_MODES)
+    return FaceModel(mesh, vectors[:, 1 : modes + 1].float())
+
+
+class SyntheticFaces(torch.utils.data.Dataset):
+    """Images of rendered faces over procedural backgrounds, deterministic for a seed.
+
+    Item ``i`` is a :class:`~rfcore.data.sample.FaceSample` like those of
+    :class:`~rfcore.data.widerface.WiderFace` (path ``"synthetic:{seed}:{i}"``);
+    :meth:`render` also gives the dense vertices, the opacity and the
+    background. See the module docstring for what is drawn.
+
+    Args:
+        length: Number of images.
+        image_size: Side of square images, or ``(height, width)``.
+        faces: ``(low, high)``: faces per image, uniform, both included
+            (fewer when no free place is found).
+        min_face: Smallest face size (longer box side) in pixels.
+        max_face: Largest face size; ``None`` for half the short image side.
+        max_angle: Largest pitch, yaw and roll in degrees, below 90.
+        max_render: Crops larger than this many pixels are rendered at this
+            size and enlarged (faster; the mesh has little detail to lose).
+        seed: Seed of the images.
+        transform: Optional ``transform(sample, rng) -> sample``, e.g.
+            :class:`rfcore.data.augment.TrainTransform`, drawing from
+            ``numpy.random.default_rng([seed, epoch, i])`` as in :class:`WiderFace`.
+
+    Raises:
+        ValueError: For a negative length, a bad face count, size range or angle.
+    """
+
+    def __init__(
+        self,
+        length: int,
+        image_size: int | tuple[int, int] = 640,
+        faces: tuple[int, int] = (1, 12),
+        min_face: float = 8.0,
+        max_face: float | None = None,
+        max_angle: float = 40.0,
+        max_render: int = 64,
+        seed: int = 0,
+        transform: Transform | None = None,
+    ) -> None:
+        self.image_size = check_image_size((image_size, image_size) if isinstance(image_size, int) else image_size)
+        max_face = min(self.image_size) / 2 if max_face is None else max_face
+        low, high = faces
+        if length < 0 or not 0 <= low <= high:
+            raise ValueError(f"need length >= 0 and 0 <= low <= high faces, got length={length}, faces={faces}")
+        if not 1 <= min_face <= max_face <= min(self.image_size):
+            raise ValueError(f"need 1 <= min_face <= max_face <= {min(self.image_size)} (the short image side), "
+                             f"got min_face={min_face}, max_face={max_face}")
+        if not 0 <= max_angle < 90 or max_render < 1:
+            raise ValueError(f"need 0 <= max_angle < 90 degrees and max_render >= 1, got {max_angle}, {max_render}")
+        self.length, self.faces, self.seed = length, (low, high), seed
+        self.face_range, self.max_angle, self.max_render = (min_face, max_face), max_angle, max_render
+        self.transform = transform
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> FaceSample:
+        """Image ``index`` and its faces, transformed if the dataset has a transform."""
+        index = range(self.length)[index]
+        sample = self.render(index).sample
+        if self.transform is None:
+            return sample
+        return self.transform(sample, np.random.default_rng([self.seed, self.epoch, index]))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw new augmentations (the images themselves never change)."""
+        self.epoch = epoch
+
+    def render(self, index: int) -> SyntheticImage:
+        """Draw image ``index`` with its full ground truth.
+
+        Raises:
+            IndexError: If ``index`` is out of range.
+        """
+        index = range(self.length)[index]
+        rng = np.random.default_rng([self.seed, index])
+        background = random_background(rng, self.image_size)
+        count = int(rng.integers(self.faces[0], self.faces[1] + 1))
+        draws = draw_faces(rng, count, self.face_range, self.max_angle)
+        # positions in the crop as fractions of its side: (F, V, 2) in about [0.1, 0.9]
+        fractions = project(to_view(draws.vertices, draws.camera), draws.camera, (1, 1))[0].numpy()
+        placements = place_faces(rng, fractions, draws.sizes, self.image_size, self.max_render)
+        vertices = image_vertices(fractions, placements)
+        boxes = np.concatenate([vertices.min(axis=1), vertices.max(axis=1)], axis=1)  # (P, 4)
+        landmarks = image_left_first(vertices[:, [face_model().mesh.landmarks[n] for n in LANDMARK_NAMES]])
+        background = add_hair(background, rng, boxes, landmarks)
+        image, alpha = composite_faces(background, draws, placements, self.max_render)
+        sample = FaceSample(image, boxes, landmarks, f"synthetic:{self.seed}:{index}")
+        poses = np.degrees(draws.angles[[p.index for p in placements]].numpy()).reshape(-1, 3)
+        return SyntheticImage(sample, vertices, poses, alpha, background)
+
+
+def image_vertices(fractions: np.ndarray, placements: list[Placement]) -> np.ndarray:
+    """Placed faces' vertices in image pixels: ``(F, V, 2)`` crop fractions -> ``(P, V, 2)`` float32."""
+    rows = [placement.index for placement in placements]
+    corner = np.array([[p.x, p.y] for p in placements], np.float32).reshape(-1, 1, 2)  # (P, 1, 2)
+    side = np.array([p.side for p in placements], np.float32).reshape(-1, 1, 1)  # (P, 1, 1)
+    return (fractions[rows] * side + corner).astype(np.float32)
+
+
+def image_left_first(landmarks: np.ndarray) -> np.ndarray:
+    """Order each eye pair and mouth-corner pair of ``(F, 5, 2)`` points by image x."""
+    ordered = landmarks.copy()
+    for left, right in ((0, 1), (3, 4)):
+        swap = landmarks[:, left, 0] > landmarks[:, right, 0]
+        ordered[swap, left], ordered[swap, right] = landmarks[swap, right], landmarks[swap, left]
+    return ordered
+
+
+# ---------------------------------------------------------------- faces
+
+
+def draw_faces(rng: np.random.Generator, count: int, size_range: tuple[float, float], max_angle: float) -> FaceDraws:
+    """Draw the size, shape, colour, pose and light of ``count`` faces.
+
+    Args:
+        rng: Source of randomness.
+        count: Number of faces ``F``.
+        size_range: ``(min_face, max_face)`` in pixels; sizes are log-uniform.
+        max_angle: Largest pitch, yaw and roll in degrees.
+
+    Returns:
+        :class:`FaceDraws`, largest face first.
+    """
+    model = face_model()
+    low, high = math.log(size_range[0]), math.log(size_range[1])
+    sizes = np.sort(np.exp(rng.uniform(low, high, count)))[::-1].copy()
+    basis = model.basis  # (V, M)
+
+    def normal(*shape):  # float32 tensor of standard normal draws
+        return torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
+
+    def uniform(bounds, *shape):
+        return torch.from_numpy(rng.uniform(*bounds, size=shape).astype(np.float32))
+
+    stretch = torch.stack([uniform(WIDTH_RANGE, count), torch.ones(count), uniform(DEPTH_RANGE, count)], dim=1)
+    # (V, M) x (F, M, 3) -> (F, V, 3) smooth offsets
+    amplitude = torch.tensor(SHAPE_AMPLITUDE)
+    offsets = torch.einsum("vm,fmc->fvc", basis[:, :SHAPE_MODES], amplitude * normal(count, SHAPE_MODES, 3))
+    vertices = model.mesh.vertices * stretch[:, None] + offsets
+    colours = skin_colours(model, uniform((0, 1), count), normal(count, COLOUR_MODES, 3))
+    angles = torch.from_numpy(np.radians(rng.uniform(-max_angle, max_angle, (count, 3))).astype(np.float32))
+    camera = camera_from_pose(angles, torch.full((count,), DISTANCE), FOCAL)
+    light = Light(
+        position=uniform(LIGHT_BOX, count, 3),
+        colour=uniform(LIGHT_RANGE, count, 1) * uniform(LIGHT_TINT, count, 3),
+        ambient=uniform(AMBIENT_RANGE, count, 1).expand(count, 3),
+    )
+    return FaceDraws(sizes, vertices, colours, angles, camera, light)
+
+
+def skin_colours(model: FaceModel, tone: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+    """Template colours recoloured to a skin tone with smooth variation.
+
+    Args:
+        model: The face model.
+        tone: ``(F,)`` in ``[0, 1]`` from the lightest to the darkest of :data:`SKIN_TONES`.
+        coefficients: ``(F, COLOUR_MODES, 3)`` standard normal colour-variation weights.
+
+    Returns:
+        ``(F, V, 3)`` albedo in ``[0, 1]``.
+    """
+    light, dark = torch.tensor(SKIN_TONES)
+    skin = light + tone[:, None] * (dark - light)  # (F, 3)
+    base = model.mesh.colours * (skin / torch.tensor(SKIN))[:, None]  # (F, V, 3): eyes and lips keep their contrast
+    variation = torch.einsum("vm,fmc->fvc", model.basis[:, :COLOUR_MODES], COLOUR_AMPLITUDE * coefficients)
+    return (base * (1 + variation)).clamp(0, 1)
+
+
+def place_faces(
+    rng: np.random.Generator,
+    fractions: np.ndarray,
+    sizes: np.ndarray,
+    image_size: tuple[int, int],
+    max_render: int,
+) -> list[Placement]:
+    """Choose a crop for every face that fits, largest first, without overlaps.
+
+    Args:
+        rng: Source of randomness.
+        fractions: ``(F, V, 2)`` projected vertices as fractions of the crop side.
+        sizes: ``(F,)`` wanted longer box side in pixels.
+        image_size: ``(height, width)``.
+        max_render: Render-size cap (sets how far the soft edge reaches).
+
+    Returns:
+        One :class:`Placement` per face that found room, in face order.
+    """
+    height, width = image_size
+    low, high = fractions.min(axis=1), fractions.max(axis=1)  # (F, 2) box in crop fractions
+    placed_boxes: list[np.ndarray] = []
+    placements = []
+    for index, size in enumerate(sizes):
+        side = max(round(size / (high[index] - low[index]).max()), 1)
+        # the soft edge reaches SIGMA render pixels beyond the box: keep faces that far apart, and a pixel more
+        margin = SIGMA * side / min(side, max_render) + 1
+        box_low, box_high = low[index] * side, high[index] * side
+        x_range = (math.ceil(-box_low[0]), math.floor(width - box_high[0]))
+        y_range = (math.ceil(-box_low[1]), math.floor(height - box_high[1]))
+        if x_range[0] > x_range[1] or y_range[0] > y_range[1]:
+            continue
+        corners = np.stack([rng.integers(*x_range, endpoint=True, size=PLACEMENT_TRIES),
+                            rng.integers(*y_range, endpoint=True, size=PLACEMENT_TRIES)], axis=1)  # (T, 2)
+        boxes = np.concatenate([corners + box_low - margin, corners + box_high + margin], axis=1)  # (T, 4)
+        free = ~overlaps_any(boxes, placed_boxes)
+        if free.any():
+            best = int(free.argmax())
+            placed_boxes.append(boxes[best])
+            placements.append(Placement(index, int(corners[best, 0]), int(corners[best, 1]), side))
+    return placements
+
+
+def overlaps_any(boxes: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
+    """``(T,)`` bool: box ``t`` of ``(T, 4)`` overlaps any of ``others`` (each ``(4,)``)."""
+    if not others:
+        return np.zeros(len(boxes), bool)
+    other = np.stack(others)[None]  # (1, P, 4)
+    boxes = boxes[:, None]  # (T, 1, 4)
+    apart = (
+        (boxes[..., 2] <= other[..., 0]) | (other[..., 2] <= boxes[..., 0])
+        | (boxes[..., 3] <= other[..., 1]) | (other[..., 3] <= boxes[..., 1])
+    )  # (T, P)
+    return (~apart).any(axis=1)
+
+
+def render_crop(draws: FaceDraws, index: int, side: int, max_render: int) -> tuple[np.ndarray, np.ndarray]:
+    """Render face ``index`` into a ``side x side`` crop (at most ``max_render`` pixels, then enlarged).
+
+    Returns:
+        ``(side, side, 3)`` float32 colour already multiplied by the opacity
+        (0..255 scale) and ``(side, side)`` float32 opacity.
+    """
+    size = min(side, max_render)
+    pick = slice(index, index + 1)
+    camera = Camera(*(value[pick] for value in draws.camera))
+    light = Light(*(value[pick] for value in draws.light))
+    with torch.no_grad():
+        rendered = render(draws.vertices[pick], draws.colours[pick], face_model().mesh.faces, camera, light,
+                          (size, size))
+    # the image is A F over black: A F <= A clips the lit colour F to 1
+    premultiplied = torch.minimum(rendered.image.clamp(min=0), rendered.alpha)
+    # (1, 3, r, r) colour and (1, 1, r, r) opacity -> (r, r, 4)
+    rgba = torch.cat([premultiplied * 255, rendered.alpha], dim=1)[0].permute(1, 2, 0).numpy()
+    if size < side:
+        rgba = cv2.resize(rgba, (side, side), interpolation=cv2.INTER_LINEAR)
+    return rgba[..., :3], rgba[..., 3]
+
+
+def composite_faces(
+    background: np.ndarray, draws: FaceDraws, placements: list[Placement], max_render: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render every placed face and lay it over the background with its opacity.
+
+    Returns:
+        ``(H, W, 3)`` uint8 image and ``(H, W)`` float32 opacity of all faces.
+    """
+    height, width = background.shape[:2]
+    image = background.astype(np.float32)
+    alpha = np.zeros((height, width), np.float32)
+    for placement in placements:
+        colour, opacity = render_crop(draws, placement.index, placement.side, max_render)
+        # the part of the crop inside the image
+        x0, y0 = max(placement.x, 0), max(placement.y, 0)
+        x1, y1 = min(placement.x + placement.side, width), min(placement.y + placement.side, height)
+        crop = np.s_[y0 - placement.y : y1 - placement.y, x0 - placement.x : x1 - placement.x]
+        a = opacity[crop][..., None]
+        image[y0:y1, x0:x1] = colour[crop] + (1 - a) * image[y0:y1, x0:x1]
+        alpha[y0:y1, x0:x1] = np.maximum(alpha[y0:y1, x0:x1], opacity[crop])
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8), alpha
+
+
+# ---------------------------------------------------------------- backgrounds
+
+
+def random_background(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+    """A procedural background: gradient, colour noise or stripes, then ellipses and pixel noise.
+
+    Args:
+        rng: Source of randomness.
+        size: ``(height, width)``.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB.
+    """
+    pattern = (gradient, colour_noise, stripes)[int(rng.integers(3))]
+    image = add_ellipses(pattern(rng, size), rng, int(rng.integers(0, 9)))
+    amplitude = int(rng.integers(0, PIXEL_NOISE + 1))
+    noise = rng.integers(-amplitude, amplitude, size=(*size, 1), endpoint=True, dtype=np.int16)  # grey
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+def add_hair(image: np.ndarray, rng: np.random.Generator, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """Draw a hair ellipse behind some faces (on a copy), so that faces look less like floating masks.
+
+    The ellipse sits a little above the face centre along the face's own
+    up direction (from the mouth to the eyes), so it follows the roll.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 background.
+        rng: Source of randomness.
+        boxes: ``(F, 4)`` face boxes.
+        landmarks: ``(F, 5, 2)`` their landmarks.
+
+    Returns:
+        The background with hair, ``(H, W, 3)`` uint8.
+    """
+    image = image.copy()
+    has_hair = rng.random(len(boxes)) < HAIR_PROBABILITY
+    dark, fair = np.array(HAIR_COLOURS, np.float32)
+    colours = dark + rng.random((len(boxes), 1)) * (fair - dark)  # (F, 3)
+    up = landmarks[:, :2].mean(axis=1) - landmarks[:, 3:].mean(axis=1)  # (F, 2) mouth -> eyes
+    up /= np.linalg.norm(up, axis=1, keepdims=True)
+    sizes = (boxes[:, 2:] - boxes[:, :2]).max(axis=1)  # (F,)
+    centres = np.rint((boxes[:, :2] + boxes[:, 2:]) / 2 + HAIR_SHIFT * sizes[:, None] * up).astype(int)
+    # cv2's first ellipse axis lies along the angle; turn the second one up the face
+    angles = np.degrees(np.arctan2(up[:, 0], -up[:, 1]))
+    for centre, angle, size, colour in zip(centres[has_hair], angles[has_hair], sizes[has_hair], colours[has_hair]):
+        axes = (round(HAIR_AXES[0] * size), round(HAIR_AXES[1] * size))
+        cv2.ellipse(image, centre.tolist(), axes, float(angle), 0, 360, colour.tolist(), -1)
+    return image
+
+
+def random_colours(rng: np.random.Generator, count: int) -> np.ndarray:
+    """``(count, 3)`` float32 RGB colours in 0..255."""
+    return rng.uniform(0, 255, (count, 3)).astype(np.float32)
+
+
+def blend(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Colour a ``(H, W)`` field in ``[0, 1]`` by a blend of two random colours, ``(H, W, 3)`` uint8."""
+    first, second = random_colours(rng, 2)
+    palette = np.rint(first + np.linspace(0, 1, 256, dtype=np.float32)[:, None] * (second - first))  # (256, 3)
+    return palette.astype(np.uint8)[np.rint(t * 255).astype(np.uint8)]
+
+
+def along(rng: np.random.Generator, size: tuple[int, int], angle_range: float) -> np.ndarray:
+    """``(H, W)`` float32 position of every pixel centre along a random direction, in longer-side units."""
+    height, width = size
+    scale = max(height, width)
+    y = (np.arange(height, dtype=np.float32)[:, None] + 0.5) / scale  # (H, 1)
+    x = (np.arange(width, dtype=np.float32)[None] + 0.5) / scale  # (1, W)
+    angle = rng.uniform(0, angle_range)
+    return x * math.cos(angle) + y * math.sin(angle)
+
+
+def gradient(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+    """Linear blend between two random colours along a random direction, ``(H, W, 3)`` uint8."""
+    t = along(rng, size, 2 * math.pi)
+    return blend((t - t.min()) / max(float(t.max() - t.min()), 1e-6), rng)
+
+
+def stripes(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+    """Sinusoidal stripes between two colours, random period and direction, ``(H, W, 3)`` uint8."""
+    t = along(rng, size, math.pi)
+    periods = rng.uniform(2, 40)  # across the longer side
+    return blend(0.5 + 0.5 * np.sin((2 * math.pi * periods) * t), rng)
+
+
+def colour_noise(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+    """Smooth colour noise: a coarse random grid enlarged bicubically, ``(H, W, 3)`` uint8."""
+    height, width = size
+    cells = int(rng.integers(2, 12))
+    coarse = random_colours(rng, cells * cells).reshape(cells, cells, 3).astype(np.uint8)
+    return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def add_ellipses(image: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
+    """Draw ``count`` filled ellipses of random colour, size and angle (in place), ``(H, W, 3)`` uint8."""
+    height, width = image.shape[:2]
+    for colour in random_colours(rng, count):
+        centre = (int(rng.integers(width)), int(rng.integers(height)))
+        axes = tuple(int(a) for a in rng.integers(4, max(min(height, width) // 4, 5), size=2))
+        cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour.tolist(), -1)
+    return image

@@ -1,0 +1,366 @@
+"""Pictures of the mesh branch for notebook 04: pure functions returning images or figures.
+
+The conventions of :mod:`rfcore.viz` hold: images are ``(H, W, 3)`` uint8
+RGB arrays drawn with OpenCV without anti-aliasing, ``render_*`` functions
+return a :class:`~rfcore.viz.Rendering` (picture, rounded caption, named
+results in ``info``), plots are :class:`matplotlib.figure.Figure` objects
+built without ``pyplot``.
+
+Meshes are drawn seen from the front (``x`` right, ``y`` up), scaled to
+fill a square panel. A per-vertex signal is shown as dots coloured from
+blue (negative) through white (0) to red (positive); vertices where it is
+exactly 0 get a small grey dot, so the support of a signal is visible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+from rfcore.mesh.camera import Light, camera_from_pose
+from rfcore.mesh.chebconv import ChebConv, scaled_laplacian
+from rfcore.mesh.hierarchy import MeshHierarchy, adjacency_matrix
+from rfcore.mesh.laplacian import hop_distances
+from rfcore.mesh.render import render
+from rfcore.mesh.template import LANDMARK_NAMES, Mesh
+from rfcore.viz import LANDMARK_COLORS, Rendering, check_image
+
+EDGE_COLOR = (200, 200, 200)
+ZERO_COLOR = (150, 150, 150)
+BACKGROUND = 255
+SIGNAL_CMAP = "RdBu_r"
+MARGIN = 0.1
+"""Empty border of a mesh panel, as a fraction of its side."""
+
+
+# ---------------------------------------------------------------- drawing
+
+
+def front_pixels(vertices: torch.Tensor, size: int) -> np.ndarray:
+    """Front view of ``(V, 3)`` vertices in a ``size x size`` panel: ``(V, 2)`` pixel ``(x, y)``, y down.
+
+    The ``(x, y)`` extent is centred and scaled to fill the panel less its margin.
+    """
+    xy = vertices[:, :2].double().numpy()
+    low, high = xy.min(axis=0), xy.max(axis=0)
+    scale = size * (1 - 2 * MARGIN) / max(float((high - low).max()), 1e-9)
+    centred = (xy - (low + high) / 2) * scale
+    return np.stack([size / 2 + centred[:, 0], size / 2 - centred[:, 1]], axis=1)
+
+
+def mesh_edges(faces: torch.Tensor, num_vertices: int) -> np.ndarray:
+    """``(E, 2)`` vertex pairs, each edge once (``i < j``)."""
+    rows, cols = adjacency_matrix(faces, num_vertices).indices()
+    keep = rows < cols
+    return torch.stack([rows[keep], cols[keep]], dim=1).numpy()
+
+
+def draw_wireframe(image: np.ndarray, pixels: np.ndarray, faces: torch.Tensor, color=EDGE_COLOR) -> np.ndarray:
+    """Draw every mesh edge between ``(V, 2)`` pixel positions (on a copy)."""
+    canvas = check_image(image).copy()
+    points = np.rint(pixels).astype(np.int32)
+    lines = points[mesh_edges(faces, len(pixels))]  # (E, 2, 2)
+    cv2.polylines(canvas, list(lines), False, color, 1, cv2.LINE_8)
+    return canvas
+
+
+def signal_colors(values: np.ndarray, limit: float | None = None) -> np.ndarray:
+    """``(V,)`` values -> ``(V, 3)`` uint8 RGB on a blue-white-red scale symmetric about 0.
+
+    Args:
+        values: The signal.
+        limit: Value shown at full red (``-limit`` at full blue); ``None`` for ``max |values|``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    limit = float(np.abs(values).max()) if limit is None else limit
+    levels = 0.5 + 0.5 * values / max(limit, 1e-12)
+    return np.rint(colormaps[SIGNAL_CMAP](np.clip(levels, 0, 1))[:, :3] * 255).astype(np.uint8)
+
+
+def draw_signal(image: np.ndarray, pixels: np.ndarray, values, limit: float | None = None,
+                radius: int = 4) -> np.ndarray:
+    """Dots coloured by a per-vertex signal; exact zeros as small grey dots (on a copy).
+
+    Args:
+        image: ``(H, W, 3)`` uint8.
+        pixels: ``(V, 2)`` dot centres.
+        values: ``(V,)`` signal.
+        limit: Colour-scale limit (see :func:`signal_colors`).
+        radius: Dot radius in pixels.
+    """
+    canvas = check_image(image).copy()
+    values = np.asarray(values, dtype=np.float64)
+    colors = signal_colors(values, limit)
+    for (x, y), value, color in zip(np.rint(pixels).astype(int).tolist(), values, colors.tolist()):
+        if value == 0:
+            cv2.circle(canvas, (x, y), 1, ZERO_COLOR, -1, cv2.LINE_8)
+        else:
+            cv2.circle(canvas, (x, y), radius, color, -1, cv2.LINE_8)
+    return canvas
+
+
+def signal_panel(mesh: Mesh, values, size: int, title: str = "", limit: float | None = None) -> np.ndarray:
+    """A mesh's wireframe with a signal on its vertices and an optional title: ``(size, size, 3)`` uint8."""
+    pixels = front_pixels(mesh.vertices, size)
+    canvas = np.full((size, size, 3), BACKGROUND, np.uint8)
+    spacing = size * (1 - 2 * MARGIN) / math.sqrt(mesh.num_vertices)  # about the distance between neighbours
+    radius = min(6, max(2, round(0.3 * spacing)))
+    canvas = draw_signal(draw_wireframe(canvas, pixels, mesh.faces), pixels, values, limit, radius)
+    if title:
+        cv2.putText(canvas, title, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_8)
+    return canvas
+
+
+def side_by_side(panels: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
+    """Panels of one height in a row, separated by white gaps."""
+    height = panels[0].shape[0]
+    spacer = np.full((height, gap, 3), BACKGROUND, np.uint8)
+    row = [part for panel in panels for part in (panel, spacer)][:-1]
+    return np.concatenate(row, axis=1)
+
+
+# ---------------------------------------------------------------- renders
+
+
+def render_wireframe(mesh: Mesh, size: int = 320) -> Rendering:
+    """The mesh's edges seen from the front, its landmark vertices as coloured dots.
+
+    Args:
+        mesh: The mesh (e.g. :func:`~rfcore.mesh.template.face_template`).
+        size: Side of the square picture.
+
+    Returns:
+        A :class:`Rendering`; ``info`` holds ``vertices``, ``edges`` and
+        ``triangles`` (counts) and ``pixels`` (``(V, 2)`` positions in the picture).
+    """
+    pixels = front_pixels(mesh.vertices, size)
+    canvas = draw_wireframe(np.full((size, size, 3), BACKGROUND, np.uint8), pixels, mesh.faces)
+    for k, name in enumerate(LANDMARK_NAMES):
+        if name in mesh.landmarks:
+            x, y = np.rint(pixels[mesh.landmarks[name]]).astype(int).tolist()
+            cv2.circle(canvas, (x, y), 4, LANDMARK_COLORS[k], -1, cv2.LINE_8)
+    edges = len(mesh_edges(mesh.faces, mesh.num_vertices))
+    counts = {"vertices": mesh.num_vertices, "edges": edges, "triangles": len(mesh.faces)}
+    caption = f"{counts['vertices']} vertices, {edges} edges, {counts['triangles']} triangles"
+    return Rendering(canvas, caption, "", {**counts, "pixels": pixels})
+
+
+def render_signals(mesh: Mesh, signals, titles: Sequence[str] = (), size: int = 200,
+                   shared_scale: bool = False) -> Rendering:
+    """Several per-vertex signals on one mesh, one panel each, in a row.
+
+    Args:
+        mesh: The mesh.
+        signals: ``(N, V)`` values.
+        titles: Optional ``N`` panel titles.
+        size: Side of each panel.
+        shared_scale: One colour scale for all panels instead of one each.
+
+    Returns:
+        A :class:`Rendering`; the caption gives each panel's range.
+
+    Raises:
+        ValueError: If ``signals`` is not ``(N, V)``.
+    """
+    signals = np.asarray(signals, dtype=np.float64)
+    if signals.ndim != 2 or signals.shape[1] != mesh.num_vertices:
+        raise ValueError(f"expected (N, {mesh.num_vertices}) signals, got {signals.shape}")
+    titles = list(titles) or [""] * len(signals)
+    limit = float(np.abs(signals).max()) if shared_scale else None
+    panels = [signal_panel(mesh, values, size, title, limit) for values, title in zip(signals, titles)]
+    ranges = [f"{title or i}: [{values.min():.3g}, {values.max():.3g}]"
+              for i, (values, title) in enumerate(zip(signals, titles))]
+    return Rendering(side_by_side(panels), "; ".join(ranges))
+
+
+def render_chebyshev_impulse(mesh: Mesh, vertex: int, K: int, size: int = 200) -> Rendering:
+    """``T_k(L~) delta`` for ``k = 0 .. K-1``: how far each Chebyshev term spreads an impulse.
+
+    The terms come from :meth:`rfcore.mesh.chebconv.ChebConv.chebyshev_terms`
+    on the mesh's scaled Laplacian, applied to a signal that is 1 at
+    ``vertex`` and 0 elsewhere. Term ``k`` is a polynomial of degree ``k``
+    in a matrix with the sparsity of the adjacency, so it is non-zero at
+    most ``k`` edges away.
+
+    Args:
+        mesh: The mesh.
+        vertex: Where the impulse is.
+        K: Number of terms.
+        size: Side of each panel.
+
+    Returns:
+        A :class:`Rendering` with one panel per term; ``info`` holds
+        ``terms`` (``(K, V)`` float64), ``hops`` (``(V,)`` edge distance
+        from ``vertex``), ``support`` (non-zero vertices per term) and
+        ``reach`` (largest hop distance of a non-zero vertex per term).
+
+    Raises:
+        ValueError: If ``vertex`` is not a vertex or ``K < 1``.
+    """
+    adjacency = adjacency_matrix(mesh.faces, mesh.num_vertices).double()
+    hops = hop_distances(adjacency, vertex)
+    with torch.random.fork_rng():  # the layer's random weights are not used: leave the global generator alone
+        conv = ChebConv(1, 1, K, scaled_laplacian(adjacency))
+    impulse = torch.zeros(1, mesh.num_vertices, 1, dtype=torch.float64)
+    impulse[0, vertex] = 1
+    terms = conv.chebyshev_terms(impulse)[:, 0, :, 0]  # (K, 1, V, 1) -> (K, V)
+    nonzero = terms != 0
+    support = nonzero.sum(dim=1).tolist()
+    reach = [int(hops[row].max()) for row in nonzero]
+    picture = render_signals(mesh, terms.numpy(), [f"T{k}" for k in range(K)], size).image
+    caption = "non-zero vertices per term: " + ", ".join(
+        f"T{k}: {n} (up to {r} hops)" for k, (n, r) in enumerate(zip(support, reach))
+    )
+    return Rendering(picture, caption, "", {"terms": terms, "hops": hops, "support": support, "reach": reach})
+
+
+def render_upsampling(hierarchy: MeshHierarchy, level: int, values, size: int = 240) -> Rendering:
+    """A signal on mesh level ``level`` and its barycentric up-sampling ``U x`` on the next level.
+
+    Args:
+        hierarchy: The mesh levels.
+        level: Coarse level index, ``0 .. len(levels) - 2``.
+        values: ``(V_level,)`` signal on the coarse level.
+        size: Side of each panel.
+
+    Returns:
+        A :class:`Rendering` (coarse panel, fine panel, one colour scale);
+        ``info`` holds ``fine`` (``(V_{level+1},)`` up-sampled values).
+
+    Raises:
+        ValueError: If ``level`` has no finer level or ``values`` has the wrong length.
+    """
+    if not 0 <= level < len(hierarchy.upsampling):
+        raise ValueError(f"level must be in 0..{len(hierarchy.upsampling) - 1}, got {level}")
+    coarse_mesh, fine_mesh = hierarchy.meshes[level], hierarchy.meshes[level + 1]
+    values = torch.as_tensor(values, dtype=torch.float32)
+    if values.shape != (coarse_mesh.num_vertices,):
+        raise ValueError(f"expected ({coarse_mesh.num_vertices},) values on level {level}, got {tuple(values.shape)}")
+    fine = torch.sparse.mm(hierarchy.upsampling[level], values[:, None])[:, 0]
+    limit = float(values.abs().max())
+    panels = [
+        signal_panel(coarse_mesh, values.numpy(), size, f"level {level}: {coarse_mesh.num_vertices} vertices", limit),
+        signal_panel(fine_mesh, fine.numpy(), size, f"level {level + 1}: {fine_mesh.num_vertices} vertices", limit),
+    ]
+    caption = (f"U is {fine_mesh.num_vertices} x {coarse_mesh.num_vertices} with "
+               f"{hierarchy.upsampling[level]._nnz()} non-zeros; every row sums to 1")
+    return Rendering(side_by_side(panels), caption, "", {"fine": fine})
+
+
+def render_face(
+    vertices: torch.Tensor,
+    colours: torch.Tensor,
+    faces: torch.Tensor,
+    pitch: float = 0.0,
+    yaw: float = 0.0,
+    roll: float = 0.0,
+    distance: float = 4.0,
+    light: Sequence[float] = (0.0, 0.0, 0.0),
+    ambient: float = 0.4,
+    size: int = 160,
+) -> Rendering:
+    """A coloured mesh rendered by :func:`rfcore.mesh.render.render` for a camera and light.
+
+    Physical values rather than raw ``P_cam`` / ``P_ill``: angles in degrees,
+    the focal length stays at its default, the point light is white with
+    strength ``1 - ambient``, on a grey background.
+
+    Args:
+        vertices: ``(V, 3)`` model coordinates.
+        colours: ``(V, 3)`` albedo.
+        faces: ``(F, 3)`` triangles.
+        pitch, yaw, roll: Pose in degrees.
+        distance: Camera distance ``z_c`` (the face is about 2 units tall).
+        light: Point-light position ``(x_l, y_l, z_l)`` in view space (the
+            camera is at the origin, the face at ``z = -distance``).
+        ambient: Ambient light level in ``[0, 1]``.
+        size: Side of the square picture.
+
+    Returns:
+        A :class:`Rendering`; ``info`` holds ``alpha`` (``(size, size)`` opacity).
+    """
+    angles = torch.tensor([[pitch, yaw, roll]], dtype=torch.float32).deg2rad()
+    camera = camera_from_pose(angles, torch.tensor([distance], dtype=torch.float32))
+    lights = Light(torch.tensor([light], dtype=torch.float32), torch.full((1, 3), 1.0 - ambient),
+                   torch.full((1, 3), float(ambient)))
+    with torch.no_grad():
+        rendered = render(vertices[None], colours[None], faces, camera, lights, (size, size), background=0.5)
+    picture = np.rint(rendered.image[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    caption = (f"pitch {pitch:.0f}, yaw {yaw:.0f}, roll {roll:.0f} degrees, distance {distance:.1f}; "
+               f"light at ({light[0]:.1f}, {light[1]:.1f}, {light[2]:.1f}), ambient {ambient:.2f}")
+    return Rendering(picture, caption, "", {"alpha": rendered.alpha[0, 0].numpy()})
+
+
+def render_fit(crop: torch.Tensor, rendered: torch.Tensor, scale: int = 4) -> Rendering:
+    """Crop, rendering and their L1 difference side by side, enlarged with whole pixels.
+
+    Args:
+        crop: ``(3, H, W)`` target ``I*`` in ``[0, 1]``.
+        rendered: ``(3, H, W)`` rendering in ``[0, 1]`` (values above 1 are clipped for display).
+        scale: Enlargement factor.
+
+    Returns:
+        A :class:`Rendering`; ``info`` holds ``loss``, the ``L_pixel`` of Eq. 3.
+    """
+    difference = (rendered - crop).abs().sum(dim=0, keepdim=True)  # (1, H, W) L1 over the channels
+    loss = float(difference.mean())
+    panels = []
+    for picture in (crop, rendered.clamp(0, 1), (difference / 3).expand(3, -1, -1)):
+        pixels = np.rint(picture.detach().permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        panels.append(np.repeat(np.repeat(pixels, scale, axis=0), scale, axis=1))
+    caption = f"crop I*, rendering R, |R - I*| summed over rgb (white = 3): L_pixel = {loss:.4f}"
+    return Rendering(side_by_side(panels), caption, "", {"loss": loss})
+
+
+def draw_dense_vertices(image, vertices, color=(255, 255, 255)) -> np.ndarray:
+    """Single-pixel dots at ``(F, V, 2)`` projected vertices of every face (on a copy)."""
+    canvas = check_image(image).copy()
+    height, width = canvas.shape[:2]
+    points = np.floor(np.asarray(vertices, dtype=np.float64).reshape(-1, 2)).astype(int)
+    inside = (points[:, 0] >= 0) & (points[:, 0] < width) & (points[:, 1] >= 0) & (points[:, 1] < height)
+    canvas[points[inside, 1], points[inside, 0]] = color
+    return canvas
+
+
+# ---------------------------------------------------------------- plots
+
+
+def plot_spectra(spectra: dict[str, torch.Tensor]) -> Figure:
+    """Sorted eigenvalues of one or more Laplacians.
+
+    Args:
+        spectra: ``{name: (V,) eigenvalues}``.
+
+    Returns:
+        A Figure with one line per Laplacian against the eigenvalue's index.
+    """
+    fig = Figure(figsize=(5.5, 3.2), layout="constrained")
+    ax = fig.subplots()
+    for name, values in spectra.items():
+        values = np.sort(np.asarray(values, dtype=np.float64))
+        ax.plot(np.arange(len(values)), values, label=f"{name}: [{values[0]:.2f}, {values[-1]:.2f}]")
+    ax.set_xlabel("index k (ascending)")
+    ax.set_ylabel("eigenvalue $\\lambda_k$")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_losses(losses: Sequence[float], title: str = "") -> Figure:
+    """A loss curve against the optimisation step (log scale)."""
+    fig = Figure(figsize=(5.0, 3.0), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(np.arange(len(losses)), losses)
+    ax.set_yscale("log")
+    ax.set_xlabel("Adam step")
+    ax.set_ylabel("$L_{pixel}$")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    return fig

@@ -1,0 +1,76 @@
+"""rfcore.mesh.laplacian: Laplacians of a mesh, their spectrum and hop distances, by hand and by property."""
+
+import pytest
+import torch
+
+from rfcore.mesh.chebconv import scaled_laplacian
+from rfcore.mesh.hierarchy import adjacency_matrix
+from rfcore.mesh.laplacian import degrees, eigenbasis, hop_distances, laplacian, normalised_laplacian
+from rfcore.mesh.template import face_template
+
+# a path 0 - 1 - 2 and a triangle 3 - 4 - 5 beside it
+EDGES = torch.tensor([[0, 1], [1, 2], [3, 4], [4, 5], [5, 3]])
+
+
+def two_pieces() -> torch.Tensor:
+    both = torch.cat([EDGES, EDGES.flip(1)]).T
+    values = torch.ones(both.shape[1], dtype=torch.float64)
+    return torch.sparse_coo_tensor(both, values, (6, 6), check_invariants=True).coalesce()
+
+
+@pytest.fixture(scope="module")
+def adjacency():
+    template = face_template()
+    return adjacency_matrix(template.faces, template.num_vertices).double()
+
+
+def test_laplacian_is_degree_minus_adjacency_by_hand():
+    expected = torch.tensor([
+        [1, -1, 0, 0, 0, 0], [-1, 2, -1, 0, 0, 0], [0, -1, 1, 0, 0, 0],
+        [0, 0, 0, 2, -1, -1], [0, 0, 0, -1, 2, -1], [0, 0, 0, -1, -1, 2],
+    ], dtype=torch.float64)
+    assert torch.equal(laplacian(two_pieces()).to_dense(), expected)
+    assert degrees(two_pieces()).tolist() == [1, 2, 1, 2, 2, 2]
+
+
+def test_laplacian_kills_constants_and_sums_squared_edge_differences(adjacency):
+    lap = laplacian(adjacency)
+    constant = torch.ones(289, 1, dtype=torch.float64)
+    assert torch.sparse.mm(lap, constant).abs().max() < 1e-12
+    x = torch.randn(289, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    rows, cols = adjacency.indices()
+    # every edge appears twice in the symmetric adjacency
+    assert torch.allclose(x @ torch.sparse.mm(lap, x[:, None])[:, 0], ((x[rows] - x[cols]) ** 2).sum() / 2)
+
+
+def test_spectra_lie_in_their_ranges_and_count_components(adjacency):
+    values, vectors = eigenbasis(laplacian(adjacency))
+    assert abs(values[0]) < 1e-9 and values[1] > 1e-6  # one piece: one zero eigenvalue
+    assert values.max() <= 2 * degrees(adjacency).max()
+    assert torch.allclose(vectors.T @ vectors, torch.eye(289, dtype=torch.float64), atol=1e-9)
+    normalised, _ = eigenbasis(normalised_laplacian(adjacency))
+    assert normalised.min() > -1e-9 and normalised.max() <= 2 + 1e-9
+    pieces, _ = eigenbasis(laplacian(two_pieces()))
+    assert (pieces.abs() < 1e-9).sum() == 2  # two pieces: two zero eigenvalues
+
+
+def test_scaled_laplacian_is_the_normalised_one_shifted_by_the_identity(adjacency):
+    # L~ = 2 L / lambda_max - I with lambda_max = 2
+    expected = normalised_laplacian(adjacency).to_dense() - torch.eye(289, dtype=torch.float64)
+    assert torch.allclose(scaled_laplacian(adjacency).to_dense(), expected)
+
+
+def test_eigenvector_signs_are_fixed():
+    _, vectors = eigenbasis(laplacian(two_pieces()))
+    largest = vectors.gather(0, vectors.abs().argmax(0, keepdim=True))
+    assert (largest > 0).all()
+
+
+def test_hop_distances_by_hand_and_errors():
+    assert hop_distances(two_pieces(), 0).tolist() == [0, 1, 2, -1, -1, -1]
+    assert hop_distances(two_pieces(), 4).tolist() == [-1, -1, -1, 1, 0, 1]
+    with pytest.raises(ValueError, match="out of range 0..5"):
+        hop_distances(two_pieces(), 6)
+    lonely = torch.sparse_coo_tensor(torch.tensor([[0, 1], [1, 0]]), torch.ones(2), (3, 3), check_invariants=True)
+    with pytest.raises(ValueError, match=r"isolated: \[2\]"):
+        normalised_laplacian(lonely)
