@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from rfcore.config import PRESETS
+from rfcore.train_config import add_parser as _add_train
 
 
 def _add_anchors(subparsers) -> None:
@@ -82,6 +83,21 @@ def _add_bench(subparsers) -> None:
     )
     detect.add_argument("--weights", type=Path, metavar="PATH", help="rfcore weights (default: the shipped file)")
     detect.set_defaults(run=_run_bench_detect)
+    train = kinds.add_parser(
+        "train",
+        help="images per second of a full training step, and the share of target assignment + loss",
+        description="Time full training steps (forward, target assignment, multi-task loss, backward, SGD) on a "
+        "batch already in memory, then target assignment and the loss alone on the same batch; the goal is a "
+        "share of the step under 10%.",
+    )
+    train.add_argument("--preset", default="mobilenet0.25", choices=sorted(PRESETS),
+                       help="preset (default: mobilenet0.25)")
+    train.add_argument("--batch", type=int, default=8, help="images per step (default: 8)")
+    train.add_argument("--faces", type=int, default=20, help="faces per image (default: 20)")
+    train.add_argument("--size", type=int, default=640, help="square image side in pixels (default: 640)")
+    train.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    train.add_argument("--repeats", type=int, default=5, help="timed steps after one warm-up, median reported (default: 5)")
+    train.set_defaults(run=_run_bench_train)
     mesh = kinds.add_parser(
         "mesh",
         help="mesh branch: decoder forward, render forward and forward + backward",
@@ -103,6 +119,16 @@ def _run_bench_mesh(args) -> int:
         if value < 1:
             raise SystemExit(f"rfcore bench mesh: {name} must be at least 1, got {value}")
     print(format_mesh_report(bench_mesh(args.batches, args.size, args.threads, args.repeats)))
+    return 0
+
+
+def _run_bench_train(args) -> int:
+    from rfcore.train_bench import bench_train, format_train_report
+
+    for name in ("batch", "faces", "size", "threads", "repeats"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"rfcore bench train: --{name} must be at least 1, got {getattr(args, name)}")
+    print(format_train_report(bench_train(args.preset, args.batch, args.faces, args.size, args.threads, args.repeats)))
     return 0
 
 
@@ -325,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(subparsers)
     _add_detect(subparsers)
     _add_export(subparsers)
+    _add_train(subparsers)
     return parser
 
 

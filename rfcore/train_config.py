@@ -1,0 +1,269 @@
+"""The settings of a training run and the ``rfcore train`` command line that fills them.
+
+:class:`TrainConfig` is a frozen dataclass whose defaults are the paper's
+recipe [§4.2]; every field is also a command-line option of ``rfcore train``
+(``--batch-size`` sets ``batch_size``), and the preset supplies what it
+defines (training size, loss weights, OHEM ratio). This module imports no
+deep-learning code, so building the ``rfcore`` command line stays fast;
+:func:`run_command` imports :mod:`rfcore.train` when a run starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from dataclasses import dataclass
+
+from rfcore.config import PRESETS, RetinaFaceConfig, get_config
+
+PAPER_EPOCHS = 80
+"""Epochs of the paper's schedule; its marks below scale with the configured epoch count."""
+
+PAPER_WARMUP_EPOCHS = 5.0
+"""Warm-up length of the paper's schedule, in epochs of 80."""
+
+PAPER_STEP_EPOCHS = (55.0, 68.0)
+"""Epochs (of 80) at which the paper divides the learning rate by 10."""
+
+SYNTHETIC_IMAGES = 500
+"""Images of ``--data synthetic`` when ``num_images`` is not given."""
+
+MESH_ANCHORS = 32
+"""Positive anchors of a batch whose mesh is rendered for ``L_pixel`` (per rank), by default."""
+
+PAPER_LAMBDA_PIXEL = 0.01
+"""λ3 of the paper [§3.1]; ``--mesh`` uses it with a preset whose own λ3 is 0."""
+
+RUN_FIELDS = frozenset(
+    {"out", "resume", "max_steps", "workers", "threads", "device", "quiet", "log_every",
+     "checkpoint_every", "keep_checkpoints", "save_all_ranks"}
+)
+"""Settings that steer a run without changing its result; a resumed run may change them."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; the defaults are the paper's recipe [§4.2].
+
+    Attributes:
+        preset: Network and loss preset (:func:`rfcore.config.get_config`).
+        data: ``label.txt`` of a WIDER FACE style folder (or the folder), or
+            ``"synthetic"`` for :class:`rfcore.data.synthetic.SyntheticFaces`.
+        images: Images folder, if not ``images/`` beside ``label.txt``.
+        num_images: Train on the first this many images only; for synthetic
+            data the number of images (default :data:`SYNTHETIC_IMAGES`).
+        image_size: Side of the square training crops; ``None`` for the
+            preset's ``train_size`` (640).
+        epochs: Passes over the data.
+        batch_size: Images per step on each rank.
+        lr: Learning rate after the warm-up.
+        warmup_lr: Learning rate at the first step.
+        momentum: SGD momentum.
+        weight_decay: SGD weight decay (L2), on every parameter.
+        warmup_epochs: Length of the linear warm-up; ``None`` for the paper's
+            5 of 80 epochs scaled to ``epochs``.
+        step_epochs: Epochs at which the learning rate is multiplied by
+            ``lr_decay``; ``None`` for the paper's 55 and 68 of 80 scaled.
+        lr_decay: Factor applied at each of ``step_epochs``.
+        workers: DataLoader worker processes per rank.
+        threads: Torch threads per process; ``None`` leaves torch's choice.
+        seed: Seed of the initial weights, the image order and the augmentation.
+        out: Output folder (log, checkpoints, final weights).
+        resume: Continue from the newest checkpoint in ``out`` (start afresh
+            if there is none).
+        init_weights: Start from these safetensors weights (fine-tuning);
+            ``"shipped"`` for the repository's MobileNet-0.25 weights;
+            ``None`` trains from scratch. A mesh head missing from the file
+            starts untrained.
+        mesh: Also train the dense regression branch (mesh head, mesh
+            decoder and ``λ3 L_pixel``; :mod:`rfcore.train_model`).
+        lambda_pixel: λ3; ``None`` for the preset's, or with ``mesh`` on a
+            preset whose λ3 is 0 (the public layouts) the paper's 0.01.
+        mesh_anchors: Positive anchors rendered for ``L_pixel`` per step and rank.
+        log_every: Write a log line every this many steps.
+        checkpoint_every: Also checkpoint every this many steps (0: only at
+            epoch ends).
+        keep_checkpoints: Newest checkpoints kept on disk.
+        max_steps: Stop (with a checkpoint) after this many steps in total.
+        device: ``"auto"`` (a GPU if there is one), ``"cpu"`` or ``"cuda"``.
+        quiet: No progress bar.
+        save_all_ranks: Every rank also writes its final weights to
+            ``weights.rank<R>.safetensors``, to check that the ranks agree.
+    """
+
+    preset: str = "mobilenet0.25"
+    data: str = "synthetic"
+    images: str | None = None
+    num_images: int | None = None
+    image_size: int | None = None
+    epochs: int = PAPER_EPOCHS
+    batch_size: int = 8
+    lr: float = 1e-2
+    warmup_lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float | None = None
+    step_epochs: tuple[float, ...] | None = None
+    lr_decay: float = 0.1
+    workers: int = 0
+    threads: int | None = None
+    seed: int = 0
+    out: str = "runs/train"
+    resume: bool = False
+    init_weights: str | None = None
+    mesh: bool = False
+    lambda_pixel: float | None = None
+    mesh_anchors: int = MESH_ANCHORS
+    log_every: int = 1
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    max_steps: int | None = None
+    device: str = "auto"
+    quiet: bool = False
+    save_all_ranks: bool = False
+
+    def __post_init__(self) -> None:
+        if self.step_epochs is not None:
+            object.__setattr__(self, "step_epochs", tuple(float(e) for e in self.step_epochs))
+        get_config(self.preset)  # raises for an unknown preset
+        rules = {
+            "must be positive": (lambda v: v > 0, ("epochs", "batch_size", "lr", "warmup_lr", "log_every",
+                                                    "keep_checkpoints", "mesh_anchors", "num_images",
+                                                    "image_size", "max_steps", "threads")),
+            "must not be negative": (lambda v: v >= 0, ("weight_decay", "workers", "checkpoint_every", "lr_decay",
+                                                        "lambda_pixel", "warmup_epochs")),
+            "must be in [0, 1)": (lambda v: 0 <= v < 1, ("momentum",)),
+            "must be 'auto', 'cpu' or 'cuda'": (lambda v: v in ("auto", "cpu", "cuda"), ("device",)),
+        }
+        for problem, (ok, names) in rules.items():
+            for name in names:
+                value = getattr(self, name)
+                if value is not None and not ok(value):  # None: the default of an optional setting
+                    raise ValueError(f"train config: {name} {problem}, got {value!r}")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TrainConfig:
+        """The config from parsed command-line options (see :func:`add_arguments`)."""
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
+
+    def loss_preset(self) -> RetinaFaceConfig:
+        """The preset with the training size and λ3 of this run."""
+        preset = get_config(self.preset)
+        lambda_pixel = self.lambda_pixel
+        if lambda_pixel is None:
+            lambda_pixel = PAPER_LAMBDA_PIXEL if self.mesh and preset.lambda_pixel == 0 else preset.lambda_pixel
+        return dataclasses.replace(preset, train_size=self.image_size or preset.train_size, lambda_pixel=lambda_pixel)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready values of every field."""
+        record = dataclasses.asdict(self)
+        record["step_epochs"] = None if self.step_epochs is None else list(self.step_epochs)
+        return record
+
+
+# ---------------------------------------------------------------- command line
+
+
+DESCRIPTION = (
+    "Train RetinaFace with SGD and the paper's warm-up and step schedule on WIDER FACE, any folder in its "
+    "layout, or synthetic faces; from scratch or from weights. Writes a JSON-lines log, checkpoints (resume "
+    "exactly with --resume) and the final weights to --out. For several GPUs or nodes run it under torchrun: "
+    "torchrun --nproc_per_node N -m rfcore train ..."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``rfcore train``; their names are the fields of :class:`TrainConfig`."""
+    d = TrainConfig()
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", required=True, metavar="LABELS",
+                      help="label.txt of a WIDER FACE style folder (or the folder), or 'synthetic'")
+    data.add_argument("--images", metavar="DIR", help="images folder (default: images/ beside label.txt)")
+    data.add_argument("--num-images", type=int, metavar="N",
+                      help=f"use the first N images; for synthetic data the count (default {SYNTHETIC_IMAGES})")
+    data.add_argument("--size", dest="image_size", type=int, metavar="PIXELS",
+                      help="side of the square training crops (default: the preset's, 640)")
+    data.add_argument("--workers", type=int, default=d.workers, metavar="N",
+                      help=f"loader processes per rank (default {d.workers})")
+    model = parser.add_argument_group("model")
+    model.add_argument("--preset", default=d.preset, choices=sorted(PRESETS), help=f"preset (default {d.preset})")
+    model.add_argument("--init-weights", metavar="PATH",
+                       help="start from these safetensors weights, or 'shipped' for the repository's (fine-tuning)")
+    model.add_argument("--mesh", action="store_true",
+                       help="also train the mesh branch (mesh head, decoder, lambda_pixel * L_pixel)")
+    model.add_argument("--lambda-pixel", type=float, metavar="L",
+                       help=f"weight of L_pixel (default: the preset's; with --mesh and a preset of 0, "
+                       f"the paper's {PAPER_LAMBDA_PIXEL})")
+    model.add_argument("--mesh-anchors", type=int, default=d.mesh_anchors, metavar="N",
+                       help=f"positive anchors rendered for L_pixel per step and rank (default {d.mesh_anchors})")
+    schedule = parser.add_argument_group("schedule (paper §4.2; marks scale with --epochs)")
+    for flag, kind, help_text in (
+        ("--epochs", int, "passes over the data"),
+        ("--batch-size", int, "images per step and rank"),
+        ("--lr", float, "learning rate after the warm-up"),
+        ("--warmup-lr", float, "learning rate at the first step"),
+        ("--momentum", float, "SGD momentum"),
+        ("--weight-decay", float, "SGD weight decay"),
+        ("--lr-decay", float, "factor at each step epoch"),
+    ):
+        default = getattr(d, flag[2:].replace("-", "_"))
+        schedule.add_argument(flag, type=kind, default=default, help=f"{help_text} (default {default:g})")
+    schedule.add_argument("--warmup-epochs", type=float, metavar="E", help="warm-up length (default: 5/80 of --epochs)")
+    schedule.add_argument("--step-epochs", type=float, nargs="+", metavar="E",
+                          help="epochs where the lr is multiplied by --lr-decay (default: 55/80 and 68/80 of --epochs)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", default=d.out, metavar="DIR", help=f"output folder (default {d.out})")
+    run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    run.add_argument("--seed", type=int, default=d.seed,
+                     help=f"seed of weights, order, augmentation (default {d.seed})")
+    run.add_argument("--max-steps", type=int, metavar="N", help="stop with a checkpoint after N steps in total")
+    run.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="N",
+                     help="also checkpoint every N steps (default: at epoch ends only)")
+    run.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, metavar="N",
+                     help=f"checkpoints kept (default {d.keep_checkpoints})")
+    run.add_argument("--log-every", type=int, default=d.log_every, metavar="N",
+                     help=f"log line every N steps (default {d.log_every})")
+    run.add_argument("--device", default=d.device, choices=("auto", "cpu", "cuda"), help="device (default auto)")
+    run.add_argument("--threads", type=int, metavar="N", help="torch threads per process (default: torch's choice)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--save-all-ranks", action="store_true",
+                     help="every rank writes weights.rank<R>.safetensors (to check that ranks agree)")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``train`` subcommand to the ``rfcore`` command line."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train RetinaFace (alone or under torchrun)",
+        description=DESCRIPTION,
+    )
+    add_arguments(parser)
+    parser.set_defaults(run=run_command)
+    return parser
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run ``rfcore train`` from parsed options; the exit status."""
+    from rfcore.train import TrainingDiverged, train
+
+    try:
+        train(TrainConfig.from_args(args))
+    except TrainingDiverged as err:
+        print(f"rfcore train: {err}", file=sys.stderr, flush=True)
+        return 1
+    except (ImportError, OSError, ValueError) as err:
+        print(f"rfcore train: {err}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rfcore.train``: the ``rfcore train`` command on its own."""
+    parser = argparse.ArgumentParser(prog="rfcore train", description=DESCRIPTION)
+    add_arguments(parser)
+    return run_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

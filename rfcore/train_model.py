@@ -1,0 +1,129 @@
+"""What the trainer optimises: the detector and, with the mesh branch, its decoder and ``L_pixel``.
+
+The dense regression term of Eq. 1, ``λ3 p*_i L_pixel`` [paper §3.2], needs
+three things per positive anchor ``i``: its 144 mesh parameters (the mesh
+head of :class:`~rfcore.model.RetinaFace`), the face it is matched to, and
+that face cut out of the image (``I*`` of Eq. 3). :func:`pixel_term` puts
+them together and averages :func:`rfcore.mesh.mesh_branch_loss` over the
+positives. Decoding and rendering cost far more per anchor than the rest of
+the loss, so at most ``max_anchors`` positives of a batch are rendered,
+evenly spread over the anchor order.
+
+:class:`TrainingModel` holds the detector and the optional decoder in one
+module, so one optimizer and one DistributedDataParallel wrapper cover both,
+and its ``forward`` computes ``L_pixel`` where DDP can see it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from rfcore.boxes import POSITIVE
+from rfcore.matching import AnchorTargets, FaceBatch
+from rfcore.mesh import MeshDecoder, build_hierarchy, crop_faces, mesh_branch_loss
+from rfcore.model import RetinaFace, RetinaFaceOutput
+from rfcore.train_config import MESH_ANCHORS
+
+CROP_SIZE = 32
+"""Side of the face crops ``I*`` and of the rendered faces, in pixels."""
+
+
+def network_input_to_rgb(images: torch.Tensor, mean_bgr: Sequence[float]) -> torch.Tensor:
+    """Undo :func:`rfcore.detect.preprocess`: ``(N, 3, H, W)`` BGR minus the mean -> RGB in ``[0, 1]``."""
+    mean = torch.tensor(mean_bgr, dtype=images.dtype, device=images.device)[:, None, None]  # (3, 1, 1)
+    return (images + mean).flip(1) / 255.0
+
+
+def spread(count: int, limit: int | None) -> torch.Tensor:
+    """``min(count, limit)`` indices into ``range(count)``, evenly spaced, first and last included."""
+    if limit is None or count <= limit:
+        return torch.arange(count)
+    return torch.linspace(0, count - 1, limit).round().long()
+
+
+def pixel_term(
+    decoder: MeshDecoder,
+    mesh_params: torch.Tensor,
+    targets: AnchorTargets,
+    faces: FaceBatch,
+    images_rgb: torch.Tensor,
+    max_anchors: int | None = MESH_ANCHORS,
+    crop_size: int = CROP_SIZE,
+) -> torch.Tensor:
+    """``L_pixel`` of Eq. 1 for a batch: Eq. 3 averaged over (a spread of) its positive anchors.
+
+    Args:
+        decoder: Shape and texture decoder.
+        mesh_params: ``(B, A, 144)`` mesh-head outputs.
+        targets: The batch's targets; ``labels`` and ``matched_idxs`` are used.
+        faces: The batch's faces, as given to the target assigner.
+        images_rgb: ``(B, 3, H, W)`` RGB images in ``[0, 1]`` (:func:`network_input_to_rgb`).
+        max_anchors: Render at most this many positives; ``None`` for all.
+        crop_size: Side of the crops and renderings.
+
+    Returns:
+        Scalar mean over the rendered positives; zero (still attached to
+        ``mesh_params``) when the batch has no positive anchor.
+    """
+    positive = (targets.labels == POSITIVE).nonzero()  # (P, 2) rows of (image, anchor)
+    positive = positive[spread(len(positive), max_anchors).to(positive.device)]
+    if len(positive) == 0:
+        return mesh_params.sum() * 0.0
+    image, anchor = positive.unbind(1)
+    counts = torch.bincount(faces.image_index, minlength=faces.num_images).to(image.device)
+    first_face = torch.cumsum(counts, 0) - counts  # (B,) index of each image's first face
+    face = first_face[image] + targets.matched_idxs[image, anchor]
+    boxes = faces.boxes.to(images_rgb)[face.to(faces.boxes.device)]  # (P, 4)
+    rows = torch.cat([image[:, None].to(boxes), boxes], dim=1)  # (P, 5) as crop_faces wants
+    crops = crop_faces(images_rgb, rows, crop_size)
+    return mesh_branch_loss(decoder, mesh_params[image, anchor], crops).mean()
+
+
+class TrainingModel(nn.Module):
+    """The detector and, when the mesh branch is trained, its decoder.
+
+    Args:
+        detector: The network; it needs a mesh head if ``decoder`` is given.
+        decoder: Mesh decoder, or ``None`` to train without ``L_pixel``.
+        mean_bgr: Preprocessing mean of the detector's input (``cfg.pixel_mean_bgr``).
+        max_anchors: Positives rendered per batch (:func:`pixel_term`).
+
+    Raises:
+        ValueError: If a decoder is given but the detector has no mesh head.
+    """
+
+    def __init__(self, detector: RetinaFace, decoder: MeshDecoder | None = None,
+                 mean_bgr: Sequence[float] = (104.0, 117.0, 123.0), max_anchors: int | None = MESH_ANCHORS) -> None:
+        super().__init__()
+        if decoder is not None and detector.MeshHead is None:
+            raise ValueError("training the mesh branch needs a detector built with mesh_head=True")
+        self.detector = detector
+        self.decoder = decoder
+        self.mean_bgr = tuple(mean_bgr)
+        self.max_anchors = max_anchors
+
+    @classmethod
+    def build(cls, detector: RetinaFace, mesh: bool, mean_bgr: Sequence[float],
+              max_anchors: int | None = MESH_ANCHORS) -> TrainingModel:
+        """With ``mesh``, a fresh :class:`~rfcore.mesh.MeshDecoder` over the default mesh hierarchy."""
+        return cls(detector, MeshDecoder(build_hierarchy()) if mesh else None, mean_bgr, max_anchors)
+
+    def saved_modules(self) -> dict[str, nn.Module]:
+        """The modules a checkpoint holds, by file name (:mod:`rfcore.checkpoint`)."""
+        modules = {"weights": self.detector}
+        if self.decoder is not None:
+            modules["mesh_decoder"] = self.decoder
+        return modules
+
+    def forward(
+        self, images: torch.Tensor, targets: AnchorTargets, faces: FaceBatch
+    ) -> tuple[RetinaFaceOutput, torch.Tensor | None]:
+        """Network outputs for ``(B, 3, H, W)`` preprocessed images, and ``L_pixel`` (``None`` without a decoder)."""
+        output = self.detector(images)
+        if self.decoder is None:
+            return output, None
+        rgb = network_input_to_rgb(images, self.mean_bgr)
+        return output, pixel_term(self.decoder, output.mesh_params, targets, faces, rgb, self.max_anchors)

@@ -1,0 +1,121 @@
+"""rfcore.train_model (L_pixel for a batch) and mesh-branch training through rfcore.train."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rfcore import train as training
+from rfcore.boxes import NEGATIVE, POSITIVE
+from rfcore.config import get_config
+from rfcore.detect import DEFAULT_WEIGHTS, preprocess
+from rfcore.matching import AnchorTargets, FaceBatch
+from rfcore.mesh import MeshDecoder, build_hierarchy, crop_faces, mesh_branch_loss
+from rfcore.model import RetinaFace
+from rfcore.train import load_detector_weights, train
+from rfcore.train_config import TrainConfig
+from rfcore.train_model import TrainingModel, network_input_to_rgb, pixel_term, spread
+from rfcore.weights import load_weights
+from test_train import assert_same_tensors, tiny_config, write_faces_folder
+
+MOBILE = get_config("mobilenet0.25")
+
+
+@pytest.fixture(scope="module")
+def decoder():
+    torch.manual_seed(0)
+    return MeshDecoder(build_hierarchy())
+
+
+def test_network_input_back_to_rgb_undoes_preprocess():
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    back = network_input_to_rgb(preprocess(list(rgb), MOBILE.pixel_mean_bgr), MOBILE.pixel_mean_bgr)
+    expected = torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255
+    torch.testing.assert_close(back, expected, rtol=0, atol=1e-6)
+
+
+def test_spread_keeps_the_ends_and_spaces_evenly():
+    assert spread(5, None).tolist() == [0, 1, 2, 3, 4]
+    assert spread(3, 10).tolist() == [0, 1, 2]
+    assert spread(9, 3).tolist() == [0, 4, 8]
+
+
+def test_pixel_term_renders_each_positive_against_its_own_face(decoder):
+    # image 0 has faces a, b; image 1 has face c. Positives: (0, anchor 1) -> b, (1, anchor 2) -> c.
+    faces = FaceBatch.from_list([torch.tensor([[0.0, 0, 8, 8], [8.0, 4, 16, 16]]), torch.tensor([[2.0, 2, 14, 10]])])
+    labels = torch.full((2, 4), NEGATIVE)
+    labels[0, 1] = labels[1, 2] = POSITIVE
+    matched = torch.full((2, 4), -1)
+    matched[0, 1], matched[1, 2] = 1, 0
+    targets = AnchorTargets(labels, matched, torch.zeros(2, 4, 4), torch.zeros(2, 4, 10), torch.zeros(2, 4, dtype=bool))
+    params = 0.1 * torch.randn(2, 4, 144, generator=torch.Generator().manual_seed(1))
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+
+    value = pixel_term(decoder, params, targets, faces, images, crop_size=8)
+
+    crops = crop_faces(images, torch.tensor([[0.0, 8, 4, 16, 16], [1.0, 2, 2, 14, 10]]), 8)
+    expected = mesh_branch_loss(decoder, torch.stack([params[0, 1], params[1, 2]]), crops).mean()
+    torch.testing.assert_close(value, expected)
+
+
+def test_pixel_term_without_positives_is_zero_and_keeps_the_graph(decoder):
+    faces = FaceBatch.from_list([torch.zeros(0, 4)])
+    targets = AnchorTargets(torch.full((1, 3), NEGATIVE), torch.full((1, 3), -1), torch.zeros(1, 3, 4),
+                            torch.zeros(1, 3, 10), torch.zeros(1, 3, dtype=bool))
+    params = torch.randn(1, 3, 144, requires_grad=True)
+    value = pixel_term(decoder, params, targets, faces, torch.rand(1, 3, 8, 8))
+    value.backward()
+    assert value.item() == 0 and params.grad is not None
+
+
+def test_a_decoder_needs_a_mesh_head(decoder):
+    with pytest.raises(ValueError, match="mesh_head=True"):
+        TrainingModel(RetinaFace.from_config(MOBILE), decoder)
+
+
+def test_shipped_weights_load_into_a_detector_with_an_untrained_mesh_head():
+    torch.manual_seed(0)
+    detector = RetinaFace.from_config(MOBILE, mesh_head=True)
+    mesh_head = {k: v.clone() for k, v in detector.MeshHead.state_dict().items()}
+    load_detector_weights(detector, DEFAULT_WEIGHTS)
+    shipped = load_weights(None, DEFAULT_WEIGHTS)
+    state = detector.state_dict()
+    assert_same_tensors({k: state[k] for k in shipped}, shipped)
+    assert_same_tensors(detector.MeshHead.state_dict(), mesh_head)
+    with pytest.raises(ValueError, match="do not match the model"):
+        load_detector_weights(RetinaFace.from_config(get_config("resnet50")), DEFAULT_WEIGHTS)
+
+
+def test_lambda_pixel_defaults():
+    assert TrainConfig().loss_preset().lambda_pixel == 0.0  # the public recipe has no mesh term
+    assert TrainConfig(mesh=True).loss_preset().lambda_pixel == 0.01  # the paper's
+    assert TrainConfig(mesh=True, lambda_pixel=0.5).loss_preset().lambda_pixel == 0.5
+    assert TrainConfig(preset="paper", image_size=320).loss_preset().train_size == 320
+
+
+def test_mesh_training_logs_pixel_saves_the_decoder_and_resumes_exactly(tmp_path, monkeypatch):
+    data = write_faces_folder(tmp_path / "faces", count=4)  # two steps per epoch
+    settings = dict(mesh=True, mesh_anchors=3, epochs=2, checkpoint_every=1)  # crash after step 3: mid-epoch
+    uninterrupted = train(tiny_config(data, tmp_path / "a", **settings))
+    log = (tmp_path / "a" / "log.jsonl").read_text()
+    assert '"pixel": 0.0' not in log
+    assert (tmp_path / "a" / "mesh_decoder.safetensors").is_file()
+    assert (uninterrupted.checkpoint / "mesh_decoder.safetensors").is_file()
+
+    real_step, calls = training.train_step, []
+
+    def crash_at_step_4(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("simulated crash")
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_step", crash_at_step_4)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tiny_config(data, tmp_path / "b", **settings))
+    monkeypatch.setattr(training, "train_step", real_step)
+    train(tiny_config(data, tmp_path / "b", resume=True, **settings))
+
+    for name in ("weights", "mesh_decoder"):
+        assert_same_tensors(load_file(tmp_path / "b" / f"{name}.safetensors"),
+                            load_file(tmp_path / "a" / f"{name}.safetensors"))
