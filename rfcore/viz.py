@@ -54,6 +54,9 @@ LABEL_COLORS = {POSITIVE: POSITIVE_COLOR, IGNORED: IGNORED_COLOR, NEGATIVE: NEGA
 LABEL_NAMES = {POSITIVE: "positive", IGNORED: "ignored", NEGATIVE: "negative"}
 LANDMARK_COLORS = ((255, 60, 60), (60, 220, 60), (255, 255, 0), (60, 140, 255), (255, 140, 0))
 """Left eye, right eye, nose tip, left mouth corner, right mouth corner."""
+LANDMARK_LABELS = ("left eye", "right eye", "nose tip", "left mouth corner", "right mouth corner")
+"""The five landmarks in order; "left" is the image's left (the subject's right)."""
+MISSED_COLOR = (255, 255, 255)
 ZERO_IOU_COLOR = (200, 200, 200)
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -160,6 +163,36 @@ def draw_landmarks(image, points, colors=LANDMARK_COLORS, radius: int = 3) -> np
         for k, (x, y) in enumerate(face.tolist()):
             if (x, y) != (-1.0, -1.0):
                 cv2.circle(canvas, (round(x), round(y)), radius, colors[k % len(colors)], -1, cv2.LINE_8)
+    return canvas
+
+
+def draw_faces(image, faces, color=FACE_COLOR, thickness: int | None = None, scores: bool = True) -> np.ndarray:
+    """Draw detected faces: the box, the score above it and the five landmarks.
+
+    Landmarks are dots in :data:`LANDMARK_COLORS`; a dot's radius follows
+    the face's width (a twentieth of it, between 1 and ``thickness + 1``
+    pixels), so the five stay apart on small faces.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB image.
+        faces: ``F`` faces with ``box`` ``(x1, y1, x2, y2)``, ``score`` and
+            five ``(x, y)`` ``landmarks``, such as :class:`rfcore.detect.Face`.
+        color: One RGB triple for all boxes, or ``(F, 3)`` one per face.
+        thickness: Box line width in pixels; ``None``: one pixel per 400 of
+            the image's long side, at least one.
+        scores: Write each score, two decimals, above its box.
+
+    Returns:
+        A new ``(H, W, 3)`` uint8 image.
+    """
+    canvas = check_image(image)
+    thickness = _line_width(canvas) if thickness is None else thickness
+    boxes = np.array([face.box for face in faces], dtype=np.float64).reshape(-1, 4)
+    labels = [f"{face.score:.2f}" for face in faces] if scores else None
+    canvas = draw_boxes(canvas, boxes, color, labels, thickness)
+    for face, width in zip(faces, (boxes[:, 2] - boxes[:, 0]).tolist()):
+        radius = max(1, min(thickness + 1, round(width / 20)))
+        canvas = draw_landmarks(canvas, face.landmarks, radius=radius)
     return canvas
 
 
@@ -441,6 +474,60 @@ def render_moved_face(image, face_box, landmarks, cfg: RetinaFaceConfig, centre,
                      {**rendering.info, "box": box, "landmarks": points} if rendering.ok else {})
 
 
+def render_threshold(image, faces, threshold: float, truth_boxes=None, match_iou: float = 0.5) -> Rendering:
+    """The faces whose score exceeds ``threshold``, checked against annotated faces if given.
+
+    The detector keeps a face when its probability ``p > threshold``.
+    Keeping the faces of a run at a lower threshold that pass this one gives
+    the faces of a run at this threshold: NMS visits faces by descending
+    score, so a face above the threshold can only have been suppressed by a
+    higher-scoring one (as long as ``top_k`` and ``max_faces`` cut nothing).
+
+    Kept faces are drawn with :func:`draw_faces`, in ``FACE_COLOR`` when
+    they overlap an annotated face with IoU >= ``match_iou`` and in
+    ``NEGATIVE_COLOR`` otherwise; annotated faces that no kept face
+    overlaps that much are outlined in ``MISSED_COLOR``. (Counting is per
+    face, not the one-to-one matching of the evaluation protocol.)
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB image.
+        faces: Faces detected at a threshold at most ``threshold`` (see
+            :func:`draw_faces`).
+        threshold: Score a face must exceed, in ``[0, 1)``.
+        truth_boxes: Optional ``(T, 4)`` annotated faces ``(x1, y1, x2, y2)``
+            inside the image.
+        match_iou: IoU from which a face counts as found.
+
+    Returns:
+        A :class:`Rendering` whose ``info`` holds ``threshold`` and ``faces``
+        (the kept ones), and with ``truth_boxes`` the counts ``matched``
+        (kept faces on an annotated face), ``false`` (the other kept faces)
+        and ``missed`` (annotated faces no kept face found).
+    """
+    image = check_image(image)
+    try:
+        _check_score_threshold(threshold)
+        truth = None if truth_boxes is None else _checked_faces(truth_boxes, image)
+    except _BadInput as exc:
+        return _failed(image, str(exc))
+
+    kept = [face for face in faces if face.score > threshold]
+    caption = f"score > {threshold:.2f}: {len(kept)} face{'' if len(kept) == 1 else 's'}"
+    if truth is None:
+        return Rendering(draw_faces(image, kept), caption, "", {"threshold": threshold, "faces": kept})
+    boxes = torch.tensor([face.box for face in kept], dtype=torch.float32).reshape(-1, 4)
+    hits = box_iou(boxes, truth) >= match_iou  # (K, T)
+    matched, found = hits.any(dim=1), hits.any(dim=0)
+    counts = {"matched": int(matched.sum()), "false": int((~matched).sum()), "missed": int((~found).sum())}
+    colors = np.where(matched.numpy()[:, None], FACE_COLOR, NEGATIVE_COLOR)
+    canvas = draw_boxes(draw_faces(image, kept, colors), truth[~found], MISSED_COLOR, thickness=_line_width(image))
+    caption += (
+        f", {counts['matched']} on an annotated face (IoU >= {match_iou}), {counts['false']} elsewhere; "
+        f"{counts['missed']} of {len(truth)} annotated faces missed"
+    )
+    return Rendering(canvas, caption, "", {"threshold": threshold, "faces": kept, **counts})
+
+
 # ---------------------------------------------------------------- plots
 
 
@@ -505,6 +592,11 @@ def _per_item(color, n: int) -> list[tuple[int, ...]]:
     if colors.ndim == 1:
         colors = np.broadcast_to(colors, (n, 3))
     return [tuple(c) for c in colors.tolist()]
+
+
+def _line_width(image: np.ndarray) -> int:
+    """Line width that reads at any image size: one pixel per 400 of the long side, at least one."""
+    return max(1, round(max(image.shape[:2]) / 400))
 
 
 def _put_text(canvas: np.ndarray, text: str, origin, color, scale: float = 0.45) -> None:
@@ -650,6 +742,11 @@ def _checked_scale(scale) -> float:
     if not (math.isfinite(factor) and factor > 0):
         raise _BadInput(f"scale must be a positive number, got {scale!r}")
     return factor
+
+
+def _check_score_threshold(threshold) -> None:
+    if not 0 <= threshold < 1:
+        raise _BadInput(f"score threshold must be in [0, 1), got {threshold}")
 
 
 def _check_thresholds(pos_iou, neg_iou) -> None:

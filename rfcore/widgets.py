@@ -4,7 +4,7 @@ Each explorer connects a few controls to one ``render_*`` function and shows
 the :class:`~rfcore.viz.Rendering` it returns: the picture in an
 ``ipywidgets.Image`` and the caption (or, for bad input, the message) below
 it. Everything else, including what bad input looks like, lives in
-:mod:`rfcore.viz`.
+:mod:`rfcore.viz` (and :mod:`rfcore.mesh.viz` for the mesh).
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from typing import Callable
 import ipywidgets as widgets
 
 from rfcore.config import RetinaFaceConfig
-from rfcore.viz import Rendering, check_image, render_anchor_level, render_moved_face, to_png
+from rfcore.mesh.template import Mesh
+from rfcore.mesh.viz import render_face
+from rfcore.viz import Rendering, check_image, render_anchor_level, render_moved_face, render_threshold, to_png
+from rfcore.viz_loss import render_loss
 
 
 @dataclass
@@ -92,6 +95,96 @@ def landmark_explorer(image, face_box, landmarks, cfg: RetinaFaceConfig) -> Expl
     return _explorer(
         controls, lambda x, y, scale: render_moved_face(image, face_box, landmarks, cfg, (x, y), scale)
     )
+
+
+def threshold_explorer(image, faces, truth_boxes=None, lowest: float = 0.02, value: float = 0.5) -> Explorer:
+    """Move the score threshold; see which faces pass it and, with an annotation, which are right.
+
+    Wires :func:`rfcore.viz.render_threshold`.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB image.
+        faces: Faces detected on it at threshold ``lowest`` (e.g.
+            ``rfcore.detect(path, threshold=0.02)``).
+        truth_boxes: Optional ``(T, 4)`` annotated faces.
+        lowest: The detection threshold of ``faces``: the slider's minimum.
+        value: Initial threshold.
+
+    Returns:
+        An :class:`Explorer` with the control ``threshold``.
+    """
+    controls = {
+        "threshold": widgets.FloatSlider(value=value, min=lowest, max=0.99, step=0.01, readout_format=".2f",
+                                         description="threshold"),
+    }
+    return _explorer(controls, lambda threshold: render_threshold(image, faces, threshold, truth_boxes))
+
+
+def mesh_render_explorer(mesh: Mesh, size: int = 192) -> Explorer:
+    """Turn a face mesh and move its light; see what the renderer makes of it.
+
+    Wires :func:`rfcore.mesh.viz.render_face`; the camera sliders sit on the
+    first row, the light sliders on the second.
+
+    Args:
+        mesh: A coloured mesh, e.g. :func:`rfcore.mesh.template.face_template`.
+        size: Side of the rendered picture in pixels.
+
+    Returns:
+        An :class:`Explorer` with controls ``pitch``, ``yaw``, ``roll``
+        (degrees), ``distance``, ``light_x``, ``light_y``, ``light_z`` and ``ambient``.
+    """
+    def angle(name):
+        return widgets.FloatSlider(value=0.0, min=-60, max=60, step=1, description=f"{name} (deg)")
+
+    def light(axis):
+        return widgets.FloatSlider(value=0.0, min=-4, max=4, step=0.1, description=f"light {axis}")
+
+    controls = {
+        "pitch": angle("pitch"), "yaw": angle("yaw"), "roll": angle("roll"),
+        "distance": widgets.FloatSlider(value=4.0, min=2.5, max=8.0, step=0.1, description="distance"),
+        "light_x": light("x"), "light_y": light("y"), "light_z": light("z"),
+        "ambient": widgets.FloatSlider(value=0.4, min=0.0, max=1.0, step=0.05, description="ambient"),
+    }
+
+    def show(pitch, yaw, roll, distance, light_x, light_y, light_z, ambient):
+        return render_face(mesh.vertices, mesh.colours, mesh.faces, pitch, yaw, roll, distance,
+                           (light_x, light_y, light_z), ambient, size)
+
+    explorer = _explorer(controls, show)
+    sliders = list(controls.values())
+    explorer.view.children = (widgets.HBox(sliders[:4]), widgets.HBox(sliders[4:]), explorer.image, explorer.caption)
+    return explorer
+
+
+def loss_explorer(image, output, faces, landmarks, cfg: RetinaFaceConfig, pixel=None) -> Explorer:
+    """Change the weights λ1..λ3 of Eq. 1 and the OHEM ratio; see the terms and the mined negatives.
+
+    Wires :func:`rfcore.viz_loss.render_loss`.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB image.
+        output: The network's output for it (batch of one).
+        faces: ``(F, 4)`` annotated faces.
+        landmarks: ``(F, 5, 2)`` their landmarks, or ``None``.
+        cfg: Preset with the anchor layout, thresholds and the initial weights and ratio.
+        pixel: ``L_pixel`` as a scalar tensor, or ``None`` without a mesh branch.
+
+    Returns:
+        An :class:`Explorer` with controls ``lambda_box``, ``lambda_pts``, ``lambda_pixel`` and ``ohem_ratio``.
+    """
+    controls = {
+        "lambda_box": widgets.FloatSlider(value=cfg.lambda_box, min=0, max=max(4.0, cfg.lambda_box), step=0.05,
+                                          description="λ1 box"),
+        "lambda_pts": widgets.FloatSlider(value=cfg.lambda_pts, min=0, max=max(4.0, cfg.lambda_pts), step=0.05,
+                                          description="λ2 points"),
+        "lambda_pixel": widgets.FloatSlider(value=cfg.lambda_pixel, min=0, max=max(0.1, cfg.lambda_pixel),
+                                            step=0.001, readout_format=".3f", description="λ3 pixel"),
+        "ohem_ratio": widgets.IntSlider(value=cfg.ohem_ratio, min=0, max=max(20, cfg.ohem_ratio),
+                                        description="OHEM ratio"),
+    }
+    return _explorer(controls, lambda **weights: render_loss(image, output, faces, landmarks, cfg, pixel=pixel,
+                                                             **weights))
 
 
 def _explorer(controls: dict[str, widgets.ValueWidget], render: Callable[..., Rendering]) -> Explorer:

@@ -11,8 +11,10 @@ from matplotlib.figure import Figure
 
 from rfcore import viz
 from rfcore.anchors import make_anchors
+from rfcore.assets import IMAGES, load_image
 from rfcore.boxes import POSITIVE, match_anchors
 from rfcore.config import get_config
+from rfcore.detect import Face, detect
 
 # Two levels with one anchor size each: P3 (stride 8, 16 px) and P4 (stride 16, 32 px).
 CFG = replace(get_config("paper"), strides=(8, 16), anchor_sizes=((16.0,), (32.0,)), variances=(0.1, 0.2))
@@ -315,3 +317,63 @@ def test_render_moved_face_without_landmarks_gives_a_message():
     rendering = viz.render_moved_face(blank(64, 64), [24.0, 24.0, 40.0, 40.0], torch.full((5, 2), -1.0), CFG,
                                       (32.0, 32.0), 0.5)
     assert not rendering.ok and "no landmark annotation" in rendering.message
+
+
+# ---------------------------------------------------------------- detected faces
+
+FACE_POINTS = ((20.0, 35.0), (40.0, 35.0), (30.0, 45.0), (22.0, 58.0), (38.0, 58.0))
+
+
+def test_draw_faces_draws_box_score_and_coloured_landmarks():
+    image = blank(value=128)
+    face = Face((10.0, 20.0, 50.0, 70.0), 0.87, FACE_POINTS)
+    out = viz.draw_faces(image, [face])
+    assert (image == 128).all()  # input untouched
+    assert pixel(out, 10, 45) == viz.FACE_COLOR and pixel(out, 50, 45) == viz.FACE_COLOR
+    for k, (x, y) in enumerate(FACE_POINTS):
+        assert pixel(out, int(x), int(y)) == viz.LANDMARK_COLORS[k]
+    # a 40-px face gets dots of radius 40 / 20 = 2
+    assert pixel(out, 22, 35) == viz.LANDMARK_COLORS[0] and pixel(out, 23, 35) == (128, 128, 128)
+    assert pixel(out, 9, 16) == (0, 0, 0)  # the score's black label box
+    assert pixel(viz.draw_faces(image, [face], scores=False), 9, 16) == (128, 128, 128)
+
+
+def test_draw_faces_colours_per_face_and_scales_lines_with_the_image():
+    faces = [Face((10.0, 10.0, 40.0, 40.0), 0.9, FACE_POINTS), Face((200.0, 100.0, 300.0, 200.0), 0.8, FACE_POINTS)]
+    out = viz.draw_faces(blank(400, 800), faces, color=[(255, 0, 0), (0, 0, 255)], scores=False)
+    assert pixel(out, 10, 25) == (255, 0, 0) and pixel(out, 200, 150) == (0, 0, 255)
+    # 800 px long side: lines of thickness 2, as draw_boxes draws them
+    two = viz.draw_boxes(blank(400, 800), [faces[1].box], (0, 0, 255), thickness=2)
+    np.testing.assert_array_equal(out[150, 190:210], two[150, 190:210])
+    assert (out[150, 190:210] == (0, 0, 255)).all(axis=1).sum() > 1
+    assert (viz.draw_faces(blank(), []) == 0).all()
+
+
+def test_render_threshold_counts_found_false_and_missed_faces():
+    right = Face((10.0, 20.0, 50.0, 70.0), 0.9, FACE_POINTS)
+    wrong = Face((60.0, 10.0, 90.0, 40.0), 0.3, FACE_POINTS)
+    truth = [[12.0, 22.0, 50.0, 70.0], [60.0, 60.0, 90.0, 90.0]]
+    high = viz.render_threshold(blank(), [right, wrong], 0.5, truth)
+    assert high.ok and high.info["faces"] == [right]
+    assert (high.info["matched"], high.info["false"], high.info["missed"]) == (1, 0, 1)
+    assert pixel(high.image, 10, 45) == viz.FACE_COLOR and pixel(high.image, 60, 75) == viz.MISSED_COLOR
+    assert high.caption == (
+        "score > 0.50: 1 face, 1 on an annotated face (IoU >= 0.5), 0 elsewhere; 1 of 2 annotated faces missed"
+    )
+    low = viz.render_threshold(blank(), [right, wrong], 0.2, truth)
+    assert (low.info["matched"], low.info["false"], low.info["missed"]) == (1, 1, 1)
+    assert pixel(low.image, 60, 25) == viz.NEGATIVE_COLOR
+
+
+def test_render_threshold_without_annotation_and_with_a_bad_threshold():
+    rendering = viz.render_threshold(blank(), [Face((10.0, 20.0, 50.0, 70.0), 0.9, FACE_POINTS)], 0.95)
+    assert rendering.caption == "score > 0.95: 0 faces" and rendering.info == {"threshold": 0.95, "faces": []}
+    bad = viz.render_threshold(blank(), [], 1.0)
+    assert not bad.ok and "[0, 1)" in bad.message
+
+
+def test_render_threshold_filtering_equals_detecting_at_that_threshold():
+    path = IMAGES / "group.jpg"
+    low = detect(path, threshold=0.01)
+    for threshold in (0.3, 0.9):
+        assert viz.render_threshold(load_image(path), low, threshold).info["faces"] == detect(path, threshold=threshold)

@@ -5,7 +5,8 @@ import torch
 
 from rfcore import viz
 from rfcore.config import get_config
-from rfcore.widgets import anchor_explorer, landmark_explorer
+from rfcore.detect import Face
+from rfcore.widgets import anchor_explorer, landmark_explorer, threshold_explorer
 
 CFG = replace(get_config("paper"), strides=(8, 16), anchor_sizes=((16.0, 24.0), (32.0, 48.0)))
 IMAGE = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
@@ -48,3 +49,15 @@ def test_landmark_explorer_rerenders_and_shows_messages():
 def test_explorer_displays_as_a_widget():
     bundle = anchor_explorer(IMAGE, FACE, CFG)._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_threshold_explorer_rerenders_when_the_threshold_moves():
+    faces = [Face((36.0, 36.0, 52.0, 52.0), 0.9, tuple(map(tuple, POINTS.tolist()))),
+             Face((80.0, 10.0, 100.0, 30.0), 0.3, tuple(map(tuple, POINTS.tolist())))]
+    explorer = threshold_explorer(IMAGE, faces, FACE[None], lowest=0.05)
+    slider = explorer.controls["threshold"]
+    assert (slider.value, slider.min, slider.max) == (0.5, 0.05, 0.99)
+    assert explorer.image.value == viz.to_png(viz.render_threshold(IMAGE, faces, 0.5, FACE[None]).image)
+    assert "1 face, 1 on an annotated face" in explorer.caption.value
+    slider.value = 0.2
+    assert "2 faces, 1 on an annotated face (IoU &gt;= 0.5), 1 elsewhere" in explorer.caption.value
