@@ -3,8 +3,12 @@
 Modules, in the order data flows through them: :mod:`rfcore.config` (presets),
 :mod:`rfcore.anchors` (anchor grids), :mod:`rfcore.boxes` (IoU, matching,
 encoding), :mod:`rfcore.matching` (batched training targets),
-:mod:`rfcore.model` (the network), :mod:`rfcore.weights` (weights on disk),
-:mod:`rfcore.detect` (finding faces), :mod:`rfcore.export` (ONNX).
+:mod:`rfcore.model` (the network), :mod:`rfcore.mesh` (the self-supervised
+mesh branch), :mod:`rfcore.loss` (the multi-task loss), :mod:`rfcore.data`
+(WIDER FACE and synthetic faces), :mod:`rfcore.train` (training),
+:mod:`rfcore.weights` (weights on disk), :mod:`rfcore.detect` (finding
+faces), :mod:`rfcore.export` (ONNX). On top of them: :mod:`rfcore.viz` and
+:mod:`rfcore.widgets` (pictures and notebook controls), :mod:`rfcore.cli`.
 
 ``rfcore.detect(image, ...)`` finds faces (see :mod:`rfcore.detect`); the
 module is imported on first use, so ``import rfcore`` stays light.
