@@ -97,6 +97,8 @@ def _add_bench(subparsers) -> None:
     train.add_argument("--size", type=int, default=640, help="square image side in pixels (default: 640)")
     train.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     train.add_argument("--repeats", type=int, default=5, help="timed steps after one warm-up, median reported (default: 5)")
+    train.add_argument("--mesh", action="store_true",
+                       help="also time steps with the mesh branch (head, decoder, L_pixel) and report what it adds")
     train.set_defaults(run=_run_bench_train)
     mesh = kinds.add_parser(
         "mesh",
@@ -128,7 +130,8 @@ def _run_bench_train(args) -> int:
     for name in ("batch", "faces", "size", "threads", "repeats"):
         if getattr(args, name) < 1:
             raise SystemExit(f"rfcore bench train: --{name} must be at least 1, got {getattr(args, name)}")
-    print(format_train_report(bench_train(args.preset, args.batch, args.faces, args.size, args.threads, args.repeats)))
+    print(format_train_report(bench_train(args.preset, args.batch, args.faces, args.size, args.threads, args.repeats,
+                                          args.mesh)))
     return 0
 
 
@@ -167,6 +170,11 @@ def _add_detect(subparsers) -> None:
     )
     parser.add_argument("--threshold", type=float, default=0.5, help="face probability to exceed (default: 0.5)")
     parser.add_argument(
+        "--mesh", action="store_true",
+        help='also give each face its projected mesh vertices ("mesh": [[x, y] x V] in the JSON, dots in --out '
+        "drawings); needs --weights of an `rfcore train --mesh` run, with mesh_decoder.safetensors beside it",
+    )
+    parser.add_argument(
         "--max-size", type=int, metavar="PIXELS",
         help="shrink images whose long edge is larger than this (default: original size)",
     )
@@ -189,7 +197,9 @@ def _run_detect(args) -> int:
     from rfcore.detect import Detector, read_image
 
     try:
-        detector = Detector(args.weights, args.preset, threshold=args.threshold, max_size=args.max_size)
+        detector = Detector(
+            args.weights, args.preset, threshold=args.threshold, max_size=args.max_size, mesh=args.mesh
+        )
     except (OSError, ValueError) as err:
         _error("detect", err)
         return 2
@@ -224,10 +234,13 @@ def _write_drawing(image, faces, path: Path) -> None:
     import cv2
     import numpy as np
 
+    from rfcore.mesh.viz import draw_dense_vertices
     from rfcore.viz import draw_boxes, draw_landmarks
 
     thickness = max(1, round(max(image.shape[:2]) / 400))
     if faces:
+        if faces[0].mesh is not None:
+            image = draw_dense_vertices(image, np.array([face.mesh for face in faces]))
         boxes = np.array([face.box for face in faces])
         image = draw_boxes(image, boxes, labels=[f"{face.score:.2f}" for face in faces], thickness=thickness)
         image = draw_landmarks(image, np.array([face.landmarks for face in faces]), radius=2 * thickness)

@@ -22,6 +22,14 @@ scale and per flip, all candidates are pooled before step 7, and each kept
 face becomes the score-weighted mean of the pooled candidates that overlap
 it (:func:`box_vote`).
 
+With ``mesh=True`` (weights of an ``rfcore train --mesh`` run) each kept
+face also gets its dense mesh [paper §3.2]: the 144 mesh parameters of its
+anchor are decoded and projected into the face crop exactly as training
+renders them, then mapped through the box to image pixels
+(:meth:`Detector.mesh_vertices`). Test-time augmentation is not supported
+with the mesh: a voted box is an average of boxes, and no single anchor's
+mesh belongs to it.
+
 Defaults: threshold 0.5 (biubug6 uses 0.6 in its demo and 0.02 to evaluate
 on WIDER FACE, where low-scoring faces still add to the AP), top-k 5000
 before NMS, NMS IoU 0.4 and at most 750 faces per image (biubug6's
@@ -57,9 +65,10 @@ from rfcore.anchors import make_anchors
 from rfcore.assets import load_image
 from rfcore.boxes import decode_boxes, decode_landmarks
 from rfcore.config import RetinaFaceConfig, get_config
+from rfcore.mesh import MeshDecoder, build_hierarchy, project_mesh_params, uncrop_points
 from rfcore.model import RetinaFace, RetinaFaceOutput
 from rfcore.model.fuse import fuse_for_inference
-from rfcore.weights import load_weights
+from rfcore.weights import check_state_dict, load_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 """The repository's ``assets/`` folder (images, annotations, weights)."""
@@ -72,6 +81,12 @@ PAPER_TEST_SCALES = (500, 800, 1100, 1400, 1700)
 
 FLIPPED_LANDMARKS = (1, 0, 2, 4, 3)
 """Landmark order after a horizontal flip: the eyes and the mouth corners swap."""
+
+MESH_DECODER_FILE = "mesh_decoder.safetensors"
+"""The decoder file an ``rfcore train --mesh`` run writes beside ``weights.safetensors``."""
+
+MESH_CROP = (32, 32)
+"""Crop size training renders meshes at (``rfcore.train_model.CROP_SIZE``); pixel positions do not depend on it."""
 
 ImageLike = str | os.PathLike | np.ndarray
 
@@ -92,15 +107,21 @@ class Face:
         landmarks: Five ``(x, y)`` points: left eye, right eye, nose tip,
             left mouth corner, right mouth corner ("left" is the image's
             left, as in :mod:`rfcore.boxes`).
+        mesh: ``V`` projected ``(x, y)`` mesh vertices, or ``None`` when the
+            detector was built without ``mesh=True``.
     """
 
     box: tuple[float, float, float, float]
     score: float
     landmarks: tuple[tuple[float, float], ...]
+    mesh: tuple[tuple[float, float], ...] | None = None
 
     def to_dict(self) -> dict:
-        """``{"box": [x1, y1, x2, y2], "score": s, "landmarks": [[x, y] x 5]}``."""
-        return {"box": list(self.box), "score": self.score, "landmarks": [list(p) for p in self.landmarks]}
+        """``{"box": [x1, y1, x2, y2], "score": s, "landmarks": [[x, y] x 5]}``, plus ``"mesh": [[x, y] x V]`` if set."""
+        record = {"box": list(self.box), "score": self.score, "landmarks": [list(p) for p in self.landmarks]}
+        if self.mesh is not None:
+            record["mesh"] = [list(p) for p in self.mesh]
+        return record
 
 
 class Detections(NamedTuple):
@@ -111,29 +132,33 @@ class Detections(NamedTuple):
         scores: ``(F,)`` face probabilities.
         landmarks: ``(F, 5, 2)`` points.
         image_index: ``(F,)`` int64 index of the image in the batch.
+        mesh_params: ``(F, 144)`` raw mesh-head outputs of the faces'
+            anchors, or ``None`` for a model without a mesh head.
     """
 
     boxes: torch.Tensor
     scores: torch.Tensor
     landmarks: torch.Tensor
     image_index: torch.Tensor
+    mesh_params: torch.Tensor | None = None
 
     def select(self, index) -> Detections:
         """The rows ``index`` (a mask, indices or a slice) of every field."""
-        return Detections(*(field[index] for field in self))
+        return Detections(*(None if field is None else field[index] for field in self))
 
-    def to_faces(self) -> list[Face]:
-        """The rows as :class:`Face` objects."""
+    def to_faces(self, meshes: torch.Tensor | None = None) -> list[Face]:
+        """The rows as :class:`Face` objects, with ``(F, V, 2)`` ``meshes`` if given."""
         boxes, scores, points = self.boxes.tolist(), self.scores.tolist(), self.landmarks.tolist()
+        vertices = [None] * len(boxes) if meshes is None else [tuple(map(tuple, m)) for m in meshes.tolist()]
         return [
-            Face(tuple(box), score, tuple(tuple(p) for p in face))
-            for box, score, face in zip(boxes, scores, points)
+            Face(tuple(box), score, tuple(tuple(p) for p in face), mesh)
+            for box, score, face, mesh in zip(boxes, scores, points, vertices)
         ]
 
 
 def concat(parts: Sequence[Detections]) -> Detections:
     """Rows of several :class:`Detections` in one."""
-    return Detections(*(torch.cat(fields) for fields in zip(*parts)))
+    return Detections(*(None if fields[0] is None else torch.cat(fields) for fields in zip(*parts)))
 
 
 # ---------------------------------------------------------------- input
@@ -263,7 +288,8 @@ def candidates(
     chosen = anchors[anchor_index]
     boxes = decode_boxes(output.box_deltas[image_index, anchor_index], chosen, variances)
     landmarks = decode_landmarks(output.landmark_deltas[image_index, anchor_index], chosen, variances)
-    return Detections(boxes, top[image_index, rank], landmarks, image_index)
+    mesh_params = None if output.mesh_params is None else output.mesh_params[image_index, anchor_index]
+    return Detections(boxes, top[image_index, rank], landmarks, image_index, mesh_params)
 
 
 def flip_detections(dets: Detections, width: int) -> Detections:
@@ -301,9 +327,9 @@ def suppress(dets: Detections, num_images: int, nms_iou: float, max_faces: int) 
     keep = batched_nms(dets.boxes, dets.scores, dets.image_index, nms_iou)  # descending score
     kept = dets.select(keep)
     kept = kept.select(torch.sort(kept.image_index, stable=True).indices)  # by image, score order kept
-    counts = torch.bincount(kept.image_index, minlength=num_images).tolist()
-    per_image = zip(*(field.split(counts) for field in kept))
-    return [Detections(*fields).select(slice(0, max_faces)) for fields in per_image]
+    counts = torch.bincount(kept.image_index, minlength=num_images)
+    starts = (torch.cumsum(counts, 0) - counts).tolist()
+    return [kept.select(slice(start, start + min(count, max_faces))) for start, count in zip(starts, counts.tolist())]
 
 
 def box_vote(kept: Detections, pool: Detections, iou_threshold: float) -> Detections:
@@ -395,6 +421,41 @@ def load_model(weights, cfg: RetinaFaceConfig) -> RetinaFace:
     return model.eval()
 
 
+def load_mesh_model(weights, cfg: RetinaFaceConfig) -> tuple[RetinaFace, MeshDecoder]:
+    """A RetinaFace with its mesh head and the mesh decoder, as an ``rfcore train --mesh`` run saves them.
+
+    The network comes from ``weights`` (it must hold ``MeshHead.*``), the
+    decoder from :data:`MESH_DECODER_FILE` in the same folder.
+
+    Args:
+        weights: Path of the network's file, or ``None`` for :data:`DEFAULT_WEIGHTS`.
+        cfg: The preset the weights belong to.
+
+    Returns:
+        ``(model, decoder)``, both in eval mode.
+
+    Raises:
+        ValueError: If the file has no mesh head, or a file does not fit its module.
+        FileNotFoundError: If a file is missing.
+    """
+    path = resolve_weights(weights)
+    state = load_weights(None, path)
+    if not any(key.startswith("MeshHead.") for key in state):
+        raise ValueError(
+            f"{path} has no mesh head (no MeshHead.* tensors); mesh=True (--mesh) needs the weights.safetensors "
+            f"and {MESH_DECODER_FILE} of an `rfcore train --mesh` run"
+        )
+    model = RetinaFace.from_config(cfg, mesh_head=True)
+    check_state_dict(model, state, path)
+    model.load_state_dict(state)
+    decoder_path = path.with_name(MESH_DECODER_FILE)
+    if not decoder_path.is_file():
+        raise FileNotFoundError(f"mesh decoder {decoder_path} not found; `rfcore train --mesh` writes it beside {path}")
+    decoder = MeshDecoder(build_hierarchy())
+    load_weights(decoder, decoder_path)
+    return model.eval(), decoder.eval()
+
+
 @functools.lru_cache(maxsize=8)
 def cached_anchors(cfg: RetinaFaceConfig, size: tuple[int, int]) -> torch.Tensor:
     """:func:`rfcore.anchors.make_anchors`, remembered for the last few input sizes."""
@@ -420,11 +481,16 @@ class Detector:
         fuse: Run the inference form of the network
             (:func:`rfcore.model.fuse.fuse_for_inference`), same outputs up
             to float rounding, faster on CPU.
+        mesh: Also give each face its projected mesh (:attr:`Face.mesh`);
+            needs ``weights`` of an ``rfcore train --mesh`` run
+            (:func:`load_mesh_model`), not ``model``, and no ``tta``.
 
     Raises:
-        FileNotFoundError: If the weights file is missing.
-        ValueError: For out-of-range options, an unknown preset, or weights
-            that do not fit the preset.
+        FileNotFoundError: If the weights file (or, with ``mesh``, the
+            decoder file) is missing.
+        ValueError: For out-of-range options, an unknown preset, weights
+            that do not fit the preset, or ``mesh`` with weights that have no
+            mesh head, with ``model`` or with ``tta``.
     """
 
     def __init__(
@@ -441,11 +507,16 @@ class Detector:
         max_size: int | None = None,
         tta: TTAConfig | None = None,
         fuse: bool = True,
+        mesh: bool = False,
     ) -> None:
         check_options(threshold, nms_iou, top_k, max_faces, short_edge, max_size)
         if model is not None and weights is not None:
             raise ValueError("pass either weights or model, not both")
+        check_mesh_options(mesh, model, tta)
         self.cfg = get_config(preset)
+        self.decoder = None
+        if mesh:
+            model, self.decoder = load_mesh_model(weights, self.cfg)
         model = load_model(weights, self.cfg) if model is None else model.eval()
         self.model = fuse_for_inference(model) if fuse else model
         self.threshold, self.nms_iou, self.top_k, self.max_faces = threshold, nms_iou, top_k, max_faces
@@ -478,8 +549,28 @@ class Detector:
             groups.setdefault(image.shape[:2], []).append(i)
         for indices in groups.values():
             for i, dets in zip(indices, self.detect_same_size([rgb[i] for i in indices])):
-                results[i] = dets.to_faces()
+                results[i] = dets.to_faces(self.mesh_vertices(dets))
         return results[0] if single else results
+
+    @torch.inference_mode()
+    def mesh_vertices(self, dets: Detections) -> torch.Tensor | None:
+        """Projected mesh vertices of detected faces in image pixels, or ``None`` without ``mesh=True``.
+
+        Decoded and projected into the face crop as training renders them
+        (:func:`rfcore.mesh.project_mesh_params`), then mapped through each
+        face's box (:func:`rfcore.mesh.uncrop_points`, the inverse of
+        :func:`rfcore.mesh.crop_faces`).
+
+        Args:
+            dets: ``F`` detections with their ``mesh_params``, in image pixels.
+
+        Returns:
+            ``(F, V, 2)`` pixel coordinates ``(x, y)``.
+        """
+        if self.decoder is None:
+            return None
+        crop_points = project_mesh_params(self.decoder, dets.mesh_params, MESH_CROP)
+        return uncrop_points(crop_points, dets.boxes, MESH_CROP)
 
     @torch.inference_mode()
     def detect_same_size(self, images: Sequence[np.ndarray]) -> list[Detections]:
@@ -544,6 +635,14 @@ def check_options(threshold, nms_iou, top_k, max_faces, short_edge, max_size) ->
     for name, value, ok, expected in checks:
         if not ok:
             raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+def check_mesh_options(mesh: bool, model, tta) -> None:
+    """Raise ``ValueError`` if ``mesh=True`` comes with an option it cannot work with."""
+    if mesh and model is not None:
+        raise ValueError("mesh=True loads the network and its decoder from weights=...; it cannot use model=...")
+    if mesh and tta is not None:
+        raise ValueError("mesh=True does not support test-time augmentation: pass tta=None")
 
 
 def is_positive_int(value) -> bool:

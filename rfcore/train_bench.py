@@ -6,6 +6,11 @@ loading or augmentation is timed). Target assignment and the loss (its forward
 computation, recording the graph as in training) are then timed on their own
 on the same batch to give their share of the step. The goal of issue 5
 is a share under 10%: the network, not the bookkeeping, should dominate.
+
+With ``mesh=True`` the same steps are also timed with the mesh branch, as
+``rfcore train --mesh`` trains it: mesh head, decoder and ``L_pixel`` on up to
+``MESH_ANCHORS`` positives per step. The goal of issue 4 is that the whole
+branch adds under 15% to the step.
 """
 
 from __future__ import annotations
@@ -24,10 +29,14 @@ from rfcore.loss import multitask_loss
 from rfcore.matching import FaceBatch, TargetAssigner
 from rfcore.model import RetinaFace, RetinaFaceOutput
 from rfcore.train import TrainConfig, make_optimizer, train_step
+from rfcore.train_config import MESH_ANCHORS
 from rfcore.train_model import TrainingModel
 
 SHARE_GOAL = 0.10
 """Largest share of a step that target assignment and the loss should take."""
+
+MESH_GOAL = 0.15
+"""Largest fraction the mesh branch should add to a step."""
 
 
 def memory_batch(preset_name: str, batch: int, faces: int, size: int, seed: int = 0) -> TrainBatch:
@@ -40,6 +49,49 @@ def memory_batch(preset_name: str, batch: int, faces: int, size: int, seed: int 
     return TrainBatch(preprocess(images, cfg.pixel_mean_bgr), FaceBatch.from_list(boxes, points), [""] * batch)
 
 
+def time_steps(models: list[TrainingModel], data: TrainBatch, assigner: TargetAssigner, preset,
+               repeats: int) -> list[list[float]]:
+    """Seconds of ``repeats`` training steps of each model on ``data``, after one untimed warm-up each.
+
+    The models take turns, step by step, so that all see the same load of a busy machine.
+
+    Returns:
+        Per model, ``repeats`` step times.
+    """
+    optimizers = [make_optimizer(model, TrainConfig()) for model in models]
+    times: list[list[float]] = [[] for _ in models]
+    for _ in range(repeats + 1):
+        for model, optimizer, steps in zip(models, optimizers, times):
+            start = time.perf_counter()
+            train_step(model, data, assigner, preset, optimizer, lr=1e-3)
+            steps.append(time.perf_counter() - start)
+    return [steps[1:] for steps in times]
+
+
+def time_assign_and_loss(model: TrainingModel, data: TrainBatch, assigner: TargetAssigner, preset,
+                         repeats: int) -> tuple[float, float]:
+    """Median seconds of target assignment and of the multi-task loss alone, on ``data``."""
+    with torch.no_grad():
+        # leaves that require grad: the loss records its graph as it does in training
+        output = RetinaFaceOutput(*(t.detach().requires_grad_() for t in model.detector(data.images)[:3]))
+    assign, loss = [], []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        targets = assigner(data.faces)
+        middle = time.perf_counter()
+        multitask_loss(output, targets, preset)
+        assign.append(middle - start)
+        loss.append(time.perf_counter() - middle)
+    return statistics.median(assign[1:]), statistics.median(loss[1:])
+
+
+def mesh_model(preset, seed: int = 0) -> TrainingModel:
+    """The model ``rfcore train --mesh`` trains: mesh head, decoder, ``L_pixel`` on ``MESH_ANCHORS`` positives."""
+    torch.manual_seed(seed)
+    detector = RetinaFace.from_config(preset, mesh_head=True)
+    return TrainingModel.build(detector, True, preset.pixel_mean_bgr, MESH_ANCHORS).train()
+
+
 def bench_train(
     preset_name: str = "mobilenet0.25",
     batch: int = 8,
@@ -47,6 +99,7 @@ def bench_train(
     size: int = 640,
     threads: int = 2,
     repeats: int = 5,
+    mesh: bool = False,
 ) -> dict:
     """Time full training steps and, separately, target assignment plus loss.
 
@@ -57,10 +110,14 @@ def bench_train(
         size: Side of the square images.
         threads: Torch threads during the measurement (restored afterwards).
         repeats: Timed steps, after one untimed warm-up step; medians are reported.
+        mesh: Also time steps with the mesh branch (:func:`mesh_model`).
 
     Returns:
         ``{"images_per_second", "step_ms", "assign_ms", "loss_ms", "share", ...}``
         with the settings; ``share`` is ``(assign_ms + loss_ms) / step_ms``.
+        With ``mesh`` also ``"mesh_images_per_second"``, ``"mesh_step_ms"``
+        and ``"mesh_overhead"``: the median over repeats of
+        ``mesh step / plain step - 1``, the two steps run back to back.
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -68,31 +125,22 @@ def bench_train(
         preset = get_config(preset_name)
         torch.manual_seed(0)
         model = TrainingModel(RetinaFace.from_config(preset)).train()
-        optimizer = make_optimizer(model, TrainConfig())
         data = memory_batch(preset_name, batch, faces, size)
         assigner = TargetAssigner(preset, (size, size))
-        with torch.no_grad():
-            # leaves that require grad: the loss records its graph as it does in training
-            output = RetinaFaceOutput(*(t.detach().requires_grad_() for t in model.detector(data.images)[:3]))
-        steps, assign, loss = [], [], []
-        for _ in range(repeats + 1):
-            start = time.perf_counter()
-            train_step(model, data, assigner, preset, optimizer, lr=1e-3)
-            steps.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            targets = assigner(data.faces)
-            middle = time.perf_counter()
-            multitask_loss(output, targets, preset)
-            assign.append(middle - start)
-            loss.append(time.perf_counter() - middle)
+        steps = time_steps([model, mesh_model(preset)] if mesh else [model], data, assigner, preset, repeats)
+        assign_s, loss_s = time_assign_and_loss(model, data, assigner, preset, repeats)
     finally:
         torch.set_num_threads(previous)
-    step_s, assign_s, loss_s = (statistics.median(t[1:]) for t in (steps, assign, loss))
-    return {
+    step_s = statistics.median(steps[0])
+    result = {
         "preset": preset_name, "batch": batch, "faces": faces, "size": size, "threads": threads, "repeats": repeats,
         "images_per_second": batch / step_s, "step_ms": 1000 * step_s, "assign_ms": 1000 * assign_s,
         "loss_ms": 1000 * loss_s, "share": (assign_s + loss_s) / step_s,
     }
+    if mesh:
+        mesh_s, ratio = statistics.median(steps[1]), statistics.median(m / p for p, m in zip(*steps))
+        result.update(mesh_images_per_second=batch / mesh_s, mesh_step_ms=1000 * mesh_s, mesh_overhead=ratio - 1)
+    return result
 
 
 def format_train_report(result: dict) -> str:
@@ -107,5 +155,18 @@ def format_train_report(result: dict) -> str:
         f"  target assignment:                                 {r['assign_ms']:8.1f} ms",
         f"  multi-task loss (with OHEM):                       {r['loss_ms']:8.1f} ms",
         f"goal: target assignment + loss < {SHARE_GOAL:.0%} of the step: {r['share']:.1%}, {verdict}",
+        *([] if "mesh_overhead" not in r else mesh_lines(r)),
     ])
+
+
+def mesh_lines(result: dict) -> list[str]:
+    """The mesh-branch lines of :func:`format_train_report`."""
+    r = result
+    verdict = "met" if r["mesh_overhead"] < MESH_GOAL else "MISSED"
+    return [
+        f"  full step with the mesh branch ({MESH_ANCHORS} positives): {r['mesh_step_ms']:8.1f} ms  "
+        f"= {r['mesh_images_per_second']:.2f} images/s",
+        f"goal: the mesh branch adds < {MESH_GOAL:.0%} to the step (median of paired steps): "
+        f"{r['mesh_overhead']:+.1%}, {verdict}",
+    ]
 

@@ -83,6 +83,22 @@ def test_detect_reports_missing_weights(tmp_path, capsys):
     assert "none.safetensors not found" in capsys.readouterr().err
 
 
+def test_detect_mesh_writes_meshes_and_draws_them(tmp_path, capsys, mesh_weights):
+    args = ["detect", IMAGE, "--weights", str(mesh_weights), "--mesh", "--threshold", "0.45", "--json"]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 0
+    (record,) = json_lines(capsys.readouterr().out)
+    assert record["faces"]
+    for face in record["faces"]:
+        assert set(face) == {"box", "score", "landmarks", "mesh"}
+        assert np.array(face["mesh"]).ndim == 2 and np.array(face["mesh"]).shape[1] == 2
+    assert (tmp_path / "out" / "grace_hopper_faces.png").is_file()
+
+
+def test_detect_mesh_with_the_shipped_weights_exits_2(capsys):
+    assert main(["detect", IMAGE, "--mesh"]) == 2
+    assert "retinaface_mobilenet0.25.safetensors has no mesh head" in capsys.readouterr().err
+
+
 def test_console_script_runs(tmp_path):
     script = shutil.which("rfcore")
     if script is None:

@@ -1,4 +1,4 @@
-"""Tests of rfcore.detect: input handling, decoding, NMS, box voting, flip and multi-scale tests."""
+"""Tests of rfcore.detect: input handling, decoding, NMS, box voting, flip and multi-scale tests, meshes."""
 
 import json
 from pathlib import Path
@@ -10,7 +10,9 @@ import torch
 from torchvision.ops import box_iou
 
 import rfcore
+from rfcore.anchors import make_anchors
 from rfcore.assets import load_annotation
+from rfcore.boxes import decode_boxes
 from rfcore.config import get_config
 from rfcore.detect import (
     Detections,
@@ -21,11 +23,17 @@ from rfcore.detect import (
     candidates,
     flip_detections,
     input_size,
+    preprocess,
     read_image,
     suppress,
     to_rgb,
 )
+from rfcore.mesh import MeshDecoder, build_hierarchy
+from rfcore.mesh.camera import camera_from_params, project, to_view
 from rfcore.model import RetinaFace, RetinaFaceOutput
+from rfcore.weights import load_weights
+
+from conftest import save_mesh_run
 
 ANNOTATION = Path(__file__).resolve().parents[1] / "assets" / "images" / "grace_hopper.json"
 
@@ -284,3 +292,75 @@ def test_multi_scale_flip_test_finds_the_face(truth, image):
     boxes, points, _ = as_tensors(faces)
     assert box_iou(boxes, truth.boxes).item() > 0.7
     assert TTAConfig().scales == (500, 800, 1100, 1400, 1700)
+
+
+# ---------------------------------------------------------------- mesh
+
+
+def noise_image(size=96, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def mesh_by_hand(weights, image, box):
+    """Independently: the face's anchor (the one whose decoded box is ``box``), decode, project, map through the box."""
+    cfg = get_config("mobilenet0.25")
+    model = RetinaFace.from_config(cfg, mesh_head=True).eval()
+    model.load_state_dict(load_weights(None, weights))
+    decoder = MeshDecoder(build_hierarchy()).eval()
+    decoder.load_state_dict(load_weights(None, weights.with_name("mesh_decoder.safetensors")))
+    with torch.no_grad():
+        output = model(preprocess([image], cfg.pixel_mean_bgr))
+        boxes = decode_boxes(output.box_deltas[0], make_anchors(cfg, image.shape[:2]), cfg.variances)
+        anchor = (boxes - torch.tensor(box)).abs().amax(dim=1).argmin()
+        params = output.mesh_params[0, anchor]
+        camera = camera_from_params(params[None, 128:135])
+        vertices = decoder(params[None, :128]).vertices
+        crop, _ = project(to_view(vertices, camera), camera, (32, 32))  # (1, V, 2) in a 32 x 32 crop
+    x1, y1, x2, y2 = box
+    return torch.stack([x1 + crop[0, :, 0] * (x2 - x1) / 32, y1 + crop[0, :, 1] * (y2 - y1) / 32], dim=1)
+
+
+def test_mesh_detector_gives_each_face_its_projected_mesh(mesh_weights):
+    image = noise_image()
+    faces = Detector(mesh_weights, mesh=True, threshold=0.0, max_faces=4).detect(image, color="RGB")
+    assert len(faces) == 4
+    num_vertices = build_hierarchy().num_vertices[-1]
+    for face in faces:
+        assert np.array(face.mesh).shape == (num_vertices, 2)
+        assert np.array(face.to_dict()["mesh"]).shape == (num_vertices, 2)
+    expected = mesh_by_hand(mesh_weights, image, faces[0].box)
+    scale = max(faces[0].box[2] - faces[0].box[0], faces[0].box[3] - faces[0].box[1])
+    assert torch.allclose(torch.tensor(faces[0].mesh), expected, atol=1e-3 * scale)
+
+
+def test_no_faces_give_no_meshes(mesh_weights):
+    empty = Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, 5, 2), torch.zeros(0, dtype=torch.long),
+                       torch.zeros(0, 144))
+    meshes = Detector(mesh_weights, mesh=True).mesh_vertices(empty)
+    assert meshes.shape == (0, build_hierarchy().num_vertices[-1], 2) and empty.to_faces(meshes) == []
+
+
+def test_without_mesh_faces_have_none_and_no_mesh_key(detector, image):
+    face = detector.detect(image, color="RGB")[0]
+    assert face.mesh is None and "mesh" not in face.to_dict()
+
+
+def test_zero_mesh_parameters_put_the_mesh_on_its_box(tmp_path):
+    weights = save_mesh_run(tmp_path, zero_mesh_head=True)
+    for face in Detector(weights, mesh=True, threshold=0.0, max_faces=4).detect(noise_image(seed=1), color="RGB"):
+        x1, y1, x2, y2 = face.box
+        grow_x, grow_y = 0.25 * (x2 - x1), 0.25 * (y2 - y1)  # the box grown by 50%
+        x, y = np.array(face.mesh).T
+        inside = (x > x1 - grow_x) & (x < x2 + grow_x) & (y > y1 - grow_y) & (y < y2 + grow_y)
+        assert inside.mean() > 0.95
+        assert abs(x.mean() - (x1 + x2) / 2) < 0.2 * (x2 - x1)  # centred, as a frontal face fills its crop
+
+
+def test_mesh_needs_weights_with_a_mesh_head_and_its_decoder(tmp_path, mesh_weights):
+    with pytest.raises(ValueError, match=r"retinaface_mobilenet0.25.safetensors has no mesh head"):
+        Detector(mesh=True)
+    (tmp_path / "weights.safetensors").write_bytes(mesh_weights.read_bytes())
+    with pytest.raises(FileNotFoundError, match="mesh_decoder.safetensors not found"):
+        Detector(tmp_path / "weights.safetensors", mesh=True)
+    with pytest.raises(ValueError, match="test-time augmentation"):
+        Detector(mesh_weights, mesh=True, tta=TTAConfig())

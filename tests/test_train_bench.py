@@ -22,3 +22,10 @@ def test_bench_train_reports_speed_and_the_share_of_targets_and_loss():
     report = format_train_report(result)
     assert "images/s" in report and "goal: target assignment + loss < 10%" in report
 
+
+
+def test_bench_train_with_mesh_reports_what_the_branch_adds():
+    result = bench_train(batch=2, faces=3, size=64, threads=1, repeats=1, mesh=True)
+    assert result["mesh_images_per_second"] == pytest.approx(2 / (result["mesh_step_ms"] / 1000))
+    assert result["mesh_overhead"] > -1 and result["mesh_step_ms"] > 0
+    assert "goal: the mesh branch adds < 15%" in format_train_report(result)

@@ -23,14 +23,14 @@ One module per step, in the order the data flows:
 :mod:`~rfcore.mesh.viz` (not imported here: it needs matplotlib).
 """
 
-from rfcore.mesh.branch import render_mesh_params, split_mesh_params
+from rfcore.mesh.branch import project_mesh_params, render_mesh_params, split_mesh_params
 from rfcore.mesh.camera import camera_from_params, camera_from_pose, light_from_params
 from rfcore.mesh.chebconv import ChebConv
 from rfcore.mesh.decoder import MeshDecoder
 from rfcore.mesh.fit import FitResult, fit_mesh
 from rfcore.mesh.hierarchy import MeshHierarchy, build_hierarchy, hierarchy_from_meshes
 from rfcore.mesh.laplacian import eigenbasis, hop_distances, laplacian, normalised_laplacian
-from rfcore.mesh.loss import crop_faces, mesh_branch_loss, pixel_loss
+from rfcore.mesh.loss import crop_faces, mesh_branch_loss, pixel_loss, uncrop_points
 from rfcore.mesh.render import render
 from rfcore.mesh.template import Mesh, face_template, load_obj
 
@@ -55,7 +55,9 @@ __all__ = [
     "mesh_branch_loss",
     "normalised_laplacian",
     "pixel_loss",
+    "project_mesh_params",
     "render",
     "render_mesh_params",
     "split_mesh_params",
+    "uncrop_points",
 ]

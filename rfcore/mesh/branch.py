@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-from rfcore.mesh.camera import CAMERA_PARAMS, LIGHT_PARAMS, camera_from_params, light_from_params
+from rfcore.mesh.camera import CAMERA_PARAMS, LIGHT_PARAMS, camera_from_params, light_from_params, project, to_view
 from rfcore.mesh.decoder import CODE_SIZE, MeshDecoder
 from rfcore.mesh.render import Rendered, render
 from rfcore.model.retinaface import MESH_PARAMS
@@ -63,3 +63,20 @@ def render_mesh_params(
     mesh = decoder(code)
     camera, light = camera_from_params(camera), light_from_params(light)
     return render(mesh.vertices, mesh.colours, decoder.faces, camera, light, size, **render_options)
+
+
+def project_mesh_params(decoder: MeshDecoder, params: torch.Tensor, size: tuple[int, int] = (32, 32)) -> torch.Tensor:
+    """Where :func:`render_mesh_params` puts each vertex: its pixel in the ``(H, W)`` crop.
+
+    Args:
+        decoder: The shape and texture decoder.
+        params: ``(P, 144)`` raw mesh-head outputs.
+        size: ``(H, W)`` of the crop.
+
+    Returns:
+        ``(P, V, 2)`` crop pixel coordinates ``(x, y)``, ``(0, 0)`` the crop's top-left corner.
+    """
+    code, camera, _ = split_mesh_params(params)
+    camera = camera_from_params(camera)
+    pixels, _ = project(to_view(decoder(code).vertices, camera), camera, size)
+    return pixels

@@ -139,7 +139,7 @@ def vertex_matmul(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     flat = x.permute(1, 0, 2).reshape(num_in, batch * channels)
     out = torch.sparse.mm(matrix, flat)
     # (V_out, B*C) -> (B, V_out, C)
-    return out.reshape(-1, batch, channels).permute(1, 0, 2)
+    return out.reshape(matrix.shape[0], batch, channels).permute(1, 0, 2)
 
 
 def hierarchy_from_meshes(meshes: Sequence[Mesh]) -> MeshHierarchy:

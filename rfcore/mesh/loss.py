@@ -50,6 +50,27 @@ def crop_faces(images: torch.Tensor, boxes: torch.Tensor | list[torch.Tensor], s
     return roi_align(images, boxes, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
 
+def uncrop_points(points: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Crop pixels back to image pixels: the inverse of :func:`crop_faces`' box -> crop mapping.
+
+    With ``aligned=True`` crop pixel ``j`` samples the image at
+    ``x1 + (j + 0.5) (x2 - x1) / W``, so crop coordinate ``u`` (pixel ``j``
+    spans ``[j, j + 1)``) is image coordinate ``x1 + u (x2 - x1) / W``.
+
+    Args:
+        points: ``(K, V, 2)`` ``(x, y)`` in the pixels of ``(H, W)`` crops.
+        boxes: ``(K, 4)`` ``(x1, y1, x2, y2)`` each crop was cut from.
+        size: ``(H, W)`` of the crops.
+
+    Returns:
+        ``(K, V, 2)`` image pixel coordinates.
+    """
+    height, width = size
+    corner = boxes[:, None, :2]  # (K, 1, 2)
+    scale = (boxes[:, 2:] - boxes[:, :2]) / boxes.new_tensor([width, height])  # (K, 2) image pixels per crop pixel
+    return corner + points * scale[:, None]
+
+
 def pixel_loss(rendered: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
     """Eq. 3: L1 distance per face, summed over channels and pixels, divided by ``W * H``.
 
