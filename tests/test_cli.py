@@ -182,3 +182,14 @@ def test_bench_mesh_prints_one_row_per_batch(capsys):
 def test_bench_mesh_rejects_bad_sizes(capsys):
     with pytest.raises(SystemExit, match="--size must be at least 1"):
         main(["bench", "mesh", "--size", "0"])
+
+
+def test_a_reader_closing_the_pipe_early_is_not_a_traceback():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rfcore", "anchors", "--preset", "paper"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    process.stdout.close()  # like `| head -0`: nobody reads what rfcore prints
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert b"Traceback" not in stderr and b"BrokenPipeError" not in stderr
