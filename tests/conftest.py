@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from rfcore.mesh.hierarchy import build_hierarchy
+from rfcore.mesh.template import face_template
+
 DATA = Path(__file__).parent / "data"
 
 PUBLIC_KEY_FILES = {
@@ -63,3 +66,15 @@ def save_mesh_run(folder: Path, zero_mesh_head: bool = False, seed: int = 0) -> 
 def mesh_weights(tmp_path_factory):
     """``weights.safetensors`` of a random ``--mesh`` run, ``mesh_decoder.safetensors`` beside it."""
     return save_mesh_run(tmp_path_factory.mktemp("mesh_run"))
+
+
+@pytest.fixture(scope="module")
+def template():
+    """The built-in face mesh, shared by the mesh test modules."""
+    return face_template()
+
+
+@pytest.fixture(scope="module")
+def hierarchy():
+    """The default mesh hierarchy, shared by the mesh test modules."""
+    return build_hierarchy()

@@ -17,16 +17,6 @@ from rfcore.mesh.hierarchy import (
 from rfcore.mesh.template import LANDMARK_NAMES, SKIN, Mesh, face_template, grid, load_obj
 
 
-@pytest.fixture(scope="module")
-def template():
-    return face_template()
-
-
-@pytest.fixture(scope="module")
-def hierarchy():
-    return build_hierarchy()
-
-
 def hop_distances(adjacency: torch.Tensor, source: int) -> torch.Tensor:
     """Breadth-first edge counts from ``source`` (``-1`` if unreachable)."""
     neighbours = adjacency.to_dense() > 0

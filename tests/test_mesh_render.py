@@ -21,7 +21,6 @@ from rfcore.mesh.hierarchy import build_hierarchy
 from rfcore.mesh.loss import crop_faces, mesh_branch_loss, pixel_loss
 from rfcore.mesh.render import rasterise_dense, rasterise_windowed, render
 from rfcore.mesh.shading import lambert, vertex_normals
-from rfcore.mesh.template import face_template
 from rfcore.model.retinaface import MESH_PARAMS
 
 RASTERISERS = [rasterise_dense, rasterise_windowed]
@@ -29,11 +28,6 @@ RASTERISERS = [rasterise_dense, rasterise_windowed]
 # a small pyramid seen from the front: a raised centre and four corners, four triangles
 PYRAMID_VERTICES = [[0.05, 0.03, 0.3], [-0.8, -0.7, 0.0], [0.75, -0.65, 0.02], [0.7, 0.8, -0.01], [-0.72, 0.69, 0.03]]
 PYRAMID_FACES = torch.tensor([[0, 1, 2], [0, 2, 3], [0, 3, 4], [0, 4, 1]])
-
-
-@pytest.fixture(scope="module")
-def template():
-    return face_template()
 
 
 def flat_square(corner, far_corner, depth=1.0, colour=(0.2, 0.4, 0.6)):

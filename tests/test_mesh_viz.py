@@ -6,21 +6,10 @@ import torch
 from matplotlib.figure import Figure
 
 from rfcore.mesh import viz as mesh_viz
-from rfcore.mesh.hierarchy import build_hierarchy
 from rfcore.mesh.loss import pixel_loss
-from rfcore.mesh.template import LANDMARK_NAMES, face_template
+from rfcore.mesh.template import LANDMARK_NAMES
 from rfcore.viz import LANDMARK_COLORS, to_png
 from rfcore.widgets import mesh_render_explorer
-
-
-@pytest.fixture(scope="module")
-def template():
-    return face_template()
-
-
-@pytest.fixture(scope="module")
-def hierarchy():
-    return build_hierarchy()
 
 
 def pixel(image, x, y):
