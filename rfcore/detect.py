@@ -412,12 +412,21 @@ def resolve_weights(weights) -> Path:
 def load_model(weights, cfg: RetinaFaceConfig) -> RetinaFace:
     """A RetinaFace of preset ``cfg`` with weights from a safetensors file, in eval mode.
 
+    The mesh head of a network trained with the mesh branch (``MeshHead.*``)
+    is left out: detection without ``mesh=True`` does not need it.
+
     Args:
         weights: Path of the file, or ``None`` for :data:`DEFAULT_WEIGHTS`.
         cfg: The preset the weights belong to.
+
+    Raises:
+        ValueError: If the other tensors do not fit the preset's network.
     """
+    path = resolve_weights(weights)
+    state = {key: value for key, value in load_weights(None, path).items() if not key.startswith("MeshHead.")}
     model = RetinaFace.from_config(cfg)
-    load_weights(model, resolve_weights(weights))
+    check_state_dict(model, state, path)
+    model.load_state_dict(state)
     return model.eval()
 
 

@@ -7,7 +7,9 @@ that face cut out of the image (``I*`` of Eq. 3). :func:`pixel_term` puts
 them together and averages :func:`rfcore.mesh.mesh_branch_loss` over the
 positives. Decoding and rendering cost far more per anchor than the rest of
 the loss, so at most ``max_anchors`` positives of a batch are rendered,
-evenly spread over the anchor order.
+evenly spread over the anchor order, and the mesh head itself is evaluated
+at those anchors only (:meth:`rfcore.model.heads.LevelHeads.at`), not at
+every anchor of every image.
 
 :class:`TrainingModel` holds the detector and the optional decoder in one
 module, so one optimizer and one DistributedDataParallel wrapper cover both,
@@ -16,7 +18,7 @@ and its ``forward`` computes ``L_pixel`` where DDP can see it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -46,10 +48,11 @@ def spread(count: int, limit: int | None) -> torch.Tensor:
 
 def pixel_term(
     decoder: MeshDecoder,
-    mesh_params: torch.Tensor,
+    mesh_params_at: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     targets: AnchorTargets,
     faces: FaceBatch,
-    images_rgb: torch.Tensor,
+    images: torch.Tensor,
+    mean_bgr: Sequence[float],
     max_anchors: int | None = MESH_ANCHORS,
     crop_size: int = CROP_SIZE,
 ) -> torch.Tensor:
@@ -57,29 +60,36 @@ def pixel_term(
 
     Args:
         decoder: Shape and texture decoder.
-        mesh_params: ``(B, A, 144)`` mesh-head outputs.
+        mesh_params_at: ``(P,)`` image and ``(P,)`` anchor indices -> ``(P, 144)``
+            mesh-head outputs of those anchors (``lambda i, a: params[i, a]``
+            for a full ``(B, A, 144)`` tensor).
         targets: The batch's targets; ``labels`` and ``matched_idxs`` are used.
         faces: The batch's faces, as given to the target assigner.
-        images_rgb: ``(B, 3, H, W)`` RGB images in ``[0, 1]`` (:func:`network_input_to_rgb`).
+        images: ``(B, 3, H, W)`` network input (:func:`rfcore.detect.preprocess`).
+        mean_bgr: Its preprocessing mean: the crops are turned back into RGB in
+            ``[0, 1]`` (:func:`network_input_to_rgb`) to compare with renderings.
         max_anchors: Render at most this many positives; ``None`` for all.
         crop_size: Side of the crops and renderings.
 
     Returns:
         Scalar mean over the rendered positives; zero (still attached to
-        ``mesh_params``) when the batch has no positive anchor.
+        the mesh head's graph) when the batch has no positive anchor.
     """
     positive = (targets.labels == POSITIVE).nonzero()  # (P, 2) rows of (image, anchor)
     positive = positive[spread(len(positive), max_anchors).to(positive.device)]
-    if len(positive) == 0:
-        return mesh_params.sum() * 0.0
     image, anchor = positive.unbind(1)
+    params = mesh_params_at(image, anchor)  # (P, 144)
+    if len(positive) == 0:
+        return params.sum() * 0.0
     counts = torch.bincount(faces.image_index, minlength=faces.num_images).to(image.device)
     first_face = torch.cumsum(counts, 0) - counts  # (B,) index of each image's first face
     face = first_face[image] + targets.matched_idxs[image, anchor]
-    boxes = faces.boxes.to(images_rgb)[face.to(faces.boxes.device)]  # (P, 4)
+    boxes = faces.boxes.to(images)[face.to(faces.boxes.device)]  # (P, 4)
     rows = torch.cat([image[:, None].to(boxes), boxes], dim=1)  # (P, 5) as crop_faces wants
-    crops = crop_faces(images_rgb, rows, crop_size)
-    return mesh_branch_loss(decoder, mesh_params[image, anchor], crops).mean()
+    # cropping commutes with the per-channel affine conversion, so convert the small crops, not the batch
+    # (beyond the image border the crop then shows the mean colour rather than black)
+    crops = network_input_to_rgb(crop_faces(images, rows, crop_size), mean_bgr)
+    return mesh_branch_loss(decoder, params, crops).mean()
 
 
 class TrainingModel(nn.Module):
@@ -122,8 +132,12 @@ class TrainingModel(nn.Module):
         self, images: torch.Tensor, targets: AnchorTargets, faces: FaceBatch
     ) -> tuple[RetinaFaceOutput, torch.Tensor | None]:
         """Network outputs for ``(B, 3, H, W)`` preprocessed images, and ``L_pixel`` (``None`` without a decoder)."""
-        output = self.detector(images)
+        context = self.detector.features(images)
+        output = self.detector.predict(context, mesh=False)  # the mesh head runs at the rendered positives only
         if self.decoder is None:
             return output, None
-        rgb = network_input_to_rgb(images, self.mean_bgr)
-        return output, pixel_term(self.decoder, output.mesh_params, targets, faces, rgb, self.max_anchors)
+
+        def mesh_params_at(image: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+            return self.detector.MeshHead.at(context, image, anchor)
+
+        return output, pixel_term(self.decoder, mesh_params_at, targets, faces, images, self.mean_bgr, self.max_anchors)

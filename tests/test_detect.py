@@ -345,6 +345,15 @@ def test_without_mesh_faces_have_none_and_no_mesh_key(detector, image):
     assert face.mesh is None and "mesh" not in face.to_dict()
 
 
+def test_weights_with_a_mesh_head_also_detect_without_mesh(mesh_weights):
+    image = noise_image(seed=2)
+    with_mesh = Detector(mesh_weights, mesh=True, threshold=0.0, max_faces=4).detect(image, color="RGB")
+    without = Detector(mesh_weights, threshold=0.0, max_faces=4).detect(image, color="RGB")
+    assert len(without) == len(with_mesh) > 0
+    for plain, meshed in zip(without, with_mesh):
+        assert plain.mesh is None and plain.box == meshed.box and plain.score == meshed.score
+
+
 def test_zero_mesh_parameters_put_the_mesh_on_its_box(tmp_path):
     weights = save_mesh_run(tmp_path, zero_mesh_head=True)
     for face in Detector(weights, mesh=True, threshold=0.0, max_faces=4).detect(noise_image(seed=1), color="RGB"):

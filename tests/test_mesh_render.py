@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from torchvision.ops import roi_align
 
 from rfcore.mesh.bench import bench_mesh, format_mesh_report
 from rfcore.mesh.branch import render_mesh_params, split_mesh_params
@@ -232,6 +233,18 @@ def test_crop_faces_samples_the_box_evenly():
     assert torch.equal(per_image, crops)
     with pytest.raises(ValueError, match=r"\(K, 5\)"):
         crop_faces(images, torch.zeros(1, 4))
+
+
+def test_crop_faces_equals_roi_align_on_the_whole_batch():
+    # each box is cut from its own window of the image; the result must not depend on that
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(3, 3, 40, 50, generator=generator).contiguous(memory_format=torch.channels_last)
+    centres = torch.rand(200, 2, generator=generator) * torch.tensor([70.0, 60.0]) - 10  # some beyond the border
+    sizes = torch.rand(200, 2, generator=generator) * 40 + 0.3
+    rows = torch.cat([(torch.arange(200.0) % 3)[:, None], centres - sizes / 2, centres + sizes / 2], dim=1)
+    expected = roi_align(images.contiguous(), rows, output_size=7, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    torch.testing.assert_close(crop_faces(images, rows, size=7), expected, rtol=0, atol=1e-5)
+    assert crop_faces(images, rows[:0]).shape == (0, 3, 32, 32)
 
 
 def test_mesh_params_split_into_code_camera_and_light():

@@ -11,7 +11,7 @@ from rfcore.anchors import make_anchors
 from rfcore.config import get_config
 from rfcore.model import RetinaFace
 from rfcore.model.blocks import DeformableConv2d, conv_bn
-from rfcore.model.heads import Head
+from rfcore.model.heads import Head, LevelHeads
 from rfcore.model.resnet import ResNetBody
 from rfcore.model.retinaface import pyramid_layout
 
@@ -71,6 +71,32 @@ def test_mesh_head_adds_144_values_per_anchor():
     with torch.no_grad():
         out = model(torch.randn(1, 3, 64, 96))
     assert out.mesh_params.shape == (1, len(make_anchors(cfg, (64, 96))), 144)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_heads_at_a_few_anchors_equal_the_full_heads_there(shared):
+    torch.manual_seed(0)
+    heads = LevelHeads(num_levels=3, in_channels=8, num_anchors=2, values_per_anchor=5, shared=shared)
+    features = [torch.randn(2, 8, side, side + 1, requires_grad=True) for side in (6, 3, 2)]
+    full = heads(features)  # (2, 2 * (42 + 12 + 6), 5)
+    image = torch.tensor([1, 0, 1, 0, 1, 1])
+    anchor = torch.tensor([119, 0, 84, 83, 5, 100])  # all three levels, out of order, both anchors of a cell
+    got = heads.at(features, image, anchor)
+    torch.testing.assert_close(got, full[image, anchor], rtol=0, atol=1e-6)
+    weights = torch.randn(6, 5)
+    grads = torch.autograd.grad((got * weights).sum(), [*features, *heads.parameters()])
+    expected = torch.autograd.grad((full[image, anchor] * weights).sum(), [*features, *heads.parameters()])
+    for ours, theirs in zip(grads, expected):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+
+def test_heads_at_no_anchor_still_reach_every_parameter():
+    heads = LevelHeads(num_levels=2, in_channels=4, num_anchors=2, values_per_anchor=3)
+    features = [torch.randn(1, 4, 4, 4), torch.randn(1, 4, 2, 2)]
+    got = heads.at(features, torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+    assert got.shape == (0, 3)
+    got.sum().backward()  # what DistributedDataParallel needs: a gradient, zero, for every head
+    assert all(p.grad is not None and not p.grad.any() for p in heads.parameters())
 
 
 def test_shared_heads_use_one_conv_for_all_levels():

@@ -49,11 +49,14 @@ def test_pixel_term_renders_each_positive_against_its_own_face(decoder):
     matched[0, 1], matched[1, 2] = 1, 0
     targets = AnchorTargets(labels, matched, torch.zeros(2, 4, 4), torch.zeros(2, 4, 10), torch.zeros(2, 4, dtype=bool))
     params = 0.1 * torch.randn(2, 4, 144, generator=torch.Generator().manual_seed(1))
-    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    rgb = np.random.default_rng(2).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    images = preprocess(list(rgb), MOBILE.pixel_mean_bgr)
 
-    value = pixel_term(decoder, params, targets, faces, images, crop_size=8)
+    value = pixel_term(decoder, lambda i, a: params[i, a], targets, faces, images, MOBILE.pixel_mean_bgr, crop_size=8)
 
-    crops = crop_faces(images, torch.tensor([[0.0, 8, 4, 16, 16], [1.0, 2, 2, 14, 10]]), 8)
+    # crops cut from the RGB images themselves: converting after cropping changes nothing inside the image
+    rgb = torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255
+    crops = crop_faces(rgb, torch.tensor([[0.0, 8, 4, 16, 16], [1.0, 2, 2, 14, 10]]), 8)
     expected = mesh_branch_loss(decoder, torch.stack([params[0, 1], params[1, 2]]), crops).mean()
     torch.testing.assert_close(value, expected)
 
@@ -63,7 +66,7 @@ def test_pixel_term_without_positives_is_zero_and_keeps_the_graph(decoder):
     targets = AnchorTargets(torch.full((1, 3), NEGATIVE), torch.full((1, 3), -1), torch.zeros(1, 3, 4),
                             torch.zeros(1, 3, 10), torch.zeros(1, 3, dtype=bool))
     params = torch.randn(1, 3, 144, requires_grad=True)
-    value = pixel_term(decoder, params, targets, faces, torch.rand(1, 3, 8, 8))
+    value = pixel_term(decoder, lambda i, a: params[i, a], targets, faces, torch.rand(1, 3, 8, 8), MOBILE.pixel_mean_bgr)
     value.backward()
     assert value.item() == 0 and params.grad is not None
 

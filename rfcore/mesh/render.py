@@ -78,38 +78,62 @@ def pixel_centres(size: tuple[int, int], dtype: torch.dtype, device=None) -> tor
     return torch.stack([x, y], dim=-1).reshape(-1, 2)  # (H, W, 2) -> (HW, 2)
 
 
-def triangle_at_pixels(
-    corners: torch.Tensor, depths: torch.Tensor, colours: torch.Tensor, pixels: torch.Tensor, sigma: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Coverage, depth and colour of triangles at pixels, for any broadcast shape ``(...)``.
+TERMS = 10
+"""Rows of :func:`triangle_terms`: corner x, y; edge x, y; 1 / squared edge length; orientation; depth; r, g, b."""
+
+
+def triangle_terms(corners: torch.Tensor, depths: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+    """What the rasterisers need of each triangle, computed once per triangle rather than per pixel.
 
     Args:
         corners: ``(..., 3, 2)`` projected corners in pixels.
         depths: ``(..., 3)`` corner depths.
         colours: ``(..., 3, 3)`` corner colours (corner, rgb).
-        pixels: ``(..., 2)`` pixel centres.
+
+    Returns:
+        ``(..., TERMS, 3)``: per corner ``k`` (edge ``k`` runs from corner ``k``
+        to corner ``k+1``) its ``x``, ``y``, the edge vector's ``x``, ``y``,
+        ``1 / |edge|^2``, the triangle's orientation (sign of its area, the
+        same in all three columns; 0 when degenerate), the depth and the colour.
+    """
+    x, y = corners.unbind(-1)  # (..., 3) each
+    edge_x, edge_y = x.roll(-1, dims=-1) - x, y.roll(-1, dims=-1) - y
+    inv_length2 = 1 / (edge_x * edge_x + edge_y * edge_y).clamp(min=WEIGHT_EPS)
+    area2 = edge_x[..., :1] * edge_y[..., 2:] - edge_y[..., :1] * edge_x[..., 2:]  # edge 0 x edge 2, (..., 1)
+    orientation = -torch.sign(area2).detach().expand_as(x)  # +1 when the edge functions are >= 0 inside
+    rows = [x, y, edge_x, edge_y, inv_length2, orientation, depths, *colours.unbind(-1)]
+    return torch.stack(rows, dim=-2)
+
+
+def triangle_at_pixels(
+    terms: torch.Tensor, pixel_x: torch.Tensor, pixel_y: torch.Tensor, sigma: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Coverage, depth and colour of triangles at pixels, for any broadcast shape ``(...)``.
+
+    Args:
+        terms: ``(..., TERMS, 3)`` from :func:`triangle_terms`.
+        pixel_x: ``(...)`` pixel centre x.
+        pixel_y: ``(...)`` pixel centre y.
         sigma: Half-width of the soft edge band in pixels.
 
     Returns:
         Coverage ``D`` ``(...)`` in ``[0, 1]``, interpolated depth ``(...)`` and
         colour ``(..., 3)``.
     """
-    edges = corners.roll(-1, dims=-2) - corners  # (..., 3, 2): edge k runs from corner k to corner k+1
-    offsets = pixels[..., None, :] - corners  # (..., 3, 2)
-    # edge functions: twice the area of (corner k, corner k+1, pixel); their sum is twice the triangle's area
-    cross = edges[..., 0] * offsets[..., 1] - edges[..., 1] * offsets[..., 0]  # (..., 3)
-    side = cross * torch.sign(cross.sum(-1, keepdim=True))  # >= 0 inside, whatever the winding
-    along = ((offsets * edges).sum(-1) / (edges * edges).sum(-1).clamp(min=WEIGHT_EPS)).clamp(0, 1)
-    to_edge = offsets - along[..., None] * edges  # (..., 3, 2) from the nearest point of each edge
-    distance = torch.sqrt((to_edge * to_edge).sum(-1).amin(-1) + DISTANCE_EPS)
-    inside = (side >= 0).all(-1) & (cross.sum(-1) != 0)
+    x, y, edge_x, edge_y, inv_length2, orientation = terms[..., :6, :].unbind(-2)  # (..., 3) each
+    offset_x, offset_y = pixel_x[..., None] - x, pixel_y[..., None] - y  # from each corner to the pixel
+    # edge functions: twice the area of (corner k, corner k+1, pixel); >= 0 inside after the orientation
+    side = (edge_x * offset_y - edge_y * offset_x) * orientation
+    along = ((offset_x * edge_x + offset_y * edge_y) * inv_length2).clamp(0, 1)
+    to_edge_x, to_edge_y = offset_x - along * edge_x, offset_y - along * edge_y  # from the nearest edge point
+    distance = torch.sqrt((to_edge_x * to_edge_x + to_edge_y * to_edge_y).amin(-1) + DISTANCE_EPS)
+    inside = (side >= 0).all(-1) & (orientation[..., 0] != 0)
     coverage = smoothstep((torch.where(inside, distance, -distance) + sigma) / (2 * sigma))
     # edge k lies opposite corner k+2, so corner j's weight is edge (j+1)'s function
     weights = side.clamp(min=0).roll(-1, dims=-1) + WEIGHT_EPS
     weights = weights / weights.sum(-1, keepdim=True)
-    depth = (weights * depths).sum(-1)
-    colour = (weights[..., None] * colours).sum(-2)
-    return coverage, depth, colour
+    attributes = (weights[..., None, :] * terms[..., 6:, :]).sum(-1)  # (..., 4): depth, r, g, b
+    return coverage, attributes[..., 0], attributes[..., 1:]
 
 
 def softmax_weights(coverage: torch.Tensor, depth: torch.Tensor, nearest: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -169,11 +193,10 @@ def rasterise_dense(
     Returns:
         :class:`Rendered`. Memory grows as ``B * F * H * W``.
     """
-    centres = pixel_centres(size, pixels.dtype, pixels.device)  # (HW, 2)
-    # (B, F, 1, ...) against (HW, 2): pair terms of shape (B, F, HW)
-    coverage, z, colour = triangle_at_pixels(
-        pixels[:, faces][:, :, None], depth[:, faces][:, :, None], colours[:, faces][:, :, None], centres, sigma
-    )
+    centre_x, centre_y = pixel_centres(size, pixels.dtype, pixels.device).unbind(1)  # (HW,) each
+    terms = triangle_terms(pixels[:, faces], depth[:, faces], colours[:, faces])  # (B, F, TERMS, 3)
+    # (B, F, 1, TERMS, 3) against (HW,) pixels: pair terms of shape (B, F, HW)
+    coverage, z, colour = triangle_at_pixels(terms[:, :, None], centre_x, centre_y, sigma)
     nearest = torch.where(coverage > 0, z, torch.inf).amin(dim=1, keepdim=True).detach()
     weight = softmax_weights(coverage, z, nearest, gamma)  # (B, F, HW)
     weighted_colour = (weight[..., None] * colour).sum(1)
@@ -240,14 +263,9 @@ def rasterise_windowed(
     batch, (height, width) = pixels.shape[0], size
     corners = pixels[:, faces]  # (B, F, 3, 2)
     pairs = window_pairs(corners.detach(), size, sigma)
-    # per-pair copies of the triangle data: (B*F, ...)[triangle] -> (N, ...)
-    coverage, z, colour = triangle_at_pixels(
-        corners.flatten(0, 1)[pairs.triangle],
-        depth[:, faces].flatten(0, 1)[pairs.triangle],
-        colours[:, faces].flatten(0, 1)[pairs.triangle],
-        pairs.centre,
-        sigma,
-    )
+    terms = triangle_terms(corners, depth[:, faces], colours[:, faces]).flatten(0, 1)  # (B*F, TERMS, 3)
+    # per-pair copies of the triangle terms: (B*F, TERMS, 3) -> (N, TERMS, 3)
+    coverage, z, colour = triangle_at_pixels(terms.index_select(0, pairs.triangle), *pairs.centre.unbind(1), sigma)
     num_pixels = batch * height * width
     covered_depth = torch.where(coverage > 0, z, torch.inf).detach()
     nearest = covered_depth.new_full((num_pixels,), torch.inf).scatter_reduce(0, pairs.pixel, covered_depth, "amin")

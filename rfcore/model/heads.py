@@ -87,3 +87,36 @@ class LevelHeads(nn.ModuleList):
     def per_level(self) -> list[Head]:
         """The head applied to each level, finest first (the same one repeated when shared)."""
         return list(self) if len(self) == self.num_levels else [self[0]] * self.num_levels
+
+    def at(self, features: Sequence[torch.Tensor], image: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+        """Predict for a few anchors only: ``forward(features)[image, anchor]`` without the other anchors.
+
+        A 1x1 convolution at one cell is a matrix product with that cell's
+        feature vector, so the few anchors a loss needs (the mesh branch
+        renders a handful of positives) cost next to nothing, where
+        :meth:`forward` computes every anchor of every image.
+
+        Args:
+            features: ``(N, C, H_l, W_l)`` maps, finest level first.
+            image: ``(P,)`` image index of each wanted anchor.
+            anchor: ``(P,)`` anchor index in :func:`rfcore.anchors.make_anchors` order.
+
+        Returns:
+            ``(P, k)`` predictions, row ``p`` for ``(image[p], anchor[p])``.
+        """
+        rows, values = [], []
+        start = 0
+        for head, x in zip(self.per_level(), features):
+            shape = (-1, head.values_per_anchor)  # (A*k, ...) -> (A, k, ...)
+            weight = head.conv1x1.weight.flatten(1).unflatten(0, shape)  # (A*k, C, 1, 1) -> (A, k, C)
+            bias = head.conv1x1.bias.unflatten(0, shape)  # (A*k,) -> (A, k)
+            end = start + x.shape[2] * x.shape[3] * len(weight)
+            row = ((anchor >= start) & (anchor < end)).nonzero()[:, 0]  # may be empty: keeps every head in the graph
+            local = anchor[row] - start
+            cell, slot = local // len(weight), local % len(weight)
+            vectors = x[image[row], :, cell // x.shape[3], cell % x.shape[3]]  # (P_l, C)
+            values.append(torch.einsum("pc,pkc->pk", vectors, weight[slot]) + bias[slot])
+            rows.append(row)
+            start = end
+        order = torch.cat(rows)
+        return torch.cat(values)[torch.argsort(order)]

@@ -209,12 +209,16 @@ class RetinaFace(nn.Module):
         pyramid = self.fpn(features)
         return [getattr(self, f"ssh{k}")(level) for k, level in enumerate(pyramid, start=1)]
 
-    def forward(self, images: torch.Tensor) -> RetinaFaceOutput:
+    def forward(self, images: torch.Tensor, mesh: bool = True) -> RetinaFaceOutput:
         """Run the detector.
 
         Args:
             images: ``(N, 3, H, W)`` float batch, preprocessed as the preset
                 says (BGR, mean subtracted; see ``cfg.pixel_mean_bgr``).
+            mesh: Run the mesh head (if there is one) on every anchor; training
+                passes ``False`` and runs it only where ``L_pixel`` needs it
+                (:meth:`LevelHeads.at <rfcore.model.heads.LevelHeads.at>` on the
+                :meth:`features`).
 
         Returns:
             :class:`RetinaFaceOutput` with ``A`` = number of anchors of an
@@ -223,10 +227,13 @@ class RetinaFace(nn.Module):
         Raises:
             ValueError: If ``images`` is not a floating ``(N, 3, H, W)`` tensor.
         """
-        context = self.features(images)
+        return self.predict(self.features(images), mesh)
+
+    def predict(self, context: Sequence[torch.Tensor], mesh: bool = True) -> RetinaFaceOutput:
+        """The heads on :meth:`features` ``context``; ``mesh`` as in :meth:`forward`."""
         return RetinaFaceOutput(
             logits=self.ClassHead(context),
             box_deltas=self.BboxHead(context),
             landmark_deltas=self.LandmarkHead(context),
-            mesh_params=None if self.MeshHead is None else self.MeshHead(context),
+            mesh_params=self.MeshHead(context) if mesh and self.MeshHead is not None else None,
         )
