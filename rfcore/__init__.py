@@ -7,8 +7,10 @@ encoding), :mod:`rfcore.matching` (batched training targets),
 mesh branch), :mod:`rfcore.loss` (the multi-task loss), :mod:`rfcore.data`
 (WIDER FACE and synthetic faces), :mod:`rfcore.train` (training),
 :mod:`rfcore.weights` (weights on disk), :mod:`rfcore.detect` (finding
-faces), :mod:`rfcore.export` (ONNX). On top of them: :mod:`rfcore.viz` and
-:mod:`rfcore.widgets` (pictures and notebook controls), :mod:`rfcore.cli`.
+faces), :mod:`rfcore.align` (aligned crops for a recogniser),
+:mod:`rfcore.video` (faces in videos), :mod:`rfcore.export` (ONNX). On top of
+them: :mod:`rfcore.viz`, :mod:`rfcore.viz_align` and :mod:`rfcore.widgets`
+(pictures and notebook controls), :mod:`rfcore.cli`.
 
 ``rfcore.detect(image, ...)`` finds faces (see :mod:`rfcore.detect`); the
 module is imported on first use, so ``import rfcore`` stays light.

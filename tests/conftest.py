@@ -78,3 +78,41 @@ def template():
 def hierarchy():
     """The default mesh hierarchy, shared by the mesh test modules."""
     return build_hierarchy()
+
+
+def write_wider_mat(gt_dir: Path, faces: dict, subsets: dict) -> Path:
+    """Write hand-made WIDER FACE ground truth in the official toolbox's cell structure with scipy.io.savemat.
+
+    Args:
+        gt_dir: Destination folder (created).
+        faces: ``{"event/image": x y w h rows}`` in event order, e.g. ``{"0--Parade/a": [[1, 2, 10, 12]]}``.
+        subsets: ``{"easy" | "medium" | "hard": {"event/image": [1-based face indices]}}``; images left
+            out have an empty list.
+
+    Returns:
+        ``gt_dir``, holding wider_face_val.mat and wider_{easy,medium,hard}_val.mat.
+    """
+    import numpy as np
+    from scipy.io import savemat
+
+    def cell(items):  # an n x 1 MATLAB cell array
+        array = np.empty((len(items), 1), dtype=object)
+        for i, item in enumerate(items):
+            array[i, 0] = item
+        return array
+
+    events = list(dict.fromkeys(key.split("/")[0] for key in faces))
+    keys = [[key for key in faces if key.split("/")[0] == event] for event in events]
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    savemat(gt_dir / "wider_face_val.mat", {
+        "event_list": cell(events),
+        "file_list": cell([cell([key.split("/")[1] for key in event_keys]) for event_keys in keys]),
+        "face_bbx_list": cell([cell([np.array(faces[key], float).reshape(-1, 4) for key in event_keys])
+                               for event_keys in keys]),
+    })
+    for subset in ("easy", "medium", "hard"):
+        lists = subsets.get(subset, {})
+        gt_list = cell([cell([np.array(lists.get(key, []), float).reshape(-1, 1) for key in event_keys])
+                        for event_keys in keys])
+        savemat(gt_dir / f"wider_{subset}_val.mat", {"gt_list": gt_list})
+    return gt_dir

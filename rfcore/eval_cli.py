@@ -1,0 +1,322 @@
+"""The ``rfcore eval`` command: the official WIDER FACE evaluation of a detector, or of prediction files.
+
+This module only builds the command line and reports; the work is done by
+:mod:`rfcore.evaluation` (imported when the command runs, so that building
+the ``rfcore`` parser stays fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+from rfcore.config import PRESETS
+
+DESCRIPTION = (
+    "Evaluate face detection with the official WIDER FACE protocol: AP at IoU 0.5 from 1,000 score thresholds on "
+    "the easy, medium and hard subsets of the validation set (ground truth from the toolbox's .mat files), or on "
+    "any label.txt-layout set where every face counts (--label-file). Runs the detector over the images (with "
+    "optional test-time flip, scales and box voting) and writes its predictions in the official layout, or reads "
+    "existing predictions (--pred-dir). Prints the APs and writes the PR curves (pr_curves.png) and a JSON "
+    "summary (summary.json) to --out."
+)
+
+EPILOG = """\
+the WIDER FACE validation set, as the official downloads unpack:
+  --gt-dir   eval_tools/ground_truth: wider_face_val.mat, wider_easy_val.mat,
+             wider_medium_val.mat, wider_hard_val.mat (from eval_tools.zip)
+  --images   WIDER_val/images: one folder per event, e.g.
+             0--Parade/0_Parade_marchingband_1_20.jpg (from WIDER_val.zip)
+examples:
+  rfcore eval --gt-dir eval_tools/ground_truth --images WIDER_val/images
+  rfcore eval --gt-dir eval_tools/ground_truth --images WIDER_val/images --multiscale --limit 100
+  rfcore eval --gt-dir eval_tools/ground_truth --pred-dir my_predictions
+  rfcore eval --label-file widerface/val/label.txt
+"""
+
+EVAL_THRESHOLD = 0.02
+"""Default lowest score kept when evaluating (biubug6's setting): low-scoring faces still add to the AP."""
+
+DETECTOR_OPTIONS = ("weights", "threshold", "max_size", "flip", "scales", "multiscale", "vote_iou")
+"""Options that only matter when the detector runs (not with --pred-dir)."""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``eval`` subcommand to the ``rfcore`` command line."""
+    parser = subparsers.add_parser(
+        "eval",
+        help="WIDER FACE evaluation: easy / medium / hard AP, PR curves",
+        description=textwrap.fill(DESCRIPTION, 79),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data = parser.add_argument_group("data")
+    source = data.add_mutually_exclusive_group(required=True)
+    source.add_argument("--gt-dir", type=Path, metavar="DIR",
+                        help="folder of the official ground truth: wider_face_val.mat and "
+                        "wider_{easy,medium,hard}_val.mat")
+    source.add_argument("--label-file", type=Path, metavar="FILE",
+                        help="evaluate on a label.txt-layout set instead; every face counts (subset 'all')")
+    data.add_argument("--images", type=Path, metavar="DIR",
+                      help="images folder, one folder per event (default with --label-file: images/ beside it)")
+    data.add_argument("--limit", type=int, metavar="N",
+                      help="only the first N images, for a quick look (APs not comparable with the full set's)")
+    data.add_argument("--pred-dir", type=Path, metavar="DIR",
+                      help="read predictions in the official layout (DIR/<event>/<image>.txt) instead of detecting")
+    model = parser.add_argument_group("detector")
+    model.add_argument("--weights", type=Path, metavar="PATH",
+                       help="safetensors weights (default: the shipped MobileNet-0.25)")
+    model.add_argument("--preset", default="mobilenet0.25", choices=sorted(PRESETS),
+                       help="preset of the weights (default: mobilenet0.25)")
+    model.add_argument("--threshold", type=float,
+                       help=f"lowest face probability kept (default: {EVAL_THRESHOLD}; low scores still add to the AP)")
+    model.add_argument("--max-size", type=int, metavar="PIXELS",
+                       help="shrink images whose long edge is larger (default: original size)")
+    tta = parser.add_argument_group("test-time augmentation [paper §4.2] (default: none, one pass at original size)")
+    tta.add_argument("--flip", action="store_true", help="also detect on the mirrored image")
+    scales = tta.add_mutually_exclusive_group()
+    scales.add_argument("--scales", type=int, nargs="+", metavar="PIXELS",
+                        help="detect with the short edge resized to each of these sizes")
+    scales.add_argument("--multiscale", action="store_true",
+                        help="the paper's test: --flip and --scales 500 800 1100 1400 1700")
+    tta.add_argument("--vote-iou", type=float, metavar="IOU",
+                     help="box voting IoU over the pooled passes (default: 0.4, the paper's)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", type=Path, default=Path("runs/eval"), metavar="DIR",
+                        help="output folder: predictions/, pr_curves.png, summary.json (default: runs/eval)")
+    output.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run_command)
+    return parser
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run ``rfcore eval`` from parsed options; the exit status (2 for missing data or bad options)."""
+    try:
+        check_arguments(args)
+        truth = load_truth(args)
+        if args.pred_dir is not None:
+            from rfcore.evaluation import read_predictions
+
+            predictions = read_predictions(args.pred_dir, truth)
+            written = None
+        else:
+            predictions, written = detect_and_write(args, truth)
+        report(args, truth, predictions, written)
+    except (ImportError, OSError, ValueError) as err:
+        print(f"rfcore eval: {err}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Raise ``ValueError`` for options out of range or that do not fit together."""
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    if args.pred_dir is not None:
+        given = [f"--{name.replace('_', '-')}" for name in DETECTOR_OPTIONS if getattr(args, name) not in (None, False)]
+        if given:
+            raise ValueError(f"--pred-dir evaluates existing predictions; the detector options {', '.join(given)} "
+                             "do not apply")
+    if args.vote_iou is not None and not (args.flip or args.scales or args.multiscale):
+        raise ValueError("--vote-iou needs test-time augmentation: --flip, --scales or --multiscale")
+
+
+def load_truth(args: argparse.Namespace):
+    """The ground truth named by ``--gt-dir`` or ``--label-file``, cut to ``--limit``.
+
+    Raises:
+        FileNotFoundError: Saying which files were expected where.
+    """
+    from rfcore.evaluation import load_label_file, load_wider_mat
+    from rfcore.evaluation.truth import missing_mat_files
+
+    if args.label_file is not None:
+        if not args.label_file.is_file():
+            raise FileNotFoundError(f"label file {args.label_file} does not exist (--label-file)")
+        truth = load_label_file(args.label_file)
+    else:
+        missing = missing_mat_files(args.gt_dir)
+        if missing:
+            raise FileNotFoundError(missing_ground_truth(args.gt_dir, missing))
+        truth = load_wider_mat(args.gt_dir)
+    return truth if args.limit is None else truth.head(args.limit)
+
+
+def missing_ground_truth(gt_dir: Path, missing: list[Path]) -> str:
+    """What ``--gt-dir`` should hold and which of it is missing."""
+    from rfcore.evaluation import MAT_FILES
+
+    lines = [f"WIDER FACE ground truth not found: expected these files in {gt_dir} (--gt-dir):"]
+    lines += [f"  {gt_dir / name}  {'MISSING' if gt_dir / name in missing else 'found'}" for name in MAT_FILES.values()]
+    lines.append("They are the ground_truth/ folder of the official evaluation toolbox (eval_tools.zip); "
+                 "the images are WIDER_val/images of WIDER_val.zip (--images).")
+    return "\n".join(lines)
+
+
+def images_folder(args: argparse.Namespace) -> Path:
+    """``--images``, or ``images/`` beside ``--label-file``."""
+    if args.images is not None:
+        return args.images
+    if args.label_file is not None:
+        return args.label_file.parent / "images"
+    raise ValueError("--images DIR is needed to run the detector: the WIDER_val/images folder with one folder per "
+                     "event (or pass --pred-dir to evaluate existing predictions)")
+
+
+def check_images(paths: list[Path], images_dir: Path) -> None:
+    """Raise ``FileNotFoundError`` naming how many images are missing and the first few expected paths."""
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"images folder {images_dir} does not exist (--images); expected e.g. {paths[0]}"
+                                if paths else f"images folder {images_dir} does not exist (--images)")
+    missing = [path for path in paths if not path.is_file()]
+    if missing:
+        examples = "\n".join(f"  {path}" for path in missing[:5])
+        raise FileNotFoundError(f"{len(missing)} of {len(paths)} images not found under {images_dir} (--images), "
+                                f"e.g.\n{examples}")
+
+
+def threshold(args: argparse.Namespace) -> float:
+    """``--threshold``, or :data:`EVAL_THRESHOLD`."""
+    return EVAL_THRESHOLD if args.threshold is None else args.threshold
+
+
+def tta_config(args: argparse.Namespace):
+    """The :class:`rfcore.detect.TTAConfig` of the options, or ``None`` for a single pass."""
+    from rfcore.detect import PAPER_TEST_SCALES, TTAConfig
+
+    if not (args.flip or args.scales or args.multiscale):
+        return None
+    scales = PAPER_TEST_SCALES if args.multiscale else tuple(args.scales or (None,))
+    vote_iou = TTAConfig.vote_iou if args.vote_iou is None else args.vote_iou  # the class attribute holds the default
+    return TTAConfig(flip=args.flip or args.multiscale, scales=scales, vote_iou=vote_iou)
+
+
+def detect_and_write(args: argparse.Namespace, truth):
+    """Run the detector over the images of ``truth`` and write its predictions to ``--out/predictions``.
+
+    Returns:
+        The predictions and the prediction folder.
+    """
+    from rfcore.detect import Detector
+    from rfcore.evaluation import detect_images, image_paths, write_predictions
+
+    images_dir = images_folder(args)
+    paths = image_paths(truth, images_dir)
+    check_images(paths, images_dir)
+    detector = Detector(args.weights, args.preset, threshold=threshold(args), max_size=args.max_size,
+                        tta=tta_config(args))
+    predictions = detect_images(detector, paths, truth.names, progress=not args.quiet)
+    pred_dir = args.out / "predictions"
+    write_predictions(pred_dir, truth, predictions)
+    return predictions, pred_dir
+
+
+def settings(args: argparse.Namespace, written: Path | None) -> dict:
+    """Where the data and predictions came from, for the JSON summary."""
+    record = {
+        "ground_truth": str(args.gt_dir or args.label_file),
+        "limit": args.limit,
+    }
+    if written is None:
+        record["pred_dir"] = str(args.pred_dir)
+        return record
+    tta = tta_config(args)
+    record.update(
+        images=str(images_folder(args)),
+        pred_dir=str(written),
+        weights=str(args.weights) if args.weights else "shipped",
+        preset=args.preset,
+        threshold=threshold(args),
+        max_size=args.max_size,
+        tta=None if tta is None else {"flip": tta.flip, "scales": list(tta.scales), "vote_iou": tta.vote_iou},
+    )
+    return record
+
+
+def report(args: argparse.Namespace, truth, predictions, written: Path | None) -> None:
+    """Evaluate, print the APs and write ``pr_curves.png`` and ``summary.json`` to ``--out``."""
+    from rfcore.evaluation import evaluate_all
+    from rfcore.viz_eval import plot_pr_curves
+
+    result = evaluate_all(truth, predictions)
+    summary = {**result.summary(), "settings": settings(args, written)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    figure_path, summary_path = args.out / "pr_curves.png", args.out / "summary.json"
+    source = "predictions" if written is None else "rfcore"
+    plot_pr_curves({source: result.curves}, title=f"{summary['settings']['ground_truth']}, {len(truth):,} images") \
+        .savefig(figure_path, dpi=120)
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(format_report(summary))
+    wrote = [] if written is None else [f"{written}/ ({plural(len(truth), 'file')})"]
+    print("wrote " + ", ".join([*wrote, str(figure_path), str(summary_path)]))
+
+
+def plural(count: int, noun: str) -> str:
+    """``"1 image"``, ``"3,226 images"``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def format_report(summary: dict) -> str:
+    """The APs (and landmark figures) of a summary as a small table."""
+    lines = [
+        f"{plural(summary['images'], 'image')}, {plural(summary['detections'], 'detection')}; "
+        f"AP at IoU {summary['iou_threshold']} over {summary['score_thresholds']} score thresholds",
+        f"{'subset':<8}{'faces':>9}{'AP':>9}",
+    ]
+    for name, figures in summary["subsets"].items():
+        ap = "n/a" if figures["ap"] is None else f"{figures['ap']:.4f}"
+        lines.append(f"{name:<8}{figures['faces']:>9,}{ap:>9}")
+    marks = summary["landmarks"]
+    if marks is not None and marks["measured_faces"]:
+        lines.append(
+            f"landmarks: {marks['measured_faces']:,} of {marks['annotated_faces']:,} annotated faces found; "
+            f"mean NME {marks['mean_nme']:.2%}, "
+            f"failure rate (NME > {marks['failure_nme']:.0%}) {marks['failure_rate']:.2%}"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- rfcore bench eval
+
+
+def add_bench_parser(kinds) -> argparse.ArgumentParser:
+    """Add the ``eval`` kind to ``rfcore bench``."""
+    bench = kinds.add_parser(
+        "eval",
+        help="the WIDER FACE protocol on 3,226 generated images, against a loop over thresholds",
+        description="Time the vectorised WIDER FACE protocol (rfcore.evaluation.protocol) on generated images with "
+        "faces and detections, against the slow reference: the same protocol with a loop over each image's "
+        "detections and its 1,000 score thresholds, as the official toolbox computes it. Both must give the same "
+        "APs (exit status 1 otherwise); the goal is a speed-up of at least 10x.",
+    )
+    bench.add_argument("--num-images", type=int, default=3226, metavar="N",
+                       help="images, as many as WIDER FACE val by default (default: 3226)")
+    bench.add_argument("--faces", type=int, default=40, help="ground-truth faces per image (default: 40)")
+    bench.add_argument("--detections", type=int, default=200, help="detections per image (default: 200)")
+    bench.add_argument("--repeats", type=int, default=5, help="timed runs of the vectorised protocol (default: 5)")
+    bench.add_argument("--peer-repeats", type=int, default=1,
+                       help="timed runs of the loop, about a minute each at the defaults (default: 1)")
+    bench.add_argument("--seed", type=int, default=0, help="seed of the generated set (default: 0)")
+    bench.set_defaults(run=run_bench)
+    return bench
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run ``rfcore bench eval``; exit status 1 if the two implementations disagree."""
+    from rfcore.evaluation.bench import bench_eval, format_eval_report
+
+    for name in ("num_images", "faces", "detections", "repeats", "peer_repeats"):
+        if getattr(args, name) < 1:
+            print(f"rfcore bench eval: --{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}",
+                  file=sys.stderr)
+            return 2
+    try:
+        result = bench_eval(args.num_images, args.faces, args.detections, args.repeats, args.peer_repeats, args.seed)
+    except AssertionError as err:
+        print(f"rfcore bench eval: {err}", file=sys.stderr)
+        return 1
+    print(format_eval_report(result))
+    return 0

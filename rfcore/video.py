@@ -1,0 +1,381 @@
+"""Faces in video files: read frames, detect, draw, write the annotated video.
+
+:func:`process_video` runs the whole loop for ``rfcore detect VIDEO``; its
+parts are separate so that each can be tested on its own:
+
+* :func:`open_video` opens a file with OpenCV (FFmpeg) and reads its frame
+  rate, size and announced frame count;
+* :func:`read_frames` yields :class:`Frame` objects, RGB, with a frame that
+  cannot be decoded in the middle of the file yielded as a broken frame
+  (``image=None``) instead of ending the video;
+* :func:`annotate_frames` is the per-frame loop over any iterable of
+  frames: detect, reuse, draw;
+* :func:`open_writer` writes MPEG-4 Part 2 (``mp4v``), an encoder the
+  FFmpeg inside the opencv-python wheels always has.
+
+Stride. With ``stride=N`` the detector runs on frames 0, N, 2N, ...; a frame
+in between is drawn with the faces of the last detected frame (its JSON
+record says ``"detected": false``). A broken frame is not detected and
+does not count: the next good frame is detected if at least ``N`` frames
+have passed since the last detection. A broken frame keeps the output's
+timing by repeating the previous output frame (black if there is none).
+
+Frame counts. Containers announce a frame count (``CAP_PROP_FRAME_COUNT``),
+which may be missing or wrong. Frames that fail to decode before the
+announced count are broken frames; a failure at or past it ends the video.
+After :data:`MAX_FAILURES_IN_A_ROW` failures in a row the rest of the file
+is given up as unreadable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from rfcore.viz import draw_faces
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+"""File name endings ``rfcore detect`` treats as videos (any letter case)."""
+
+BROKEN = "could not be decoded"
+"""The error of a frame that fails to decode."""
+
+MAX_FAILURES_IN_A_ROW = 50
+"""Unreadable frames in a row after which :func:`read_frames` gives up on the rest of a file."""
+
+DEFAULT_FPS = 25.0
+"""Frame rate written when a file announces none."""
+
+STAGES = ("decode", "detect", "draw", "encode")
+"""The timed stages of :func:`process_video`, in loop order."""
+
+
+def is_video(path) -> bool:
+    """True if ``path`` ends in one of :data:`VIDEO_EXTENSIONS`."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+class VideoInfo(NamedTuple):
+    """What a video file announces.
+
+    Attributes:
+        fps: Frames per second (:data:`DEFAULT_FPS` if the file gives none).
+        size: ``(height, width)`` of a frame.
+        frame_count: Announced number of frames; 0 when unknown.
+    """
+
+    fps: float
+    size: tuple[int, int]
+    frame_count: int
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a video.
+
+    Attributes:
+        index: Position in the file, from 0.
+        image: ``(H, W, 3)`` uint8 RGB, or ``None`` for a frame that could
+            not be decoded.
+        error: Why the frame is broken; empty for a good frame.
+    """
+
+    index: int
+    image: np.ndarray | None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class AnnotatedFrame:
+    """A frame after :func:`annotate_frames`.
+
+    Attributes:
+        index: Position in the file.
+        faces: The faces drawn on it (detected on this frame, or reused).
+        detected: True if the detector ran on this frame.
+        image: The drawing, ``(H, W, 3)`` uint8 RGB; for a broken frame the
+            previous drawing (``None`` if there is none yet or when not drawing).
+        error: Why the frame is broken; empty for a good frame.
+    """
+
+    index: int
+    faces: list
+    detected: bool
+    image: np.ndarray | None
+    error: str = ""
+
+    def to_dict(self, fps: float) -> dict:
+        """``{"frame": k, "time": seconds, "detected": bool, "faces": [...]}``, or ``{"frame", "time", "error"}``."""
+        record = {"frame": self.index, "time": round(self.index / fps, 4)}
+        if self.error:
+            return record | {"error": self.error}
+        return record | {"detected": self.detected, "faces": [face.to_dict() for face in self.faces]}
+
+
+@dataclass
+class VideoSummary:
+    """What :func:`process_video` did.
+
+    Attributes:
+        frames: Frames processed (good and broken).
+        detected: Frames the detector ran on.
+        faces: Faces detected, summed over the detected frames.
+        broken: Indices of the frames that could not be decoded.
+        seconds: Wall time of the whole loop.
+        stage_seconds: Time spent in each of :data:`STAGES`.
+    """
+
+    frames: int = 0
+    detected: int = 0
+    faces: int = 0
+    broken: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    def add(self, frame: AnnotatedFrame) -> None:
+        """Count one frame of the loop."""
+        self.frames += 1
+        self.detected += frame.detected
+        self.faces += len(frame.faces) if frame.detected else 0
+        if frame.error:
+            self.broken.append(frame.index)
+
+    @property
+    def fps(self) -> float:
+        """Frames per second achieved end to end."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def describe(self) -> str:
+        """One line: frames, detections, frames per second and the milliseconds per frame of each stage."""
+        per_frame = ", ".join(f"{name} {1000 * s / max(self.frames, 1):.1f}" for name, s in self.stage_seconds.items())
+        broken = f", {len(self.broken)} broken" if self.broken else ""
+        return (
+            f"{self.frames} frames{broken}, detector run on {self.detected}, {self.faces} faces found; "
+            f"{self.fps:.1f} frames/s end to end (ms per frame: {per_frame})"
+        )
+
+
+# ---------------------------------------------------------------- reading and writing
+
+
+def open_video(path) -> tuple[cv2.VideoCapture, VideoInfo]:
+    """Open a video file for reading.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        IsADirectoryError: If it is a directory.
+        ValueError: If OpenCV cannot open it as a video.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not a video")
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise ValueError(f"{path} is not a readable video (OpenCV could not open it: corrupt or unsupported format)")
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)))
+    info = VideoInfo(fps if 0 < fps < 1000 else DEFAULT_FPS, size, int(count) if count > 0 else 0)
+    return capture, info
+
+
+def read_frames(capture: cv2.VideoCapture, frame_count: int) -> Iterator[Frame]:
+    """The frames of an open video as RGB, with undecodable frames as broken :class:`Frame` objects.
+
+    Args:
+        capture: From :func:`open_video`.
+        frame_count: Announced frame count (0: unknown, so the first failure ends the video).
+
+    Yields:
+        :class:`Frame` objects in file order, each index once.
+    """
+    index, pending = 0, []  # pending: failed indices, broken if a later frame decodes or the count covers them
+    while len(pending) < MAX_FAILURES_IN_A_ROW:
+        ok, bgr = capture.read()
+        if ok:
+            yield from (Frame(k, None, BROKEN) for k in pending)
+            pending = []
+            yield Frame(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        elif index >= frame_count:
+            break
+        else:
+            pending.append(index)
+        index += 1
+    gave_up = f"; gave up on the rest after {MAX_FAILURES_IN_A_ROW} unreadable frames in a row"
+    for k in pending:
+        last = len(pending) == MAX_FAILURES_IN_A_ROW and k == pending[-1]
+        yield Frame(k, None, BROKEN + (gave_up if last else ""))
+
+
+def first_frame(path) -> np.ndarray:
+    """The first decodable frame of a video as ``(H, W, 3)`` uint8 RGB."""
+    capture, info = open_video(path)
+    try:
+        frame = next((f for f in read_frames(capture, info.frame_count) if f.image is not None), None)
+    finally:
+        capture.release()
+    if frame is None:
+        raise ValueError(f"{path} is not a readable video: no frame could be decoded")
+    return frame.image
+
+
+def open_writer(path, fps: float, size: tuple[int, int], codec: str = "mp4v") -> cv2.VideoWriter:
+    """A video writer for BGR frames of ``size = (height, width)``, creating the folder.
+
+    Raises:
+        OSError: If OpenCV cannot create the file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (size[1], size[0]))
+    if not writer.isOpened():
+        raise OSError(f"could not write video {path}")
+    return writer
+
+
+def write_pan_video(path, image: np.ndarray, frames: int, size: tuple[int, int], fps: float = 25.0) -> Path:
+    """A synthetic test video: a window with the aspect of ``size`` panned across ``image``.
+
+    The window spans the image's full height and moves from its left edge to
+    its right edge in equal steps; each view is resized to ``size``.
+
+    Args:
+        path: Destination, ``.mp4`` (mp4v) or ``.avi`` (MJPG, one JPEG per
+            frame, so single frames can be damaged for tests).
+        image: ``(H, W, 3)`` uint8 RGB, wider than ``H * width / height``.
+        frames: Number of frames (>= 1).
+        size: ``(height, width)`` of the video.
+        fps: Frame rate written in the file.
+
+    Returns:
+        ``path``.
+    """
+    height, width = size
+    window = round(image.shape[0] * width / height)
+    if frames < 1 or window > image.shape[1]:
+        raise ValueError(f"need frames >= 1 and an image wider than {window} px, got {frames}, {image.shape}")
+    path = Path(path)
+    writer = open_writer(path, fps, size, "MJPG" if path.suffix.lower() == ".avi" else "mp4v")
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    for left in np.linspace(0, image.shape[1] - window, frames).round().astype(int).tolist():
+        writer.write(cv2.resize(bgr[:, left : left + window], (width, height), interpolation=cv2.INTER_AREA))
+    writer.release()
+    return path
+
+
+# ---------------------------------------------------------------- the per-frame loop
+
+
+def annotate_frames(
+    frames: Iterable[Frame], detect: Callable[[np.ndarray], list], stride: int = 1,
+    draw: Callable[[np.ndarray, list], np.ndarray] | None = draw_faces, timings: dict[str, float] | None = None,
+) -> Iterator[AnnotatedFrame]:
+    """Detect on every ``stride``-th good frame, reuse the faces in between, draw them.
+
+    Args:
+        frames: :class:`Frame` objects in order (from :func:`read_frames`, or
+            any iterable, e.g. in tests).
+        detect: RGB image -> faces, e.g. ``functools.partial(detector.detect, color="RGB")``.
+        stride: Run the detector when at least this many frames have passed
+            since it last ran (see the module docstring).
+        draw: ``(RGB image, faces) -> drawing``; ``None`` leaves
+            :attr:`AnnotatedFrame.image` ``None``.
+        timings: If given, seconds spent in ``"decode"`` (waiting for
+            ``frames``), ``"detect"`` and ``"draw"`` are added to it.
+
+    Yields:
+        One :class:`AnnotatedFrame` per frame.
+    """
+    if stride < 1:
+        raise ValueError(f"stride must be at least 1, got {stride}")
+    timings = {} if timings is None else timings
+    faces, last_detected, drawing = [], None, None
+    iterator = iter(frames)
+    while True:
+        started = time.perf_counter()
+        frame = next(iterator, None)
+        timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - started
+        if frame is None:
+            return
+        if frame.image is None:
+            yield AnnotatedFrame(frame.index, faces, False, drawing, frame.error)
+            continue
+        detected = last_detected is None or frame.index - last_detected >= stride
+        started = time.perf_counter()
+        if detected:
+            faces, last_detected = detect(frame.image), frame.index
+        drawn = time.perf_counter()
+        drawing = None if draw is None else draw(frame.image, faces)
+        timings["detect"] = timings.get("detect", 0.0) + drawn - started
+        timings["draw"] = timings.get("draw", 0.0) + time.perf_counter() - drawn
+        yield AnnotatedFrame(frame.index, faces, detected, drawing)
+
+
+def process_video(
+    path, detect: Callable[[np.ndarray], list], out=None, stride: int = 1,
+    on_frame: Callable[[AnnotatedFrame, VideoInfo], None] | None = None, progress: bool = True,
+    draw: Callable[[np.ndarray, list], np.ndarray] = draw_faces,
+) -> VideoSummary:
+    """Read a video, detect faces, draw them and write the annotated video.
+
+    Args:
+        path: Video file.
+        detect: RGB image -> faces, e.g. ``functools.partial(detector.detect, color="RGB")``.
+        out: Annotated video to write (``mp4v``, the input's frame rate and
+            size), or ``None`` to only detect.
+        stride: Detect every ``stride``-th frame (see the module docstring).
+        on_frame: Called with each :class:`AnnotatedFrame` and the
+            :class:`VideoInfo` (to print JSON lines, report broken frames).
+        progress: Show a tqdm progress bar on stderr.
+        draw: ``(RGB image, faces) -> drawing`` for the output video.
+
+    Returns:
+        A :class:`VideoSummary`, with the achieved frames per second.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError, ValueError: For a file that is
+            not a readable video, or one without a single decodable frame.
+        OSError: If ``out`` cannot be written.
+    """
+    capture, info = open_video(path)
+    summary, writer = VideoSummary(), None
+    started = time.perf_counter()
+    try:
+        writer = None if out is None else open_writer(out, info.fps, info.size)
+        frames = read_frames(capture, info.frame_count)
+        annotated = annotate_frames(frames, detect, stride, None if out is None else draw, summary.stage_seconds)
+        bar = tqdm(annotated, total=info.frame_count or None, unit="frame", disable=not progress,
+                   desc=Path(path).name, dynamic_ncols=True)
+        for frame in bar:
+            summary.add(frame)
+            if on_frame is not None:
+                on_frame(frame, info)
+            if writer is not None:
+                encode_started = time.perf_counter()
+                write_frame(writer, frame, info.size)
+                summary.stage_seconds["encode"] += time.perf_counter() - encode_started
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    summary.seconds = time.perf_counter() - started
+    if summary.frames == len(summary.broken):
+        if out is not None:
+            Path(out).unlink(missing_ok=True)
+        raise ValueError(f"{path} is not a readable video: no frame could be decoded")
+    return summary
+
+
+def write_frame(writer: cv2.VideoWriter, frame: AnnotatedFrame, size: tuple[int, int]) -> None:
+    """Write a frame's drawing (RGB, converted to BGR); black for a broken frame with no drawing before it."""
+    image = frame.image if frame.image is not None else np.zeros((*size, 3), np.uint8)
+    writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
