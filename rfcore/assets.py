@@ -83,6 +83,25 @@ def load_annotation(path) -> Annotation:
     return Annotation(image_path=image_path, image_size=image_size, boxes=boxes, landmarks=landmarks)
 
 
+def check_file(path, what: str) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if it names an existing file.
+
+    Args:
+        path: The file.
+        what: What it should be, for the message ("an image", "a video").
+
+    Raises:
+        IsADirectoryError: If it is a directory.
+        FileNotFoundError: If it does not exist.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not {what}")
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    return path
+
+
 def load_image(path) -> np.ndarray:
     """Read an image file as ``(H, W, 3)`` uint8 RGB.
 

@@ -62,7 +62,7 @@ from torch import nn
 from torchvision.ops import batched_nms, box_iou
 
 from rfcore.anchors import make_anchors
-from rfcore.assets import load_image
+from rfcore.assets import check_file, load_image
 from rfcore.boxes import decode_boxes, decode_landmarks
 from rfcore.config import RetinaFaceConfig, get_config
 from rfcore.mesh import MeshDecoder, build_hierarchy, project_mesh_params, uncrop_points
@@ -172,11 +172,7 @@ def read_image(path) -> np.ndarray:
         IsADirectoryError: If it is a directory.
         ValueError: If OpenCV cannot decode it as an image.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory, not an image")
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
+    path = check_file(path, "an image")
     try:
         return load_image(path)
     except FileNotFoundError:

@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from rfcore.assets import check_file
 from rfcore.viz import draw_faces
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -173,11 +174,7 @@ def open_video(path) -> tuple[cv2.VideoCapture, VideoInfo]:
         IsADirectoryError: If it is a directory.
         ValueError: If OpenCV cannot open it as a video.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory, not a video")
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
+    path = check_file(path, "a video")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise ValueError(f"{path} is not a readable video (OpenCV could not open it: corrupt or unsupported format)")

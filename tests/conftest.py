@@ -116,3 +116,15 @@ def write_wider_mat(gt_dir: Path, faces: dict, subsets: dict) -> Path:
                         for event_keys in keys])
         savemat(gt_dir / f"wider_{subset}_val.mat", {"gt_list": gt_list})
     return gt_dir
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module: small inputs run fastest so, and two threads can crawl when
+    other jobs share the machine's cores."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -5,7 +5,6 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from rfcore.align import align_face
 from rfcore.assets import IMAGES, load_image
@@ -16,13 +15,7 @@ HOPPER = str(IMAGES / "grace_hopper.jpg")
 GROUP = str(IMAGES / "group.jpg")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two threads can crawl when other jobs share the cores; one is plenty for three images."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def read_rgb(path):

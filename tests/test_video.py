@@ -5,7 +5,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from rfcore.assets import IMAGES, load_image
 from rfcore.bench import bench_video, video_lines
@@ -28,13 +27,7 @@ FRAMES = 10
 IMAGE = str(IMAGES / "grace_hopper.jpg")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small frames run fastest on one thread, and two can crawl when other jobs share the cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -201,6 +201,15 @@ def _parse_face_line(text: str, number: int, layout: tuple[int, int] | None, pat
             f"{path}:{number}: expected {count} numbers per face ({VALUES_PER_FACE[count]}) "
             f"like line {first_line}, got {len(fields)}"
         )
+    return parse_numbers(fields, number, path)
+
+
+def parse_numbers(fields: list[str], number: int, path: Path) -> list[float]:
+    """The fields of line ``number`` of ``path`` as floats.
+
+    Raises:
+        ValueError: Naming the file, line and field that is not a finite number.
+    """
     values = []
     for k, field in enumerate(fields, start=1):
         try:

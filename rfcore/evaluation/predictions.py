@@ -17,13 +17,13 @@ lines after the count are skipped; anything else out of place raises
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rfcore.data.widerface import parse_numbers
 from rfcore.evaluation.truth import GroundTruth, xyxy_to_xywh
 
 FACE_LINE = "x y w h score"
@@ -127,15 +127,7 @@ def parse_face_line(text: str, number: int, path: Path) -> list[float]:
     fields = text.split()
     if len(fields) != 5:
         raise ValueError(f"{path}:{number}: expected 5 numbers '{FACE_LINE}', got {len(fields)}: {text.strip()!r}")
-    values = []
-    for k, field in enumerate(fields, start=1):
-        try:
-            value = float(field)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            raise ValueError(f"{path}:{number}: value {k} is not a finite number: {field!r}")
-        values.append(value)
+    values = parse_numbers(fields, number, path)
     if values[2] < 0 or values[3] < 0:
         raise ValueError(f"{path}:{number}: negative box size w={values[2]:g}, h={values[3]:g}")
     return values
