@@ -29,8 +29,13 @@ PAPER_STEP_EPOCHS = (55.0, 68.0)
 SYNTHETIC_IMAGES = 500
 """Images of ``--data synthetic`` when ``num_images`` is not given."""
 
-MESH_ANCHORS = 32
-"""Positive anchors of a batch whose mesh is rendered for ``L_pixel`` (per rank), by default."""
+MESH_ANCHORS = 16
+"""Positive anchors of a batch whose mesh is rendered for ``L_pixel`` (per rank), by default.
+
+Decoding and soft-rasterising a face costs about as much on a CPU as 0.5-1% of a
+MobileNet-0.25 training step at 640x640 (``rfcore bench train --mesh``), so
+16 keep the whole branch near a tenth of the step; the paper, on GPUs,
+renders every positive."""
 
 PAPER_LAMBDA_PIXEL = 0.01
 """λ3 of the paper [§3.1]; ``--mesh`` uses it with a preset whose own λ3 is 0."""
