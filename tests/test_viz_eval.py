@@ -1,11 +1,11 @@
-"""rfcore.viz_eval: precision-recall and CED figures."""
+"""rfcore.viz_eval: the NMS picture, precision-recall and CED figures."""
 
 import numpy as np
 import pytest
 
+from rfcore.detect import Face
 from rfcore.evaluation import GroundTruth, ImagePredictions, evaluate
 from rfcore.evaluation.truth import no_landmarks
-from rfcore.detect import Face
 from rfcore.viz import FACE_COLOR, iou_colors
 from rfcore.viz_eval import draw_nms, plot_ced, plot_pr_curves
 
