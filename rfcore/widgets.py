@@ -189,7 +189,8 @@ def loss_explorer(image, output, faces, landmarks, cfg: RetinaFaceConfig, pixel=
 
 def _explorer(controls: dict[str, widgets.ValueWidget], render: Callable[..., Rendering]) -> Explorer:
     """Lay out ``controls`` above a picture and re-render whenever one of them changes."""
-    image = widgets.Image(format="png")
+    # flex-start: shown at its own size; by default the VBox stretches (and blurs) it to the notebook's width
+    image = widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start"))
     caption = widgets.HTML()
 
     def update(_change=None) -> None:

@@ -1,12 +1,14 @@
 from dataclasses import replace
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from rfcore import viz
 from rfcore.config import get_config
 from rfcore.detect import Face
-from rfcore.widgets import anchor_explorer, landmark_explorer, threshold_explorer
+from rfcore.model import RetinaFaceOutput
+from rfcore.widgets import anchor_explorer, landmark_explorer, loss_explorer, mesh_render_explorer, threshold_explorer
 
 CFG = replace(get_config("paper"), strides=(8, 16), anchor_sizes=((16.0, 24.0), (32.0, 48.0)))
 IMAGE = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
@@ -61,3 +63,31 @@ def test_threshold_explorer_rerenders_when_the_threshold_moves():
     assert "1 face, 1 on an annotated face" in explorer.caption.value
     slider.value = 0.2
     assert "2 faces, 1 on an annotated face (IoU &gt;= 0.5), 1 elsewhere" in explorer.caption.value
+
+
+def _every_explorer(template):
+    """Each explorer of rfcore.widgets on hand-sized input, with a control to move and values to move it to."""
+    faces = [Face((36.0, 36.0, 52.0, 52.0), 0.9, tuple(map(tuple, POINTS.tolist()))),
+             Face((80.0, 10.0, 100.0, 30.0), 0.3, tuple(map(tuple, POINTS.tolist())))]
+    anchors = (12 * 16 + 6 * 8) * 2  # P3 12x16 and P4 6x8 cells, two sizes each
+    logits = torch.stack([torch.zeros(anchors), torch.linspace(-2, 2, anchors)], dim=-1)[None]  # distinct losses
+    output = RetinaFaceOutput(logits, torch.zeros(1, anchors, 4), torch.zeros(1, anchors, 10))
+    return [
+        (anchor_explorer(IMAGE, FACE, CFG), "x", [10, 60, 100]),
+        (landmark_explorer(IMAGE, FACE, POINTS, CFG), "scale", [0.5, 1.0, 1.5]),
+        (threshold_explorer(IMAGE, faces, lowest=0.05), "threshold", [0.1, 0.5, 0.95]),
+        (loss_explorer(IMAGE, output, FACE[None], POINTS[None], CFG), "ohem_ratio", [0, 3, 20]),
+        (mesh_render_explorer(template, size=32), "yaw", [-30.0, 0.0, 30.0]),
+    ]
+
+
+def test_moving_every_explorer_20_times_leaves_no_matplotlib_figure_open(template):
+    explorers = _every_explorer(template)
+    before = plt.get_fignums()
+    for explorer, control, values in explorers:
+        pictures = set()
+        for step in range(20):
+            explorer.controls[control].value = values[step % len(values)]
+            pictures.add(bytes(explorer.image.value))
+        assert len(pictures) == len(values), control  # every move re-rendered
+    assert plt.get_fignums() == before
