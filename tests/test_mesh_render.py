@@ -244,6 +244,8 @@ def test_crop_faces_equals_roi_align_on_the_whole_batch():
     rows = torch.cat([(torch.arange(200.0) % 3)[:, None], centres - sizes / 2, centres + sizes / 2], dim=1)
     expected = roi_align(images.contiguous(), rows, output_size=7, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
     torch.testing.assert_close(crop_faces(images, rows, size=7), expected, rtol=0, atol=1e-5)
+    fixed = roi_align(images.contiguous(), rows, output_size=7, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    torch.testing.assert_close(crop_faces(images, rows, size=7, samples=2), fixed, rtol=0, atol=1e-5)
     assert crop_faces(images, rows[:0]).shape == (0, 3, 32, 32)
 
 

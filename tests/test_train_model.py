@@ -14,7 +14,7 @@ from rfcore.mesh import MeshDecoder, build_hierarchy, crop_faces, mesh_branch_lo
 from rfcore.model import RetinaFace
 from rfcore.train import load_detector_weights, train
 from rfcore.train_config import TrainConfig
-from rfcore.train_model import TrainingModel, network_input_to_rgb, pixel_term, spread
+from rfcore.train_model import CROP_SAMPLES, TrainingModel, network_input_to_rgb, pixel_term, spread
 from rfcore.weights import load_weights
 from test_train import assert_same_tensors, tiny_config, write_faces_folder
 
@@ -56,7 +56,7 @@ def test_pixel_term_renders_each_positive_against_its_own_face(decoder):
 
     # crops cut from the RGB images themselves: converting after cropping changes nothing inside the image
     rgb = torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255
-    crops = crop_faces(rgb, torch.tensor([[0.0, 8, 4, 16, 16], [1.0, 2, 2, 14, 10]]), 8)
+    crops = crop_faces(rgb, torch.tensor([[0.0, 8, 4, 16, 16], [1.0, 2, 2, 14, 10]]), 8, CROP_SAMPLES)
     expected = mesh_branch_loss(decoder, torch.stack([params[0, 1], params[1, 2]]), crops).mean()
     torch.testing.assert_close(value, expected)
 

@@ -21,12 +21,14 @@ from rfcore.mesh.branch import render_mesh_params
 from rfcore.mesh.decoder import MeshDecoder
 
 
-def crop_faces(images: torch.Tensor, boxes: torch.Tensor | list[torch.Tensor], size: int = 32) -> torch.Tensor:
+def crop_faces(
+    images: torch.Tensor, boxes: torch.Tensor | list[torch.Tensor], size: int = 32, samples: int = -1
+) -> torch.Tensor:
     """Cut face boxes out of images and resize them: ``I*`` of Eq. 3.
 
     Uses :func:`torchvision.ops.roi_align` with ``aligned=True`` (pixel ``j``
-    covers ``[j, j + 1)``, as everywhere in rfcore) and adaptive sampling, so
-    large faces are averaged rather than aliased. Each box is cut from its
+    covers ``[j, j + 1)``, as everywhere in rfcore) and, by default, adaptive
+    sampling, so large faces are averaged rather than aliased. Each box is cut from its
     own neighbourhood of the image (:func:`box_window`): ``roi_align`` would
     otherwise copy the whole batch into its preferred memory layout first,
     which costs more than the crops when the batch is channels-last.
@@ -37,6 +39,9 @@ def crop_faces(images: torch.Tensor, boxes: torch.Tensor | list[torch.Tensor], s
         boxes: ``(K, 5)`` rows ``(image_index, x1, y1, x2, y2)``, or a list of
             ``N`` tensors ``(K_n, 4)`` of ``(x1, y1, x2, y2)`` per image.
         size: Side of the square crops in pixels.
+        samples: Bilinear samples per crop pixel along each axis; ``-1``
+            adapts them to the box (``ceil(box side / size)``, 13 x 13 for a
+            400-pixel face at 32x32), a small fixed number is cheaper.
 
     Returns:
         ``(K, C, size, size)`` crops, in the order of ``boxes``.
@@ -55,7 +60,7 @@ def crop_faces(images: torch.Tensor, boxes: torch.Tensor | list[torch.Tensor], s
         raise ValueError(f"expected one (K_n, 4) box tensor per image ({len(images)}), got {shapes}")
     else:
         rows = torch.cat([torch.cat([b.new_full((len(b), 1), n), b], dim=1) for n, b in enumerate(boxes)])
-    crops = [crop_one(images, int(row[0]), row[1:], size) for row in rows.detach()]
+    crops = [crop_one(images, int(row[0]), row[1:], size, samples) for row in rows.detach()]
     return torch.cat(crops) if crops else images.new_zeros((0, images.shape[1], size, size))
 
 
@@ -73,14 +78,14 @@ def box_window(box: torch.Tensor, height: int, width: int) -> tuple[int, int, in
     return left, top, right, bottom
 
 
-def crop_one(images: torch.Tensor, index: int, box: torch.Tensor, size: int) -> torch.Tensor:
+def crop_one(images: torch.Tensor, index: int, box: torch.Tensor, size: int, samples: int = -1) -> torch.Tensor:
     """``(1, C, size, size)`` crop of ``box`` ``(x1, y1, x2, y2)`` in image ``index`` (see :func:`crop_faces`)."""
     left, top, right, bottom = box_window(box, *images.shape[-2:])
     if right == left or bottom == top:  # entirely outside the image: roi_align would give zeros
         return images.new_zeros((1, images.shape[1], size, size))
     window = images[index : index + 1, :, top:bottom, left:right].contiguous()  # (1, C, h, w)
     shifted = box.to(images.dtype) - box.new_tensor([left, top, left, top], dtype=images.dtype)
-    return roi_align(window, [shifted[None]], output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    return roi_align(window, [shifted[None]], output_size=size, spatial_scale=1.0, sampling_ratio=samples, aligned=True)
 
 
 def uncrop_points(points: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
