@@ -33,7 +33,7 @@ from rfcore.mesh.camera import camera_from_params, project, to_view
 from rfcore.model import RetinaFace, RetinaFaceOutput
 from rfcore.weights import load_weights
 
-from conftest import save_mesh_run
+from builders import save_mesh_run
 
 ANNOTATION = Path(__file__).resolve().parents[1] / "assets" / "images" / "grace_hopper.json"
 

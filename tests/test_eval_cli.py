@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import write_wider_mat
+from builders import write_wider_mat
 
 from rfcore.assets import load_annotation
 from rfcore.cli import main

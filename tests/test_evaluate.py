@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import write_wider_mat
+from builders import write_wider_mat
 
 from rfcore.data import SyntheticFaces
 from rfcore.detect import Face
