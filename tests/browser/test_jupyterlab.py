@@ -141,8 +141,7 @@ def opened(request, browser, jupyterlab, timings, artifacts):
         page.goto(jupyterlab.notebook_url(explorer.notebook))
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=TIMEOUT_MS)
         page.keyboard.press("Control+b")  # hide the file browser: more room for the notebook
-        _menu(page, "Edit", "Clear Outputs of All Cells")
-        page.wait_for_function(CLEARED)
+        _clear_outputs(page, explorer, jupyterlab, artifacts)
         page.evaluate(WATCH_PROMPTS)
         _menu(page, "Run", "Run All Cells")
         _wait_for_all_cells(page, explorer, jupyterlab, artifacts)
@@ -219,6 +218,26 @@ def test_a_face_moved_out_of_the_image_shows_a_message_and_recovers(opened, timi
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _clear_outputs(page, explorer: ExplorerCase, jupyterlab, artifacts, attempts: int = 4) -> None:
+    """Edit > Clear Outputs of All Cells until every prompt has lost its number (the first notebook a fresh
+    JupyterLab opens may ignore the first click); else fail with a screenshot, the prompts and the server's log."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(attempts):
+        page.locator(".jp-NotebookPanel .jp-Notebook").first.click()  # make the notebook the current widget
+        _menu(page, "Edit", "Clear Outputs of All Cells")
+        try:
+            page.wait_for_function(CLEARED, timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    page.screenshot(path=artifacts / explorer.notebook.replace(".ipynb", "-not-cleared.png"))
+    prompts = page.evaluate("() => [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]"
+                            ".map(p => p.textContent).join(' ')")
+    pytest.fail(f"{explorer.notebook}: outputs not cleared after {attempts} tries; prompts {prompts}\n"
+                f"JupyterLab log:\n{jupyterlab.log_tail()}", pytrace=False)
 
 
 def _wait_for_all_cells(page, explorer: ExplorerCase, jupyterlab, artifacts) -> None:
