@@ -20,7 +20,8 @@ from rfcore.mesh.camera import (
 from rfcore.mesh.decoder import CODE_SIZE, MeshDecoder
 from rfcore.mesh.hierarchy import build_hierarchy
 from rfcore.mesh.loss import crop_faces, mesh_branch_loss, pixel_loss
-from rfcore.mesh.render import rasterise_dense, rasterise_windowed, render
+from rfcore.mesh.render import (SIGMA, near_pairs, rasterise_dense, rasterise_windowed, render, triangle_at_pixels,
+                                triangle_terms, window_pairs)
 from rfcore.mesh.shading import lambert, vertex_normals
 from rfcore.model.retinaface import MESH_PARAMS
 
@@ -174,6 +175,22 @@ def test_dense_and_windowed_rasterisers_agree_with_their_gradients(template):
     assert torch.allclose(dense.alpha, windowed.alpha, atol=1e-12)
     for a, b in zip(dense_grads, windowed_grads):
         assert torch.allclose(a, b, atol=1e-9)
+
+
+def test_near_pairs_drops_only_pixels_the_triangle_cannot_cover(template):
+    camera, _ = random_views(2, seed=4, dtype=torch.float32)
+    view = to_view(template.vertices.expand(2, -1, -1), camera_from_params(camera))
+    pixels, depth = project(view, camera_from_params(camera), (32, 32))
+    corners = pixels[:, template.faces]  # (B, F, 3, 2)
+    depths = depth[:, template.faces]  # (B, F, 3), also used as a grey colour
+    terms = triangle_terms(corners, depths, depths[..., None].expand(-1, -1, -1, 3)).flatten(0, 1)
+    pairs = window_pairs(corners, (32, 32), SIGMA)
+    near = near_pairs(pairs, terms, SIGMA)
+    coverage, _, _ = triangle_at_pixels(terms[pairs.triangle], *pairs.centre.unbind(1), SIGMA)
+    dropped = torch.ones(len(pairs.triangle), dtype=torch.bool)
+    dropped[torch.isin(pairs.triangle * 10**6 + pairs.pixel, near.triangle * 10**6 + near.pixel)] = False
+    assert dropped.float().mean() > 0.2  # work saved
+    assert (coverage[dropped] == 0).all()  # and nothing drawn lost
 
 
 @pytest.mark.parametrize("method", ["windowed", "dense"])

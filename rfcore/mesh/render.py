@@ -245,6 +245,26 @@ def window_pairs(corners: torch.Tensor, size: tuple[int, int], sigma: float) -> 
     return PixelPairs(b * num_faces + f, (b * height + y) * width + x, centre)
 
 
+def near_pairs(pairs: PixelPairs, terms: torch.Tensor, sigma: float) -> PixelPairs:
+    """Drop the pairs whose pixel lies more than ``sigma`` outside one of its triangle's edge lines.
+
+    The distance to the triangle is at least the distance to the line of an
+    edge the pixel lies outside of, so these pairs have coverage exactly 0
+    and no gradient: leaving them out changes nothing but the work (about a
+    third of a bounding box's pixels at 32x32).
+
+    Args:
+        pairs: From :func:`window_pairs`.
+        terms: ``(B*F, TERMS, 3)`` :func:`triangle_terms` (no gradient needed).
+        sigma: Half-width of the soft edge band in pixels.
+    """
+    x, y, edge_x, edge_y, inv_length2, orientation = terms[pairs.triangle, :6].unbind(-2)  # (N, 3) each
+    pixel_x, pixel_y = pairs.centre[:, :1], pairs.centre[:, 1:]  # (N, 1) each
+    side = (edge_x * (pixel_y - y) - edge_y * (pixel_x - x)) * orientation  # >= 0 inside
+    keep = (side * inv_length2.sqrt()).amin(-1) > -sigma  # signed distance to the nearest-outside edge line
+    return PixelPairs(pairs.triangle[keep], pairs.pixel[keep], pairs.centre[keep])
+
+
 def rasterise_windowed(
     pixels: torch.Tensor,
     depth: torch.Tensor,
@@ -262,8 +282,8 @@ def rasterise_windowed(
     """
     batch, (height, width) = pixels.shape[0], size
     corners = pixels[:, faces]  # (B, F, 3, 2)
-    pairs = window_pairs(corners.detach(), size, sigma)
     terms = triangle_terms(corners, depth[:, faces], colours[:, faces]).flatten(0, 1)  # (B*F, TERMS, 3)
+    pairs = near_pairs(window_pairs(corners.detach(), size, sigma), terms.detach(), sigma)
     # per-pair copies of the triangle terms: (B*F, TERMS, 3) -> (N, TERMS, 3)
     coverage, z, colour = triangle_at_pixels(terms.index_select(0, pairs.triangle), *pairs.centre.unbind(1), sigma)
     num_pixels = batch * height * width
