@@ -294,6 +294,15 @@ def test_multi_scale_flip_test_finds_the_face(truth, image):
     assert TTAConfig().scales == (500, 800, 1100, 1400, 1700)
 
 
+def test_preprocess_is_bgr_minus_the_mean_in_channels_last():
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    got = preprocess(list(rgb), (104.0, 117.0, 123.0))
+    expected = torch.from_numpy(rgb[..., ::-1].astype(np.float32) - np.float32([104, 117, 123])).permute(0, 3, 1, 2)
+    assert got.dtype == torch.float32 and got.shape == (2, 3, 5, 7)
+    assert torch.equal(got, expected)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+
+
 # ---------------------------------------------------------------- mesh
 
 
