@@ -9,8 +9,9 @@ mesh branch), :mod:`rfcore.loss` (the multi-task loss), :mod:`rfcore.data`
 :mod:`rfcore.weights` (weights on disk), :mod:`rfcore.detect` (finding
 faces), :mod:`rfcore.align` (aligned crops for a recogniser),
 :mod:`rfcore.video` (faces in videos), :mod:`rfcore.export` (ONNX). On top of
-them: :mod:`rfcore.viz`, :mod:`rfcore.viz_align` and :mod:`rfcore.widgets`
-(pictures and notebook controls), :mod:`rfcore.cli`.
+them: :mod:`rfcore.draw` (drawing primitives), :mod:`rfcore.viz` and the
+other ``viz_*`` modules, :mod:`rfcore.widgets` (pictures and notebook
+controls), :mod:`rfcore.evaluation` (WIDER FACE evaluation), :mod:`rfcore.cli`.
 
 ``rfcore.detect(image, ...)`` finds faces (see :mod:`rfcore.detect`); the
 module is imported on first use, so ``import rfcore`` stays light.

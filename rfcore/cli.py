@@ -318,7 +318,7 @@ def _draw_faces(image, faces):
     import numpy as np
 
     from rfcore.mesh.viz import draw_dense_vertices
-    from rfcore.viz import draw_boxes, draw_landmarks
+    from rfcore.draw import draw_boxes, draw_landmarks
 
     thickness = max(1, round(max(image.shape[:2]) / 400))
     if faces:

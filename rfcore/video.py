@@ -40,7 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rfcore.assets import check_file
-from rfcore.viz import draw_faces
+from rfcore.draw import draw_faces
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 """File name endings ``rfcore detect`` treats as videos (any letter case)."""

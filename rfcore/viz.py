@@ -1,8 +1,7 @@
 """Pictures for the notebooks: pure functions that return images or figures.
 
-* Images are ``(H, W, 3)`` uint8 RGB numpy arrays. Drawing functions return
-  a new array and never modify their input; drawing uses OpenCV without
-  anti-aliasing, so every outline pixel has exactly the colour asked for.
+* Images are ``(H, W, 3)`` uint8 RGB numpy arrays, drawn with the
+  primitives of :mod:`rfcore.draw`; inputs are never modified.
 * Plots are :class:`matplotlib.figure.Figure` objects built without
   ``pyplot``: no global figure state, nothing to close, nothing shown until
   the caller displays the figure.
@@ -19,7 +18,6 @@ produce (an image that is not ``(H, W, 3)`` uint8) raises ``ValueError``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -44,202 +42,28 @@ from rfcore.boxes import (
     paired_iou,
 )
 from rfcore.config import RetinaFaceConfig
-
-FACE_COLOR = (0, 255, 255)
-POSITIVE_COLOR = (0, 220, 0)
-FORCED_COLOR = (255, 0, 255)
-IGNORED_COLOR = (255, 170, 0)
-NEGATIVE_COLOR = (255, 40, 40)
-LABEL_COLORS = {POSITIVE: POSITIVE_COLOR, IGNORED: IGNORED_COLOR, NEGATIVE: NEGATIVE_COLOR}
-LABEL_NAMES = {POSITIVE: "positive", IGNORED: "ignored", NEGATIVE: "negative"}
-LANDMARK_COLORS = ((255, 60, 60), (60, 220, 60), (255, 255, 0), (60, 140, 255), (255, 140, 0))
-"""Left eye, right eye, nose tip, left mouth corner, right mouth corner."""
-LANDMARK_LABELS = ("left eye", "right eye", "nose tip", "left mouth corner", "right mouth corner")
-"""The five landmarks in order; "left" is the image's left (the subject's right)."""
-MISSED_COLOR = (255, 255, 255)
-ZERO_IOU_COLOR = (200, 200, 200)
-
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-@dataclass(frozen=True)
-class Rendering:
-    """What a ``render_*`` function returns.
-
-    Attributes:
-        image: ``(H, W, 3)`` uint8 RGB picture (on bad input: the input image
-            with ``message`` written on it).
-        caption: One or more lines summarising the picture with rounded
-            numbers; empty on bad input.
-        message: Empty when the input was fine, else why nothing was drawn.
-        info: Named results of the function (documented by each function);
-            empty on bad input.
-    """
-
-    image: np.ndarray
-    caption: str = ""
-    message: str = ""
-    info: dict = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """True when the input was valid and the picture was drawn."""
-        return not self.message
-
-
-class _BadInput(ValueError):
-    """Input a control can produce; reported in :attr:`Rendering.message`."""
-
-
-# ---------------------------------------------------------------- primitives
-
-
-def check_image(image) -> np.ndarray:
-    """Return ``image`` as a ``(H, W, 3)`` uint8 array, or raise ``ValueError``."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be an (H, W, 3) uint8 RGB array, got {image.shape} {image.dtype}")
-    return image
-
-
-def to_png(image) -> bytes:
-    """Encode an RGB image as PNG bytes (for ``ipywidgets.Image`` or ``IPython.display.Image``)."""
-    ok, png = cv2.imencode(".png", cv2.cvtColor(check_image(image), cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError("OpenCV could not encode the image as PNG")
-    return png.tobytes()
-
-
-def to_jpeg(image, quality: int = 90) -> bytes:
-    """Encode an RGB image as JPEG bytes: about a tenth of the PNG size for photos (notebook outputs)."""
-    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(check_image(image), cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("OpenCV could not encode the image as JPEG")
-    return jpeg.tobytes()
-
-
-def draw_boxes(image, boxes_xyxy, color=FACE_COLOR, labels=None, thickness: int = 1) -> np.ndarray:
-    """Draw box outlines, optionally with a text label above each.
-
-    Args:
-        image: ``(H, W, 3)`` uint8 RGB image.
-        boxes_xyxy: ``(N, 4)`` boxes ``(x1, y1, x2, y2)`` in pixels, rounded
-            to the nearest pixel.
-        color: One RGB triple for all boxes, or ``(N, 3)`` one per box.
-        labels: Optional ``N`` strings.
-        thickness: Line width in pixels.
-
-    Returns:
-        A new ``(H, W, 3)`` uint8 image.
-    """
-    canvas = check_image(image).copy()
-    boxes = np.rint(np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)).astype(int)
-    colors = _per_item(color, len(boxes))
-    for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), colors[i], thickness, cv2.LINE_8)
-        if labels is not None:
-            _put_text(canvas, labels[i], (x1, y1 - 4), colors[i])
-    return canvas
-
-
-def draw_landmarks(image, points, colors=LANDMARK_COLORS, radius: int = 3) -> np.ndarray:
-    """Draw landmarks as filled dots; points at ``(-1, -1)`` (not annotated) are skipped.
-
-    Args:
-        image: ``(H, W, 3)`` uint8 RGB image.
-        points: ``(F, 5, 2)`` or ``(5, 2)`` landmarks in pixels.
-        colors: One RGB triple per landmark of a face (the default follows
-            the order of :mod:`rfcore.boxes`).
-        radius: Dot radius in pixels.
-
-    Returns:
-        A new ``(H, W, 3)`` uint8 image.
-    """
-    canvas = check_image(image).copy()
-    points = np.asarray(points, dtype=np.float64)
-    per_face = points.reshape(-1, points.shape[-2], 2)  # (F, K, 2)
-    for face in per_face:
-        for k, (x, y) in enumerate(face.tolist()):
-            if (x, y) != (-1.0, -1.0):
-                cv2.circle(canvas, (round(x), round(y)), radius, colors[k % len(colors)], -1, cv2.LINE_8)
-    return canvas
-
-
-def draw_faces(image, faces, color=FACE_COLOR, thickness: int | None = None, scores: bool = True) -> np.ndarray:
-    """Draw detected faces: the box, the score above it and the five landmarks.
-
-    Landmarks are dots in :data:`LANDMARK_COLORS`; a dot's radius follows
-    the face's width (a twentieth of it, between 1 and ``thickness + 1``
-    pixels), so the five stay apart on small faces.
-
-    Args:
-        image: ``(H, W, 3)`` uint8 RGB image.
-        faces: ``F`` faces with ``box`` ``(x1, y1, x2, y2)``, ``score`` and
-            five ``(x, y)`` ``landmarks``, such as :class:`rfcore.detect.Face`.
-        color: One RGB triple for all boxes, or ``(F, 3)`` one per face.
-        thickness: Box line width in pixels; ``None``: one pixel per 400 of
-            the image's long side, at least one.
-        scores: Write each score, two decimals, above its box.
-
-    Returns:
-        A new ``(H, W, 3)`` uint8 image.
-    """
-    canvas = check_image(image)
-    thickness = _line_width(canvas) if thickness is None else thickness
-    boxes = np.array([face.box for face in faces], dtype=np.float64).reshape(-1, 4)
-    labels = [f"{face.score:.2f}" for face in faces] if scores else None
-    canvas = draw_boxes(canvas, boxes, color, labels, thickness)
-    for face, width in zip(faces, (boxes[:, 2] - boxes[:, 0]).tolist()):
-        radius = max(1, min(thickness + 1, round(width / 20)))
-        canvas = draw_landmarks(canvas, face.landmarks, radius=radius)
-    return canvas
-
-
-def crop_zoom(image, box_xyxy, scale: int) -> np.ndarray:
-    """Cut out a box and enlarge it by an integer factor with nearest-neighbour pixels.
-
-    Args:
-        image: ``(H, W, 3)`` uint8 RGB image.
-        box_xyxy: ``(x1, y1, x2, y2)`` region, clipped to the image.
-        scale: Enlargement factor (>= 1).
-
-    Returns:
-        ``(scale * h, scale * w, 3)`` uint8 image.
-    """
-    image = check_image(image)
-    height, width = image.shape[:2]
-    x1, y1, x2, y2 = (int(round(v)) for v in box_xyxy)
-    crop = image[max(y1, 0) : min(y2, height), max(x1, 0) : min(x2, width)]
-    return np.repeat(np.repeat(crop, scale, axis=0), scale, axis=1)
-
-
-def iou_colors(iou) -> np.ndarray:
-    """Colour per IoU: viridis from 0 to 1, light grey for exactly 0. ``(N,) -> (N, 3)`` uint8."""
-    levels = np.clip(np.rint(np.asarray(iou, dtype=np.float64) * 255), 0, 255).astype(np.uint8)
-    bgr = cv2.applyColorMap(levels.reshape(-1, 1), cv2.COLORMAP_VIRIDIS)[:, 0]
-    rgb = bgr[:, ::-1].copy()
-    rgb[levels == 0] = ZERO_IOU_COLOR
-    return rgb
-
-
-def table_markdown(rows: list[dict], formats: dict[str, str] | None = None) -> str:
-    """A Markdown table of dicts with the same keys (e.g. :func:`rfcore.anchors.anchor_table`).
-
-    Args:
-        rows: One dict per row; the keys of the first row are the columns.
-        formats: Optional ``str.format`` pattern per column, e.g. ``{"share": "{:.1%}"}``.
-
-    Returns:
-        The table as Markdown text.
-    """
-    formats = formats or {}
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = (formats.get(c, "{}").format(row[c]) for c in columns)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+from rfcore.draw import (
+    FACE_COLOR,
+    FORCED_COLOR,
+    IGNORED_COLOR,
+    LABEL_COLORS,
+    LABEL_NAMES,
+    LANDMARK_COLORS,
+    MISSED_COLOR,
+    NEGATIVE_COLOR,
+    POSITIVE_COLOR,
+    BadInput,
+    Rendering,
+    check_image,
+    draw_boxes,
+    draw_faces,
+    draw_landmarks,
+    draw_legend,
+    failed,
+    iou_colors,
+    line_width,
+    paint_dots,
+)
 
 
 def place_face(box, landmarks, centre, scale):
@@ -302,8 +126,8 @@ def render_anchor_level(image, face_box, cfg: RetinaFaceConfig, level, size_inde
         grid = _checked_level(cfg, image, level)
         size_index = _checked_index(size_index, len(grid.sizes), f"anchor size of {grid.name}")
         row, col = _checked_cell(point, grid, image)
-    except _BadInput as exc:
-        return _failed(image, str(exc))
+    except BadInput as exc:
+        return failed(image, str(exc))
 
     rows, cols = grid.grid
     anchors = grid.anchors()[size_index :: len(grid.sizes)]  # (rows * cols, 4): one size, row-major cells
@@ -314,7 +138,7 @@ def render_anchor_level(image, face_box, cfg: RetinaFaceConfig, level, size_inde
     labels = match_anchors(all_anchors, face[None], cfg.pos_iou, cfg.neg_iou).labels
     label = int(labels[grid.start + flat * len(grid.sizes) + size_index])
 
-    canvas = _paint_dots(image, anchors[:, :2].numpy(), iou_colors(ious.numpy()), radius=grid.stride // 8)
+    canvas = paint_dots(image, anchors[:, :2].numpy(), iou_colors(ious.numpy()), radius=grid.stride // 8)
     canvas = draw_boxes(canvas, face[None], FACE_COLOR, thickness=2)
     canvas = draw_boxes(canvas, cxcywh_to_xyxy(anchor)[None], LABEL_COLORS[label], [f"IoU {iou:.2f}"], 2)
     side = grid.sizes[size_index]
@@ -357,10 +181,10 @@ def render_matching(image, faces, cfg: RetinaFaceConfig, pos_iou: float | None =
     pos_iou = cfg.pos_iou if pos_iou is None else pos_iou
     neg_iou = cfg.neg_iou if neg_iou is None else neg_iou
     try:
-        boxes = _checked_faces(faces, image)
+        boxes = checked_faces(faces, image)
         _check_thresholds(pos_iou, neg_iou)
-    except _BadInput as exc:
-        return _failed(image, str(exc))
+    except BadInput as exc:
+        return failed(image, str(exc))
 
     anchors = make_anchors(cfg, image.shape[:2])
     labels = match_anchors(anchors, boxes, pos_iou, neg_iou).labels
@@ -368,14 +192,14 @@ def render_matching(image, faces, cfg: RetinaFaceConfig, pos_iou: float | None =
     forced = (labels == POSITIVE) & (best_iou < pos_iou)
     touching_negative = (labels == NEGATIVE) & (best_iou > 0)
 
-    canvas = _paint_dots(image, anchors[touching_negative, :2].numpy(), NEGATIVE_COLOR, radius=0)
+    canvas = paint_dots(image, anchors[touching_negative, :2].numpy(), NEGATIVE_COLOR, radius=0)
     canvas = draw_boxes(canvas, cxcywh_to_xyxy(anchors[labels == IGNORED]), IGNORED_COLOR)
     canvas = draw_boxes(canvas, cxcywh_to_xyxy(anchors[(labels == POSITIVE) & ~forced]), POSITIVE_COLOR)
     canvas = draw_boxes(canvas, cxcywh_to_xyxy(anchors[forced]), FORCED_COLOR, thickness=2)
     canvas = draw_boxes(canvas, boxes, FACE_COLOR)
     counts = {name: int((labels == value).sum()) for value, name in LABEL_NAMES.items()}
     counts["forced"] = int(forced.sum())
-    canvas = _draw_legend(canvas, [
+    canvas = draw_legend(canvas, [
         (f"positive {counts['positive']:,} (forced {counts['forced']})", POSITIVE_COLOR),
         (f"ignored {counts['ignored']:,}", IGNORED_COLOR),
         (f"negative {counts['negative']:,}", NEGATIVE_COLOR),
@@ -414,8 +238,8 @@ def render_landmark_encoding(image, face_box, landmarks, cfg: RetinaFaceConfig, 
     try:
         face = _checked_face(face_box, image)
         points = _checked_landmarks(landmarks)
-    except _BadInput as exc:
-        return _failed(image, str(exc))
+    except BadInput as exc:
+        return failed(image, str(exc))
 
     anchor = _best_anchor(cfg, image, face) if anchor is None else torch.as_tensor(anchor, dtype=torch.float32)
     iou = float(paired_iou(cxcywh_to_xyxy(anchor)[None], face[None]))
@@ -461,8 +285,8 @@ def render_moved_face(image, face_box, landmarks, cfg: RetinaFaceConfig, centre,
     try:
         points = _checked_landmarks(landmarks)
         factor = _checked_scale(scale)
-    except _BadInput as exc:
-        return _failed(image, str(exc))
+    except BadInput as exc:
+        return failed(image, str(exc))
     box, points = place_face(face_box, points, centre, factor)
     old_centre = torch.as_tensor(face_box, dtype=torch.float32).view(2, 2).mean(dim=0)
     shift = torch.as_tensor(centre, dtype=torch.float32) - factor * old_centre
@@ -507,9 +331,9 @@ def render_threshold(image, faces, threshold: float, truth_boxes=None, match_iou
     image = check_image(image)
     try:
         _check_score_threshold(threshold)
-        truth = None if truth_boxes is None else _checked_faces(truth_boxes, image)
-    except _BadInput as exc:
-        return _failed(image, str(exc))
+        truth = None if truth_boxes is None else checked_faces(truth_boxes, image)
+    except BadInput as exc:
+        return failed(image, str(exc))
 
     kept = [face for face in faces if face.score > threshold]
     caption = f"score > {threshold:.2f}: {len(kept)} face{'' if len(kept) == 1 else 's'}"
@@ -520,7 +344,7 @@ def render_threshold(image, faces, threshold: float, truth_boxes=None, match_iou
     matched, found = hits.any(dim=1), hits.any(dim=0)
     counts = {"matched": int(matched.sum()), "false": int((~matched).sum()), "missed": int((~found).sum())}
     colors = np.where(matched.numpy()[:, None], FACE_COLOR, NEGATIVE_COLOR)
-    canvas = draw_boxes(draw_faces(image, kept, colors), truth[~found], MISSED_COLOR, thickness=_line_width(image))
+    canvas = draw_boxes(draw_faces(image, kept, colors), truth[~found], MISSED_COLOR, thickness=line_width(image))
     caption += (
         f", {counts['matched']} on an annotated face (IoU >= {match_iou}), {counts['false']} elsewhere; "
         f"{counts['missed']} of {len(truth)} annotated faces missed"
@@ -586,124 +410,47 @@ def plot_histograms(panels: dict[str, dict[str, np.ndarray]], bins: int = 60, xl
 # ---------------------------------------------------------------- helpers
 
 
-def _per_item(color, n: int) -> list[tuple[int, ...]]:
-    """One RGB triple for each of ``n`` items from a single triple or an ``(n, 3)`` array."""
-    colors = np.asarray(color, dtype=int)
-    if colors.ndim == 1:
-        colors = np.broadcast_to(colors, (n, 3))
-    return [tuple(c) for c in colors.tolist()]
-
-
-def _line_width(image: np.ndarray) -> int:
-    """Line width that reads at any image size: one pixel per 400 of the long side, at least one."""
-    return max(1, round(max(image.shape[:2]) / 400))
-
-
-def _put_text(canvas: np.ndarray, text: str, origin, color, scale: float = 0.45) -> None:
-    """Write ``text`` on a black box so it reads on any background (in place).
-
-    ``origin`` is the bottom-left corner of the text; it is moved down if the
-    text would leave the top of the image.
-    """
-    (width, height), baseline = cv2.getTextSize(text, _FONT, scale, 1)
-    x, y = int(origin[0]), max(int(origin[1]), height + 3)
-    cv2.rectangle(canvas, (x - 2, y - height - 3), (x + width + 2, y + baseline), (0, 0, 0), -1, cv2.LINE_8)
-    cv2.putText(canvas, text, (x, y), _FONT, scale, tuple(int(c) for c in color), 1, cv2.LINE_AA)
-
-
-def _wrap(text: str, max_width: int, scale: float = 0.45) -> list[str]:
-    """Split ``text`` into lines at most ``max_width`` pixels wide (long words stay whole)."""
-    lines: list[str] = []
-    for word in text.split():
-        candidate = f"{lines[-1]} {word}" if lines else word
-        if lines and cv2.getTextSize(candidate, _FONT, scale, 1)[0][0] <= max_width:
-            lines[-1] = candidate
-        else:
-            lines.append(word)
-    return lines
-
-
-def _draw_legend(image: np.ndarray, entries: list[tuple[str, tuple]]) -> np.ndarray:
-    """Colour swatches with text on a black panel in the top-left corner."""
-    canvas = image.copy()
-    text_width = max(cv2.getTextSize(text, _FONT, 0.45, 1)[0][0] for text, _ in entries)
-    cv2.rectangle(canvas, (0, 0), (text_width + 32, 12 + 18 * len(entries)), (0, 0, 0), -1, cv2.LINE_8)
-    for i, (text, color) in enumerate(entries):
-        y = 6 + 18 * i
-        cv2.rectangle(canvas, (6, y), (18, y + 12), color, -1, cv2.LINE_8)
-        _put_text(canvas, text, (24, y + 11), (255, 255, 255))
-    return canvas
-
-
-def _paint_dots(image: np.ndarray, centres: np.ndarray, colors, radius: int) -> np.ndarray:
-    """Square dots of side ``2 * radius + 1`` at ``(N, 2)`` centres, vectorised.
-
-    ``colors`` is one RGB triple or ``(N, 3)``; dots are clipped to the image.
-    """
-    canvas = image.copy()
-    height, width = canvas.shape[:2]
-    xy = np.rint(np.asarray(centres, dtype=np.float64).reshape(-1, 2)).astype(int)
-    offsets = np.arange(-radius, radius + 1)
-    # (N, 1, k) and (N, k, 1) -> (N, k, k) pixel coordinates of every dot
-    xs, ys = np.broadcast_arrays(xy[:, 0, None, None] + offsets, xy[:, 1, None, None] + offsets[:, None])
-    colors = np.broadcast_to(np.asarray(colors, dtype=np.uint8).reshape(-1, 1, 1, 3), xs.shape + (3,))
-    inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
-    canvas[ys[inside], xs[inside]] = colors[inside]
-    return canvas
-
-
-def _failed(image: np.ndarray, message: str) -> Rendering:
-    """The input image, dimmed, with ``message`` written across the top."""
-    canvas = image // 2
-    width = canvas.shape[1]
-    lines = _wrap(message, width - 12)
-    cv2.rectangle(canvas, (0, 0), (width - 1, 10 + 18 * len(lines)), (0, 0, 0), -1)
-    for i, line in enumerate(lines):
-        _put_text(canvas, line, (6, 20 + 18 * i), (255, 255, 255))
-    return Rendering(canvas, "", message, {})
-
-
 def _format_numbers(values: torch.Tensor) -> str:
     return "(" + ", ".join(f"{v:+.2f}" for v in values.tolist()) + ")"
 
 
-def _checked_faces(faces, image: np.ndarray) -> torch.Tensor:
-    """``(F, 4)`` faces with positive size inside the image, or :class:`_BadInput`."""
+def checked_faces(faces, image: np.ndarray) -> torch.Tensor:
+    """``(F, 4)`` faces with positive size inside the image, or :class:`BadInput`."""
     try:
         boxes = as_boxes(faces, "face box").reshape(-1, 4)
     except ValueError as exc:
-        raise _BadInput(str(exc)) from None
+        raise BadInput(str(exc)) from None
     height, width = image.shape[:2]
     for box in boxes.tolist():
         shown = [round(v, 1) for v in box]
         if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
-            raise _BadInput(f"face box {shown} has zero width or height")
+            raise BadInput(f"face box {shown} has zero width or height")
         if box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height:
-            raise _BadInput(f"face box {shown} (x1, y1, x2, y2) does not lie inside the image (width {width}, height {height})")
+            raise BadInput(f"face box {shown} (x1, y1, x2, y2) does not lie inside the image (width {width}, height {height})")
     return boxes
 
 
 def _checked_face(face_box, image: np.ndarray) -> torch.Tensor:
-    """Exactly one face as a ``(4,)`` tensor, or :class:`_BadInput`."""
-    boxes = _checked_faces(face_box, image)
+    """Exactly one face as a ``(4,)`` tensor, or :class:`BadInput`."""
+    boxes = checked_faces(face_box, image)
     if len(boxes) != 1:
-        raise _BadInput(f"expected one face box, got {len(boxes)}")
+        raise BadInput(f"expected one face box, got {len(boxes)}")
     return boxes[0]
 
 
 def _checked_landmarks(landmarks) -> torch.Tensor:
-    """``(5, 2)`` annotated landmarks, or :class:`_BadInput`."""
+    """``(5, 2)`` annotated landmarks, or :class:`BadInput`."""
     try:
         points = as_landmarks(torch.as_tensor(landmarks, dtype=torch.float32).reshape(1, -1), 1)
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise _BadInput(f"landmarks must be 5 (x, y) points: {exc}") from None
+        raise BadInput(f"landmarks must be 5 (x, y) points: {exc}") from None
     if not has_landmarks(points)[0]:
-        raise _BadInput("this face has no landmark annotation (all coordinates -1): nothing to encode")
+        raise BadInput("this face has no landmark annotation (all coordinates -1): nothing to encode")
     return points[0]
 
 
 def _checked_level(cfg: RetinaFaceConfig, image: np.ndarray, level) -> AnchorLevel:
-    """The :class:`AnchorLevel` named (``"P3"``) or indexed by ``level``, or :class:`_BadInput`."""
+    """The :class:`AnchorLevel` named (``"P3"``) or indexed by ``level``, or :class:`BadInput`."""
     levels = anchor_levels(cfg, image.shape[:2])
     by_name = {grid.name: grid for grid in levels}
     if isinstance(level, str) and level in by_name:
@@ -711,26 +458,26 @@ def _checked_level(cfg: RetinaFaceConfig, image: np.ndarray, level) -> AnchorLev
     if isinstance(level, int) and not isinstance(level, bool) and 0 <= level < len(levels):
         return levels[level]
     names = ", ".join(by_name)
-    raise _BadInput(
+    raise BadInput(
         f"no pyramid level {level!r} in preset {cfg.name!r}: use one of {names} or an index 0..{len(levels) - 1}"
     )
 
 
 def _checked_index(index, count: int, what: str) -> int:
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
-        raise _BadInput(f"{what}: index {index!r} is out of range 0..{count - 1}")
+        raise BadInput(f"{what}: index {index!r} is out of range 0..{count - 1}")
     return index
 
 
 def _checked_cell(point, grid: AnchorLevel, image: np.ndarray) -> tuple[int, int]:
-    """``(row, col)`` of the cell of ``grid`` containing pixel ``point = (x, y)``, or :class:`_BadInput`."""
+    """``(row, col)`` of the cell of ``grid`` containing pixel ``point = (x, y)``, or :class:`BadInput`."""
     height, width = image.shape[:2]
     try:
         x, y = (float(v) for v in point)
     except (TypeError, ValueError):
-        raise _BadInput(f"point must be (x, y), got {point!r}") from None
+        raise BadInput(f"point must be (x, y), got {point!r}") from None
     if not (0 <= x < width and 0 <= y < height):
-        raise _BadInput(f"point ({x:g}, {y:g}) lies outside the image (width {width}, height {height})")
+        raise BadInput(f"point ({x:g}, {y:g}) lies outside the image (width {width}, height {height})")
     return int(y // grid.stride), int(x // grid.stride)
 
 
@@ -740,18 +487,18 @@ def _checked_scale(scale) -> float:
     except (TypeError, ValueError):
         factor = math.nan
     if not (math.isfinite(factor) and factor > 0):
-        raise _BadInput(f"scale must be a positive number, got {scale!r}")
+        raise BadInput(f"scale must be a positive number, got {scale!r}")
     return factor
 
 
 def _check_score_threshold(threshold) -> None:
     if not 0 <= threshold < 1:
-        raise _BadInput(f"score threshold must be in [0, 1), got {threshold}")
+        raise BadInput(f"score threshold must be in [0, 1), got {threshold}")
 
 
 def _check_thresholds(pos_iou, neg_iou) -> None:
     if not 0 < neg_iou <= pos_iou <= 1:
-        raise _BadInput(f"thresholds need 0 < neg_iou <= pos_iou <= 1, got neg_iou={neg_iou}, pos_iou={pos_iou}")
+        raise BadInput(f"thresholds need 0 < neg_iou <= pos_iou <= 1, got neg_iou={neg_iou}, pos_iou={pos_iou}")
 
 
 def _best_anchor(cfg: RetinaFaceConfig, image: np.ndarray, face: torch.Tensor) -> torch.Tensor:

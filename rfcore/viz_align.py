@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from rfcore.align import TEMPLATE_SIZE, align_faces, crop_size, template_points
-from rfcore.viz import FACE_COLOR, check_image, draw_faces
+from rfcore.draw import FACE_COLOR, check_image, draw_faces
 
 GRID_BACKGROUND = 255
 """Grey level between the tiles of :func:`render_alignment_grid`."""

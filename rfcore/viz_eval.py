@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from rfcore.evaluation.landmarks import FAILURE_NME, ced_curve, failure_rate
 from rfcore.evaluation.protocol import PRCurve
 from rfcore.mesh.viz import side_by_side
-from rfcore.viz import crop_zoom, draw_boxes, draw_faces, iou_colors
+from rfcore.draw import crop_zoom, draw_boxes, draw_faces, iou_colors
 
 
 def draw_nms(image, candidate_boxes, candidate_scores, kept_faces, region=None) -> np.ndarray:

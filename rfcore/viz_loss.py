@@ -4,7 +4,7 @@
 every term of Eq. 1 on a network output, and draws which anchors each term
 sees: the positives (all four terms), the ignored anchors (none) and the
 negatives that hard example mining keeps for ``L_cls``. Like every
-``render_*`` it returns a :class:`~rfcore.viz.Rendering` and reports input a
+``render_*`` it returns a :class:`~rfcore.draw.Rendering` and reports input a
 slider can produce (a negative weight, say) in its ``message`` instead of
 raising.
 """
@@ -22,20 +22,20 @@ from rfcore.config import RetinaFaceConfig
 from rfcore.loss import classification_loss, multitask_loss, ohem_select
 from rfcore.matching import TargetAssigner
 from rfcore.model import RetinaFaceOutput
-from rfcore.viz import (
+from rfcore.draw import (
+    BadInput,
     FACE_COLOR,
     IGNORED_COLOR,
     NEGATIVE_COLOR,
     POSITIVE_COLOR,
     Rendering,
-    _BadInput,
-    _checked_faces,
-    _draw_legend,
-    _failed,
-    _paint_dots,
     check_image,
     draw_boxes,
+    draw_legend,
+    failed,
+    paint_dots,
 )
+from rfcore.viz import checked_faces
 
 WEIGHT_NAMES = {"cls": "lambda_cls", "box": "lambda_box", "pts": "lambda_pts", "pixel": "lambda_pixel"}
 """Each term of Eq. 1 and the preset field that weighs it."""
@@ -73,7 +73,7 @@ def render_loss(
         pixel: ``L_pixel`` as a scalar tensor, or ``None`` when the model has no mesh branch.
 
     Returns:
-        A :class:`~rfcore.viz.Rendering` whose ``info`` holds ``terms`` (the
+        A :class:`~rfcore.draw.Rendering` whose ``info`` holds ``terms`` (the
         unweighted terms and ``total``, floats), ``weighted`` (each term times
         its λ), the counts ``positive``, ``ignored``, ``negative`` and
         ``selected`` (negatives kept), and the ``labels`` ``(A,)``, ``selected_mask``
@@ -84,10 +84,10 @@ def render_loss(
     """
     image = check_image(image)
     try:
-        boxes = _checked_faces(faces, image)
+        boxes = checked_faces(faces, image)
         weights = _checked_weights(cfg, lambda_box, lambda_pts, lambda_pixel, ohem_ratio)
-    except _BadInput as exc:
-        return _failed(image, str(exc))
+    except BadInput as exc:
+        return failed(image, str(exc))
 
     assign = TargetAssigner(cfg, image.shape[:2])
     targets = assign([boxes], None if landmarks is None else [torch.as_tensor(landmarks, dtype=torch.float32)])
@@ -99,11 +99,11 @@ def render_loss(
     counts["selected"] = int(selected.sum())
 
     anchors_xyxy = cxcywh_to_xyxy(assign.anchors)
-    canvas = _paint_dots(image, assign.anchors[selected, :2].numpy(), NEGATIVE_COLOR, radius=2)
+    canvas = paint_dots(image, assign.anchors[selected, :2].numpy(), NEGATIVE_COLOR, radius=2)
     canvas = draw_boxes(canvas, anchors_xyxy[labels == IGNORED], IGNORED_COLOR)
     canvas = draw_boxes(canvas, anchors_xyxy[labels == POSITIVE], POSITIVE_COLOR)
     canvas = draw_boxes(canvas, boxes, FACE_COLOR, thickness=2)
-    canvas = _draw_legend(canvas, [
+    canvas = draw_legend(canvas, [
         (f"positive {counts['positive']:,}: all terms", POSITIVE_COLOR),
         (f"ignored {counts['ignored']:,}: no term", IGNORED_COLOR),
         (f"hardest negatives {counts['selected']:,} of {counts['negative']:,}: L_cls", NEGATIVE_COLOR),
@@ -135,14 +135,14 @@ def _loss_caption(values: dict, weighted: dict, weights: RetinaFaceConfig, count
 
 
 def _checked_weights(cfg: RetinaFaceConfig, lambda_box, lambda_pts, lambda_pixel, ohem_ratio) -> RetinaFaceConfig:
-    """``cfg`` with the given weights and ratio, or :class:`~rfcore.viz._BadInput` naming a bad one."""
+    """``cfg`` with the given weights and ratio, or :class:`~rfcore.draw.BadInput` naming a bad one."""
     chosen = {"lambda_box": lambda_box, "lambda_pts": lambda_pts, "lambda_pixel": lambda_pixel}
     chosen = {name: getattr(cfg, name) if value is None else value for name, value in chosen.items()}
     for name, value in chosen.items():
         if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value >= 0):
-            raise _BadInput(f"{name} must be a finite number >= 0, got {value!r}")
+            raise BadInput(f"{name} must be a finite number >= 0, got {value!r}")
     ratio = cfg.ohem_ratio if ohem_ratio is None else ohem_ratio
     if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 0:
-        raise _BadInput(f"ohem_ratio must be a whole number >= 0, got {ratio!r}")
+        raise BadInput(f"ohem_ratio must be a whole number >= 0, got {ratio!r}")
     return replace(cfg, **{name: float(value) for name, value in chosen.items()}, ohem_ratio=int(ratio))
 

@@ -1,7 +1,7 @@
 """Interactive explorers for the notebooks: ipywidgets controls wired to :mod:`rfcore.viz`.
 
 Each explorer connects a few controls to one ``render_*`` function and shows
-the :class:`~rfcore.viz.Rendering` it returns: the picture in an
+the :class:`~rfcore.draw.Rendering` it returns: the picture in an
 ``ipywidgets.Image`` and the caption (or, for bad input, the message) below
 it. Everything else, including what bad input looks like, lives in
 :mod:`rfcore.viz` (and :mod:`rfcore.mesh.viz` for the mesh).
@@ -18,7 +18,8 @@ import ipywidgets as widgets
 from rfcore.config import RetinaFaceConfig
 from rfcore.mesh.template import Mesh
 from rfcore.mesh.viz import render_face
-from rfcore.viz import Rendering, check_image, render_anchor_level, render_moved_face, render_threshold, to_png
+from rfcore.draw import Rendering, check_image, to_png
+from rfcore.viz import render_anchor_level, render_moved_face, render_threshold
 from rfcore.viz_loss import render_loss
 
 

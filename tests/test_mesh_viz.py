@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 from rfcore.mesh import viz as mesh_viz
 from rfcore.mesh.loss import pixel_loss
 from rfcore.mesh.template import LANDMARK_NAMES
-from rfcore.viz import LANDMARK_COLORS, to_png
+from rfcore.draw import LANDMARK_COLORS, to_png
 from rfcore.widgets import mesh_render_explorer
 
 

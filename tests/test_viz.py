@@ -9,7 +9,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from rfcore import viz
+from rfcore import draw, viz
 from rfcore.anchors import make_anchors
 from rfcore.assets import IMAGES, load_image
 from rfcore.boxes import POSITIVE, match_anchors
@@ -35,7 +35,7 @@ def pixel(image, x, y):
 
 def test_draw_boxes_outlines_in_colour_and_leaves_input_alone():
     image = blank()
-    out = viz.draw_boxes(image, [[10, 20, 40, 60], [50, 50, 90, 90]], color=[(255, 0, 0), (0, 0, 255)])
+    out = draw.draw_boxes(image, [[10, 20, 40, 60], [50, 50, 90, 90]], color=[(255, 0, 0), (0, 0, 255)])
     assert out.shape == (96, 96, 3) and out.dtype == np.uint8
     assert not image.any()  # input untouched
     assert pixel(out, 10, 40) == (255, 0, 0)  # left edge of box 0
@@ -47,23 +47,23 @@ def test_draw_boxes_outlines_in_colour_and_leaves_input_alone():
 
 def test_draw_landmarks_colours_points_and_skips_missing():
     points = [[10, 10], [30, 10], [20, 20], [12, 30], [28, 30]]
-    out = viz.draw_landmarks(blank(), [points], radius=1)
+    out = draw.draw_landmarks(blank(), [points], radius=1)
     for k, (x, y) in enumerate(points):
-        assert pixel(out, x, y) == viz.LANDMARK_COLORS[k]
-    missing = viz.draw_landmarks(blank(), np.full((1, 5, 2), -1.0))
+        assert pixel(out, x, y) == draw.LANDMARK_COLORS[k]
+    missing = draw.draw_landmarks(blank(), np.full((1, 5, 2), -1.0))
     assert not missing.any()
 
 
 def test_to_png_round_trips():
     image = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
-    decoded = cv2.imdecode(np.frombuffer(viz.to_png(image), np.uint8), cv2.IMREAD_COLOR)
+    decoded = cv2.imdecode(np.frombuffer(draw.to_png(image), np.uint8), cv2.IMREAD_COLOR)
     np.testing.assert_array_equal(cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB), image)
 
 
 def test_to_jpeg_is_a_close_copy():
     image = np.zeros((16, 24, 3), dtype=np.uint8)
     image[:, 12:] = (200, 100, 50)
-    jpeg = viz.to_jpeg(image)
+    jpeg = draw.to_jpeg(image)
     assert jpeg[:2] == b"\xff\xd8"
     decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     assert decoded.shape == image.shape
@@ -72,28 +72,28 @@ def test_to_jpeg_is_a_close_copy():
 
 def test_check_image_rejects_non_rgb_uint8():
     with pytest.raises(ValueError, match="uint8"):
-        viz.check_image(np.zeros((4, 4, 3), dtype=np.float32))
+        draw.check_image(np.zeros((4, 4, 3), dtype=np.float32))
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
-        viz.check_image(np.zeros((4, 4), dtype=np.uint8))
+        draw.check_image(np.zeros((4, 4), dtype=np.uint8))
 
 
 def test_crop_zoom_enlarges_by_whole_pixels():
     image = blank()
     image[10, 20] = (9, 8, 7)
-    zoom = viz.crop_zoom(image, (20, 10, 30, 14), 3)
+    zoom = draw.crop_zoom(image, (20, 10, 30, 14), 3)
     assert zoom.shape == (12, 30, 3)
     assert (zoom[:3, :3] == (9, 8, 7)).all() and not zoom[3:, :].any()
 
 
 def test_iou_colors_grey_at_zero_and_distinct_above():
-    colors = viz.iou_colors([0.0, 0.5, 1.0])
+    colors = draw.iou_colors([0.0, 0.5, 1.0])
     assert colors.shape == (3, 3) and colors.dtype == np.uint8
-    assert tuple(colors[0]) == viz.ZERO_IOU_COLOR
+    assert tuple(colors[0]) == draw.ZERO_IOU_COLOR
     assert len({tuple(c) for c in colors.tolist()}) == 3
 
 
 def test_table_markdown():
-    text = viz.table_markdown([{"a": 1, "b": 0.5}, {"a": 20, "b": 0.25}], {"b": "{:.0%}"})
+    text = draw.table_markdown([{"a": 1, "b": 0.5}, {"a": 20, "b": 0.25}], {"b": "{:.0%}"})
     assert text.splitlines() == ["| a | b |", "|---|---|", "| 1 | 50% |", "| 20 | 25% |"]
 
 
@@ -119,8 +119,8 @@ def test_render_anchor_level_outlines_the_chosen_anchor_in_its_label_colour():
     assert info["cell"] == (5, 5) and info["anchor"].tolist() == [44.0, 44.0, 16.0, 16.0]
     assert info["iou"] == pytest.approx(1.0) and info["label"] == "positive"
     assert info["ious"].shape == (12, 12)
-    assert pixel(rendering.image, 36, 46) == viz.POSITIVE_COLOR  # left edge
-    assert pixel(rendering.image, 46, 52) == viz.POSITIVE_COLOR  # bottom edge
+    assert pixel(rendering.image, 36, 46) == draw.POSITIVE_COLOR  # left edge
+    assert pixel(rendering.image, 46, 52) == draw.POSITIVE_COLOR  # bottom edge
     assert "IoU 1.000" in rendering.caption
 
 
@@ -128,16 +128,16 @@ def test_render_anchor_level_neighbour_is_ignored_and_far_anchor_negative():
     # The cell to the right overlaps by 8 of 16 columns: IoU 128 / 384 = 1/3.
     right = viz.render_anchor_level(blank(), FACE, CFG, 0, 0, (53, 44))
     assert right.info["iou"] == pytest.approx(1 / 3) and right.info["label"] == "ignored"
-    assert pixel(right.image, 60, 46) == viz.IGNORED_COLOR  # right edge of the anchor centred at (52, 44)
+    assert pixel(right.image, 60, 46) == draw.IGNORED_COLOR  # right edge of the anchor centred at (52, 44)
     far = viz.render_anchor_level(blank(), FACE, CFG, "P4", 0, (90, 90))
     assert far.info["iou"] == 0.0 and far.info["label"] == "negative"
-    assert pixel(far.image, 72, 88) == viz.NEGATIVE_COLOR  # left edge of the anchor centred at (88, 88)
+    assert pixel(far.image, 72, 88) == draw.NEGATIVE_COLOR  # left edge of the anchor centred at (88, 88)
 
 
 def test_render_anchor_level_paints_iou_dots_at_cell_centres():
     rendering = viz.render_anchor_level(blank(), FACE, CFG, "P3", 0, (10, 10))
-    assert pixel(rendering.image, 4, 84) == viz.ZERO_IOU_COLOR  # cell (10, 0): no overlap
-    assert pixel(rendering.image, 44, 44) == tuple(viz.iou_colors([1.0])[0])
+    assert pixel(rendering.image, 4, 84) == draw.ZERO_IOU_COLOR  # cell (10, 0): no overlap
+    assert pixel(rendering.image, 44, 44) == tuple(draw.iou_colors([1.0])[0])
 
 
 @pytest.mark.parametrize(
@@ -179,18 +179,18 @@ def test_render_matching_labels_and_colours_anchors():
     assert info["positive"] + info["ignored"] + info["negative"] == len(make_anchors(CFG, (256, 256)))
     expected = match_anchors(make_anchors(CFG, (256, 256)), torch.tensor([FAR_FACE]), 0.5, 0.3).labels
     assert torch.equal(info["labels"], expected)
-    assert pixel(rendering.image, 206, 196) == viz.FACE_COLOR  # the face box is drawn last, on top
-    assert pixel(rendering.image, 220, 206) == viz.IGNORED_COLOR  # right edge of the ignored (212, 204) anchor
-    assert pixel(rendering.image, 196, 204) == viz.FACE_COLOR
-    assert pixel(rendering.image, 12, 12) == viz.POSITIVE_COLOR  # legend swatch
+    assert pixel(rendering.image, 206, 196) == draw.FACE_COLOR  # the face box is drawn last, on top
+    assert pixel(rendering.image, 220, 206) == draw.IGNORED_COLOR  # right edge of the ignored (212, 204) anchor
+    assert pixel(rendering.image, 196, 204) == draw.FACE_COLOR
+    assert pixel(rendering.image, 12, 12) == draw.POSITIVE_COLOR  # legend swatch
 
 
 def test_render_matching_outlines_positive_anchors_in_the_positive_colour():
     face = [197.0, 197.0, 211.0, 211.0]  # 14x14 inside the 16 px anchor at (204, 204): IoU 0.77
     rendering = viz.render_matching(blank(256, 256), [face], CFG, pos_iou=0.5, neg_iou=0.3)
     assert (rendering.info["positive"], rendering.info["forced"], rendering.info["ignored"]) == (1, 0, 0)
-    assert pixel(rendering.image, 196, 204) == viz.POSITIVE_COLOR
-    assert pixel(rendering.image, 197, 204) == viz.FACE_COLOR
+    assert pixel(rendering.image, 196, 204) == draw.POSITIVE_COLOR
+    assert pixel(rendering.image, 197, 204) == draw.FACE_COLOR
 
 
 def test_render_matching_draws_a_forced_tiny_face_anchor():
@@ -198,7 +198,7 @@ def test_render_matching_draws_a_forced_tiny_face_anchor():
     rendering = viz.render_matching(blank(256, 256), [tiny], CFG, pos_iou=0.5, neg_iou=0.3)
     assert (rendering.info["positive"], rendering.info["forced"], rendering.info["ignored"]) == (1, 1, 0)
     assert int(rendering.info["labels"].eq(POSITIVE).nonzero()) == 25 * 32 + 25
-    assert pixel(rendering.image, 196, 200) == viz.FORCED_COLOR
+    assert pixel(rendering.image, 196, 200) == draw.FORCED_COLOR
     assert "1 forced" in rendering.caption
 
 
@@ -230,8 +230,8 @@ def test_render_landmark_encoding_targets_match_the_formula():
     # offset 4 px / (0.1 * 16 px) = 2.5
     expected = torch.tensor([-2.5, -2.5, 2.5, -2.5, 0.0, 0.0, -2.5, 2.5, 2.5, 2.5])
     torch.testing.assert_close(rendering.info["landmark_targets"], expected)
-    assert pixel(rendering.image, 36, 46) == viz.FACE_COLOR
-    assert pixel(rendering.image, 40, 40) == viz.LANDMARK_COLORS[0]
+    assert pixel(rendering.image, 36, 46) == draw.FACE_COLOR
+    assert pixel(rendering.image, 40, 40) == draw.LANDMARK_COLORS[0]
 
 
 def test_render_landmark_encoding_picks_the_best_anchor_by_default():
@@ -327,26 +327,26 @@ FACE_POINTS = ((20.0, 35.0), (40.0, 35.0), (30.0, 45.0), (22.0, 58.0), (38.0, 58
 def test_draw_faces_draws_box_score_and_coloured_landmarks():
     image = blank(value=128)
     face = Face((10.0, 20.0, 50.0, 70.0), 0.87, FACE_POINTS)
-    out = viz.draw_faces(image, [face])
+    out = draw.draw_faces(image, [face])
     assert (image == 128).all()  # input untouched
-    assert pixel(out, 10, 45) == viz.FACE_COLOR and pixel(out, 50, 45) == viz.FACE_COLOR
+    assert pixel(out, 10, 45) == draw.FACE_COLOR and pixel(out, 50, 45) == draw.FACE_COLOR
     for k, (x, y) in enumerate(FACE_POINTS):
-        assert pixel(out, int(x), int(y)) == viz.LANDMARK_COLORS[k]
+        assert pixel(out, int(x), int(y)) == draw.LANDMARK_COLORS[k]
     # a 40-px face gets dots of radius 40 / 20 = 2
-    assert pixel(out, 22, 35) == viz.LANDMARK_COLORS[0] and pixel(out, 23, 35) == (128, 128, 128)
+    assert pixel(out, 22, 35) == draw.LANDMARK_COLORS[0] and pixel(out, 23, 35) == (128, 128, 128)
     assert pixel(out, 9, 16) == (0, 0, 0)  # the score's black label box
-    assert pixel(viz.draw_faces(image, [face], scores=False), 9, 16) == (128, 128, 128)
+    assert pixel(draw.draw_faces(image, [face], scores=False), 9, 16) == (128, 128, 128)
 
 
 def test_draw_faces_colours_per_face_and_scales_lines_with_the_image():
     faces = [Face((10.0, 10.0, 40.0, 40.0), 0.9, FACE_POINTS), Face((200.0, 100.0, 300.0, 200.0), 0.8, FACE_POINTS)]
-    out = viz.draw_faces(blank(400, 800), faces, color=[(255, 0, 0), (0, 0, 255)], scores=False)
+    out = draw.draw_faces(blank(400, 800), faces, color=[(255, 0, 0), (0, 0, 255)], scores=False)
     assert pixel(out, 10, 25) == (255, 0, 0) and pixel(out, 200, 150) == (0, 0, 255)
     # 800 px long side: lines of thickness 2, as draw_boxes draws them
-    two = viz.draw_boxes(blank(400, 800), [faces[1].box], (0, 0, 255), thickness=2)
+    two = draw.draw_boxes(blank(400, 800), [faces[1].box], (0, 0, 255), thickness=2)
     np.testing.assert_array_equal(out[150, 190:210], two[150, 190:210])
     assert (out[150, 190:210] == (0, 0, 255)).all(axis=1).sum() > 1
-    assert (viz.draw_faces(blank(), []) == 0).all()
+    assert (draw.draw_faces(blank(), []) == 0).all()
 
 
 def test_render_threshold_counts_found_false_and_missed_faces():
@@ -356,13 +356,13 @@ def test_render_threshold_counts_found_false_and_missed_faces():
     high = viz.render_threshold(blank(), [right, wrong], 0.5, truth)
     assert high.ok and high.info["faces"] == [right]
     assert (high.info["matched"], high.info["false"], high.info["missed"]) == (1, 0, 1)
-    assert pixel(high.image, 10, 45) == viz.FACE_COLOR and pixel(high.image, 60, 75) == viz.MISSED_COLOR
+    assert pixel(high.image, 10, 45) == draw.FACE_COLOR and pixel(high.image, 60, 75) == draw.MISSED_COLOR
     assert high.caption == (
         "score > 0.50: 1 face, 1 on an annotated face (IoU >= 0.5), 0 elsewhere; 1 of 2 annotated faces missed"
     )
     low = viz.render_threshold(blank(), [right, wrong], 0.2, truth)
     assert (low.info["matched"], low.info["false"], low.info["missed"]) == (1, 1, 1)
-    assert pixel(low.image, 60, 25) == viz.NEGATIVE_COLOR
+    assert pixel(low.image, 60, 25) == draw.NEGATIVE_COLOR
 
 
 def test_render_threshold_without_annotation_and_with_a_bad_threshold():

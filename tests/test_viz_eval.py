@@ -6,7 +6,7 @@ import pytest
 from rfcore.detect import Face
 from rfcore.evaluation import GroundTruth, ImagePredictions, evaluate
 from rfcore.evaluation.truth import no_landmarks
-from rfcore.viz import FACE_COLOR, iou_colors
+from rfcore.draw import FACE_COLOR, iou_colors
 from rfcore.viz_eval import draw_nms, plot_ced, plot_pr_curves
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rfcore import viz
+from rfcore import draw
 from rfcore.config import get_config
 from rfcore.model import RetinaFaceOutput
 from rfcore.viz_loss import render_loss
@@ -73,11 +73,11 @@ def test_the_picture_shows_each_kind_of_anchor():
     def pixel(x, y):
         return tuple(int(c) for c in picture[y, x])
 
-    assert pixel(76, 84) == viz.FACE_COLOR  # the face (over its positive anchor)
-    assert pixel(68, 84) == viz.IGNORED_COLOR  # left edge of the ignored anchor centred at (76, 84)
+    assert pixel(76, 84) == draw.FACE_COLOR  # the face (over its positive anchor)
+    assert pixel(68, 84) == draw.IGNORED_COLOR  # left edge of the ignored anchor centred at (76, 84)
     for anchor in HARD:  # a dot at the centre of every mined negative
         row, col = divmod(anchor, 16)
-        assert pixel(8 * col + 4, 8 * row + 4) == viz.NEGATIVE_COLOR
+        assert pixel(8 * col + 4, 8 * row + 4) == draw.NEGATIVE_COLOR
     row, col = divmod(next(iter(EASIER)), 16)
     assert pixel(8 * col + 4, 8 * row + 4) == (90, 90, 90)  # not mined: not drawn
     assert "(no mesh branch)" in rendering.caption
@@ -106,5 +106,5 @@ def test_loss_explorer_starts_at_the_preset_and_rerenders():
                                     "lambda_pixel": CFG.lambda_pixel, "ohem_ratio": CFG.ohem_ratio})
     explorer.controls["ohem_ratio"].value = 4
     expected = render_loss(IMAGE, OUTPUT, FACE, None, CFG, CFG.lambda_box, CFG.lambda_pts, CFG.lambda_pixel, 4)
-    assert explorer.image.value == viz.to_png(expected.image)
+    assert explorer.image.value == draw.to_png(expected.image)
     assert "OHEM 4:1 keeps the 4 hardest negatives" in explorer.caption.value

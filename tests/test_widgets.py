@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from rfcore import viz
+from rfcore import draw, viz
 from rfcore.config import get_config
 from rfcore.detect import Face
 from rfcore.model import RetinaFaceOutput
@@ -22,7 +22,7 @@ def test_anchor_explorer_starts_at_the_face_centre():
     assert explorer.controls["x"].max == 127 and explorer.controls["y"].max == 95
     assert explorer.controls["size_index"].max == 1
     expected = viz.render_anchor_level(IMAGE, FACE, CFG, "P4", 0, (44, 44))
-    assert explorer.image.value == viz.to_png(expected.image)
+    assert explorer.image.value == draw.to_png(expected.image)
 
 
 def test_anchor_explorer_rerenders_when_a_control_moves():
@@ -30,7 +30,7 @@ def test_anchor_explorer_rerenders_when_a_control_moves():
     before = explorer.image.value
     explorer.controls["x"].value = 100
     assert explorer.image.value != before
-    assert explorer.image.value == viz.to_png(viz.render_anchor_level(IMAGE, FACE, CFG, "P3", 0, (100, 44)).image)
+    assert explorer.image.value == draw.to_png(viz.render_anchor_level(IMAGE, FACE, CFG, "P3", 0, (100, 44)).image)
     assert "col 12" in explorer.caption.value
     explorer.controls["level"].value = "P4"
     explorer.controls["size_index"].value = 1
@@ -42,7 +42,7 @@ def test_landmark_explorer_rerenders_and_shows_messages():
     start = explorer.image.value
     explorer.controls["scale"].value = 2.0
     expected = viz.render_moved_face(IMAGE, FACE, POINTS, CFG, (44, 44), 2.0)
-    assert explorer.image.value != start and explorer.image.value == viz.to_png(expected.image)
+    assert explorer.image.value != start and explorer.image.value == draw.to_png(expected.image)
     assert "landmarks l = " in explorer.caption.value
     explorer.controls["x"].value = 0  # the face now sticks out on the left
     assert "does not lie inside the image" in explorer.caption.value
@@ -59,7 +59,7 @@ def test_threshold_explorer_rerenders_when_the_threshold_moves():
     explorer = threshold_explorer(IMAGE, faces, FACE[None], lowest=0.05)
     slider = explorer.controls["threshold"]
     assert (slider.value, slider.min, slider.max) == (0.5, 0.05, 0.99)
-    assert explorer.image.value == viz.to_png(viz.render_threshold(IMAGE, faces, 0.5, FACE[None]).image)
+    assert explorer.image.value == draw.to_png(viz.render_threshold(IMAGE, faces, 0.5, FACE[None]).image)
     assert "1 face, 1 on an annotated face" in explorer.caption.value
     slider.value = 0.2
     assert "2 faces, 1 on an annotated face (IoU &gt;= 0.5), 1 elsewhere" in explorer.caption.value

@@ -2,7 +2,7 @@
 
 The conventions of :mod:`rfcore.viz` hold: images are ``(H, W, 3)`` uint8
 RGB arrays drawn with OpenCV without anti-aliasing, ``render_*`` functions
-return a :class:`~rfcore.viz.Rendering` (picture, rounded caption, named
+return a :class:`~rfcore.draw.Rendering` (picture, rounded caption, named
 results in ``info``), plots are :class:`matplotlib.figure.Figure` objects
 built without ``pyplot``.
 
@@ -29,7 +29,7 @@ from rfcore.mesh.hierarchy import MeshHierarchy, adjacency_matrix
 from rfcore.mesh.laplacian import hop_distances
 from rfcore.mesh.render import render
 from rfcore.mesh.template import LANDMARK_NAMES, Mesh
-from rfcore.viz import LANDMARK_COLORS, Rendering, check_image
+from rfcore.draw import LANDMARK_COLORS, Rendering, check_image
 
 EDGE_COLOR = (200, 200, 200)
 ZERO_COLOR = (150, 150, 150)
