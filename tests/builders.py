@@ -1,4 +1,5 @@
-"""Test data written to disk: a mesh training run's weights, WIDER FACE ground-truth ``.mat`` files.
+"""Test data written to disk (a mesh training run's weights, WIDER FACE ground-truth ``.mat`` files), and a
+training run that crashes.
 
 Plain functions, imported by the test modules (``from builders import ...``);
 fixtures live in ``conftest.py``.
@@ -74,3 +75,25 @@ def write_wider_mat(gt_dir: Path, faces: dict, subsets: dict) -> Path:
                         for event_keys in keys])
         savemat(gt_dir / f"wider_{subset}_val.mat", {"gt_list": gt_list})
     return gt_dir
+
+
+def train_until_crash(config, step: int) -> None:
+    """Run :func:`rfcore.train.train` with its ``train_step`` raising at call ``step``, as a crash there would."""
+    import pytest
+
+    from rfcore import train as training
+
+    real_step, calls = training.train_step, []
+
+    def crashing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == step:
+            raise RuntimeError("simulated crash")
+        return real_step(*args, **kwargs)
+
+    training.train_step = crashing
+    try:
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            training.train(config)
+    finally:
+        training.train_step = real_step

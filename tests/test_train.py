@@ -11,6 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from builders import train_until_crash
+
 from rfcore import train as training
 from rfcore.checkpoint import checkpoint_dirs
 from rfcore.config import get_config
@@ -202,21 +204,10 @@ def test_a_run_writes_log_checkpoints_and_weights(faces_folder, tmp_path):
     assert_same_tensors(weights(newest / "weights.safetensors"), weights(result.weights))
 
 
-def test_interrupted_and_resumed_run_ends_with_identical_weights(faces_folder, tmp_path, monkeypatch):
+def test_interrupted_and_resumed_run_ends_with_identical_weights(faces_folder, tmp_path):
     uninterrupted = train(tiny_config(faces_folder, tmp_path / "a"))
 
-    real_step, calls = training.train_step, []
-
-    def crash_at_step_6(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 6:
-            raise RuntimeError("simulated crash")
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_step", crash_at_step_6)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train(tiny_config(faces_folder, tmp_path / "b"))
-    monkeypatch.setattr(training, "train_step", real_step)
+    train_until_crash(tiny_config(faces_folder, tmp_path / "b"), step=6)
     # step 5 was trained and logged, but the newest checkpoint is step 4: epoch 1, one batch in
     assert checkpoint_dirs(tmp_path / "b")[-1].name == "step-00000004"
     assert len(log_terms(tmp_path / "b")) == 5

@@ -5,7 +5,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rfcore import train as training
+from builders import train_until_crash
+
 from rfcore.boxes import NEGATIVE, POSITIVE
 from rfcore.config import get_config
 from rfcore.detect import DEFAULT_WEIGHTS, preprocess
@@ -96,7 +97,7 @@ def test_lambda_pixel_defaults():
     assert TrainConfig(preset="paper", image_size=320).loss_preset().train_size == 320
 
 
-def test_mesh_training_logs_pixel_saves_the_decoder_and_resumes_exactly(tmp_path, monkeypatch):
+def test_mesh_training_logs_pixel_saves_the_decoder_and_resumes_exactly(tmp_path):
     data = write_faces_folder(tmp_path / "faces", count=4)  # two steps per epoch
     settings = dict(mesh=True, mesh_anchors=3, epochs=2, checkpoint_every=1)  # crash after step 3: mid-epoch
     uninterrupted = train(tiny_config(data, tmp_path / "a", **settings))
@@ -105,18 +106,7 @@ def test_mesh_training_logs_pixel_saves_the_decoder_and_resumes_exactly(tmp_path
     assert (tmp_path / "a" / "mesh_decoder.safetensors").is_file()
     assert (uninterrupted.checkpoint / "mesh_decoder.safetensors").is_file()
 
-    real_step, calls = training.train_step, []
-
-    def crash_at_step_4(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
-            raise RuntimeError("simulated crash")
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_step", crash_at_step_4)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train(tiny_config(data, tmp_path / "b", **settings))
-    monkeypatch.setattr(training, "train_step", real_step)
+    train_until_crash(tiny_config(data, tmp_path / "b", **settings), step=4)
     train(tiny_config(data, tmp_path / "b", resume=True, **settings))
 
     for name in ("weights", "mesh_decoder"):
