@@ -1,5 +1,9 @@
 """rfcore.data.synthetic: determinism, exact ground truth and the WIDER FACE sample format."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -45,6 +49,65 @@ def test_images_do_not_depend_on_the_thread_count(dataset, images):
         torch.set_num_threads(threads)
     np.testing.assert_array_equal(again.sample.image, images[2].sample.image)
     np.testing.assert_array_equal(again.vertices, images[2].vertices)
+
+
+GROUND_TRUTH_CODE = """
+import numpy as np
+from rfcore.data.synthetic import SyntheticFaces
+dataset = SyntheticFaces(6, image_size=(160, 224), faces=(2, 6), min_face=8, max_face=80, seed=7)
+face = SyntheticFaces(1, image_size=192, faces=(1, 1), min_face=100, max_face=120, seed=3)
+truth = [image.render(0) for image in (dataset, face)] + [dataset.render(i) for i in range(1, 6)]
+np.savez({path!r}, *[getattr(t.sample, n) for t in truth for n in ("boxes", "landmarks")],
+         *[getattr(t, n) for t in truth for n in ("vertices", "poses")])
+"""
+"""Writes the ground truth of seven synthetic images (the notebooks' big face among them) to ``path``."""
+
+
+def ground_truth_here(path):
+    exec(GROUND_TRUTH_CODE.format(path=str(path)), {})
+    return dict(np.load(path))
+
+
+def other_kernels_environment():
+    """The environment of a CPU without AVX: generic ATen kernels, oneDNN at SSE4.1, numpy at its baseline, one
+    thread, another hash seed."""
+    environment = os.environ | {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
+                                "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "12345"}
+    try:  # numpy's SIMD dispatch targets have no public name; disable those this CPU has
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+        environment["NPY_DISABLE_CPU_FEATURES"] = " ".join(f for f in __cpu_dispatch__ if __cpu_features__.get(f))
+    except ImportError:
+        pass
+    return environment
+
+
+def test_ground_truth_is_bit_identical_under_other_cpu_kernels(tmp_path):
+    here = ground_truth_here(tmp_path / "here.npz")
+    there = tmp_path / "there.npz"
+    code = GROUND_TRUTH_CODE.format(path=str(there))
+    subprocess.run([sys.executable, "-c", code], env=other_kernels_environment(), check=True, timeout=300)
+    there = dict(np.load(there))
+    assert here.keys() == there.keys() and len(here) == 28
+    for name in here:
+        np.testing.assert_array_equal(here[name], there[name], err_msg=name)
+
+
+def test_ground_truth_is_bit_identical_in_a_kernel_started_as_nbval_starts_it(tmp_path):
+    from jupyter_client.manager import start_new_kernel
+
+    here = ground_truth_here(tmp_path / "here.npz")
+    there = tmp_path / "there.npz"
+    manager, client = start_new_kernel(kernel_name="python3", startup_timeout=120,
+                                       extra_arguments=["--HistoryManager.hist_file=:memory:"], cwd=str(tmp_path))
+    try:
+        reply = client.execute_interactive(GROUND_TRUTH_CODE.format(path=str(there)), timeout=300)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    there = dict(np.load(there))
+    for name in here:
+        np.testing.assert_array_equal(here[name], there[name], err_msg=name)
 
 
 def test_samples_have_the_widerface_format(dataset, images):

@@ -36,8 +36,16 @@ Ground truth, in the conventions of :mod:`rfcore.data.sample`:
   pose of each face and the opacity of all faces per pixel.
 
 A 640 x 640 image with ten faces takes about 60 ms on one CPU core, most of
-it rendering (a few milliseconds per face thanks to ``max_render``). The
-images do not depend on the number of threads.
+it rendering (a few milliseconds per face thanks to ``max_render``).
+
+The ground truth is the same bit for bit on every CPU and thread count: it
+is pure geometry, computed in float64 from the random draws and rounded to
+float32 at the end, and the face model's eigenvectors have a fixed sign
+(:func:`rfcore.mesh.laplacian.eigenbasis`). A last-bit difference between
+two CPUs' float64 kernels would have to straddle a float32 rounding
+boundary to show. Only the renderer runs in float32, so pixels may differ
+by a grey level here and there between CPUs, never the boxes, landmarks,
+vertices or poses.
 """
 
 from __future__ import annotations
@@ -123,7 +131,7 @@ class FaceModel(NamedTuple):
 
     Attributes:
         mesh: The face template.
-        basis: ``(V, M)`` float32 eigenvectors of the template's Laplacian
+        basis: ``(V, M)`` float64 eigenvectors of the template's Laplacian
             with the smallest non-zero eigenvalues (the constant one skipped).
     """
 
@@ -132,7 +140,7 @@ class FaceModel(NamedTuple):
 
 
 class FaceDraws(NamedTuple):
-    """The random choices of ``F`` faces.
+    """The random choices of ``F`` faces, in float64 (the ground truth is computed from them).
 
     Attributes:
         sizes: ``(F,)`` longer box side in pixels, largest first.
@@ -173,7 +181,7 @@ def face_model() -> FaceModel:
     mesh = face_template()
     _, vectors = eigenbasis(laplacian(adjacency_matrix(mesh.faces, mesh.num_vertices)))
     modes = max(SHAPE_MODES, COLOUR_MODES)
-    return FaceModel(mesh, vectors[:, 1 : modes + 1].float())
+    return FaceModel(mesh, vectors[:, 1 : modes + 1])
 
 
 class SyntheticFaces(torch.utils.data.Dataset):
@@ -265,15 +273,15 @@ class SyntheticFaces(torch.utils.data.Dataset):
         background = add_hair(background, rng, boxes, landmarks)
         image, alpha = composite_faces(background, draws, placements, self.max_render)
         sample = FaceSample(image, boxes, landmarks, f"synthetic:{self.seed}:{index}")
-        poses = np.degrees(draws.angles[[p.index for p in placements]].numpy()).reshape(-1, 3)
+        poses = np.degrees(draws.angles[[p.index for p in placements]].numpy()).reshape(-1, 3).astype(np.float32)
         return SyntheticImage(sample, vertices, poses, alpha, background)
 
 
 def image_vertices(fractions: np.ndarray, placements: list[Placement]) -> np.ndarray:
-    """Placed faces' vertices in image pixels: ``(F, V, 2)`` crop fractions -> ``(P, V, 2)`` float32."""
+    """Placed faces' vertices in image pixels: ``(F, V, 2)`` float64 crop fractions -> ``(P, V, 2)`` float32."""
     rows = [placement.index for placement in placements]
-    corner = np.array([[p.x, p.y] for p in placements], np.float32).reshape(-1, 1, 2)  # (P, 1, 2)
-    side = np.array([p.side for p in placements], np.float32).reshape(-1, 1, 1)  # (P, 1, 1)
+    corner = np.array([[p.x, p.y] for p in placements], np.float64).reshape(-1, 1, 2)  # (P, 1, 2)
+    side = np.array([p.side for p in placements], np.float64).reshape(-1, 1, 1)  # (P, 1, 1)
     return (fractions[rows] * side + corner).astype(np.float32)
 
 
@@ -306,20 +314,21 @@ def draw_faces(rng: np.random.Generator, count: int, size_range: tuple[float, fl
     sizes = np.sort(np.exp(rng.uniform(low, high, count)))[::-1].copy()
     basis = model.basis  # (V, M)
 
-    def normal(*shape):  # float32 tensor of standard normal draws
-        return torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
+    def normal(*shape):  # float64 tensor of standard normal draws
+        return torch.from_numpy(rng.standard_normal(shape))
 
     def uniform(bounds, *shape):
-        return torch.from_numpy(rng.uniform(*bounds, size=shape).astype(np.float32))
+        return torch.from_numpy(rng.uniform(*bounds, size=shape))
 
-    stretch = torch.stack([uniform(WIDTH_RANGE, count), torch.ones(count), uniform(DEPTH_RANGE, count)], dim=1)
+    stretch = torch.stack([uniform(WIDTH_RANGE, count), torch.ones(count, dtype=torch.float64),
+                           uniform(DEPTH_RANGE, count)], dim=1)
     # (V, M) x (F, M, 3) -> (F, V, 3) smooth offsets
-    amplitude = torch.tensor(SHAPE_AMPLITUDE)
+    amplitude = torch.tensor(SHAPE_AMPLITUDE, dtype=torch.float64)
     offsets = torch.einsum("vm,fmc->fvc", basis[:, :SHAPE_MODES], amplitude * normal(count, SHAPE_MODES, 3))
-    vertices = model.mesh.vertices * stretch[:, None] + offsets
+    vertices = model.mesh.vertices.double() * stretch[:, None] + offsets
     colours = skin_colours(model, uniform((0, 1), count), normal(count, COLOUR_MODES, 3))
-    angles = torch.from_numpy(np.radians(rng.uniform(-max_angle, max_angle, (count, 3))).astype(np.float32))
-    camera = camera_from_pose(angles, torch.full((count,), DISTANCE), FOCAL)
+    angles = torch.from_numpy(np.radians(rng.uniform(-max_angle, max_angle, (count, 3))))
+    camera = camera_from_pose(angles, torch.full((count,), DISTANCE, dtype=torch.float64), FOCAL)
     light = Light(
         position=uniform(LIGHT_BOX, count, 3),
         colour=uniform(LIGHT_RANGE, count, 1) * uniform(LIGHT_TINT, count, 3),
@@ -339,9 +348,10 @@ def skin_colours(model: FaceModel, tone: torch.Tensor, coefficients: torch.Tenso
     Returns:
         ``(F, V, 3)`` albedo in ``[0, 1]``.
     """
-    light, dark = torch.tensor(SKIN_TONES)
+    light, dark = torch.tensor(SKIN_TONES, dtype=tone.dtype)
     skin = light + tone[:, None] * (dark - light)  # (F, 3)
-    base = model.mesh.colours * (skin / torch.tensor(SKIN))[:, None]  # (F, V, 3): eyes and lips keep their contrast
+    # (F, V, 3): eyes and lips keep their contrast
+    base = model.mesh.colours.to(tone.dtype) * (skin / torch.tensor(SKIN, dtype=tone.dtype))[:, None]
     variation = torch.einsum("vm,fmc->fvc", model.basis[:, :COLOUR_MODES], COLOUR_AMPLITUDE * coefficients)
     return (base * (1 + variation)).clamp(0, 1)
 
@@ -411,11 +421,12 @@ def render_crop(draws: FaceDraws, index: int, side: int, max_render: int) -> tup
     """
     size = min(side, max_render)
     pick = slice(index, index + 1)
-    camera = Camera(*(value[pick] for value in draws.camera))
-    light = Light(*(value[pick] for value in draws.light))
+    # the renderer runs in float32, as in training; only the pixels see its rounding
+    camera = Camera(*(value[pick].float() for value in draws.camera))
+    light = Light(*(value[pick].float() for value in draws.light))
     with torch.no_grad():
-        rendered = render(draws.vertices[pick], draws.colours[pick], face_model().mesh.faces, camera, light,
-                          (size, size))
+        rendered = render(draws.vertices[pick].float(), draws.colours[pick].float(), face_model().mesh.faces,
+                          camera, light, (size, size))
     # the image is A F over black: A F <= A clips the lit colour F to 1
     premultiplied = torch.minimum(rendered.image.clamp(min=0), rendered.alpha)
     # (1, 3, r, r) colour and (1, 1, r, r) opacity -> (r, r, 4)

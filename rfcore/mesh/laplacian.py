@@ -21,6 +21,10 @@ from __future__ import annotations
 
 import torch
 
+SIGN_TOLERANCE = 1e-9
+"""Eigenvector entries whose magnitudes differ by less than this count as equal when fixing the sign
+(rounding differences between CPUs are about 1e-15; genuine gaps on meshes here are far larger)."""
+
 
 def degrees(adjacency: torch.Tensor) -> torch.Tensor:
     """``D_ii``: ``(V,)`` neighbour counts of a sparse ``(V, V)`` 0/1 adjacency."""
@@ -73,9 +77,13 @@ def eigenbasis(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenvalues and eigenvectors of a symmetric (sparse or dense) matrix, ascending.
 
     Computed densely in float64 (meshes here have hundreds of vertices), on
-    one thread (restored after). The sign of each eigenvector is fixed so its
-    largest-magnitude entry is positive, so the basis does not flip between
-    runs (within a repeated eigenvalue the choice of basis is LAPACK's).
+    one thread (restored after). An eigenvector is only defined up to its
+    sign, and LAPACK's choice changes with the CPU's kernels, so the sign is
+    fixed: the first entry of largest magnitude is positive. "First" matters:
+    on a mirror-symmetric mesh two mirrored vertices have the same magnitude
+    up to rounding, so magnitudes within :data:`SIGN_TOLERANCE` of the
+    largest count as tied and the lowest vertex index wins. (Within a
+    repeated eigenvalue the choice of basis is still LAPACK's.)
 
     Args:
         matrix: ``(V, V)`` symmetric, e.g. :func:`laplacian`.
@@ -92,8 +100,10 @@ def eigenbasis(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         values, vectors = torch.linalg.eigh(dense.double())
     finally:
         torch.set_num_threads(threads)
-    largest = vectors.gather(0, vectors.abs().argmax(0, keepdim=True))  # (1, V)
-    return values, vectors * torch.sign(largest)
+    magnitude = vectors.abs()  # (V, V)
+    tied = magnitude >= magnitude.max(0, keepdim=True).values - SIGN_TOLERANCE  # (V, V) near the column's largest
+    first = tied.int().argmax(0, keepdim=True)  # (1, V) lowest row index of each column's largest entry
+    return values, vectors * torch.sign(vectors.gather(0, first))
 
 
 def hop_distances(adjacency: torch.Tensor, source: int) -> torch.Tensor:
