@@ -10,8 +10,11 @@ A checkpoint is a folder ``<out>/checkpoints/step-<step>/`` holding
 * ``state.json``: the step, the epoch and whatever else the trainer records.
 
 The folder is written under a hidden temporary name beside its final one
-and renamed when complete, so a crash leaves either the whole checkpoint or
-none; a folder counts as a checkpoint only if it has ``state.json``.
+(``.step-<step>.XXXX``), every file fsync'd, the folder renamed when complete
+and the parent folder fsync'd after the rename, so a crash or a power loss
+leaves either the whole checkpoint or none; a folder counts as a checkpoint
+only if it has ``state.json``. Temporary folders a kill left behind are
+removed by :func:`remove_stale` when a run starts or resumes.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
+from rfcore.files import fsync_dir, write_bytes, write_text
 from rfcore.weights import load_weights, save_weights
 
 CHECKPOINT_FORMAT = "rfcore-train-checkpoint/1"
@@ -39,6 +43,38 @@ def checkpoint_dirs(out) -> list[Path]:
     root = Path(out) / "checkpoints"
     found = [p for p in root.glob("step-*") if (p / "state.json").is_file()] if root.is_dir() else []
     return sorted(found, key=lambda p: int(p.name.removeprefix("step-")))
+
+
+def remove_stale(out) -> list[Path]:
+    """Delete the temporary ``.step-*`` folders an interrupted :func:`save_checkpoint` left in ``out/checkpoints``.
+
+    Returns:
+        The folders removed.
+    """
+    root = Path(out) / "checkpoints"
+    stale = sorted(root.glob(".step-*")) if root.is_dir() else []
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return stale
+
+
+def read_state(folder) -> dict:
+    """The ``state.json`` record of a checkpoint folder.
+
+    Raises:
+        ValueError: If the file is not JSON or not an rfcore checkpoint's,
+            naming it and saying how to fall back to the previous checkpoint.
+    """
+    path = Path(folder) / "state.json"
+    try:
+        state = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is corrupt ({err}): delete the folder {folder} to resume from the checkpoint "
+                         "before it") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path}: not an rfcore training checkpoint ({found!r})")
+    return state
 
 
 def save_checkpoint(
@@ -55,6 +91,10 @@ def save_checkpoint(
 
     Returns:
         The checkpoint folder.
+
+    Raises:
+        rfcore.files.DiskFull: If the device fills up; the temporary folder
+            is removed and the older checkpoints are kept.
     """
     root = Path(out) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
@@ -64,12 +104,12 @@ def save_checkpoint(
         os.chmod(tmp, 0o755)
         for name, module in modules.items():
             save_weights(module.state_dict(), tmp / f"{name}.safetensors", {"step": str(state["step"])})
-        save_file(optimizer_tensors(modules, optimizer), tmp / "optimizer.safetensors")
-        os.chmod(tmp / "optimizer.safetensors", 0o644)
-        (tmp / "state.json").write_text(json.dumps({"format": CHECKPOINT_FORMAT, **state}, indent=2) + "\n")
+        write_bytes(tmp / "optimizer.safetensors", save(optimizer_tensors(modules, optimizer)))
+        write_text(tmp / "state.json", json.dumps({"format": CHECKPOINT_FORMAT, **state}, indent=2) + "\n")
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
+        fsync_dir(root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for old in checkpoint_dirs(out)[:-keep]:
@@ -106,9 +146,7 @@ def load_checkpoint(folder, modules: Mapping[str, nn.Module], optimizer: torch.o
             modules, naming the file.
     """
     folder = Path(folder)
-    state = json.loads((folder / "state.json").read_text())
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{folder / 'state.json'}: not an rfcore training checkpoint ({state.get('format')!r})")
+    state = read_state(folder)
     for name, module in modules.items():
         load_weights(module, folder / f"{name}.safetensors")
     path = folder / "optimizer.safetensors"

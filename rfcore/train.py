@@ -78,14 +78,15 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
-from rfcore.checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint
+from rfcore.checkpoint import checkpoint_dirs, load_checkpoint, read_state, remove_stale, save_checkpoint
 from rfcore.config import RetinaFaceConfig
 from rfcore.data import TrainBatch, TrainTransform, WiderFace, face_loader
+from rfcore.files import DiskFull, append_line, check_not_inputs, format_bytes, write_text
 from rfcore.loss import LossTerms, multitask_loss
 from rfcore.matching import TargetAssigner
 from rfcore.model import RetinaFace
+from rfcore.progress import progress_bar
 from rfcore.train_config import (
     PAPER_EPOCHS,
     PAPER_STEP_EPOCHS,
@@ -309,6 +310,10 @@ class TrainingDiverged(RuntimeError):
     """A loss term or the weights stopped being finite; the message names the step and the last good checkpoint."""
 
 
+class TrainingDiskFull(OSError):
+    """The device of ``--out`` filled up; the message names the file, the space needed and the last good checkpoint."""
+
+
 def train_step(
     net: TrainingModel | DistributedDataParallel,
     batch: TrainBatch,
@@ -372,14 +377,46 @@ def check_resumable(state: dict, cfg: TrainConfig, world_size: int, folder: Path
         raise ValueError(f"cannot resume {folder}: it was trained on {state['world_size']} ranks, now {world_size}")
 
 
-def trim_log(path: Path, step: int) -> None:
-    """Drop log lines of steps after ``step`` (trained before a crash, about to be trained again)."""
+def read_log(path: Path) -> tuple[list[dict], str | None]:
+    """The records of a ``log.jsonl``, and a note if its last line was torn (and dropped).
+
+    A crash or a full disk can cut the last line short; that line is
+    dropped with a note. Any other line that is not a JSON record is an error.
+
+    Returns:
+        ``(records, note)``; ``note`` is ``None`` when every line was whole.
+
+    Raises:
+        ValueError: Naming the file and the line that cannot be read.
+    """
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True) if path.is_file() else []
+    records, note = [], None
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("step"), int) or not line.endswith("\n"):
+                raise ValueError("not a whole log record")
+        except ValueError as err:
+            if number < len(lines):
+                raise ValueError(f"{path} line {number} is not a log record ({err}): remove that line, "
+                                 "or the file, and resume again") from None
+            note = f"{path} line {number} was cut short (a crash or a full disk); dropped it"
+            continue
+        records.append(record)
+    return records, note
+
+
+def trim_log(path: Path, step: int) -> str | None:
+    """Keep the log lines of steps up to ``step``: later ones are about to be trained again, a torn one is dropped.
+
+    Returns:
+        A note if the last line was torn (see :func:`read_log`), else ``None``.
+    """
     if not path.is_file():
-        return
-    kept = [line for line in path.read_text().splitlines(keepends=True) if json.loads(line)["step"] <= step]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)
+        return None
+    records, note = read_log(path)
+    write_text(path, "".join(json.dumps(record) + "\n" for record in records if record["step"] <= step))
+    return note
 
 
 def log_record(step: int, epoch: int, lr: float, values: torch.Tensor, seconds: float) -> dict:
@@ -419,15 +456,41 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     Raises:
         TrainingDiverged: If the loss or the weights stop being finite.
-        FileNotFoundError, ValueError: For missing data or weights, or a
-            checkpoint that does not fit the config.
+        TrainingDiskFull: If the device of ``out`` fills up; the last good
+            checkpoint is kept.
+        FileNotFoundError, ValueError: For missing data or weights, an output
+            file that is an input, or a checkpoint that does not fit the config.
     """
+    check_outputs(cfg)
     ranks = setup_ranks(cfg.device)
     try:
         return _run(cfg, ranks)
+    except DiskFull as err:
+        raise _disk_full(err, Path(cfg.out)) from None
     finally:
         if ranks.world_size > 1:
             dist.destroy_process_group()
+
+
+OUTPUT_FILES = ("log.jsonl", "weights.safetensors", "mesh_decoder.safetensors")
+"""Files a run writes (or rewrites) in ``out``, besides ``checkpoints/``."""
+
+
+def check_outputs(cfg: TrainConfig) -> None:
+    """Refuse a run whose output files would overwrite its data or initial weights (:func:`rfcore.files.check_not_inputs`)."""
+    labels = None if cfg.data == "synthetic" else Path(cfg.data)
+    inputs = [labels / "label.txt" if labels is not None and labels.is_dir() else labels]
+    if cfg.init_weights is not None:
+        inputs.append(init_weights_path(cfg.init_weights))
+    check_not_inputs(inputs, [Path(cfg.out) / name for name in OUTPUT_FILES])
+
+
+def _disk_full(err: DiskFull, out: Path) -> TrainingDiskFull:
+    last = checkpoint_dirs(out)
+    kept = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was written yet"
+    needed = "" if err.needed is None else f" (needed {format_bytes(err.needed)})"
+    return TrainingDiskFull(f"no space left on the device while writing {err.path}{needed}; training stopped, "
+                            f"{kept}: free some space and continue with --resume")
 
 
 class _Run(NamedTuple):
@@ -458,8 +521,7 @@ def _run(cfg: TrainConfig, ranks: Ranks) -> TrainResult:
     net = DistributedDataParallel(model, find_unused_parameters=cfg.mesh) if ranks.world_size > 1 else model
     assigner = TargetAssigner(preset, (preset.train_size, preset.train_size), ranks.device)
     last_step = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
-    bar = tqdm(total=last_step, initial=step, unit="step", dynamic_ncols=True,
-               disable=True if cfg.quiet or ranks.rank else None)
+    bar = progress_bar(total=last_step, initial=step, unit="step", disable=True if cfg.quiet or ranks.rank else None)
     values, log = None, Path(cfg.out) / "log.jsonl"
     with bar:
         while step < last_step:
@@ -496,20 +558,24 @@ def _start(run: _Run) -> tuple[int, Path | None]:
                          "pass --resume to continue that run, or choose another --out")
     if run.ranks.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        for folder in remove_stale(out):
+            _message(run, f"removed {folder}, a checkpoint an interrupted run left half-written")
     if not found:
         if run.ranks.rank == 0:
             (out / "log.jsonl").unlink(missing_ok=True)
         return 0, None
-    state = json.loads((found[-1] / "state.json").read_text())
+    state = read_state(found[-1])
     check_resumable(state, cfg, run.ranks.world_size, found[-1])
     load_checkpoint(found[-1], run.model.saved_modules(), run.optimizer)
     if run.ranks.rank == 0:
-        trim_log(out / "log.jsonl", state["step"])
+        note = trim_log(out / "log.jsonl", state["step"])
+        if note:
+            _message(run, note)
         _message(run, f"resuming {found[-1]} at step {state['step']} (epoch {state['epoch']})")
     return state["step"], found[-1]
 
 
-def _report(run: _Run, bar: tqdm, log: Path, record: dict) -> None:
+def _report(run: _Run, bar, log: Path, record: dict) -> None:
     """Progress bar and log line of a step (rank 0 only)."""
     bar.update(1)
     if run.ranks.rank:
@@ -517,8 +583,7 @@ def _report(run: _Run, bar: tqdm, log: Path, record: dict) -> None:
     bar.set_postfix_str(f"epoch {record['epoch']} lr {record['lr']:.2e} "
                         + " ".join(f"{name} {record[name]:.3f}" for name in TERMS), refresh=False)
     if record["step"] % run.cfg.log_every == 0:
-        with log.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(log, json.dumps(record))
 
 
 def _checkpoint(run: _Run, step: int, record: dict) -> Path:

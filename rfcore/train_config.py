@@ -40,6 +40,15 @@ The paper, on GPUs, renders every positive."""
 PAPER_LAMBDA_PIXEL = 0.01
 """λ3 of the paper [§3.1]; ``--mesh`` uses it with a preset whose own λ3 is 0."""
 
+EXIT_DIVERGED = 1
+"""Exit status of ``rfcore train`` when the loss or the weights stop being finite."""
+
+EXIT_BAD_INPUT = 2
+"""Exit status for bad options, missing data or weights, or a checkpoint that does not fit."""
+
+EXIT_DISK_FULL = 3
+"""Exit status when the device of ``--out`` fills up (the last good checkpoint is kept)."""
+
 RUN_FIELDS = frozenset(
     {"out", "resume", "max_steps", "workers", "threads", "device", "quiet", "log_every",
      "checkpoint_every", "keep_checkpoints", "save_all_ranks"}
@@ -146,6 +155,10 @@ class TrainConfig:
                 value = getattr(self, name)
                 if value is not None and not ok(value):  # None: the default of an optional setting
                     raise ValueError(f"train config: {name} {problem}, got {value!r}")
+        coarsest = max(get_config(self.preset).strides)
+        if self.image_size is not None and self.image_size < coarsest:
+            raise ValueError(f"train config: image_size (--size) must be at least {coarsest}, the coarsest stride of "
+                             f"preset {self.preset!r}, got {self.image_size}")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainConfig:
@@ -249,18 +262,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run ``rfcore train`` from parsed options; the exit status."""
-    from rfcore.train import TrainingDiverged, train
+    """Run ``rfcore train`` from parsed options; the exit status (:data:`EXIT_DIVERGED` etc., 0 when done)."""
+    from rfcore.train import TrainingDiskFull, TrainingDiverged, train
 
     try:
         train(TrainConfig.from_args(args))
     except TrainingDiverged as err:
-        print(f"rfcore train: {err}", file=sys.stderr, flush=True)
-        return 1
+        return _fail(err, EXIT_DIVERGED)
+    except TrainingDiskFull as err:
+        return _fail(err, EXIT_DISK_FULL)
     except (ImportError, OSError, ValueError) as err:
-        print(f"rfcore train: {err}", file=sys.stderr, flush=True)
-        return 2
+        return _fail(err, EXIT_BAD_INPUT)
     return 0
+
+
+def _fail(err: Exception, status: int) -> int:
+    print(f"rfcore train: {err}", file=sys.stderr, flush=True)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,10 +40,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from rfcore.config import get_config
+from rfcore.files import check_not_inputs, write_bytes
 from rfcore.model import RetinaFace
 from rfcore.model.mobilenet import NEGATIVE_SLOPE
 from rfcore.model.retinaface import activation_slope
@@ -68,7 +67,8 @@ def save_weights(
     """Write a state dict to a safetensors file, atomically.
 
     The file is written next to ``path`` under a temporary name and then
-    renamed, so a crash never leaves a half-written weights file behind.
+    renamed (:func:`rfcore.files.write_bytes`), so a crash or a full disk
+    never leaves a half-written weights file behind.
 
     Args:
         state_dict: Tensors by key (e.g. ``model.state_dict()``).
@@ -78,23 +78,14 @@ def save_weights(
 
     Raises:
         ValueError: If a metadata key or value is not a string.
+        rfcore.files.DiskFull: If the device fills up; ``path`` is untouched.
     """
     metadata = dict(metadata or {})
     bad = {k: v for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))}
     if bad:
         raise ValueError(f"safetensors metadata must map str to str, got {bad!r}")
     tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_bytes(path, save(tensors, metadata=metadata))
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -337,7 +328,35 @@ def _read_onnx(source: str | Path | bytes) -> tuple[onnx.ModelProto, str]:
         raise ValueError(f"{name}: not an ONNX model ({err})") from None
     if not proto.graph.node:
         raise ValueError(f"{name}: not an ONNX model (empty graph)")
+    if not isinstance(source, bytes):
+        load_external_data(proto, Path(source))
     return proto, name
+
+
+def load_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    """Read the initializers an ONNX model keeps in external files, from the model's own folder.
+
+    ONNX stores such a location relative to the model file; an absolute
+    location, one that leaves the folder, or a missing file is refused.
+
+    Raises:
+        ValueError: Naming the model, the data file and what is wrong with it.
+    """
+    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model, uses_external_data
+
+    folder = path.resolve().parent
+    for tensor in proto.graph.initializer:
+        if not uses_external_data(tensor):
+            continue
+        location = ExternalDataInfo(tensor).location
+        target = (folder / location).resolve()
+        if Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise ValueError(f"{path}: tensor {tensor.name} keeps its data in {location}, outside the model's folder; "
+                             "ONNX external data must be a path relative to the model file, in its folder")
+        if not target.is_file():
+            raise ValueError(f"{path}: tensor {tensor.name} keeps its data in {location}, but {target} does not "
+                             "exist: copy the data file beside the model")
+    load_external_data_for_model(proto, str(folder))
 
 
 def check_onnx_graph(graph: onnx.GraphProto, name: str) -> None:
@@ -426,9 +445,11 @@ def convert(src: str | Path, dst: str | Path, preset: str = "mobilenet0.25") -> 
         The converted state dict (also written to ``dst``).
 
     Raises:
-        ValueError: If the source does not convert (see the converters).
+        ValueError: If the source does not convert (see the converters), or
+            ``dst`` names the source.
     """
     src = Path(src)
+    check_not_inputs([src], [dst])
     if src.suffix.lower() == ".onnx":
         if preset != "mobilenet0.25":
             raise ValueError(f"ONNX conversion supports the 'mobilenet0.25' layout only, got preset {preset!r}")
