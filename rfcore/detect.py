@@ -3,9 +3,11 @@
 One image goes through these steps (the test protocol of [paper §4.2] and
 biubug6/Pytorch_Retinaface, detect.py):
 
-1. read it as ``(H, W, 3)`` uint8 RGB (:func:`load_rgb`);
-2. optionally resize it (``short_edge`` / ``max_size``; original size by
-   default);
+1. read it as ``(H, W, 3)`` uint8 RGB (:meth:`Detector.load`; a file within a
+   memory budget, :mod:`rfcore.imread`);
+2. resize it: optionally to a ``short_edge``, and down to a long edge of
+   ``max_size`` (:data:`rfcore.config.DEFAULT_MAX_SIZE` by default, ``0`` or ``None`` for
+   no cap);
 3. preprocess as the weights expect: BGR, minus ``cfg.pixel_mean_bgr``, no
    scaling (:func:`preprocess`);
 4. run the network: per anchor two logits, box and landmark deltas;
@@ -36,6 +38,15 @@ before NMS, NMS IoU 0.4 and at most 750 faces per image (biubug6's
 evaluation settings). Boxes and landmarks are not clipped to the image: a
 face cut by the border keeps its full predicted extent.
 
+Memory. Detection costs about 44 bytes per pixel of network input on top
+of the decoded image (3 bytes per pixel) and the ~0.7 GB of the loaded
+libraries, so the default long-edge cap of 4096 keeps one image under about
+1.6 GB whatever its size; a JPEG above the cap is decoded at reduced size,
+and files that would decode to more than
+:data:`rfcore.config.MAX_DECODE_PIXELS` pixels are refused before decoding
+(``max_pixels`` raises the limit). Running out of memory anyway raises a
+``MemoryError`` naming the image and what to lower.
+
 The default weights ship in the repository's ``assets/weights/`` folder (see
 ``assets/README.md``); pass ``weights=`` (``--weights`` on the command line)
 to use another file.
@@ -62,13 +73,13 @@ from torch import nn
 from torchvision.ops import batched_nms, box_iou
 
 from rfcore.anchors import make_anchors
-from rfcore.assets import check_file, load_image
 from rfcore.boxes import decode_boxes, decode_landmarks
-from rfcore.config import RetinaFaceConfig, get_config
+from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, PRESETS, RetinaFaceConfig, get_config
+from rfcore.imread import is_out_of_memory, read_rgb
 from rfcore.mesh import MeshDecoder, build_hierarchy, project_mesh_params, uncrop_points
 from rfcore.model import RetinaFace, RetinaFaceOutput
 from rfcore.model.fuse import fuse_for_inference
-from rfcore.weights import check_state_dict, load_weights
+from rfcore.weights import check_state_dict, load_weights, read_metadata
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 """The repository's ``assets/`` folder (images, annotations, weights)."""
@@ -115,6 +126,15 @@ class Face:
     score: float
     landmarks: tuple[tuple[float, float], ...]
     mesh: tuple[tuple[float, float], ...] | None = None
+
+    def scaled(self, scale_x: float, scale_y: float) -> Face:
+        """The face in the image resized by ``scale_x`` horizontally and ``scale_y`` vertically."""
+        def points(xy):
+            return None if xy is None else tuple((x * scale_x, y * scale_y) for x, y in xy)
+
+        x1, y1, x2, y2 = self.box
+        box = (x1 * scale_x, y1 * scale_y, x2 * scale_x, y2 * scale_y)
+        return Face(box, self.score, points(self.landmarks), points(self.mesh))
 
     def to_dict(self) -> dict:
         """``{"box": [x1, y1, x2, y2], "score": s, "landmarks": [[x, y] x 5]}``, plus ``"mesh": [[x, y] x V]`` if set."""
@@ -164,19 +184,16 @@ def concat(parts: Sequence[Detections]) -> Detections:
 # ---------------------------------------------------------------- input
 
 
-def read_image(path) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` uint8 RGB.
+def read_image(path, max_pixels: int | None = MAX_DECODE_PIXELS) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB at full size (:func:`rfcore.imread.read_rgb`).
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
         IsADirectoryError: If it is a directory.
-        ValueError: If OpenCV cannot decode it as an image.
+        ValueError: If OpenCV cannot decode it as an image, it is a truncated
+            JPEG, or it has more than ``max_pixels`` pixels.
     """
-    path = check_file(path, "an image")
-    try:
-        return load_image(path)
-    except FileNotFoundError:
-        raise ValueError(f"{path} is not a readable image") from None
+    return read_rgb(path, max_pixels=max_pixels)[0]
 
 
 def to_rgb(image: np.ndarray, color: str | None) -> np.ndarray:
@@ -210,13 +227,6 @@ def to_rgb(image: np.ndarray, color: str | None) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def load_rgb(image: ImageLike, color: str | None = None) -> np.ndarray:
-    """A path (read with :func:`read_image`) or an array (checked by :func:`to_rgb`) as RGB uint8."""
-    if isinstance(image, (str, os.PathLike)):
-        return read_image(image)
-    return to_rgb(image, color)
-
-
 def as_batch(images) -> tuple[list, bool]:
     """``(list of images, was_single)``: a list, a tuple or an ``(N, H, W, C)`` array is a batch."""
     if isinstance(images, (list, tuple)):
@@ -229,10 +239,10 @@ def as_batch(images) -> tuple[list, bool]:
 def input_size(height: int, width: int, short_edge: int | None, max_size: int | None) -> tuple[int, int]:
     """Network input size: short edge scaled to ``short_edge``, long edge capped at ``max_size``.
 
-    ``None`` leaves that constraint out; with both ``None`` the size is unchanged.
+    ``None`` (or a ``max_size`` of 0) leaves that constraint out; with both left out the size is unchanged.
     """
     factor = 1.0 if short_edge is None else short_edge / min(height, width)
-    if max_size is not None and factor * max(height, width) > max_size:
+    if max_size and factor * max(height, width) > max_size:
         factor = max_size / max(height, width)
     return max(1, round(height * factor)), max(1, round(width * factor))
 
@@ -394,9 +404,15 @@ def resolve_weights(weights) -> Path:
     """The weights file to load: ``weights`` or :data:`DEFAULT_WEIGHTS`.
 
     Raises:
+        IsADirectoryError: For a folder, naming the weights files in it.
         FileNotFoundError: Naming the missing file and how to pass another.
     """
     path = DEFAULT_WEIGHTS if weights is None else Path(weights)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.safetensors"))
+        inside = f"it holds {', '.join(found[:5])}" if found else "it holds no .safetensors file"
+        raise IsADirectoryError(f"weights {path} is a folder, not a file ({inside}): pass the file itself, "
+                                f"e.g. --weights {path / (found[0] if found else 'weights.safetensors')}")
     if not path.is_file():
         what = "default weights file" if weights is None else "weights file"
         raise FileNotFoundError(
@@ -417,14 +433,35 @@ def load_model(weights, cfg: RetinaFaceConfig) -> RetinaFace:
         cfg: The preset the weights belong to.
 
     Raises:
-        ValueError: If the other tensors do not fit the preset's network.
+        ValueError: If the other tensors do not fit the preset's network
+            (naming the preset the file says it holds), or are not finite.
     """
     path = resolve_weights(weights)
     state = {key: value for key, value in load_weights(None, path).items() if not key.startswith("MeshHead.")}
     model = RetinaFace.from_config(cfg)
-    check_state_dict(model, state, path)
+    check_weights(model, state, path, cfg)
     model.load_state_dict(state)
     return model.eval()
+
+
+def check_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, cfg: RetinaFaceConfig) -> None:
+    """Check that a file's tensors fit ``model`` (of preset ``cfg``) and are finite.
+
+    Raises:
+        ValueError: Saying which preset the file's metadata names when it is
+            not ``cfg``'s, listing mismatched keys otherwise, or naming the
+            tensors that hold NaN or infinite values.
+    """
+    saved = read_metadata(path).get("preset")
+    if saved is not None and saved != cfg.name and saved in PRESETS:
+        raise ValueError(f"{path}: these weights are {saved} (file metadata), you asked for {cfg.name}: "
+                         f"pass preset={saved!r} (command line: --preset {saved})")
+    check_state_dict(model, state, path)
+    broken = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise ValueError(f"{path}: {len(broken)} of {len(state)} tensors hold NaN or infinite values (e.g. "
+                         f"{broken[0]}), so nothing would be detected: these weights are broken, perhaps saved by "
+                         "a diverged training run; use an earlier checkpoint")
 
 
 def load_mesh_model(weights, cfg: RetinaFaceConfig) -> tuple[RetinaFace, MeshDecoder]:
@@ -452,7 +489,7 @@ def load_mesh_model(weights, cfg: RetinaFaceConfig) -> tuple[RetinaFace, MeshDec
             f"and {MESH_DECODER_FILE} of an `rfcore train --mesh` run"
         )
     model = RetinaFace.from_config(cfg, mesh_head=True)
-    check_state_dict(model, state, path)
+    check_weights(model, state, path, cfg)
     model.load_state_dict(state)
     decoder_path = path.with_name(MESH_DECODER_FILE)
     if not decoder_path.is_file():
@@ -482,7 +519,10 @@ class Detector:
         max_faces: Faces per image kept after NMS.
         short_edge: Resize so the short edge has this many pixels (``None``:
             original size).
-        max_size: Cap on the long edge after that (``None``: no cap).
+        max_size: Cap on the long edge after that (:data:`rfcore.config.DEFAULT_MAX_SIZE`;
+            ``0`` or ``None``: no cap).
+        max_pixels: Refuse image files that would decode to more pixels
+            (:data:`rfcore.config.MAX_DECODE_PIXELS`; ``0`` or ``None``: no limit).
         tta: Test-time augmentation, or ``None`` for one pass.
         fuse: Run the inference form of the network
             (:func:`rfcore.model.fuse.fuse_for_inference`), same outputs up
@@ -510,12 +550,13 @@ class Detector:
         top_k: int = 5000,
         max_faces: int = 750,
         short_edge: int | None = None,
-        max_size: int | None = None,
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        max_pixels: int | None = MAX_DECODE_PIXELS,
         tta: TTAConfig | None = None,
         fuse: bool = True,
         mesh: bool = False,
     ) -> None:
-        check_options(threshold, nms_iou, top_k, max_faces, short_edge, max_size)
+        check_options(threshold, nms_iou, top_k, max_faces, short_edge, max_size, max_pixels)
         if model is not None and weights is not None:
             raise ValueError("pass either weights or model, not both")
         check_mesh_options(mesh, model, tta)
@@ -526,7 +567,7 @@ class Detector:
         model = load_model(weights, self.cfg) if model is None else model.eval()
         self.model = fuse_for_inference(model) if fuse else model
         self.threshold, self.nms_iou, self.top_k, self.max_faces = threshold, nms_iou, top_k, max_faces
-        self.short_edge, self.max_size, self.tta = short_edge, max_size, tta
+        self.short_edge, self.max_size, self.max_pixels, self.tta = short_edge, max_size, max_pixels, tta
 
     def detect(self, images, color: str | None = None) -> list[Face] | list[list[Face]]:
         """Find the faces in one image or a batch.
@@ -544,19 +585,62 @@ class Detector:
 
         Raises:
             FileNotFoundError, IsADirectoryError, ValueError: For an input
-                that is not a readable image (see :func:`read_image`,
+                that is not a readable image (see :func:`rfcore.imread.read_rgb`,
                 :func:`to_rgb`).
+            MemoryError: If an image does not fit in memory, naming it and
+                what to lower.
         """
         batch, single = as_batch(images)
-        rgb = [load_rgb(image, color) for image in batch]
-        results: list[list[Face]] = [[] for _ in rgb]
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, image in enumerate(rgb):
-            groups.setdefault(image.shape[:2], []).append(i)
-        for indices in groups.values():
-            for i, dets in zip(indices, self.detect_same_size([rgb[i] for i in indices])):
-                results[i] = dets.to_faces(self.mesh_vertices(dets))
+        results = self.detect_loaded([self.load(image, color) for image in batch])
         return results[0] if single else results
+
+    def load(self, image: ImageLike, color: str | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+        """An image as RGB and the ``(height, width)`` its faces are reported in.
+
+        A file is read with :func:`rfcore.imread.read_rgb`: a JPEG larger than
+        every network input it will give is decoded at reduced size, and
+        files over ``max_pixels`` are refused. An array is checked by
+        :func:`to_rgb` and kept as it is.
+        """
+        if isinstance(image, (str, os.PathLike)):
+            return read_rgb(image, self.largest_input_edge, self.max_pixels)
+        rgb = to_rgb(image, color)
+        return rgb, rgb.shape[:2]
+
+    def largest_input_edge(self, size: tuple[int, int]) -> int:
+        """The longest network-input edge any pass gives an image of ``size = (height, width)``."""
+        passes = [(self.short_edge, False)] if self.tta is None else self.tta.passes()
+        return max(max(input_size(*size, short_edge, self.max_size)) for short_edge, _ in passes)
+
+    def detect_loaded(self, loaded: Sequence[tuple[np.ndarray, tuple[int, int]]]) -> list[list[Face]]:
+        """Faces of images from :meth:`load`, in the pixels of each ``(height, width)``.
+
+        Raises:
+            MemoryError: If a group of same-size images does not fit in memory.
+        """
+        results: list[list[Face]] = [[] for _ in loaded]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (image, _) in enumerate(loaded):
+            groups.setdefault(image.shape[:2], []).append(i)
+        for (height, width), indices in groups.items():
+            try:
+                found = self.detect_same_size([loaded[i][0] for i in indices])
+            except (MemoryError, RuntimeError, cv2.error) as err:
+                if not is_out_of_memory(err):
+                    raise
+                raise MemoryError(self.out_of_memory(height, width, len(indices))) from None
+            for i, dets in zip(indices, found):
+                size = loaded[i][1]
+                dets = rescale(dets, size[1] / width, size[0] / height)
+                results[i] = dets.to_faces(self.mesh_vertices(dets))
+        return results
+
+    def out_of_memory(self, height: int, width: int, count: int) -> str:
+        """What to say when detection on ``count`` images of ``height x width`` runs out of memory."""
+        input_edge = self.largest_input_edge((height, width))
+        what = f"{count} images of" if count > 1 else "an image of"
+        return (f"out of memory detecting faces on {what} {width}x{height} pixels (network input long edge "
+                f"{input_edge}); lower max_size (command line: --max-size, default {DEFAULT_MAX_SIZE})")
 
     @torch.inference_mode()
     def mesh_vertices(self, dets: Detections) -> torch.Tensor | None:
@@ -628,7 +712,7 @@ class Detector:
         return suppress(dets, output.logits.shape[0], self.nms_iou, self.max_faces)
 
 
-def check_options(threshold, nms_iou, top_k, max_faces, short_edge, max_size) -> None:
+def check_options(threshold, nms_iou, top_k, max_faces, short_edge, max_size, max_pixels=None) -> None:
     """Raise ``ValueError`` naming the first out-of-range detector option."""
     checks = (
         ("threshold", threshold, 0.0 <= threshold < 1.0, "in [0, 1)"),
@@ -636,7 +720,8 @@ def check_options(threshold, nms_iou, top_k, max_faces, short_edge, max_size) ->
         ("top_k", top_k, is_positive_int(top_k), "a positive int"),
         ("max_faces", max_faces, is_positive_int(max_faces), "a positive int"),
         ("short_edge", short_edge, short_edge is None or is_positive_int(short_edge), "None or a positive int"),
-        ("max_size", max_size, max_size is None or is_positive_int(max_size), "None or a positive int"),
+        ("max_size", max_size, max_size in (None, 0) or is_positive_int(max_size), "None, 0 or a positive int"),
+        ("max_pixels", max_pixels, max_pixels in (None, 0) or is_positive_int(max_pixels), "None, 0 or a positive int"),
     )
     for name, value, ok, expected in checks:
         if not ok:
