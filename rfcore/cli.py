@@ -7,15 +7,18 @@ and ``rfcore SUBCOMMAND --help`` explain the options.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
-from rfcore.config import PRESETS
+from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, PRESETS
 from rfcore.eval_cli import add_bench_parser as _add_bench_eval
 from rfcore.eval_cli import add_parser as _add_eval
-from rfcore.train_config import MESH_ANCHORS
+from rfcore.files import DiskFull, atomic_path, check_not_inputs, write_bytes
+from rfcore.train_config import EXIT_DISK_FULL, MESH_ANCHORS
 from rfcore.train_config import add_parser as _add_train
 
 
@@ -124,7 +127,33 @@ def _add_bench(subparsers) -> None:
     mesh.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     mesh.add_argument("--repeats", type=int, default=10, help="timed runs per figure, median reported (default: 10)")
     mesh.set_defaults(run=_run_bench_mesh)
+    memory = kinds.add_parser(
+        "memory",
+        help="peak memory of rfcore detect on 6000x6000 and 20000x20000 images",
+        description="Write square JPEG and PNG images of each side, run `rfcore detect` on each in a fresh process "
+        "and report its peak resident memory (from the kernel), against the goal of 2 GB with the default options.",
+    )
+    memory.add_argument("--sides", type=int, nargs="+", default=[6000, 20000], metavar="PIXELS",
+                        help="image sides (default: 6000 20000)")
+    memory.add_argument("--formats", nargs="+", default=["jpg", "png"], choices=("jpg", "png"),
+                        help="file formats (default: jpg png)")
+    memory.add_argument("--max-size", type=int, metavar="PIXELS", help="pass --max-size to rfcore detect")
+    memory.add_argument("--max-pixels", type=int, metavar="N", help="pass --max-pixels to rfcore detect")
+    memory.set_defaults(run=_run_bench_memory)
     _add_bench_eval(kinds)
+
+
+def _run_bench_memory(args) -> int:
+    from rfcore.memory_bench import bench_memory, format_memory_report
+
+    if min(args.sides) < 1:
+        raise SystemExit(f"rfcore bench memory: --sides must be at least 1, got {min(args.sides)}")
+    extra = [(flag, value) for flag, value in (("--max-size", args.max_size), ("--max-pixels", args.max_pixels))
+             if value is not None]
+    extra_args = tuple(str(part) for pair in extra for part in pair)
+    cases = [(side, f".{fmt}") for side in args.sides for fmt in args.formats]
+    print(format_memory_report(bench_memory(cases, extra_args), extra_args))
+    return 0
 
 
 def _run_bench_mesh(args) -> int:
@@ -203,12 +232,22 @@ def _add_detect(subparsers) -> None:
         help='also give each face its projected mesh vertices ("mesh": [[x, y] x V] in the JSON, dots in --out '
         "drawings); needs --weights of an `rfcore train --mesh` run, with mesh_decoder.safetensors beside it",
     )
-    parser.add_argument(
-        "--max-size", type=int, metavar="PIXELS",
-        help="shrink images whose long edge is larger than this (default: original size)",
-    )
+    _add_memory_options(parser, "shrink images whose long edge is larger than this before detecting")
     _add_weights_options(parser)
     parser.set_defaults(run=_run_detect)
+
+
+def _add_memory_options(parser, max_size_help: str) -> None:
+    parser.add_argument(
+        "--max-size", type=int, default=DEFAULT_MAX_SIZE, metavar="PIXELS",
+        help=f"{max_size_help} (default: {DEFAULT_MAX_SIZE}, which keeps one image under about 1.6 GB of memory; "
+        "0: no limit). A JPEG larger than needed is decoded at 1/2, 1/4 or 1/8 size",
+    )
+    parser.add_argument(
+        "--max-pixels", type=int, default=MAX_DECODE_PIXELS, metavar="N",
+        help=f"refuse image files that would decode to more than N pixels, before decoding them (default: "
+        f"{MAX_DECODE_PIXELS:,}, 300 MB; 0: no limit)",
+    )
 
 
 def _add_weights_options(parser) -> None:
@@ -223,7 +262,7 @@ def _add_weights_options(parser) -> None:
 
 
 def _run_detect(args) -> int:
-    from rfcore.detect import Detector, read_image
+    from rfcore.detect import Detector
     from rfcore.video import is_video
 
     videos = [path for path in args.images if is_video(path)]
@@ -233,52 +272,66 @@ def _run_detect(args) -> int:
     if args.stride < 1:
         _error("detect", ValueError(f"--stride must be at least 1, got {args.stride}"))
         return 2
+    drawings = _drawing_paths(args)
     try:
-        detector = Detector(
-            args.weights, args.preset, threshold=args.threshold, max_size=args.max_size, mesh=args.mesh
-        )
-        json_stream = _open_json_stream(args)
+        check_not_inputs([*args.images, args.weights], [args.json_file, *drawings])
+        detector = Detector(args.weights, args.preset, threshold=args.threshold, max_size=args.max_size,
+                            max_pixels=args.max_pixels, mesh=args.mesh)
     except (OSError, ValueError) as err:
         _error("detect", err)
         return 2
-    used_names: set[str] = set()
     failed = False
-    try:
-        for path in args.images:
+    with _json_stream(args) as json_stream:
+        for path, drawing in zip(args.images, drawings):
             if is_video(path):
-                failed |= not _detect_video(detector, path, args, used_names, json_stream)
+                failed |= not _detect_video(detector, path, drawing, args.stride, json_stream)
                 continue
             try:
-                image = read_image(path)
-                faces = detector.detect(image, color="RGB")
-                if args.out is not None:
-                    _write_rgb(_draw_faces(image, faces), _drawing_path(args.out, path, used_names))
-            except (OSError, ValueError) as err:
+                faces = _detect_image(detector, path, drawing)
+            except (MemoryError, OSError, ValueError) as err:
                 _error("detect", err)
                 failed = True
                 continue
             _print_faces(path, faces, json_stream)
-    finally:
-        if json_stream not in (None, sys.stdout):
-            json_stream.close()
     return 1 if failed else 0
 
 
-def _open_json_stream(args):
-    """Where JSON lines go: ``None`` without ``--json``, stdout, or the ``--json-file`` (created)."""
+def _drawing_paths(args) -> list[Path | None]:
+    """Per input, the drawing ``--out`` writes (``None`` without ``--out``), all known before anything runs."""
+    from rfcore.video import is_video
+
+    if args.out is None:
+        return [None] * len(args.images)
+    if is_video(args.out):
+        return [args.out]
+    used_names: set[str] = set()
+    return [_drawing_path(args.out, path, used_names, ".mp4" if is_video(path) else ".png") for path in args.images]
+
+
+@contextlib.contextmanager
+def _json_stream(args):
+    """Where JSON lines go: ``None`` without ``--json``, stdout, or the ``--json-file``, renamed into place at the end."""
+
     if args.json_file is None:
-        return sys.stdout if args.json else None
-    args.json_file.parent.mkdir(parents=True, exist_ok=True)
-    return open(args.json_file, "w")
+        yield sys.stdout if args.json else None
+        return
+    with atomic_path(args.json_file) as tmp, open(tmp, "w") as stream:
+        yield stream
 
 
-def _detect_video(detector, path: str, args, used_names: set[str], json_stream) -> bool:
+def _detect_image(detector, path: str, drawing: Path | None) -> list:
+    """Faces of one image file; with ``drawing``, also write them drawn on the image as decoded."""
+    image, size = detector.load(path)
+    faces = detector.detect_loaded([(image, size)])[0]
+    if drawing is not None:
+        scale_x, scale_y = image.shape[1] / size[1], image.shape[0] / size[0]
+        _write_rgb(_draw_faces(image, [face.scaled(scale_x, scale_y) for face in faces]), drawing)
+    return faces
+
+
+def _detect_video(detector, path: str, out: Path | None, stride: int, json_stream) -> bool:
     """``rfcore detect`` on one video; False if it could not be read or had broken frames."""
-    from rfcore.video import is_video, process_video
-
-    out = None
-    if args.out is not None:
-        out = args.out if is_video(args.out) else _drawing_path(args.out, path, used_names, ".mp4")
+    from rfcore.video import process_video
 
     def on_frame(frame, info) -> None:
         if frame.error:
@@ -288,9 +341,9 @@ def _detect_video(detector, path: str, args, used_names: set[str], json_stream) 
 
     try:
         summary = process_video(
-            path, lambda image: detector.detect(image, color="RGB"), out, args.stride, on_frame, draw=_draw_faces
+            path, lambda image: detector.detect(image, color="RGB"), out, stride, on_frame, draw=_draw_faces
         )
-    except (OSError, ValueError) as err:
+    except (MemoryError, OSError, ValueError) as err:
         _error("detect", err)
         return False
     wrote = f"; wrote {out}" if out is not None else ""
@@ -331,13 +384,14 @@ def _draw_faces(image, faces):
 
 
 def _write_rgb(image, path: Path) -> Path:
-    """Write an RGB image (format from the file name); returns ``path``."""
+    """Write an RGB image (format from the file name) atomically; returns ``path``."""
     import cv2
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-    return path
+
+    ok, encoded = cv2.imencode(path.suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"could not encode an image for {path}")
+    return write_bytes(path, encoded.tobytes())
 
 
 def _print_faces(path: str, faces, json_stream=None) -> None:
@@ -369,10 +423,7 @@ def _add_align(subparsers) -> None:
         "WIDTHxHEIGHT such as 96x112 (template scaled to the height and centred: x shifted by -8 for 96x112)",
     )
     parser.add_argument("--threshold", type=float, default=0.5, help="face probability to exceed (default: 0.5)")
-    parser.add_argument(
-        "--max-size", type=int, metavar="PIXELS",
-        help="detect on images shrunk to this long edge (default: original size); crops come from the original",
-    )
+    _add_memory_options(parser, "detect on images shrunk to this long edge; crops come from the original")
     _add_weights_options(parser)
     parser.set_defaults(run=_run_align)
 
@@ -391,7 +442,9 @@ def _run_align(args) -> int:
     from rfcore.detect import Detector, read_image
 
     try:
-        detector = Detector(args.weights, args.preset, threshold=args.threshold, max_size=args.max_size)
+        check_not_inputs([*args.images, args.weights], _crops_named_like_inputs(args))
+        detector = Detector(args.weights, args.preset, threshold=args.threshold, max_size=args.max_size,
+                            max_pixels=args.max_pixels)
     except (OSError, ValueError) as err:
         _error("align", err)
         return 2
@@ -399,9 +452,9 @@ def _run_align(args) -> int:
     failed = False
     for path in args.images:
         try:
-            image = read_image(path)
+            image = read_image(path, args.max_pixels)
             faces = detector.detect(image, color="RGB")
-        except (OSError, ValueError) as err:
+        except (MemoryError, OSError, ValueError) as err:
             _error("align", err)
             failed = True
             continue
@@ -416,6 +469,13 @@ def _run_align(args) -> int:
         print(f"{path}: {len(faces)} face{'' if len(faces) == 1 else 's'}, {len(written)} aligned "
               f"{args.size[0]}x{args.size[1]} crop{'' if len(written) == 1 else 's'} written to {args.out}")
     return 1 if failed else 0
+
+
+def _crops_named_like_inputs(args) -> list[Path]:
+    """Crops ``rfcore align`` may write whose names are those of inputs (``<stem>_face<k>.png``)."""
+    used_names: set[str] = set()
+    stems = "|".join(re.escape(_unique_name(Path(path).stem, used_names)) for path in args.images)
+    return [args.out / Path(path).name for path in args.images if re.fullmatch(rf"(?:{stems})_face\d+\.png", Path(path).name)]
 
 
 def _error(command: str, err: Exception) -> None:
@@ -439,13 +499,13 @@ def _add_export(subparsers) -> None:
 
 def _run_export(args) -> int:
     from rfcore.config import get_config
-    from rfcore.detect import load_model
+    from rfcore.detect import load_model, resolve_weights
     from rfcore.export import export_onnx
     from rfcore.model.fuse import fuse_for_inference
 
     try:
+        check_not_inputs([resolve_weights(args.weights)], [args.onnx])
         model = fuse_for_inference(load_model(args.weights, get_config(args.preset)))
-        args.onnx.parent.mkdir(parents=True, exist_ok=True)
         names = export_onnx(model, args.onnx, opset=args.opset)
     except (OSError, ValueError) as err:
         _error("export", err)
@@ -532,10 +592,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rfcore`` console script."""
+
     args = build_parser().parse_args(argv)
     try:
         status = args.run(args)
         sys.stdout.flush()
+    except DiskFull as err:  # a write beyond the per-file loops: the JSON lines file, a converted weights file
+        _error(args.command, err)
+        return EXIT_DISK_FULL
     except BrokenPipeError:
         # The reader closed the pipe early (e.g. `rfcore detect ... | head`): stop quietly,
         # and point stdout at /dev/null so the interpreter's final flush cannot fail again.

@@ -8,12 +8,14 @@ the ``rfcore`` parser stays fast).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import textwrap
 from pathlib import Path
 
-from rfcore.config import PRESETS
+from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, PRESETS
+from rfcore.files import check_not_inputs, write_bytes, write_text
 
 DESCRIPTION = (
     "Evaluate face detection with the official WIDER FACE protocol: AP at IoU 0.5 from 1,000 score thresholds on "
@@ -40,8 +42,9 @@ examples:
 EVAL_THRESHOLD = 0.02
 """Default lowest score kept when evaluating (biubug6's setting): low-scoring faces still add to the AP."""
 
-DETECTOR_OPTIONS = ("weights", "threshold", "max_size", "flip", "scales", "multiscale", "vote_iou")
-"""Options that only matter when the detector runs (not with --pred-dir)."""
+DETECTOR_OPTIONS = {"weights": None, "threshold": None, "max_size": DEFAULT_MAX_SIZE, "max_pixels": MAX_DECODE_PIXELS,
+                    "flip": False, "scales": None, "multiscale": False, "vote_iou": None}
+"""Options that only matter when the detector runs (not with --pred-dir), with their defaults."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -73,8 +76,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        help="preset of the weights (default: mobilenet0.25)")
     model.add_argument("--threshold", type=float,
                        help=f"lowest face probability kept (default: {EVAL_THRESHOLD}; low scores still add to the AP)")
-    model.add_argument("--max-size", type=int, metavar="PIXELS",
-                       help="shrink images whose long edge is larger (default: original size)")
+    model.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE, metavar="PIXELS",
+                       help=f"shrink images whose long edge is larger (default: {DEFAULT_MAX_SIZE}; 0: no limit)")
+    model.add_argument("--max-pixels", type=int, default=MAX_DECODE_PIXELS, metavar="N",
+                       help=f"refuse image files that would decode to more pixels (default: {MAX_DECODE_PIXELS:,}; "
+                       "0: no limit)")
     tta = parser.add_argument_group("test-time augmentation [paper §4.2] (default: none, one pass at original size)")
     tta.add_argument("--flip", action="store_true", help="also detect on the mirrored image")
     scales = tta.add_mutually_exclusive_group()
@@ -96,6 +102,7 @@ def run_command(args: argparse.Namespace) -> int:
     """Run ``rfcore eval`` from parsed options; the exit status (2 for missing data or bad options)."""
     try:
         check_arguments(args)
+        check_not_inputs(input_files(args), [args.out / SUMMARY_FILE, args.out / FIGURE_FILE])
         truth = load_truth(args)
         if args.pred_dir is not None:
             from rfcore.evaluation import read_predictions
@@ -111,12 +118,25 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+SUMMARY_FILE, FIGURE_FILE = "summary.json", "pr_curves.png"
+"""What ``rfcore eval`` writes to ``--out``, besides ``predictions/``."""
+
+
+def input_files(args: argparse.Namespace) -> list[Path]:
+    """The files ``rfcore eval`` reads besides the images and predictions: labels or ground truth, weights."""
+    from rfcore.evaluation import MAT_FILES
+
+    truth = [args.label_file] if args.gt_dir is None else [args.gt_dir / name for name in MAT_FILES.values()]
+    return [*truth, args.weights]
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """Raise ``ValueError`` for options out of range or that do not fit together."""
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
     if args.pred_dir is not None:
-        given = [f"--{name.replace('_', '-')}" for name in DETECTOR_OPTIONS if getattr(args, name) not in (None, False)]
+        given = [f"--{name.replace('_', '-')}" for name, default in DETECTOR_OPTIONS.items()
+                 if getattr(args, name) != default]
         if given:
             raise ValueError(f"--pred-dir evaluates existing predictions; the detector options {', '.join(given)} "
                              "do not apply")
@@ -137,6 +157,9 @@ def load_truth(args: argparse.Namespace):
         if not args.label_file.is_file():
             raise FileNotFoundError(f"label file {args.label_file} does not exist (--label-file)")
         truth = load_label_file(args.label_file)
+        if not len(truth):
+            raise ValueError(f"label file {args.label_file} lists no images (--label-file): expected a '# "
+                             "<event>/<image>.jpg' line per image, each followed by its faces' lines")
     else:
         missing = missing_mat_files(args.gt_dir)
         if missing:
@@ -178,6 +201,26 @@ def check_images(paths: list[Path], images_dir: Path) -> None:
                                 f"e.g.\n{examples}")
 
 
+def warn_outside(truth, paths: list[Path]) -> None:
+    """Warn on stderr about ground-truth boxes lying wholly outside their image: no detector can find them."""
+    import numpy as np
+
+    from rfcore.data.widerface import outside_image
+    from rfcore.imread import header_size
+
+    notes = []
+    for path, boxes in zip(paths, truth.boxes):
+        size = header_size(path)[1]
+        if size is not None and len(boxes):
+            xyxy = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)  # x y w h -> x1 y1 x2 y2
+            notes += [f"{path} box {xyxy[i].tolist()} in a {size[1]}x{size[0]} image"
+                      for i in np.flatnonzero(outside_image(xyxy, size))]
+    if notes:
+        print(f"rfcore eval: warning: {len(notes):,} ground-truth box(es) lie wholly outside their image "
+              f"(first: {notes[0]}); no detector can find them, so they lower the AP: check the labels",
+              file=sys.stderr, flush=True)
+
+
 def threshold(args: argparse.Namespace) -> float:
     """``--threshold``, or :data:`EVAL_THRESHOLD`."""
     return EVAL_THRESHOLD if args.threshold is None else args.threshold
@@ -202,14 +245,17 @@ def detect_and_write(args: argparse.Namespace, truth):
     """
     from rfcore.detect import Detector
     from rfcore.evaluation import detect_images, image_paths, write_predictions
+    from rfcore.evaluation.predictions import prediction_path
 
     images_dir = images_folder(args)
     paths = image_paths(truth, images_dir)
     check_images(paths, images_dir)
+    warn_outside(truth, paths)
     detector = Detector(args.weights, args.preset, threshold=threshold(args), max_size=args.max_size,
-                        tta=tta_config(args))
-    predictions = detect_images(detector, paths, truth.names, progress=not args.quiet)
+                        max_pixels=args.max_pixels, tta=tta_config(args))
     pred_dir = args.out / "predictions"
+    check_not_inputs(input_files(args), [prediction_path(pred_dir, name) for name in truth.names])
+    predictions = detect_images(detector, paths, truth.names, progress=not args.quiet)
     write_predictions(pred_dir, truth, predictions)
     return predictions, pred_dir
 
@@ -243,12 +289,13 @@ def report(args: argparse.Namespace, truth, predictions, written: Path | None) -
 
     result = evaluate_all(truth, predictions)
     summary = {**result.summary(), "settings": settings(args, written)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    figure_path, summary_path = args.out / "pr_curves.png", args.out / "summary.json"
+    figure_path, summary_path = args.out / FIGURE_FILE, args.out / SUMMARY_FILE
     source = "predictions" if written is None else "rfcore"
+    figure = io.BytesIO()
     plot_pr_curves({source: result.curves}, title=f"{summary['settings']['ground_truth']}, {len(truth):,} images") \
-        .savefig(figure_path, dpi=120)
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+        .savefig(figure, format="png", dpi=120)
+    write_bytes(figure_path, figure.getvalue())
+    write_text(summary_path, json.dumps(summary, indent=2) + "\n")
     print(format_report(summary))
     wrote = [] if written is None else [f"{written}/ ({plural(len(truth), 'file')})"]
     print("wrote " + ", ".join([*wrote, str(figure_path), str(summary_path)]))

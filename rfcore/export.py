@@ -28,6 +28,8 @@ import warnings
 import torch
 from torch import nn
 
+from rfcore.files import write_bytes
+
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("logits", "box_deltas", "landmark_deltas", "mesh_params")
 DEFAULT_OPSET = 17
@@ -56,7 +58,8 @@ def export_onnx(
         model: :class:`~rfcore.model.RetinaFace` or
             :class:`~rfcore.model.fuse.FusedRetinaFace`; it is put in
             evaluation mode.
-        path: Destination file, or a binary buffer.
+        path: Destination file (written atomically: a failed export leaves
+            no file, :func:`rfcore.files.write_bytes`), or a binary buffer.
         opset: ONNX opset version.
         example_size: ``(H, W)`` of the example input the graph is traced
             with; any size works afterwards.
@@ -71,6 +74,7 @@ def export_onnx(
     names = list(OUTPUT_NAMES[:count])
     dynamic_axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
     dynamic_axes.update({name: {0: "batch", 1: "anchors"} for name in names})
+    buffer = path if isinstance(path, io.BytesIO) else io.BytesIO()
     with warnings.catch_warnings():
         # The input check in RetinaFace.features is a constant under tracing,
         # and the exporter announces its own deprecation; neither affects the graph.
@@ -80,11 +84,13 @@ def export_onnx(
         torch.onnx.export(
             wrapper,
             (example,),
-            path,
+            buffer,
             input_names=[INPUT_NAME],
             output_names=names,
             dynamic_axes=dynamic_axes,
             opset_version=opset,
             dynamo=False,
         )
+    if buffer is not path:
+        write_bytes(path, buffer.getvalue())
     return names

@@ -29,6 +29,7 @@ is given up as unreadable.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,10 +38,10 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
-from tqdm import tqdm
-
 from rfcore.assets import check_file
 from rfcore.draw import draw_faces
+from rfcore.files import atomic_path, check_not_inputs
+from rfcore.progress import progress_bar
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 """File name endings ``rfcore detect`` treats as videos (any letter case)."""
@@ -328,7 +329,8 @@ def process_video(
         path: Video file.
         detect: RGB image -> faces, e.g. ``functools.partial(detector.detect, color="RGB")``.
         out: Annotated video to write (``mp4v``, the input's frame rate and
-            size), or ``None`` to only detect.
+            size; under a temporary name, renamed into place when complete),
+            or ``None`` to only detect.
         stride: Detect every ``stride``-th frame (see the module docstring).
         on_frame: Called with each :class:`AnnotatedFrame` and the
             :class:`VideoInfo` (to print JSON lines, report broken frames).
@@ -340,19 +342,24 @@ def process_video(
 
     Raises:
         FileNotFoundError, IsADirectoryError, ValueError: For a file that is
-            not a readable video, or one without a single decodable frame.
+            not a readable video, one without a single decodable frame, or
+            an ``out`` that names the input.
         OSError: If ``out`` cannot be written.
     """
+    check_not_inputs([path], [out])
     capture, info = open_video(path)
-    summary, writer = VideoSummary(), None
+    summary = VideoSummary()
     started = time.perf_counter()
-    try:
-        writer = None if out is None else open_writer(out, info.fps, info.size)
+    with contextlib.ExitStack() as cleanup:  # unwinds in reverse: writer, then the rename into place, then capture
+        cleanup.callback(capture.release)
+        writer = None
+        if out is not None:
+            writer = open_writer(cleanup.enter_context(atomic_path(out)), info.fps, info.size)
+            cleanup.callback(writer.release)
         frames = read_frames(capture, info.frame_count)
         annotated = annotate_frames(frames, detect, stride, None if out is None else draw, summary.stage_seconds)
-        bar = tqdm(annotated, total=info.frame_count or None, unit="frame", disable=not progress,
-                   desc=Path(path).name, dynamic_ncols=True)
-        for frame in bar:
+        for frame in progress_bar(annotated, total=info.frame_count or None, unit="frame", disable=not progress,
+                                  desc=Path(path).name):
             summary.add(frame)
             if on_frame is not None:
                 on_frame(frame, info)
@@ -360,15 +367,9 @@ def process_video(
                 encode_started = time.perf_counter()
                 write_frame(writer, frame, info.size)
                 summary.stage_seconds["encode"] += time.perf_counter() - encode_started
-    finally:
-        capture.release()
-        if writer is not None:
-            writer.release()
+        if summary.frames == len(summary.broken):  # raised inside the stack: no output file is left
+            raise ValueError(f"{path} is not a readable video: no frame could be decoded")
     summary.seconds = time.perf_counter() - started
-    if summary.frames == len(summary.broken):
-        if out is not None:
-            Path(out).unlink(missing_ok=True)
-        raise ValueError(f"{path} is not a readable video: no frame could be decoded")
     return summary
 
 

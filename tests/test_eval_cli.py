@@ -180,3 +180,37 @@ def test_label_file_sets_count_every_face_and_report_landmarks(tmp_path, capsys)
     assert summary["subsets"] == {"all": {"ap": pytest.approx(1.0), "faces": 1}}
     assert summary["landmarks"]["mean_nme"] < 0.1
     assert (tmp_path / "out" / "predictions" / "hopper.txt").is_file()
+
+
+def test_an_empty_label_file_exits_with_status_2(tmp_path, capsys):
+    (tmp_path / "label.txt").write_text("")
+    (tmp_path / "images").mkdir()
+    assert main(["eval", "--label-file", str(tmp_path / "label.txt"), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rfcore eval: label file {tmp_path / 'label.txt'} lists no images (--label-file)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_ground_truth_boxes_outside_their_image_are_named(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    shutil.copy(REPO / "assets" / "images" / "grace_hopper.jpg", tmp_path / "images" / "hopper.jpg")
+    (tmp_path / "label.txt").write_text("# hopper.jpg\n150 120 200 250\n700 50 40 40\n")  # the image is 512 wide
+    assert main(["eval", "--label-file", str(tmp_path / "label.txt"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert (f"rfcore eval: warning: 1 ground-truth box(es) lie wholly outside their image (first: "
+            f"{tmp_path / 'images' / 'hopper.jpg'} box [700.0, 50.0, 740.0, 90.0] in a 512x600 image)") in err
+
+
+def test_outputs_that_are_inputs_are_refused_before_anything_is_read(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    label = tmp_path / "summary.json"
+    label.write_text("# a.jpg\n1 1 5 5\n")
+    assert main(["eval", "--label-file", str(label), "--out", str(tmp_path), "--quiet"]) == 2
+    assert f"output {label} is an input" in capsys.readouterr().err
+    assert label.read_text() == "# a.jpg\n1 1 5 5\n"
+
+
+def test_max_size_with_pred_dir_is_refused_but_its_default_is_not(wider, tmp_path, capsys):
+    gt_dir, images = wider
+    assert main(["eval", "--gt-dir", str(gt_dir), "--pred-dir", "p", "--max-size", "800", "--out", str(tmp_path)]) == 2
+    assert "the detector options --max-size do not apply" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from rfcore.data.widerface import parse_numbers
+from rfcore.files import write_text
 from rfcore.evaluation.truth import GroundTruth, xyxy_to_xywh
 
 FACE_LINE = "x y w h score"
@@ -185,7 +186,6 @@ def write_predictions(pred_dir, truth: GroundTruth, predictions: Mapping[str, Im
     written = []
     for name, image_file in zip(truth.names, truth.image_files):
         path = prediction_path(pred_dir, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(format_prediction_file(image_file, predictions[name]))
+        write_text(path, format_prediction_file(image_file, predictions[name]))
         written.append(path)
     return written

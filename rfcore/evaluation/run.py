@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
 
+from rfcore.progress import progress_bar
 from rfcore.data.sample import FaceSample
 from rfcore.evaluation.landmarks import FAILURE_NME, LandmarkResult, evaluate_landmarks
 from rfcore.evaluation.predictions import ImagePredictions
@@ -110,7 +110,8 @@ def detect_images(
             naming its path.
     """
     predictions = {}
-    for name, image in tqdm(zip(names, images), total=len(names), unit="image", disable=not progress, desc="detect"):
+    for name, image in progress_bar(zip(names, images), total=len(names), unit="image", disable=not progress,
+                                    desc="detect"):
         predictions[name] = ImagePredictions.from_faces(detector.detect(image, color="RGB"))
     return predictions
 
