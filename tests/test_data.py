@@ -120,6 +120,17 @@ def test_binary_label_file_is_a_clear_error(tmp_path):
         read_label_file(tmp_path / "label.txt")
 
 
+def test_boxes_wholly_outside_their_image_are_dropped_and_named(tmp_path):
+    root = write_dataset(tmp_path, lines("# x.png", "1 2 3 4", "25 2 3 4", "-9 2 5 4", "18 18 10 10"),
+                         {"x.png": (20, 20)})
+    with pytest.warns(UserWarning, match=re.escape(
+            f"dropped 2 box(es) lying wholly outside their image, first: {root / 'label.txt'}:1: x.png box "
+            "[25.0, 2.0, 28.0, 6.0] in a 20x20 image; check the label file")):
+        dataset = WiderFace(root)
+    assert dataset[0].boxes.tolist() == [[1, 2, 4, 6], [18, 18, 28, 28]]  # one cut by the border stays
+    assert len(dataset.outside_boxes) == 2
+
+
 def test_degenerate_boxes_are_dropped_with_a_count(tmp_path):
     root = write_dataset(tmp_path, lines("# x.png", "1 2 0 4", "1 2 3 4", "5 5 3 0", "# y.png", "0 0 0 0"),
                          {"x.png": (20, 20), "y.png": (20, 20)})

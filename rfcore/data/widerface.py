@@ -19,11 +19,14 @@ images, each a header line followed by one line per face::
 
 Every face line of one file has the same count, 4 or 20, set by its first
 face line. Malformed lines raise ``ValueError`` naming the file and line;
-boxes of zero width or height are dropped, counted and warned about.
+boxes of zero width or height are dropped, counted and warned about, and
+so are boxes lying wholly outside their image (its size read from the PNG
+or JPEG header, :func:`outside_image`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -36,6 +39,7 @@ import torch.utils.data
 
 from rfcore.assets import load_image
 from rfcore.data.sample import MISSING, FaceSample
+from rfcore.imread import header_size
 
 VALUES_PER_FACE = {
     4: "x y w h",
@@ -283,6 +287,7 @@ class WiderFace(torch.utils.data.Dataset):
         self.entries, bad_images = self._usable_entries(labels.entries, skip_bad)
         self.skipped = [*labels.skipped, *bad_images]
         self.dropped_boxes = labels.dropped_boxes
+        self.entries, self.outside_boxes = self._drop_outside(self.entries)
         self._warn()
 
     def __len__(self) -> int:
@@ -329,6 +334,18 @@ class WiderFace(torch.utils.data.Dataset):
                 raise error
         return usable, problems
 
+    def _drop_outside(self, entries: list[LabelEntry]) -> tuple[list[LabelEntry], list[str]]:
+        """The entries without their boxes that lie wholly outside the image, and a note per such box."""
+        kept, notes = [], []
+        for entry in entries:
+            size = header_size(self.images / entry.image)[1]
+            outside = np.zeros(len(entry.boxes), bool) if size is None else outside_image(entry.boxes, size)
+            notes += [f"{self.label_path}:{entry.line}: {entry.image} box {entry.boxes[i].tolist()} in a "
+                      f"{size[1]}x{size[0]} image" for i in np.flatnonzero(outside)]
+            kept.append(dataclasses.replace(entry, boxes=entry.boxes[~outside], landmarks=entry.landmarks[~outside])
+                        if outside.any() else entry)
+        return kept, notes
+
     def _warn(self) -> None:
         if self.skipped:
             warnings.warn(
@@ -341,6 +358,18 @@ class WiderFace(torch.utils.data.Dataset):
                 f"{self.label_path}: dropped {self.dropped_boxes} box(es) of zero width or height",
                 stacklevel=3,
             )
+        if self.outside_boxes:
+            warnings.warn(
+                f"{self.label_path}: dropped {len(self.outside_boxes)} box(es) lying wholly outside their image, "
+                f"first: {self.outside_boxes[0]}; check the label file",
+                stacklevel=3,
+            )
+
+
+def outside_image(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(F,)`` mask of the ``(F, 4)`` boxes ``(x1, y1, x2, y2)`` with no area inside an image of ``size = (H, W)``."""
+    height, width = size
+    return (boxes[:, 0] >= width) | (boxes[:, 1] >= height) | (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0)
 
 
 def _image_error(path: Path, where: str) -> OSError | ValueError | None:
