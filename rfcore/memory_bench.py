@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from rfcore.assets import IMAGES, load_image
-from rfcore.files import format_bytes
+from rfcore.files import format_bytes, write_bytes
 
 PEAK_GOAL_BYTES = 2_000_000_000
 """Largest peak resident memory ``rfcore detect`` should reach with its defaults."""
@@ -39,8 +39,7 @@ def write_large_image(path: Path, side: int) -> Path:
     ok, encoded = cv2.imencode(path.suffix, image)
     if not ok:
         raise OSError(f"could not encode a {side}x{side} image as {path.suffix}")
-    path.write_bytes(encoded.tobytes())
-    return path
+    return write_bytes(path, encoded.tobytes())
 
 
 PEAK_REPORTER = """
@@ -99,7 +98,8 @@ def format_memory_report(results: list[dict], extra_args: tuple[str, ...] = ()) 
     lines = [f"peak resident memory of `rfcore detect IMAGE` ({options}), one fresh process per image"]
     for r in results:
         outcome = "detected" if r["status"] == 0 else f"exit {r['status']}: {r['message'][:110]}"
-        lines.append(f"  {r['side']}x{r['side']} {r['format']:<4} ({format_bytes(r['file_bytes']):>8}): "
+        size = f"{r['side']}x{r['side']}"
+        lines.append(f"  {size:>11} {r['format']:<4} ({format_bytes(r['file_bytes']):>8}): "
                      f"peak {format_bytes(r['peak_bytes']):>8}  {outcome}")
     worst = max(r["peak_bytes"] for r in results)
     verdict = "met" if worst < PEAK_GOAL_BYTES else "MISSED"

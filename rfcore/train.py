@@ -97,7 +97,7 @@ from rfcore.train_config import (
     main,
 )
 from rfcore.train_model import TrainingModel
-from rfcore.weights import check_state_dict, load_weights, save_weights
+from rfcore.weights import check_weights, load_weights, save_weights
 
 TERMS = LossTerms._fields
 """Names of the logged loss terms: ``total``, ``cls``, ``box``, ``pts``, ``pixel``."""
@@ -269,20 +269,21 @@ def build_model(cfg: TrainConfig, preset: RetinaFaceConfig, device: torch.device
     detector = RetinaFace.from_config(preset, mesh_head=cfg.mesh)
     model = TrainingModel.build(detector, cfg.mesh, preset.pixel_mean_bgr, cfg.mesh_anchors)
     if cfg.init_weights is not None:
-        load_detector_weights(detector, init_weights_path(cfg.init_weights))
+        load_detector_weights(detector, init_weights_path(cfg.init_weights), cfg.preset)
     return model.to(device).train()
 
 
-def load_detector_weights(detector: RetinaFace, path) -> None:
-    """Load a safetensors file into ``detector``; a mesh head the file lacks keeps its initial weights.
+def load_detector_weights(detector: RetinaFace, path, preset: str | None = None) -> None:
+    """Load a safetensors file into ``detector`` (of ``preset``, if given); a mesh head the file lacks keeps its initial weights.
 
     Raises:
-        ValueError: If any other key or shape differs (:func:`rfcore.weights.check_state_dict`).
+        ValueError: If the file is of another preset, any other key or shape
+            differs, or a tensor is not finite (:func:`rfcore.weights.check_weights`).
     """
     state = load_weights(None, path)
     if detector.MeshHead is not None and not any(key.startswith("MeshHead.") for key in state):
         state = {**detector.MeshHead.state_dict(prefix="MeshHead."), **state}
-    check_state_dict(detector, state, path)
+    check_weights(detector, state, path, preset)
     detector.load_state_dict(state)
 
 
@@ -290,14 +291,12 @@ def init_weights_path(init_weights: str) -> Path:
     """``"shipped"`` -> the repository's MobileNet-0.25 weights; anything else is a path.
 
     Raises:
-        FileNotFoundError: If the file does not exist.
+        FileNotFoundError, IsADirectoryError: If it is not a file
+            (:func:`rfcore.detect.resolve_weights`).
     """
-    from rfcore.detect import DEFAULT_WEIGHTS
+    from rfcore.detect import resolve_weights
 
-    path = DEFAULT_WEIGHTS if init_weights == "shipped" else Path(init_weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"initial weights file {path} does not exist (--init-weights)")
-    return path
+    return resolve_weights(None if init_weights == "shipped" else init_weights, "--init-weights")
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:

@@ -262,11 +262,12 @@ def write_pan_video(path, image: np.ndarray, frames: int, size: tuple[int, int],
     if frames < 1 or window > image.shape[1]:
         raise ValueError(f"need frames >= 1 and an image wider than {window} px, got {frames}, {image.shape}")
     path = Path(path)
-    writer = open_writer(path, fps, size, "MJPG" if path.suffix.lower() == ".avi" else "mp4v")
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    for left in np.linspace(0, image.shape[1] - window, frames).round().astype(int).tolist():
-        writer.write(cv2.resize(bgr[:, left : left + window], (width, height), interpolation=cv2.INTER_AREA))
-    writer.release()
+    with atomic_path(path) as tmp:
+        writer = open_writer(tmp, fps, size, "MJPG" if path.suffix.lower() == ".avi" else "mp4v")
+        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        for left in np.linspace(0, image.shape[1] - window, frames).round().astype(int).tolist():
+            writer.write(cv2.resize(bgr[:, left : left + window], (width, height), interpolation=cv2.INTER_AREA))
+        writer.release()
     return path
 
 

@@ -43,7 +43,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
-from rfcore.config import get_config
+from rfcore.config import PRESETS, get_config
 from rfcore.files import check_not_inputs, write_bytes
 from rfcore.model import RetinaFace
 from rfcore.model.mobilenet import NEGATIVE_SLOPE
@@ -156,6 +156,34 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
     ]
     if problems:
         raise ValueError(f"{source}: weights do not match the model; " + "; ".join(problems))
+
+
+def check_weights(model: nn.Module, state: Mapping[str, torch.Tensor], path, preset: str | None = None) -> None:
+    """Check that a weights file's tensors fit ``model`` of ``preset``, and are finite.
+
+    Args:
+        model: The module to load into.
+        state: The file's tensors by key.
+        path: The file, named in errors.
+        preset: The preset the caller asked for (``--preset``); ``None``
+            skips the comparison with the file's metadata.
+
+    Raises:
+        ValueError: Saying which preset the file's metadata names when it is
+            not ``preset``, listing mismatched keys otherwise
+            (:func:`check_state_dict`), or naming the tensors that hold NaN or
+            infinite values.
+    """
+    saved = read_metadata(path).get("preset")
+    if preset is not None and saved is not None and saved != preset and saved in PRESETS:
+        raise ValueError(f"{path}: these weights are {saved} (file metadata), you asked for {preset}: "
+                         f"pass preset={saved!r} (command line: --preset {saved})")
+    check_state_dict(model, state, path)
+    broken = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise ValueError(f"{path}: {len(broken)} of {len(state)} tensors hold NaN or infinite values (e.g. "
+                         f"{broken[0]}), so nothing would be detected: these weights are broken, perhaps saved by "
+                         "a diverged training run; use an earlier checkpoint")
 
 
 def _first_few(kind: str, keys: list[str]) -> str:

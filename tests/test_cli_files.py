@@ -175,3 +175,18 @@ def test_a_reduced_jpeg_is_drawn_at_its_decoded_size(tmp_path, capsys):
 def test_weights_given_as_a_folder_are_named(tmp_path, capsys):
     assert main(["detect", str(IMAGES / "group.jpg"), "--weights", str(tmp_path)]) == 2
     assert f"weights {tmp_path} is a folder, not a file" in capsys.readouterr().err
+
+
+def test_a_full_disk_while_converting_is_one_sentence_with_status_3(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "x.pth"
+    torch.save(load_weights(None, DEFAULT_WEIGHTS), src)
+    dst = tmp_path / "x.safetensors"
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    assert main(["convert", str(src), str(dst)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith(f"rfcore convert: no space left on the device while writing {dst} (needed 1.")
+    assert "Traceback" not in err and not dst.exists()

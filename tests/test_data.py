@@ -272,3 +272,14 @@ def test_collate_batch_without_faces_trains_negatives_only():
 def test_collate_rejects_mixed_sizes():
     with pytest.raises(ValueError, match=r"cannot batch images of different shapes \[\(8, 8, 3\), \(8, 9, 3\)\]"):
         collate_faces([sample(8, 8), sample(8, 9)], MEAN_BGR)
+
+
+def test_a_truncated_jpeg_is_named_with_its_label_line(tmp_path):
+    root = write_dataset(tmp_path, lines("# a.jpg", "1 2 3 4", "# b.png", "1 2 3 4"), {"b.png": (20, 20)})
+    whole = cv2.imencode(".jpg", np.full((40, 40, 3), 90, np.uint8))[1].tobytes()
+    (root / "images" / "a.jpg").write_bytes(whole[: len(whole) - 40])
+    with pytest.raises(ValueError, match=re.escape(f"{root / 'label.txt'}:1: {root / 'images' / 'a.jpg'} is a "
+                                                   "truncated JPEG")):
+        WiderFace(root)
+    with pytest.warns(UserWarning, match="skipped 1 bad image"):
+        assert len(WiderFace(root, skip_bad=True)) == 1

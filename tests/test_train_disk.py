@@ -186,3 +186,13 @@ def test_output_files_that_are_inputs_are_refused_before_training(faces_folder, 
     with pytest.raises(ValueError, match="weights.safetensors is an input"):
         train(tiny_config(faces_folder, out))
     assert not (out / "log.jsonl").exists()
+
+
+def test_init_weights_that_are_a_folder_or_another_preset_are_named(faces_folder, tmp_path):
+    from rfcore.detect import DEFAULT_WEIGHTS
+
+    with pytest.raises(IsADirectoryError, match=rf"weights {tmp_path} is a folder, not a file .*--init-weights"):
+        train(tiny_config(faces_folder, tmp_path / "run", init_weights=str(tmp_path)))
+    with pytest.raises(ValueError, match=rf"{DEFAULT_WEIGHTS}: these weights are mobilenet0.25 \(file metadata\), "
+                                         r"you asked for resnet50"):
+        train(tiny_config(faces_folder, tmp_path / "run", init_weights="shipped", preset="resnet50"))

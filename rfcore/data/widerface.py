@@ -39,7 +39,7 @@ import torch.utils.data
 
 from rfcore.assets import load_image
 from rfcore.data.sample import MISSING, FaceSample
-from rfcore.imread import header_size
+from rfcore.imread import check_jpeg_complete, header_size
 
 VALUES_PER_FACE = {
     4: "x y w h",
@@ -375,11 +375,16 @@ def outside_image(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def _image_error(path: Path, where: str) -> OSError | ValueError | None:
     """What is wrong with image file ``path`` (named in ``where``), or ``None``.
 
-    Only the file signature is read, so a truncated file passes here and
-    fails when loaded.
+    The file signature is read, and a JPEG is checked for its end marker
+    (a truncated JPEG decodes without an error, grey below the cut); other
+    truncated files fail when loaded.
     """
     if not path.is_file():
         return FileNotFoundError(f"{where}: image {path} does not exist")
     if not cv2.haveImageReader(str(path)):
         return ValueError(f"{where}: image {path} is not an image OpenCV can read")
+    try:
+        check_jpeg_complete(path)
+    except ValueError as err:
+        return ValueError(f"{where}: {err}")
     return None
