@@ -558,7 +558,7 @@ def _start(run: _Run) -> tuple[int, Path | None]:
     if run.ranks.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         for folder in remove_stale(out):
-            _message(run, f"removed {folder}, a checkpoint an interrupted run left half-written")
+            _message(run, f"removed {folder}, a checkpoint an interrupted run left half-written", warning=True)
     if not found:
         if run.ranks.rank == 0:
             (out / "log.jsonl").unlink(missing_ok=True)
@@ -569,7 +569,7 @@ def _start(run: _Run) -> tuple[int, Path | None]:
     if run.ranks.rank == 0:
         note = trim_log(out / "log.jsonl", state["step"])
         if note:
-            _message(run, note)
+            _message(run, note, warning=True)
         _message(run, f"resuming {found[-1]} at step {state['step']} (epoch {state['epoch']})")
     return state["step"], found[-1]
 
@@ -638,8 +638,9 @@ def _finish(run: _Run, step: int, checkpoint: Path | None, values: torch.Tensor 
     return TrainResult(out / "weights.safetensors", checkpoint, step, finished, terms)
 
 
-def _message(run: _Run, text: str) -> None:
-    if run.ranks.rank == 0 and not run.cfg.quiet:
+def _message(run: _Run, text: str, warning: bool = False) -> None:
+    """Print ``text`` on rank 0 unless ``quiet``; a ``warning`` (a file repaired on the way) even then."""
+    if run.ranks.rank == 0 and (warning or not run.cfg.quiet):
         print(f"rfcore train: {text}", file=sys.stderr, flush=True)
 
 

@@ -92,14 +92,14 @@ def test_the_command_line_exits_with_its_own_status_for_a_full_disk(faces_folder
     assert "no checkpoint was written yet" in err
 
 
-def test_a_torn_last_log_line_is_reported_and_dropped_on_resume(faces_folder, tmp_path, capsys):
-    train(tiny_config(faces_folder, tmp_path, max_steps=4, quiet=False))
+def test_a_torn_last_log_line_is_reported_and_dropped_on_resume_even_when_quiet(faces_folder, tmp_path, capsys):
+    train(tiny_config(faces_folder, tmp_path, max_steps=4))
     log = tmp_path / "log.jsonl"
     with open(log, "a") as f:
         f.write('{"step": 5, "epoch": 1, "lr": 0.00')  # a full disk cut the line short
     capsys.readouterr()
 
-    resumed = train(tiny_config(faces_folder, tmp_path, resume=True, quiet=False))
+    resumed = train(tiny_config(faces_folder, tmp_path, resume=True))
 
     assert resumed.step == 6 and [r["step"] for r in log_terms(tmp_path)] == [1, 2, 3, 4, 5, 6]
     assert f"{log} line 5 was cut short (a crash or a full disk); dropped it" in capsys.readouterr().err
@@ -146,7 +146,7 @@ def test_a_kill_during_the_rename_leaves_the_old_checkpoints_and_the_stale_folde
     stale = [p for p in root.iterdir() if p.name.startswith(".step-00000004.")]
     assert len(stale) == 1 and (stale[0] / "state.json").is_file()
 
-    resumed = train(tiny_config(faces_folder, tmp_path, resume=True, quiet=False))
+    resumed = train(tiny_config(faces_folder, tmp_path, resume=True))
 
     assert resumed.step == 6
     assert f"removed {stale[0]}, a checkpoint an interrupted run left half-written" in capsys.readouterr().err
