@@ -272,6 +272,10 @@ def _run_detect(args) -> int:
     if args.stride < 1:
         _error("detect", ValueError(f"--stride must be at least 1, got {args.stride}"))
         return 2
+    if args.out is not None and not is_video(args.out) and args.out.is_file():
+        _error("detect", ValueError(f"--out {args.out} is a file: give a folder for the drawings (or OUT.mp4 for one "
+                                    "video)"))
+        return 2
     drawings = _drawing_paths(args)
     try:
         check_not_inputs([*args.images, args.weights], [args.json_file, *drawings])
@@ -442,6 +446,8 @@ def _run_align(args) -> int:
     from rfcore.detect import Detector, read_image
 
     try:
+        if args.out.is_file():
+            raise ValueError(f"--out {args.out} is a file: give a folder for the crops")
         check_not_inputs([*args.images, args.weights], _crops_named_like_inputs(args))
         detector = Detector(args.weights, args.preset, threshold=args.threshold, max_size=args.max_size,
                             max_pixels=args.max_pixels)

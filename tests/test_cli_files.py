@@ -190,3 +190,12 @@ def test_a_full_disk_while_converting_is_one_sentence_with_status_3(tmp_path, mo
     err = capsys.readouterr().err
     assert err.startswith(f"rfcore convert: no space left on the device while writing {dst} (needed 1.")
     assert "Traceback" not in err and not dst.exists()
+
+
+def test_out_naming_a_file_is_refused_for_drawings_and_crops(photo, capsys):
+    before = checksum(photo)
+    assert main(["detect", str(photo), "--out", str(photo)]) == 2
+    assert f"rfcore detect: --out {photo} is a file: give a folder for the drawings" in capsys.readouterr().err
+    assert main(["align", str(photo), "--out", str(photo)]) == 2
+    assert f"rfcore align: --out {photo} is a file: give a folder for the crops" in capsys.readouterr().err
+    assert checksum(photo) == before
