@@ -14,7 +14,17 @@ from rfcore.mesh.hierarchy import (
     upsampling_matrix,
     vertex_matmul,
 )
-from rfcore.mesh.template import LANDMARK_NAMES, SKIN, Mesh, face_template, grid, load_obj
+from rfcore.mesh.template import (
+    BUMPS,
+    LANDMARK_NAMES,
+    LANDMARK_POINTS,
+    PATCHES,
+    SKIN,
+    Mesh,
+    face_template,
+    grid,
+    load_obj,
+)
 
 
 def hop_distances(adjacency: torch.Tensor, source: int) -> torch.Tensor:
@@ -62,6 +72,16 @@ def test_template_landmarks_are_named_and_plausible(template):
     assert (eye_colour < torch.tensor(SKIN) - 0.2).all()  # darker than skin
     lips = template.colours[template.landmarks["left_mouth"]]
     assert lips[0] - lips[1] > torch.tensor(SKIN[0] - SKIN[1])  # redder than skin
+
+
+def test_template_landmarks_sit_on_their_points_at_the_centre_of_their_features(template):
+    for name, index in template.landmarks.items():  # a vertex exactly on each point: no half-cell snap
+        assert template.vertices[index, :2].tolist() == pytest.approx(LANDMARK_POINTS[name], abs=1e-4)
+    (ex, ey), (nx, ny), (mx, my) = (LANDMARK_POINTS[n] for n in ("right_eye", "nose_tip", "right_mouth"))
+    eye_patch, lips = PATCHES[1], PATCHES[4]
+    assert eye_patch.centre == BUMPS[3].centre == (ex, ey)  # eye colour and socket centred on the eye
+    assert BUMPS[1].centre == (nx, ny)  # the nose-tip bump peaks on the nose vertex
+    assert lips.centre[1] == my and lips.sigma[0] * 1.5 == pytest.approx(mx)  # the lips end at the corners
 
 
 def test_mesh_checks_its_arrays(template):

@@ -11,8 +11,9 @@ from torchvision.ops import box_iou
 
 from rfcore.config import get_config
 from rfcore.data import FaceSample, SyntheticFaces, TrainTransform, collate_faces, face_loader
-from rfcore.data.synthetic import face_model, image_left_first
-from rfcore.mesh.template import LANDMARK_NAMES
+from rfcore.data.synthetic import face_model, image_left_first, render_crop
+from rfcore.mesh.camera import Light, to_view
+from rfcore.mesh.template import LANDMARK_NAMES, PATCHES
 
 SIZE = (160, 224)  # (height, width): small and not square
 
@@ -167,6 +168,148 @@ def test_faces_change_the_pixels_and_the_rest_is_background(images):
             assert face.mean() > 0.5  # the face fills most of its box
             change = np.abs(picture[y1:y2, x1:x2].astype(int) - background[y1:y2, x1:x2])[face]
             assert change.mean() > 10
+
+
+# --- ground truth against the pixels ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def posed():
+    """Faces of 24 to 80 pixels in all poses up to 40 degrees, rendered at their full size (no enlargement)."""
+    return SyntheticFaces(12, image_size=192, faces=(1, 2), min_face=24, max_face=80, max_angle=40, max_render=128,
+                          seed=11)
+
+
+def subdivide(vertices, faces):
+    """Split every triangle into four at its edge midpoints: the same surface, a finer colour interpolation.
+
+    Args:
+        vertices: ``(B, V, 3)``.
+        faces: ``(T, 3)``.
+
+    Returns:
+        ``(B, V + E, 3)`` vertices (the first ``V`` unchanged) and ``(4 T, 3)`` faces.
+    """
+    edges = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).sort(dim=1).values  # (3T, 2)
+    unique, inverse = torch.unique(edges, dim=0, return_inverse=True)
+    ab, bc, ca = vertices.shape[1] + inverse.reshape(3, -1)  # midpoint indices, (T,) each
+    a, b, c = faces.unbind(1)
+    fine = torch.cat([torch.stack(t, dim=1) for t in ((a, ab, ca), (ab, b, bc), (ca, bc, c), (ab, bc, ca))])
+    return torch.cat([vertices, vertices[:, unique].mean(dim=2)], dim=1), fine
+
+
+def paint(dataset, index, colours_of, levels=0):
+    """Render each placed face of image ``index`` unlit in other colours, in its own crop.
+
+    Args:
+        dataset: A :class:`SyntheticFaces`.
+        index: The image.
+        colours_of: ``(vertices (F, V, 3), faces) -> (F, V, 3)`` colours in ``[0, 1]``.
+        levels: Subdivisions of the mesh before painting (a smaller neighbourhood per vertex).
+
+    Returns:
+        Per placed face: its :class:`~rfcore.data.synthetic.Placement`, its ``(side, side, 3)``
+        premultiplied colour (0..255), opacity ``(side, side)`` and view-space vertices ``(V, 3)``.
+    """
+    layout = dataset.layout(index)
+    vertices, faces = layout.draws.vertices, face_model().mesh.faces
+    for _ in range(levels):
+        vertices, faces = subdivide(vertices, faces)
+    count = len(vertices)
+    flat = Light(torch.zeros(count, 3, dtype=torch.float64), torch.zeros(count, 3, dtype=torch.float64),
+                 torch.ones(count, 3, dtype=torch.float64))
+    draws = layout.draws._replace(vertices=vertices, colours=colours_of(vertices, faces), light=flat)
+    view = to_view(vertices, layout.draws.camera)
+    return [(p, *render_crop(draws, p.index, p.side, dataset.max_render, faces), view[p.index].numpy())
+            for p in layout.placements]
+
+
+def centroid(weights):
+    """``(x, y)`` centroid of a ``(H, W)`` weight image, pixel ``(i, j)`` at ``(j + 0.5, i + 0.5)``."""
+    y, x = np.mgrid[: weights.shape[0], : weights.shape[1]] + 0.5
+    return np.array([(weights * x).sum(), (weights * y).sum()]) / weights.sum()
+
+
+def landmark_hats(names):
+    """Colours for :func:`paint`: channel ``k`` is 1 on the vertex of ``names[k]`` and 0 on all others."""
+    def colours_of(vertices, faces):
+        colours = torch.zeros_like(vertices)
+        for channel, name in enumerate(names):
+            colours[:, face_model().mesh.landmarks[name], channel] = 1
+        return colours
+    return colours_of
+
+
+def surface_depth(dataset, index):
+    """Per placed face, the ``(side, side)`` view depth of the nearest surface: a z-buffer through the renderer."""
+    def depth_colours(vertices, faces):
+        depth = -to_view(vertices, dataset.layout(index).draws.camera)[..., 2]  # (F, V), about 3.2 to 4.8
+        return ((depth - 2.5) / 3)[..., None].expand(-1, -1, 3).contiguous()
+    return [colour[..., 0] / 255 / np.maximum(alpha, 1e-6) * 3 + 2.5 for _, colour, alpha, _ in
+            paint(dataset, index, depth_colours)]
+
+
+def test_landmark_vertices_painted_in_the_pixels_are_the_ground_truth_within_a_pixel(posed):
+    """The centroid of each landmark vertex's painted neighbourhood (the colour falls linearly from 1 at the vertex
+    to 0 at its neighbours, twice subdivided) is the ground-truth landmark, for every landmark the face itself
+    does not hide. A hidden landmark keeps its projected position (as WIDER FACE annotates occluded points)."""
+    vertex = [face_model().mesh.landmarks[name] for name in LANDMARK_NAMES]
+    errors, hidden, poses = [], 0, []
+    for index in range(len(posed)):
+        image = posed.render(index)
+        eyes_nose = paint(posed, index, landmark_hats(LANDMARK_NAMES[:3]), levels=2)
+        mouth = paint(posed, index, landmark_hats(LANDMARK_NAMES[3:]), levels=2)
+        depths = surface_depth(posed, index)
+        for face, ((placement, first, _, view), (_, second, _, _), depth) in enumerate(zip(eyes_nose, mouth, depths)):
+            colour = np.concatenate([first, second[..., :2]], axis=2)  # (side, side, 5): one channel per landmark
+            projected = image.vertices[face, vertex] - [placement.x, placement.y]  # (5, 2) in the crop
+            order = image_left_first(projected[None])[0]
+            np.testing.assert_array_equal(order + [placement.x, placement.y], image.sample.landmarks[face])
+            for k in range(5):
+                x, y = np.clip(projected[k].astype(int), 0, placement.side - 1)
+                if -view[vertex[k], 2] > depth[y, x] + 0.05:  # something nearer covers the landmark
+                    hidden += 1
+                    continue
+                errors.append(np.linalg.norm(centroid(colour[..., k]) - projected[k]))
+            poses.append(image.poses[face])
+    errors, poses = np.array(errors), np.abs(np.array(poses))
+    assert len(poses) >= 15 and (poses.max(0) > 30).all()  # many faces, every angle turned far
+    assert errors.max() < 1.0 and errors.mean() < 0.5, errors.max()
+    assert len(errors) + hidden == 5 * len(poses) and len(errors) >= 0.85 * 5 * len(poses)  # most are seen
+
+
+def test_eye_and_lip_colour_is_centred_on_the_landmarks():
+    """On near-frontal faces the dark eye patches are centred on the eye landmarks and the lips on the mouth
+    corners' midpoint, to 1.5% of the face height (the eye vertex once sat 3% of it below the patch centre)."""
+    frontal = SyntheticFaces(6, image_size=128, faces=(1, 1), min_face=60, max_face=80, max_angle=10, max_render=128,
+                             seed=2)
+    xy = face_model().mesh.vertices[:, :2].double()
+
+    def patch_weights(vertices, faces):  # red: left eye, green: right eye, blue: lips, as the template colours them
+        weights = [torch.exp(-0.5 * (((xy - torch.tensor(p.centre)) / torch.tensor(p.sigma)) ** 2).sum(1))
+                   for p in (PATCHES[0], PATCHES[1], PATCHES[4])]
+        return torch.stack(weights, dim=1).expand(len(vertices), -1, -1).contiguous()
+
+    for index in range(len(frontal)):
+        image = frontal.render(index)
+        (placement, colour, _, _), = paint(frontal, index, patch_weights)
+        points = image.sample.landmarks[0] - [placement.x, placement.y]
+        height = image.sample.boxes[0, 3] - image.sample.boxes[0, 1]
+        eyes = [centroid(colour[..., 0]), centroid(colour[..., 1])]
+        np.testing.assert_allclose(eyes, points[:2], atol=0.015 * height)
+        np.testing.assert_allclose(centroid(colour[..., 2]), points[3:].mean(0), atol=0.015 * height)
+
+
+def test_the_box_is_the_box_of_the_rendered_opacity_within_a_pixel(posed):
+    errors = []
+    for index in range(len(posed)):
+        image = posed.render(index)
+        for face, (placement, _, alpha, _) in enumerate(paint(posed, index, lambda v, f: torch.ones_like(v))):
+            rows, cols = np.nonzero(alpha > 0.5)
+            box = np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]) + [placement.x, placement.y] * 2
+            errors.append(box - image.sample.boxes[face])
+    errors = np.abs(np.array(errors))
+    assert len(errors) >= 15 and errors.max() <= 1.0, errors.max()
 
 
 def test_sizes_span_tiny_to_large_log_uniformly():

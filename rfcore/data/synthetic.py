@@ -26,11 +26,33 @@ seed always gives the same images, whatever the process, worker or order:
 Ground truth, in the conventions of :mod:`rfcore.data.sample`:
 
 * box: the tight box of the projected mesh, i.e. of the face outline from
-  forehead to chin and cheek to cheek. The rendered edge is soft: the
-  opacity is about 0.5 on the box border;
-* landmarks: the projected landmark vertices of the template, in the order
-  of :mod:`rfcore.boxes`, the eye and the mouth corner on the image's left
-  first (after the pose);
+  forehead to chin and cheek to cheek. The rendered edge is soft: the box of the pixels
+  with opacity above 0.5 is the box within a pixel (see :data:`EDGE`);
+* landmarks: the projected landmark vertices of the template
+  (:data:`rfcore.mesh.template.LANDMARK_POINTS`), in the order of
+  :mod:`rfcore.boxes`, the eye and the mouth corner on the image's left
+  first (after the pose), as WIDER FACE annotates them:
+
+  ==============  ==========================  ===================================
+  landmark        WIDER FACE annotation       synthetic face (template vertex)
+  ==============  ==========================  ===================================
+  left, right     centre of each eye          centre of the dark eye patch, in
+  eye                                         the middle of the eye socket
+  nose            tip of the nose             top of the nose-tip bump, the point
+                                              that sticks out most
+  left, right     corners of the mouth        the two ends of the red lip patch
+  mouth
+  ==============  ==========================  ===================================
+
+  "Left" is the smaller image ``x``: a pair is ordered by the projected
+  points, not by the side of the face, so a face rolled or turned far
+  keeps the order a WIDER FACE annotator would give it. A landmark is a
+  point on the surface, so under yaw the protruding nose tip moves about
+  twice as far as the eyes (it stands about 0.74 units in front of the
+  face's centre, the eyes 0.37). A landmark that the face itself hides
+  (the far eye behind the nose at a large yaw, a few percent of them at
+  40 degrees) keeps its projected position, as WIDER FACE annotators mark
+  where an occluded point is, and is not flagged;
 * dense vertices (:meth:`SyntheticFaces.render`): the projected positions
   of all template vertices, also those the face's own pose hides; also the
   pose of each face and the opacity of all faces per pixel.
@@ -64,7 +86,7 @@ from rfcore.data.widerface import Transform
 from rfcore.mesh.camera import Camera, Light, camera_from_pose, project, to_view
 from rfcore.mesh.hierarchy import adjacency_matrix
 from rfcore.mesh.laplacian import eigenbasis, laplacian
-from rfcore.mesh.render import SIGMA, render
+from rfcore.mesh.render import render
 from rfcore.mesh.template import LANDMARK_NAMES, SKIN, Mesh, face_template
 
 SHAPE_MODES, SHAPE_AMPLITUDE = 12, (0.08, 0.08, 0.2)
@@ -91,6 +113,17 @@ AMBIENT_RANGE, LIGHT_RANGE, LIGHT_TINT = (0.25, 0.6), (0.3, 0.9), (0.85, 1.0)
 
 LIGHT_BOX = ((-3.0, -3.0, -4.5), (3.0, 3.0, 1.5))
 """Point lights are uniform in this view-space box (camera at the origin, faces at ``z = -4``)."""
+
+EDGE = 0.5
+"""Half-width of the faces' soft edge in render pixels (the renderer's ``sigma``).
+
+The renderer's opacity adds up the coverage of every triangle within
+``sigma``, so it reaches 0.5 a little outside the outline where several
+triangles meet on it (the box's extreme points are vertices): about half
+of ``sigma``. At half a pixel the box of the pixels with opacity above 0.5
+stays within a pixel of the ground-truth box (the renderer's default of 1
+pixel puts it up to 1.2 pixels out). An enlarged crop (side above
+``max_render``) enlarges that too: up to about 1.3 pixels at twice the size."""
 
 PLACEMENT_TRIES = 30
 """Random positions tried for a face before it is left out."""
@@ -175,6 +208,24 @@ class Placement(NamedTuple):
     side: int
 
 
+class Layout(NamedTuple):
+    """The random choices of an image before hair and rendering (:meth:`SyntheticFaces.layout`).
+
+    Attributes:
+        rng: The image's generator, positioned after the placements (hair draws from it next).
+        background: ``(H, W, 3)`` uint8 background without hair.
+        draws: Every face drawn, placed or not.
+        fractions: ``(F, V, 2)`` float64 projected vertices as fractions of the crop side.
+        placements: The faces that found room.
+    """
+
+    rng: np.random.Generator
+    background: np.ndarray
+    draws: FaceDraws
+    fractions: np.ndarray
+    placements: list[Placement]
+
+
 @functools.cache
 def face_model() -> FaceModel:
     """The built-in template and its smoothest Laplacian eigenvectors (computed once)."""
@@ -253,8 +304,11 @@ class SyntheticFaces(torch.utils.data.Dataset):
         """Draw new augmentations (the images themselves never change)."""
         self.epoch = epoch
 
-    def render(self, index: int) -> SyntheticImage:
-        """Draw image ``index`` with its full ground truth.
+    def layout(self, index: int) -> Layout:
+        """The background, faces and placements of image ``index``: what :meth:`render` draws.
+
+        With :func:`composite_faces` this renders the same faces in other
+        colours, e.g. to check the ground truth against the pixels.
 
         Raises:
             IndexError: If ``index`` is out of range.
@@ -267,6 +321,16 @@ class SyntheticFaces(torch.utils.data.Dataset):
         # positions in the crop as fractions of its side: (F, V, 2) in about [0.1, 0.9]
         fractions = project(to_view(draws.vertices, draws.camera), draws.camera, (1, 1))[0].numpy()
         placements = place_faces(rng, fractions, draws.sizes, self.image_size, self.max_render)
+        return Layout(rng, background, draws, fractions, placements)
+
+    def render(self, index: int) -> SyntheticImage:
+        """Draw image ``index`` with its full ground truth.
+
+        Raises:
+            IndexError: If ``index`` is out of range.
+        """
+        index = range(self.length)[index]
+        rng, background, draws, fractions, placements = self.layout(index)
         vertices = image_vertices(fractions, placements)
         boxes = np.concatenate([vertices.min(axis=1), vertices.max(axis=1)], axis=1)  # (P, 4)
         landmarks = image_left_first(vertices[:, [face_model().mesh.landmarks[n] for n in LANDMARK_NAMES]])
@@ -381,8 +445,8 @@ def place_faces(
     placements = []
     for index, size in enumerate(sizes):
         side = max(round(size / (high[index] - low[index]).max()), 1)
-        # the soft edge reaches SIGMA render pixels beyond the box: keep faces that far apart, and a pixel more
-        margin = SIGMA * side / min(side, max_render) + 1
+        # the soft edge reaches EDGE render pixels beyond the box: keep faces that far apart, and a pixel more
+        margin = EDGE * side / min(side, max_render) + 1
         box_low, box_high = low[index] * side, high[index] * side
         x_range = (math.ceil(-box_low[0]), math.floor(width - box_high[0]))
         y_range = (math.ceil(-box_low[1]), math.floor(height - box_high[1]))
@@ -412,21 +476,35 @@ def overlaps_any(boxes: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
     return (~apart).any(axis=1)
 
 
-def render_crop(draws: FaceDraws, index: int, side: int, max_render: int) -> tuple[np.ndarray, np.ndarray]:
+def render_crop(
+    draws: FaceDraws, index: int, side: int, max_render: int, faces: torch.Tensor | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Render face ``index`` into a ``side x side`` crop (at most ``max_render`` pixels, then enlarged).
+
+    The soft edge is :data:`EDGE` render pixels, so the opacity crosses 0.5
+    within about a quarter render pixel of the outline of the projected
+    mesh, i.e. of the ground-truth box.
+
+    Args:
+        draws: The faces.
+        index: Row of the face in ``draws``.
+        side: Side of the crop in image pixels.
+        max_render: Largest render size.
+        faces: ``(T, 3)`` triangles of ``draws.vertices``; ``None`` for the template's.
 
     Returns:
         ``(side, side, 3)`` float32 colour already multiplied by the opacity
         (0..255 scale) and ``(side, side)`` float32 opacity.
     """
     size = min(side, max_render)
+    faces = face_model().mesh.faces if faces is None else faces
     pick = slice(index, index + 1)
     # the renderer runs in float32, as in training; only the pixels see its rounding
     camera = Camera(*(value[pick].float() for value in draws.camera))
     light = Light(*(value[pick].float() for value in draws.light))
     with torch.no_grad():
-        rendered = render(draws.vertices[pick].float(), draws.colours[pick].float(), face_model().mesh.faces,
-                          camera, light, (size, size))
+        rendered = render(draws.vertices[pick].float(), draws.colours[pick].float(), faces, camera, light,
+                          (size, size), sigma=EDGE)
     # the image is A F over black: A F <= A clips the lit colour F to 1
     premultiplied = torch.minimum(rendered.image.clamp(min=0), rendered.alpha)
     # (1, 3, r, r) colour and (1, 1, r, r) opacity -> (r, r, 4)
@@ -437,9 +515,24 @@ def render_crop(draws: FaceDraws, index: int, side: int, max_render: int) -> tup
 
 
 def composite_faces(
-    background: np.ndarray, draws: FaceDraws, placements: list[Placement], max_render: int
+    background: np.ndarray,
+    draws: FaceDraws,
+    placements: list[Placement],
+    max_render: int,
+    faces: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render every placed face and lay it over the background with its opacity.
+
+    Args:
+        background: ``(H, W, 3)`` uint8 image to draw on.
+        draws: The faces; their colours and light may be replaced, e.g. by
+            flat colours painted on some vertices (``colours`` of the same
+            shape as ``vertices``, ``Light`` with ambient 1 and colour 0).
+        placements: Where each face goes (:meth:`SyntheticFaces.layout`).
+        max_render: Largest render size.
+        faces: ``(T, 3)`` triangles of ``draws.vertices``; ``None`` for the
+            template's (another mesh may refine it, e.g. to paint a smaller
+            neighbourhood of a vertex).
 
     Returns:
         ``(H, W, 3)`` uint8 image and ``(H, W)`` float32 opacity of all faces.
@@ -448,7 +541,7 @@ def composite_faces(
     image = background.astype(np.float32)
     alpha = np.zeros((height, width), np.float32)
     for placement in placements:
-        colour, opacity = render_crop(draws, placement.index, placement.side, max_render)
+        colour, opacity = render_crop(draws, placement.index, placement.side, max_render, faces)
         # the part of the crop inside the image
         x0, y0 = max(placement.x, 0), max(placement.y, 0)
         x1, y1 = min(placement.x + placement.side, width), min(placement.y + placement.side, height)

@@ -37,13 +37,22 @@ FACE_HALF_WIDTH, FACE_HALF_HEIGHT, CAP_DEPTH = 0.85, 1.0, 0.5
 """Semi-axes of the face outline and height of the ellipsoidal cap (model units)."""
 
 LANDMARK_POINTS = {
-    "left_eye": (-0.33, 0.3),
-    "right_eye": (0.33, 0.3),
-    "nose_tip": (0.0, -0.1),
-    "left_mouth": (-0.28, -0.45),
-    "right_mouth": (0.28, -0.45),
+    "left_eye": (-0.3137, 0.2410),
+    "right_eye": (0.3137, 0.2410),
+    "nose_tip": (0.0, -0.125),
+    "left_mouth": (-0.2982, -0.4821),
+    "right_mouth": (0.2982, -0.4821),
 }
-"""Model ``(x, y)`` of each landmark; the landmark vertex is the nearest one."""
+"""Model ``(x, y)`` of each landmark; the landmark vertex is the nearest one.
+
+Each point is where :func:`square_to_ellipse` sends a node of the 16-cell
+grid (``uv`` = ``(-+0.375, 0.25)``, ``(0, -0.125)``, ``(-+0.375, -0.5)``), so on
+the default template the landmark vertex lies exactly on it, and the
+features are drawn around these points: the eye patch and socket are
+centred on the eye vertices, the nose-tip bump on the nose vertex, and the
+lips end at the mouth-corner vertices (1.5 sigma of the lip patch). These
+are the synthetic counterparts of the WIDER FACE annotation (eye centres,
+nose tip, mouth corners; "left" = smaller image ``x``)."""
 
 SKIN = (0.87, 0.69, 0.56)
 """Base skin colour (rgb in ``[0, 1]``)."""
@@ -68,22 +77,27 @@ class Patch(NamedTuple):
     colour: tuple[float, float, float]
 
 
+_EYE_X, _EYE_Y = LANDMARK_POINTS["right_eye"]
+_NOSE_Y = LANDMARK_POINTS["nose_tip"][1]
+_MOUTH_X, _MOUTH_Y = LANDMARK_POINTS["right_mouth"]
+_BROW_Y = _EYE_Y + 0.16
+
 BUMPS = (
     Bump((0.0, 0.12), (0.07, 0.22), 0.18),  # nose bridge
-    Bump((0.0, -0.1), (0.1, 0.08), 0.15),  # nose tip
-    Bump((-0.33, 0.3), (0.13, 0.08), -0.08),  # eye sockets
-    Bump((0.33, 0.3), (0.13, 0.08), -0.08),
-    Bump((-0.33, 0.46), (0.16, 0.04), 0.04),  # brow ridges
-    Bump((0.33, 0.46), (0.16, 0.04), 0.04),
-    Bump((0.0, -0.45), (0.2, 0.05), 0.05),  # lips
+    Bump((0.0, _NOSE_Y), (0.1, 0.08), 0.15),  # nose tip
+    Bump((-_EYE_X, _EYE_Y), (0.13, 0.08), -0.08),  # eye sockets
+    Bump((_EYE_X, _EYE_Y), (0.13, 0.08), -0.08),
+    Bump((-_EYE_X, _BROW_Y), (0.16, 0.04), 0.04),  # brow ridges
+    Bump((_EYE_X, _BROW_Y), (0.16, 0.04), 0.04),
+    Bump((0.0, _MOUTH_Y), (_MOUTH_X / 1.5, 0.05), 0.05),  # lips
 )
 
 PATCHES = (
-    Patch((-0.33, 0.3), (0.1, 0.07), (0.2, 0.15, 0.12)),  # eyes
-    Patch((0.33, 0.3), (0.1, 0.07), (0.2, 0.15, 0.12)),
-    Patch((-0.33, 0.46), (0.15, 0.05), (0.35, 0.22, 0.15)),  # brows
-    Patch((0.33, 0.46), (0.15, 0.05), (0.35, 0.22, 0.15)),
-    Patch((0.0, -0.45), (0.2, 0.07), (0.72, 0.33, 0.33)),  # lips
+    Patch((-_EYE_X, _EYE_Y), (0.1, 0.07), (0.2, 0.15, 0.12)),  # eyes
+    Patch((_EYE_X, _EYE_Y), (0.1, 0.07), (0.2, 0.15, 0.12)),
+    Patch((-_EYE_X, _BROW_Y), (0.15, 0.05), (0.35, 0.22, 0.15)),  # brows
+    Patch((_EYE_X, _BROW_Y), (0.15, 0.05), (0.35, 0.22, 0.15)),
+    Patch((0.0, _MOUTH_Y), (_MOUTH_X / 1.5, 0.07), (0.72, 0.33, 0.33)),  # lips, ending at the mouth corners
 )
 
 
