@@ -1,4 +1,4 @@
-"""Small hand-annotated sample images: the annotation format and its loader.
+"""The repository's assets folder and its sample images: the annotation format and its loader.
 
 An annotation is a JSON file next to its image::
 
@@ -30,8 +30,14 @@ import numpy as np
 import torch
 
 from rfcore.anchors import check_image_size
-from rfcore.boxes import as_boxes, as_landmarks
+from rfcore.boxes import as_boxes, as_landmarks, flip_boxes, flip_landmarks
 from rfcore.files import write_bytes, write_text
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+"""The repository's ``assets/`` folder: images, annotations, weights (sources and licences in its README)."""
+
+IMAGES = ASSETS / "images"
+"""The bundled images and their annotations."""
 
 
 @dataclass(frozen=True)
@@ -84,25 +90,6 @@ def load_annotation(path) -> Annotation:
     return Annotation(image_path=image_path, image_size=image_size, boxes=boxes, landmarks=landmarks)
 
 
-def check_file(path, what: str) -> Path:
-    """``path`` as a :class:`~pathlib.Path` if it names an existing file.
-
-    Args:
-        path: The file.
-        what: What it should be, for the message ("an image", "a video").
-
-    Raises:
-        IsADirectoryError: If it is a directory.
-        FileNotFoundError: If it does not exist.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory, not {what}")
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    return path
-
-
 def load_image(path) -> np.ndarray:
     """Read an image file as ``(H, W, 3)`` uint8 RGB.
 
@@ -137,12 +124,6 @@ def _check_inside(boxes: torch.Tensor, image_size: tuple[int, int], path: Path) 
         i = int(outside.nonzero()[0])
         raise ValueError(f"{path}: face {i} box {boxes[i].tolist()} lies outside the {width}x{height} image")
 
-
-IMAGES = Path(__file__).resolve().parent.parent / "assets" / "images"
-"""The bundled images, in the repository's ``assets/images`` folder."""
-
-MIRRORED_LANDMARKS = [1, 0, 2, 4, 3]
-"""Landmark order after a horizontal flip: the eyes and mouth corners swap."""
 
 GROUP_LAYOUT = (
     # portrait annotation, face width in the group (px), face centre (x, y), mirrored
@@ -213,8 +194,7 @@ def _portrait_crop(image: np.ndarray, annotation: Annotation, face_width: float,
     landmarks = (landmarks - origin) * stretch
     if mirrored:
         crop = crop[:, ::-1]
-        box = torch.stack([out_size[0] - box[2], box[1], out_size[0] - box[0], box[3]])
-        landmarks = torch.stack([out_size[0] - landmarks[:, 0], landmarks[:, 1]], dim=1)[MIRRORED_LANDMARKS]
+        box, landmarks = flip_boxes(box, out_size[0]), flip_landmarks(landmarks, out_size[0])
     return np.ascontiguousarray(crop), box, landmarks
 
 

@@ -34,6 +34,9 @@ POSITIVE, NEGATIVE, IGNORED = 1, 0, -1
 IOU_TIE_TOLERANCE = 1e-5
 """Relative difference below which two IoUs count as a tie when forcing faces."""
 
+FLIP_ORDER = [1, 0, 2, 4, 3]
+"""Landmark order after a horizontal flip: the left and right eyes and mouth corners swap."""
+
 
 def as_boxes(boxes, what: str = "boxes") -> torch.Tensor:
     """Validate face boxes and return them as a floating tensor.
@@ -103,6 +106,28 @@ def _check_finite(rows: torch.Tensor, what: str) -> None:
     if bad.any():
         i = int(bad.nonzero()[0])
         raise ValueError(f"{what}: entry {i} has a NaN or infinite coordinate: {rows[i].tolist()}")
+
+
+def flip_boxes(boxes, width: float):
+    """``(..., 4)`` boxes ``(x1, y1, x2, y2)`` of an image mirrored left to right: ``x -> width - x``.
+
+    Works on numpy arrays and tensors alike and returns a new one; pixel ``i`` spans ``[i, i + 1]``, so
+    flipping twice gives the boxes back.
+    """
+    flipped = boxes[..., [2, 1, 0, 3]]  # fancy indexing copies
+    flipped[..., [0, 2]] = width - flipped[..., [0, 2]]
+    return flipped
+
+
+def flip_landmarks(landmarks, width: float):
+    """``(..., 5, 2)`` landmarks of an image mirrored left to right: ``x -> width - x`` and :data:`FLIP_ORDER`.
+
+    The image's left eye becomes its right eye, so the pairs swap to keep "left" meaning the smaller ``x``.
+    Works on numpy arrays and tensors alike and returns a new one.
+    """
+    flipped = landmarks[..., FLIP_ORDER, :]  # fancy indexing copies
+    flipped[..., 0] = width - flipped[..., 0]
+    return flipped
 
 
 def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:

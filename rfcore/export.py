@@ -4,7 +4,7 @@ The ONNX graph computes exactly what the PyTorch model's forward does:
 
 * input ``images``: ``(N, 3, H, W)`` float32, preprocessed as the preset
   says (BGR, minus ``cfg.pixel_mean_bgr``, no scaling; see
-  :func:`rfcore.detect.preprocess`);
+  :func:`rfcore.image.preprocess`);
 * outputs ``logits`` ``(N, A, 2)`` (raw logits, not probabilities: apply a
   softmax over the last axis), ``box_deltas`` ``(N, A, 4)``,
   ``landmark_deltas`` ``(N, A, 10)`` and, for a model with the mesh head,

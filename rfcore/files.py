@@ -133,7 +133,7 @@ def append_line(path, line: str) -> None:
 
     Raises:
         DiskFull: If the device is full; the line may then be torn, which
-            readers of the file detect (see :func:`rfcore.train.read_log`).
+            readers of the file detect (see :func:`rfcore.train.log.parse_log`).
     """
     data = line + "\n"
     try:
@@ -177,3 +177,22 @@ def check_not_inputs(inputs: Iterable, outputs: Iterable) -> None:
             same = "" if str(clash) == str(output) else f" (the same file as input {clash})"
             raise ValueError(f"output {output} is an input{same}: rfcore never writes over a file it reads; "
                              "choose another output path. Nothing was read or written.")
+
+
+def check_file(path, what: str) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if it names an existing file.
+
+    Args:
+        path: The file.
+        what: What it should be, for the message ("an image", "a video").
+
+    Raises:
+        IsADirectoryError: If it is a directory.
+        FileNotFoundError: If it does not exist.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not {what}")
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    return path

@@ -38,6 +38,7 @@ from rfcore.boxes import (
     encode_boxes,
     encode_landmarks,
     has_landmarks,
+    match_anchors,
     paired_iou,
 )
 from rfcore.config import RetinaFaceConfig
@@ -362,3 +363,39 @@ def _nearest_two(centre, stride: int, cells: int):
 def _anchor_index(level: AnchorLevel, row, col, k: int):
     """Flat index of anchor size ``k`` at cell ``(row, col)`` of ``level``."""
     return level.start + (row * level.grid[1] + col) * len(level.sizes) + k
+
+
+# ---------------------------------------------------------------- the reference
+
+
+def per_image_targets(
+    cfg: RetinaFaceConfig, anchors: torch.Tensor, boxes: list[torch.Tensor], landmarks: list[torch.Tensor]
+) -> AnchorTargets:
+    """The reference: match and encode one image at a time with the dense definition.
+
+    :func:`rfcore.boxes.match_anchors` builds the full ``(A, F)`` IoU matrix
+    of each image; :class:`TargetAssigner` must give exactly these targets
+    (tested), and ``rfcore bench targets`` times it against this loop.
+
+    Args:
+        cfg: Preset with thresholds and variances.
+        anchors: ``(A, 4)`` anchors ``(cx, cy, w, h)``.
+        boxes: Per image ``(F_i, 4)`` faces.
+        landmarks: Per image ``(F_i, 5, 2)`` points.
+
+    Returns:
+        The same :class:`~rfcore.matching.AnchorTargets` as :class:`TargetAssigner`.
+    """
+    per_image = []
+    for image_boxes, image_points in zip(boxes, landmarks):
+        labels, matched = match_anchors(anchors, image_boxes, cfg.pos_iou, cfg.neg_iou)
+        positive = labels == POSITIVE
+        face = matched[positive]
+        box_targets = anchors.new_zeros(len(anchors), 4)
+        box_targets[positive] = encode_boxes(image_boxes[face], anchors[positive], cfg.variances)
+        valid = positive.clone()
+        valid[positive] = has_landmarks(image_points)[face]
+        point_targets = anchors.new_zeros(len(anchors), 10)
+        point_targets[valid] = encode_landmarks(image_points[matched[valid]], anchors[valid], cfg.variances)
+        per_image.append((labels, matched, box_targets, point_targets, valid))
+    return AnchorTargets(*(torch.stack(parts) for parts in zip(*per_image)))

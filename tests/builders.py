@@ -22,7 +22,7 @@ def save_mesh_run(folder: Path, zero_mesh_head: bool = False, seed: int = 0) -> 
     from rfcore.config import get_config
     from rfcore.mesh import MeshDecoder, build_hierarchy
     from rfcore.model import RetinaFace
-    from rfcore.train_model import TrainingModel
+    from rfcore.train.model import TrainingModel
     from rfcore.weights import save_weights
 
     torch.manual_seed(seed)
@@ -78,10 +78,10 @@ def write_wider_mat(gt_dir: Path, faces: dict, subsets: dict) -> Path:
 
 
 def train_until_crash(config, step: int) -> None:
-    """Run :func:`rfcore.train.train` with its ``train_step`` raising at call ``step``, as a crash there would."""
+    """Run :func:`rfcore.train.loop.train` with its ``train_step`` raising at call ``step``, as a crash there would."""
     import pytest
 
-    from rfcore import train as training
+    from rfcore.train import loop as training
 
     real_step, calls = training.train_step, []
 

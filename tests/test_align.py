@@ -16,7 +16,7 @@ from rfcore.align import (
     template_points,
 )
 from rfcore.assets import IMAGES, load_annotation, load_image
-from rfcore.detect import Face
+from rfcore.detector import Face
 
 HOPPER = load_annotation(IMAGES / "grace_hopper.json")
 HOPPER_POINTS = HOPPER.landmarks[0].numpy().astype(np.float64)  # (5, 2) hand-annotated

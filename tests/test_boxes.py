@@ -4,6 +4,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torchvision.ops import box_iou
 
 from rfcore.boxes import (
     IGNORED,
@@ -20,7 +21,6 @@ from rfcore.boxes import (
     paired_iou,
     xyxy_to_cxcywh,
 )
-from torchvision.ops import box_iou
 
 GRID = torch.tensor([[4, 4, 8, 8], [12, 4, 8, 8], [4, 12, 8, 8], [12, 12, 8, 8]], dtype=torch.float32)
 VARIANCES = (0.1, 0.2)

@@ -9,7 +9,7 @@ import pytest
 from rfcore.align import align_face
 from rfcore.assets import IMAGES, load_image
 from rfcore.cli import main
-from rfcore.detect import Detector, Face
+from rfcore.detector import Detector, Face
 
 HOPPER = str(IMAGES / "grace_hopper.jpg")
 GROUP = str(IMAGES / "group.jpg")

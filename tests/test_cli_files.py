@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rfcore import cli, detect, files
+from rfcore import files
 from rfcore.assets import IMAGES, load_image
 from rfcore.cli import main
-from rfcore.detect import DEFAULT_WEIGHTS, Detector
+from rfcore.detector import Detector
 from rfcore.video import write_pan_video
-from rfcore.weights import load_weights
+from rfcore.weights import DEFAULT_WEIGHTS, load_weights
 
 REFUSED = "is an input"
 

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from builders import save_mesh_run
 from torchvision.ops import box_iou
 
 import rfcore
@@ -14,26 +15,13 @@ from rfcore.anchors import make_anchors
 from rfcore.assets import load_annotation
 from rfcore.boxes import decode_boxes
 from rfcore.config import get_config
-from rfcore.detect import (
-    Detections,
-    Detector,
-    Face,
-    TTAConfig,
-    box_vote,
-    candidates,
-    flip_detections,
-    input_size,
-    preprocess,
-    read_image,
-    suppress,
-    to_rgb,
-)
+from rfcore.detector import Detector, Face, TTAConfig
+from rfcore.image import input_size, preprocess, read_image, to_rgb
 from rfcore.mesh import MeshDecoder, build_hierarchy
 from rfcore.mesh.camera import camera_from_params, project, to_view
 from rfcore.model import RetinaFace, RetinaFaceOutput
+from rfcore.postprocess import Detections, box_vote, candidates, flip_detections, suppress
 from rfcore.weights import load_weights
-
-from builders import save_mesh_run
 
 ANNOTATION = Path(__file__).resolve().parents[1] / "assets" / "images" / "grace_hopper.json"
 

@@ -9,10 +9,11 @@ from safetensors.torch import load_file
 from torchvision.ops import box_iou
 
 from rfcore.assets import IMAGES
+from rfcore.bench.memory import PEAK_GOAL_BYTES, peak_rss, write_large_image
 from rfcore.config import DEFAULT_MAX_SIZE
-from rfcore.detect import DEFAULT_WEIGHTS, Detector, TTAConfig, read_image
-from rfcore.memory_bench import PEAK_GOAL_BYTES, peak_rss, write_large_image
-from rfcore.weights import save_weights
+from rfcore.detector import Detector, TTAConfig
+from rfcore.image import read_image
+from rfcore.weights import DEFAULT_WEIGHTS, save_weights
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from builders import write_wider_mat
 
 from rfcore.assets import load_annotation
 from rfcore.cli import main
-from rfcore.detect import PAPER_TEST_SCALES
-from rfcore.eval_cli import add_parser, tta_config
+from rfcore.cli.evaluation import add_parsers, tta_config
+from rfcore.detector import PAPER_TEST_SCALES
 
 REPO = Path(__file__).resolve().parents[1]
 PICTURES = {"0--Parade/grace_hopper": "grace_hopper", "0--Parade/astronaut": "astronaut", "1--Group/group": "group"}
@@ -143,7 +143,7 @@ def parse(*options):
     import argparse
 
     parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
+    add_parsers(parser.add_subparsers())
     return parser.parse_args(["eval", "--gt-dir", "g", *options])
 
 

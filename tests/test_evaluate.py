@@ -7,7 +7,7 @@ import pytest
 from builders import write_wider_mat
 
 from rfcore.data import SyntheticFaces
-from rfcore.detect import Face
+from rfcore.detector import Face
 from rfcore.evaluation import (
     ALL_FACES,
     GroundTruth,
@@ -327,7 +327,7 @@ def test_label_file_names_must_differ_beyond_the_extension(tmp_path):
 
 
 class PerfectDetector:
-    """Stands in for rfcore.detect.Detector: returns the sample's own faces, landmarks shifted by ``shift`` px."""
+    """Stands in for rfcore.detector.Detector: returns the sample's own faces, landmarks shifted by ``shift`` px."""
 
     def __init__(self, samples, shift=0.0):
         self.faces = {id(s.image): s for s in samples}

@@ -1,11 +1,11 @@
-"""rfcore.evaluation.bench: the vectorised protocol and the slow loop reference agree."""
+"""rfcore.bench.evaluation: the vectorised protocol and the slow loop reference agree."""
 
 import numpy as np
 import pytest
 
+from rfcore.bench.evaluation import generated_set, loop_evaluate
 from rfcore.cli import main
 from rfcore.evaluation import GroundTruth, ImagePredictions, evaluate
-from rfcore.evaluation.bench import generated_set, loop_evaluate
 from rfcore.evaluation.truth import no_landmarks
 
 

@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from rfcore.config import get_config
-from rfcore.detect import Detector, load_model, preprocess, read_image
+from rfcore.detector import Detector
 from rfcore.export import export_onnx
+from rfcore.image import preprocess, read_image
 from rfcore.model import RetinaFace, RetinaFaceOutput
 from rfcore.model.fuse import fuse_for_inference
+from rfcore.weights import load_model
 
 ort = pytest.importorskip("onnxruntime")
 

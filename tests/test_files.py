@@ -1,8 +1,8 @@
 """rfcore.files: outputs that are inputs are refused; files appear whole or not at all; a full disk is named."""
 
 import errno
-import re
 import os
+import re
 from pathlib import Path
 
 import pytest

@@ -4,10 +4,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rfcore.anchors import make_anchors
-from rfcore.bench import per_image_targets, random_faces
+from rfcore.bench.targets import random_faces
 from rfcore.boxes import NEGATIVE, POSITIVE
 from rfcore.config import get_config
-from rfcore.matching import FaceBatch, TargetAssigner
+from rfcore.matching import FaceBatch, TargetAssigner, per_image_targets
 
 
 def assert_same_targets(fast, peer):

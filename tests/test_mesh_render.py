@@ -6,22 +6,22 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from rfcore.mesh.bench import bench_mesh, format_mesh_report
+from rfcore.bench.mesh import bench_mesh, format_mesh_report
 from rfcore.mesh.branch import render_mesh_params, split_mesh_params
-from rfcore.mesh.camera import (
-    FOCAL,
-    Light,
-    camera_from_params,
-    euler_rotation,
-    light_from_params,
-    project,
-    to_view,
-)
+from rfcore.mesh.camera import FOCAL, Light, camera_from_params, euler_rotation, light_from_params, project, to_view
 from rfcore.mesh.decoder import CODE_SIZE, MeshDecoder
 from rfcore.mesh.hierarchy import build_hierarchy
 from rfcore.mesh.loss import crop_faces, mesh_branch_loss, pixel_loss
-from rfcore.mesh.render import (SIGMA, near_pairs, rasterise_dense, rasterise_windowed, render, triangle_at_pixels,
-                                triangle_terms, window_pairs)
+from rfcore.mesh.render import (
+    SIGMA,
+    near_pairs,
+    rasterise_dense,
+    rasterise_windowed,
+    render,
+    triangle_at_pixels,
+    triangle_terms,
+    window_pairs,
+)
 from rfcore.mesh.shading import lambert, vertex_normals
 from rfcore.model.retinaface import MESH_PARAMS
 

@@ -1,15 +1,15 @@
-"""rfcore.mesh.viz pictures of the mesh branch and the mesh_render_explorer widget."""
+"""rfcore.viz.mesh pictures of the mesh branch and the mesh_render_explorer widget."""
 
 import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
 
-from rfcore.mesh import viz as mesh_viz
 from rfcore.mesh.loss import pixel_loss
 from rfcore.mesh.template import LANDMARK_NAMES
-from rfcore.draw import LANDMARK_COLORS, to_png
-from rfcore.widgets import mesh_render_explorer
+from rfcore.viz import mesh as mesh_viz
+from rfcore.viz.draw import LANDMARK_COLORS, to_png
+from rfcore.viz.widgets import mesh_render_explorer
 
 
 def pixel(image, x, y):

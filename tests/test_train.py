@@ -9,25 +9,19 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from builders import train_until_crash
 from safetensors.torch import load_file
 
-from builders import train_until_crash
-
-from rfcore import train as training
-from rfcore.checkpoint import checkpoint_dirs
+from rfcore.cli import main
+from rfcore.cli.train import add_arguments
 from rfcore.config import get_config
 from rfcore.loss import LossTerms
 from rfcore.model import RetinaFace
-from rfcore.train import (
-    TrainingDiverged,
-    build_dataset,
-    build_model,
-    epoch_indices,
-    learning_rate,
-    schedule_epochs,
-    train,
-)
-from rfcore.train_config import TrainConfig, add_arguments
+from rfcore.train import loop as training
+from rfcore.train.checkpoint import checkpoint_dirs
+from rfcore.train.config import TrainConfig
+from rfcore.train.distributed import epoch_indices
+from rfcore.train.loop import TrainingDiverged, build_dataset, build_model, learning_rate, schedule_epochs, train
 from rfcore.weights import save_weights
 
 STEPS_PER_EPOCH = 3  # six images, batch 2
@@ -274,7 +268,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(faces_folder,
 
 def test_command_line_reports_divergence_with_status_1(faces_folder, tmp_path, monkeypatch, capsys):
     nan_box_from_step(1, monkeypatch)
-    status = training.main(["--data", str(faces_folder), "--out", str(tmp_path), "--size", "64", "--epochs", "1",
+    status = main(["train", "--data", str(faces_folder), "--out", str(tmp_path), "--size", "64", "--epochs", "1",
                             "--batch-size", "2", "--device", "cpu", "--quiet"])
     assert status == 1
     err = capsys.readouterr().err
@@ -282,6 +276,6 @@ def test_command_line_reports_divergence_with_status_1(faces_folder, tmp_path, m
 
 
 def test_command_line_reports_missing_data_with_status_2(tmp_path, capsys):
-    status = training.main(["--data", str(tmp_path / "nowhere" / "label.txt"), "--out", str(tmp_path), "--quiet"])
+    status = main(["train", "--data", str(tmp_path / "nowhere" / "label.txt"), "--out", str(tmp_path), "--quiet"])
     assert status == 2
     assert "nowhere/label.txt does not exist" in capsys.readouterr().err

@@ -1,9 +1,9 @@
-"""rfcore.train_bench on a tiny setting: the figures are there and consistent."""
+"""rfcore.bench.train on a tiny setting: the figures are there and consistent."""
 
 import pytest
 import torch
 
-from rfcore.train_bench import bench_train, format_train_report, memory_batch
+from rfcore.bench.train import bench_train, format_train_report, memory_batch
 
 
 def test_memory_batch_has_faces_inside_the_images():

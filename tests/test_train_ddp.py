@@ -1,6 +1,5 @@
 """rfcore.train under torchrun: two CPU processes with gloo end with identical weights."""
 
-import argparse
 import json
 import os
 import subprocess
@@ -8,17 +7,10 @@ import sys
 
 import torch
 from safetensors.torch import load_file
-
-from rfcore.cli import build_parser
-from rfcore.config import get_config
-from rfcore.model import RetinaFace
 from test_train import write_faces_folder
 
-
-def train_command() -> list[str]:
-    """``-m rfcore train`` once the CLI has the subcommand, else the module's own entry point."""
-    subcommands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return ["-m", "rfcore", "train"] if "train" in subcommands.choices else ["-m", "rfcore.train"]
+from rfcore.config import get_config
+from rfcore.model import RetinaFace
 
 
 def test_two_gloo_ranks_on_cpu_end_with_identical_weights(tmp_path):
@@ -26,7 +18,7 @@ def test_two_gloo_ranks_on_cpu_end_with_identical_weights(tmp_path):
     out = tmp_path / "run"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        *train_command(), "--data", str(data), "--out", str(out), "--size", "64", "--epochs", "2",
+        "-m", "rfcore", "train", "--data", str(data), "--out", str(out), "--size", "64", "--epochs", "2",
         "--batch-size", "2", "--device", "cpu", "--threads", "1", "--quiet", "--save-all-ranks",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -2,19 +2,19 @@
 a kill during the checkpoint rename, and stale temporary checkpoint folders."""
 
 import errno
-import json
 import os
 from pathlib import Path
 
 import pytest
 from test_train import log_terms, tiny_config, write_faces_folder
 
-from rfcore import checkpoint as checkpoints
 from rfcore import files
-from rfcore import train as training
-from rfcore.checkpoint import checkpoint_dirs
-from rfcore.train import TrainingDiskFull, train
-from rfcore.train_config import EXIT_DISK_FULL, TrainConfig
+from rfcore.cli import main
+from rfcore.cli.common import EXIT_DISK_FULL
+from rfcore.train import checkpoint as checkpoints
+from rfcore.train.checkpoint import checkpoint_dirs
+from rfcore.train.config import TrainConfig
+from rfcore.train.loop import TrainingDiskFull, train
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_a_full_disk_while_logging_stops_with_the_log_named(faces_folder, tmp_pa
 
 def test_the_command_line_exits_with_its_own_status_for_a_full_disk(faces_folder, tmp_path, monkeypatch, capsys):
     fill_disk_at(monkeypatch, "state", in_checkpoint=True)
-    status = training.main(["--data", str(faces_folder), "--out", str(tmp_path), "--size", "64", "--epochs", "1",
+    status = main(["train", "--data", str(faces_folder), "--out", str(tmp_path), "--size", "64", "--epochs", "1",
                             "--batch-size", "2", "--device", "cpu", "--quiet"])
     assert status == EXIT_DISK_FULL == 3
     err = capsys.readouterr().err
@@ -118,7 +118,7 @@ def test_a_corrupt_state_json_is_named_with_what_to_do(faces_folder, tmp_path, c
     train(tiny_config(faces_folder, tmp_path, max_steps=4))
     state = checkpoint_dirs(tmp_path)[-1] / "state.json"
     state.write_text(state.read_text()[:60])
-    status = training.main(["--data", str(faces_folder), "--out", str(tmp_path), "--size", "64", "--epochs", "2",
+    status = main(["train", "--data", str(faces_folder), "--out", str(tmp_path), "--size", "64", "--epochs", "2",
                             "--batch-size", "2", "--device", "cpu", "--threads", "1", "--checkpoint-every", "2",
                             "--quiet", "--resume"])
     assert status == 2
@@ -189,7 +189,7 @@ def test_output_files_that_are_inputs_are_refused_before_training(faces_folder, 
 
 
 def test_init_weights_that_are_a_folder_or_another_preset_are_named(faces_folder, tmp_path):
-    from rfcore.detect import DEFAULT_WEIGHTS
+    from rfcore.weights import DEFAULT_WEIGHTS
 
     with pytest.raises(IsADirectoryError, match=rf"weights {tmp_path} is a folder, not a file .*--init-weights"):
         train(tiny_config(faces_folder, tmp_path / "run", init_weights=str(tmp_path)))

@@ -1,23 +1,22 @@
-"""rfcore.train_model (L_pixel for a batch) and mesh-branch training through rfcore.train."""
+"""rfcore.train.model (L_pixel for a batch) and mesh-branch training through rfcore.train."""
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from builders import train_until_crash
+from safetensors.torch import load_file
+from test_train import assert_same_tensors, tiny_config, write_faces_folder
 
 from rfcore.boxes import NEGATIVE, POSITIVE
 from rfcore.config import get_config
-from rfcore.detect import DEFAULT_WEIGHTS, preprocess
+from rfcore.image import network_input_to_rgb, preprocess
 from rfcore.matching import AnchorTargets, FaceBatch
 from rfcore.mesh import MeshDecoder, build_hierarchy, crop_faces, mesh_branch_loss
 from rfcore.model import RetinaFace
-from rfcore.train import load_detector_weights, train
-from rfcore.train_config import TrainConfig
-from rfcore.train_model import CROP_SAMPLES, TrainingModel, network_input_to_rgb, pixel_term, spread
-from rfcore.weights import load_weights
-from test_train import assert_same_tensors, tiny_config, write_faces_folder
+from rfcore.train.config import TrainConfig
+from rfcore.train.loop import train
+from rfcore.train.model import CROP_SAMPLES, TrainingModel, pixel_term, spread
+from rfcore.weights import DEFAULT_WEIGHTS, load_detector_weights, load_weights
 
 MOBILE = get_config("mobilenet0.25")
 

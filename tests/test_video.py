@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from rfcore.assets import IMAGES, load_image
-from rfcore.bench import bench_video, video_lines
+from rfcore.bench.detect import bench_video, video_lines
 from rfcore.cli import main
-from rfcore.detect import Detector, Face
+from rfcore.detector import Detector, Face
 from rfcore.video import (
     MAX_FAILURES_IN_A_ROW,
     Frame,
@@ -21,6 +21,7 @@ from rfcore.video import (
     read_frames,
     write_pan_video,
 )
+from rfcore.viz.draw import draw_faces
 
 SIZE = (180, 240)  # (height, width): small, the largest faces still about 60 px
 FRAMES = 10
@@ -157,7 +158,7 @@ def test_a_broken_frame_is_reported_and_the_loop_goes_on():
     image = np.full((8, 8, 3), 50, np.uint8)
     frames = [Frame(k, None, "could not be decoded") if k == 2 else Frame(k, image) for k in range(6)]
     timings = {}
-    annotated = list(annotate_frames(frames, CountingDetector(), stride=2, timings=timings))
+    annotated = list(annotate_frames(frames, CountingDetector(), stride=2, draw=draw_faces, timings=timings))
     assert [a.index for a in annotated] == list(range(6))
     assert [a.error for a in annotated] == ["", "", "could not be decoded", "", "", ""]
     assert [a.detected for a in annotated] == [True, False, False, True, False, True]  # 3: two frames after 0

@@ -9,12 +9,12 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from rfcore import draw, viz
 from rfcore.anchors import make_anchors
 from rfcore.assets import IMAGES, load_image
 from rfcore.boxes import POSITIVE, match_anchors
 from rfcore.config import get_config
-from rfcore.detect import Face, detect
+from rfcore.detector import Face, detect
+from rfcore.viz import anchors, detection, draw, landmarks
 
 # Two levels with one anchor size each: P3 (stride 8, 16 px) and P4 (stride 16, 32 px).
 CFG = replace(get_config("paper"), strides=(8, 16), anchor_sizes=((16.0,), (32.0,)), variances=(0.1, 0.2))
@@ -100,7 +100,7 @@ def test_table_markdown():
 def test_place_face_scales_about_the_centre_and_broadcasts():
     box = torch.tensor([10.0, 20.0, 30.0, 60.0])
     points = torch.tensor([[15.0, 30.0], [25.0, 30.0], [20.0, 40.0], [15.0, 50.0], [25.0, 50.0]])
-    boxes, moved = viz.place_face(box, points, torch.tensor([[20.0, 40.0], [100.0, 100.0]]), torch.tensor([1.0, 0.5]))
+    boxes, moved = landmarks.place_face(box, points, torch.tensor([[20.0, 40.0], [100.0, 100.0]]), torch.tensor([1.0, 0.5]))
     assert boxes.shape == (2, 4) and moved.shape == (2, 5, 2)
     torch.testing.assert_close(boxes[0], box)
     torch.testing.assert_close(moved[0], points)
@@ -112,7 +112,7 @@ def test_place_face_scales_about_the_centre_and_broadcasts():
 
 
 def test_render_anchor_level_outlines_the_chosen_anchor_in_its_label_colour():
-    rendering = viz.render_anchor_level(blank(), FACE, CFG, "P3", 0, (47, 41))
+    rendering = anchors.render_anchor_level(blank(), FACE, CFG, "P3", 0, (47, 41))
     assert rendering.ok and rendering.message == ""
     assert rendering.image.shape == (96, 96, 3) and rendering.image.dtype == np.uint8
     info = rendering.info
@@ -126,16 +126,16 @@ def test_render_anchor_level_outlines_the_chosen_anchor_in_its_label_colour():
 
 def test_render_anchor_level_neighbour_is_ignored_and_far_anchor_negative():
     # The cell to the right overlaps by 8 of 16 columns: IoU 128 / 384 = 1/3.
-    right = viz.render_anchor_level(blank(), FACE, CFG, 0, 0, (53, 44))
+    right = anchors.render_anchor_level(blank(), FACE, CFG, 0, 0, (53, 44))
     assert right.info["iou"] == pytest.approx(1 / 3) and right.info["label"] == "ignored"
     assert pixel(right.image, 60, 46) == draw.IGNORED_COLOR  # right edge of the anchor centred at (52, 44)
-    far = viz.render_anchor_level(blank(), FACE, CFG, "P4", 0, (90, 90))
+    far = anchors.render_anchor_level(blank(), FACE, CFG, "P4", 0, (90, 90))
     assert far.info["iou"] == 0.0 and far.info["label"] == "negative"
     assert pixel(far.image, 72, 88) == draw.NEGATIVE_COLOR  # left edge of the anchor centred at (88, 88)
 
 
 def test_render_anchor_level_paints_iou_dots_at_cell_centres():
-    rendering = viz.render_anchor_level(blank(), FACE, CFG, "P3", 0, (10, 10))
+    rendering = anchors.render_anchor_level(blank(), FACE, CFG, "P3", 0, (10, 10))
     assert pixel(rendering.image, 4, 84) == draw.ZERO_IOU_COLOR  # cell (10, 0): no overlap
     assert pixel(rendering.image, 44, 44) == tuple(draw.iou_colors([1.0])[0])
 
@@ -156,7 +156,7 @@ def test_render_anchor_level_paints_iou_dots_at_cell_centres():
 )
 def test_render_anchor_level_bad_input_gives_a_message(face, level, size_index, point, words):
     image = blank(value=200)
-    rendering = viz.render_anchor_level(image, face, CFG, level, size_index, point)
+    rendering = anchors.render_anchor_level(image, face, CFG, level, size_index, point)
     assert not rendering.ok and words in rendering.message
     assert rendering.caption == "" and rendering.info == {}
     assert rendering.image.shape == image.shape and rendering.image.dtype == np.uint8
@@ -172,7 +172,7 @@ FAR_FACE = [196.0, 196.0, 212.0, 212.0]
 
 
 def test_render_matching_labels_and_colours_anchors():
-    rendering = viz.render_matching(blank(256, 256), [FAR_FACE], CFG, pos_iou=0.5, neg_iou=0.3)
+    rendering = anchors.render_matching(blank(256, 256), [FAR_FACE], CFG, pos_iou=0.5, neg_iou=0.3)
     info = rendering.info
     # the exact anchor is positive; its four P3 neighbours (IoU 1/3) are ignored; the rest negative
     assert (info["positive"], info["forced"], info["ignored"]) == (1, 0, 4)
@@ -187,7 +187,7 @@ def test_render_matching_labels_and_colours_anchors():
 
 def test_render_matching_outlines_positive_anchors_in_the_positive_colour():
     face = [197.0, 197.0, 211.0, 211.0]  # 14x14 inside the 16 px anchor at (204, 204): IoU 0.77
-    rendering = viz.render_matching(blank(256, 256), [face], CFG, pos_iou=0.5, neg_iou=0.3)
+    rendering = anchors.render_matching(blank(256, 256), [face], CFG, pos_iou=0.5, neg_iou=0.3)
     assert (rendering.info["positive"], rendering.info["forced"], rendering.info["ignored"]) == (1, 0, 0)
     assert pixel(rendering.image, 196, 204) == draw.POSITIVE_COLOR
     assert pixel(rendering.image, 197, 204) == draw.FACE_COLOR
@@ -195,7 +195,7 @@ def test_render_matching_outlines_positive_anchors_in_the_positive_colour():
 
 def test_render_matching_draws_a_forced_tiny_face_anchor():
     tiny = [202.0, 202.0, 206.0, 206.0]  # 4x4 inside the 16 px anchor at (204, 204): IoU 1/16
-    rendering = viz.render_matching(blank(256, 256), [tiny], CFG, pos_iou=0.5, neg_iou=0.3)
+    rendering = anchors.render_matching(blank(256, 256), [tiny], CFG, pos_iou=0.5, neg_iou=0.3)
     assert (rendering.info["positive"], rendering.info["forced"], rendering.info["ignored"]) == (1, 1, 0)
     assert int(rendering.info["labels"].eq(POSITIVE).nonzero()) == 25 * 32 + 25
     assert pixel(rendering.image, 196, 200) == draw.FORCED_COLOR
@@ -203,13 +203,13 @@ def test_render_matching_draws_a_forced_tiny_face_anchor():
 
 
 def test_render_matching_without_faces_is_all_negative():
-    rendering = viz.render_matching(blank(), torch.zeros(0, 4), CFG)
+    rendering = anchors.render_matching(blank(), torch.zeros(0, 4), CFG)
     assert rendering.ok and rendering.info["negative"] == len(rendering.info["anchors"])
 
 
 @pytest.mark.parametrize("pos_iou, neg_iou", [(0.3, 0.5), (0.5, 0.0), (1.5, 0.3)])
 def test_render_matching_bad_thresholds_give_a_message(pos_iou, neg_iou):
-    rendering = viz.render_matching(blank(), [FACE], CFG, pos_iou=pos_iou, neg_iou=neg_iou)
+    rendering = anchors.render_matching(blank(), [FACE], CFG, pos_iou=pos_iou, neg_iou=neg_iou)
     assert not rendering.ok and "0 < neg_iou <= pos_iou <= 1" in rendering.message
 
 
@@ -224,7 +224,7 @@ def landmarks_around(cx, cy, half):
 def test_render_landmark_encoding_targets_match_the_formula():
     anchor = torch.tensor([44.0, 44.0, 16.0, 16.0])
     points = landmarks_around(44.0, 44.0, 4.0)
-    rendering = viz.render_landmark_encoding(blank(), FACE, points, CFG, anchor=anchor)
+    rendering = landmarks.render_landmark_encoding(blank(), FACE, points, CFG, anchor=anchor)
     assert rendering.ok
     torch.testing.assert_close(rendering.info["box_targets"], torch.zeros(4))
     # offset 4 px / (0.1 * 16 px) = 2.5
@@ -235,13 +235,13 @@ def test_render_landmark_encoding_targets_match_the_formula():
 
 
 def test_render_landmark_encoding_picks_the_best_anchor_by_default():
-    rendering = viz.render_landmark_encoding(blank(), FACE, landmarks_around(44.0, 44.0, 4.0), CFG)
+    rendering = landmarks.render_landmark_encoding(blank(), FACE, landmarks_around(44.0, 44.0, 4.0), CFG)
     torch.testing.assert_close(rendering.info["anchor"], torch.tensor([44.0, 44.0, 16.0, 16.0]))
     assert rendering.info["iou"] == pytest.approx(1.0)
 
 
 def test_render_landmark_encoding_without_landmarks_gives_a_message():
-    rendering = viz.render_landmark_encoding(blank(), FACE, torch.full((5, 2), -1.0), CFG)
+    rendering = landmarks.render_landmark_encoding(blank(), FACE, torch.full((5, 2), -1.0), CFG)
     assert not rendering.ok and "no landmark annotation" in rendering.message
 
 
@@ -249,8 +249,8 @@ def test_render_moved_face_targets_do_not_depend_on_scale():
     image = blank(256, 256)
     face = [100.0, 100.0, 132.0, 132.0]
     points = landmarks_around(116.0, 116.0, 8.0)
-    small = viz.render_moved_face(image, face, points, CFG, (44.0, 44.0), 0.5)  # 16 px face on the 16 px anchor
-    large = viz.render_moved_face(image, face, points, CFG, (40.0, 40.0), 1.0)  # 32 px face on the 32 px anchor
+    small = landmarks.render_moved_face(image, face, points, CFG, (44.0, 44.0), 0.5)  # 16 px face on the 16 px anchor
+    large = landmarks.render_moved_face(image, face, points, CFG, (40.0, 40.0), 1.0)  # 32 px face on the 32 px anchor
     assert small.ok and large.ok
     torch.testing.assert_close(small.info["box"], torch.tensor(FACE))
     assert small.info["anchor"][2] == 16 and large.info["anchor"][2] == 32
@@ -262,7 +262,7 @@ def test_render_moved_face_moves_the_pixels_with_the_face():
     image = blank(64, 64)
     image[2:6, 50:54] = 255  # a white patch away from the face
     face, points = [24.0, 24.0, 40.0, 40.0], landmarks_around(32.0, 32.0, 4.0)
-    rendering = viz.render_moved_face(image, face, points, CFG, (12.0, 52.0), 1.0)  # shift by (-20, +20)
+    rendering = landmarks.render_moved_face(image, face, points, CFG, (12.0, 52.0), 1.0)  # shift by (-20, +20)
     assert rendering.ok
     assert rendering.info["box"].tolist() == [4.0, 44.0, 20.0, 60.0]
     assert pixel(rendering.image, 30, 22) == (255, 255, 255)  # the patch moved along: now x 30..33, y 22..25 (the anchor label covers y >= 25)
@@ -276,7 +276,7 @@ def test_render_moved_face_moves_the_pixels_with_the_face():
                                                    ((32.0, 32.0), float("nan"), "positive number"),
                                                    ((32.0, 32.0), "big", "positive number")])
 def test_render_moved_face_bad_input_gives_a_message(centre, scale, words):
-    rendering = viz.render_moved_face(blank(64, 64), [24.0, 24.0, 40.0, 40.0], landmarks_around(32.0, 32.0, 4.0),
+    rendering = landmarks.render_moved_face(blank(64, 64), [24.0, 24.0, 40.0, 40.0], landmarks_around(32.0, 32.0, 4.0),
                                       CFG, centre, scale)
     assert not rendering.ok and words in rendering.message
     assert rendering.image.shape == (64, 64, 3)
@@ -287,7 +287,7 @@ def test_render_moved_face_bad_input_gives_a_message(centre, scale, words):
 
 def test_plot_anchor_counts_bars_are_the_counts_and_leak_no_figure():
     before = plt.get_fignums()
-    fig = viz.plot_anchor_counts([get_config("paper"), get_config("mobilenet0.25")], (640, 640))
+    fig = anchors.plot_anchor_counts([get_config("paper"), get_config("mobilenet0.25")], (640, 640))
     assert isinstance(fig, Figure) and plt.get_fignums() == before
     paper, mobile = fig.axes
     assert [p.get_height() for p in paper.patches] == [76800, 19200, 4800, 1200, 300]
@@ -296,7 +296,7 @@ def test_plot_anchor_counts_bars_are_the_counts_and_leak_no_figure():
 
 
 def test_plot_histograms_one_panel_per_group():
-    fig = viz.plot_histograms({"a": {"x": np.arange(10), "y": np.ones(3)}, "b": {"z": np.zeros(4)}}, bins=5)
+    fig = draw.plot_histograms({"a": {"x": np.arange(10), "y": np.ones(3)}, "b": {"z": np.zeros(4)}}, bins=5)
     assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
     assert len(fig.axes[0].patches) == 2  # one step outline per series
 
@@ -307,14 +307,14 @@ def test_plot_histograms_one_panel_per_group():
 def test_core_modules_do_not_import_viz_or_widgets():
     code = (
         "import sys, rfcore.config, rfcore.anchors, rfcore.boxes, rfcore.matching, rfcore.assets;"
-        "loaded = [m for m in ('rfcore.viz', 'rfcore.widgets', 'ipywidgets', 'matplotlib') if m in sys.modules];"
+        "loaded = [m for m in ('rfcore.viz', 'rfcore.viz.widgets', 'ipywidgets', 'matplotlib') if m in sys.modules];"
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_render_moved_face_without_landmarks_gives_a_message():
-    rendering = viz.render_moved_face(blank(64, 64), [24.0, 24.0, 40.0, 40.0], torch.full((5, 2), -1.0), CFG,
+    rendering = landmarks.render_moved_face(blank(64, 64), [24.0, 24.0, 40.0, 40.0], torch.full((5, 2), -1.0), CFG,
                                       (32.0, 32.0), 0.5)
     assert not rendering.ok and "no landmark annotation" in rendering.message
 
@@ -353,22 +353,22 @@ def test_render_threshold_counts_found_false_and_missed_faces():
     right = Face((10.0, 20.0, 50.0, 70.0), 0.9, FACE_POINTS)
     wrong = Face((60.0, 10.0, 90.0, 40.0), 0.3, FACE_POINTS)
     truth = [[12.0, 22.0, 50.0, 70.0], [60.0, 60.0, 90.0, 90.0]]
-    high = viz.render_threshold(blank(), [right, wrong], 0.5, truth)
+    high = detection.render_threshold(blank(), [right, wrong], 0.5, truth)
     assert high.ok and high.info["faces"] == [right]
     assert (high.info["matched"], high.info["false"], high.info["missed"]) == (1, 0, 1)
     assert pixel(high.image, 10, 45) == draw.FACE_COLOR and pixel(high.image, 60, 75) == draw.MISSED_COLOR
     assert high.caption == (
         "score > 0.50: 1 face, 1 on an annotated face (IoU >= 0.5), 0 elsewhere; 1 of 2 annotated faces missed"
     )
-    low = viz.render_threshold(blank(), [right, wrong], 0.2, truth)
+    low = detection.render_threshold(blank(), [right, wrong], 0.2, truth)
     assert (low.info["matched"], low.info["false"], low.info["missed"]) == (1, 1, 1)
     assert pixel(low.image, 60, 25) == draw.NEGATIVE_COLOR
 
 
 def test_render_threshold_without_annotation_and_with_a_bad_threshold():
-    rendering = viz.render_threshold(blank(), [Face((10.0, 20.0, 50.0, 70.0), 0.9, FACE_POINTS)], 0.95)
+    rendering = detection.render_threshold(blank(), [Face((10.0, 20.0, 50.0, 70.0), 0.9, FACE_POINTS)], 0.95)
     assert rendering.caption == "score > 0.95: 0 faces" and rendering.info == {"threshold": 0.95, "faces": []}
-    bad = viz.render_threshold(blank(), [], 1.0)
+    bad = detection.render_threshold(blank(), [], 1.0)
     assert not bad.ok and "[0, 1)" in bad.message
 
 
@@ -376,4 +376,4 @@ def test_render_threshold_filtering_equals_detecting_at_that_threshold():
     path = IMAGES / "group.jpg"
     low = detect(path, threshold=0.01)
     for threshold in (0.3, 0.9):
-        assert viz.render_threshold(load_image(path), low, threshold).info["faces"] == detect(path, threshold=threshold)
+        assert detection.render_threshold(load_image(path), low, threshold).info["faces"] == detect(path, threshold=threshold)

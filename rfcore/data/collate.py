@@ -1,7 +1,7 @@
 """Batching samples with different numbers of faces, and the DataLoader that does it.
 
 A batch is ready for the network: its images go through
-:func:`rfcore.detect.preprocess` (BGR, minus ``cfg.pixel_mean_bgr``, no
+:func:`rfcore.image.preprocess` (BGR, minus ``cfg.pixel_mean_bgr``, no
 scaling), the one function that turns pixels into network input for
 training and inference alike.
 """
@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rfcore.config import RetinaFaceConfig
 from rfcore.data.sample import FaceSample
-from rfcore.detect import preprocess
+from rfcore.image import preprocess
 from rfcore.matching import FaceBatch
 
 
@@ -24,7 +24,7 @@ class TrainBatch(NamedTuple):
     """A batch of same-sized images and their faces.
 
     Attributes:
-        images: ``(B, 3, H, W)`` float32 network input (see :func:`rfcore.detect.preprocess`).
+        images: ``(B, 3, H, W)`` float32 network input (see :func:`rfcore.image.preprocess`).
         faces: The faces of all images, flattened (:class:`rfcore.matching.FaceBatch`),
             ready for :class:`rfcore.matching.TargetAssigner`.
         paths: Image file of each sample.

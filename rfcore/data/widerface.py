@@ -39,7 +39,7 @@ import torch.utils.data
 
 from rfcore.assets import load_image
 from rfcore.data.sample import MISSING, FaceSample
-from rfcore.imread import check_jpeg_complete, header_size
+from rfcore.image import check_jpeg_complete, header_size
 
 VALUES_PER_FACE = {
     4: "x y w h",

@@ -9,11 +9,11 @@
 * :mod:`~rfcore.evaluation.landmarks`: NME, the cumulative error distribution
   and the failure rate [paper §4.5];
 * :mod:`~rfcore.evaluation.run`: run a detector over a set and score it;
-* :mod:`~rfcore.evaluation.bench`: ``rfcore bench eval``, against a loop over
+* :mod:`~rfcore.bench.evaluation`: ``rfcore bench eval``, against a loop over
   thresholds.
 
-``rfcore eval`` (:mod:`rfcore.eval_cli`) puts them together on the command
-line; :mod:`rfcore.viz_eval` draws the curves.
+``rfcore eval`` (:mod:`rfcore.cli.evaluation`) puts them together on the command
+line; :mod:`rfcore.viz.evaluation` draws the curves.
 """
 
 from rfcore.evaluation.landmarks import (
@@ -24,12 +24,7 @@ from rfcore.evaluation.landmarks import (
     failure_rate,
     landmark_nme,
 )
-from rfcore.evaluation.predictions import (
-    ImagePredictions,
-    read_prediction_file,
-    read_predictions,
-    write_predictions,
-)
+from rfcore.evaluation.predictions import ImagePredictions, read_prediction_file, read_predictions, write_predictions
 from rfcore.evaluation.protocol import IOU_THRESHOLD, THRESHOLDS, PRCurve, evaluate, voc_ap, wider_iou
 from rfcore.evaluation.run import Evaluation, detect_images, evaluate_all, evaluate_samples, image_paths
 from rfcore.evaluation.truth import (

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from rfcore.data.widerface import parse_numbers
-from rfcore.files import write_text
 from rfcore.evaluation.truth import GroundTruth, xyxy_to_xywh
+from rfcore.files import write_text
 
 FACE_LINE = "x y w h score"
 """What each face line of a prediction file holds."""
@@ -67,7 +67,7 @@ class ImagePredictions:
 
     @classmethod
     def from_faces(cls, faces: Sequence) -> ImagePredictions:
-        """From the :class:`rfcore.detect.Face` list of one image, landmarks included."""
+        """From the :class:`rfcore.detector.Face` list of one image, landmarks included."""
         return cls.from_xyxy(
             [face.box for face in faces], [face.score for face in faces], [face.landmarks for face in faces]
         )

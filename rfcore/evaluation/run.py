@@ -19,13 +19,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-
-from rfcore.progress import progress_bar
 from rfcore.data.sample import FaceSample
 from rfcore.evaluation.landmarks import FAILURE_NME, LandmarkResult, evaluate_landmarks
 from rfcore.evaluation.predictions import ImagePredictions
 from rfcore.evaluation.protocol import IOU_THRESHOLD, THRESHOLDS, PRCurve, evaluate
 from rfcore.evaluation.truth import GroundTruth, truth_from_samples
+from rfcore.progress import progress_bar
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,7 +95,7 @@ def detect_images(
     """Run a detector on each image, with a progress bar.
 
     Args:
-        detector: A :class:`rfcore.detect.Detector` (its threshold decides the
+        detector: A :class:`rfcore.detector.Detector` (its threshold decides the
             lowest score kept; evaluate with a low one such as 0.02).
         images: One path or ``(H, W, 3)`` uint8 RGB array per name.
         names: Image keys, in the order of ``images``.
@@ -120,7 +119,7 @@ def evaluate_samples(detector, samples: Iterable[FaceSample], progress: bool = F
     """Detect and score on in-memory samples (e.g. :class:`rfcore.data.SyntheticFaces`); every face counts.
 
     Args:
-        detector: A :class:`rfcore.detect.Detector`.
+        detector: A :class:`rfcore.detector.Detector`.
         samples: The samples, images in RGB.
         progress: Show a progress bar.
 

@@ -18,9 +18,9 @@ One module per step, in the order the data flows:
 :mod:`~rfcore.mesh.render` (soft rasteriser),
 :mod:`~rfcore.mesh.branch` (144 head outputs -> rendered face),
 :mod:`~rfcore.mesh.loss` (face crops, ``L_pixel``),
-:mod:`~rfcore.mesh.fit` (analysis by synthesis: fit one crop) and
-:mod:`~rfcore.mesh.bench` (timings). The pictures of notebook 04 are in
-:mod:`~rfcore.mesh.viz` (not imported here: it needs matplotlib).
+:mod:`~rfcore.mesh.fit` (analysis by synthesis: fit one crop). The
+pictures of notebook 04 are in :mod:`rfcore.viz.mesh`, the timings in
+:mod:`rfcore.bench.mesh`: they sit on top of this package.
 """
 
 from rfcore.mesh.branch import project_mesh_params, render_mesh_params, split_mesh_params
@@ -30,11 +30,12 @@ from rfcore.mesh.decoder import MeshDecoder
 from rfcore.mesh.fit import FitResult, fit_mesh
 from rfcore.mesh.hierarchy import MeshHierarchy, build_hierarchy, hierarchy_from_meshes
 from rfcore.mesh.laplacian import eigenbasis, hop_distances, laplacian, normalised_laplacian
-from rfcore.mesh.loss import crop_faces, mesh_branch_loss, pixel_loss, uncrop_points
+from rfcore.mesh.loss import CROP_SIZE, crop_faces, mesh_branch_loss, pixel_loss, uncrop_points
 from rfcore.mesh.render import render
 from rfcore.mesh.template import Mesh, face_template, load_obj
 
 __all__ = [
+    "CROP_SIZE",
     "ChebConv",
     "FitResult",
     "Mesh",

@@ -1,6 +1,6 @@
 """The notebooks as people use them: opened in JupyterLab, run, and their explorers dragged.
 
-For each notebook with an explorer (:mod:`rfcore.widgets`) the ``opened`` fixture loads it in Chromium,
+For each notebook with an explorer (:mod:`rfcore.viz.widgets`) the ``opened`` fixture loads it in Chromium,
 clears the stored outputs, runs all cells from the Run menu and waits for the explorer to show its
 picture. The tests then check the outputs for errors and move a slider from the keyboard, as a person
 would, and wait for the picture and caption to change. Screenshots go to ``artifacts/screenshots/``
@@ -31,7 +31,7 @@ class ExplorerCase:
 
     Attributes:
         notebook: File in ``notebooks/``.
-        name: The :mod:`rfcore.widgets` function; names its screenshot.
+        name: The :mod:`rfcore.viz.widgets` function; names its screenshot.
         control: Label of the slider the test moves.
         key: Key pressed on the slider's handle (``End``: to its maximum).
         expect: Text in the caption after the move.
@@ -166,7 +166,7 @@ def opened(request, browser, jupyterlab, timings, artifacts):
 
 def test_every_notebook_with_an_explorer_is_driven_here():
     with_explorers = {path.name: path.read_text() for path in NOTEBOOKS.glob("*.ipynb")
-                      if "from rfcore.widgets import" in path.read_text()}
+                      if "from rfcore.viz.widgets import" in path.read_text()}
     assert sorted(with_explorers) == [case.notebook for case in EXPLORERS]
     for case in EXPLORERS:
         assert f"{case.name}(" in with_explorers[case.notebook], case

@@ -4,7 +4,7 @@
 every term of Eq. 1 on a network output, and draws which anchors each term
 sees: the positives (all four terms), the ignored anchors (none) and the
 negatives that hard example mining keeps for ``L_cls``. Like every
-``render_*`` it returns a :class:`~rfcore.draw.Rendering` and reports input a
+``render_*`` it returns a :class:`~rfcore.viz.draw.Rendering` and reports input a
 slider can produce (a negative weight, say) in its ``message`` instead of
 raising.
 """
@@ -22,20 +22,20 @@ from rfcore.config import RetinaFaceConfig
 from rfcore.loss import classification_loss, multitask_loss, ohem_select
 from rfcore.matching import TargetAssigner
 from rfcore.model import RetinaFaceOutput
-from rfcore.draw import (
-    BadInput,
+from rfcore.viz.draw import (
     FACE_COLOR,
     IGNORED_COLOR,
     NEGATIVE_COLOR,
     POSITIVE_COLOR,
+    BadInput,
     Rendering,
     check_image,
+    checked_faces,
     draw_boxes,
     draw_legend,
     failed,
     paint_dots,
 )
-from rfcore.viz import checked_faces
 
 WEIGHT_NAMES = {"cls": "lambda_cls", "box": "lambda_box", "pts": "lambda_pts", "pixel": "lambda_pixel"}
 """Each term of Eq. 1 and the preset field that weighs it."""
@@ -73,7 +73,7 @@ def render_loss(
         pixel: ``L_pixel`` as a scalar tensor, or ``None`` when the model has no mesh branch.
 
     Returns:
-        A :class:`~rfcore.draw.Rendering` whose ``info`` holds ``terms`` (the
+        A :class:`~rfcore.viz.draw.Rendering` whose ``info`` holds ``terms`` (the
         unweighted terms and ``total``, floats), ``weighted`` (each term times
         its λ), the counts ``positive``, ``ignored``, ``negative`` and
         ``selected`` (negatives kept), and the ``labels`` ``(A,)``, ``selected_mask``
@@ -135,7 +135,7 @@ def _loss_caption(values: dict, weighted: dict, weights: RetinaFaceConfig, count
 
 
 def _checked_weights(cfg: RetinaFaceConfig, lambda_box, lambda_pts, lambda_pixel, ohem_ratio) -> RetinaFaceConfig:
-    """``cfg`` with the given weights and ratio, or :class:`~rfcore.draw.BadInput` naming a bad one."""
+    """``cfg`` with the given weights and ratio, or :class:`~rfcore.viz.draw.BadInput` naming a bad one."""
     chosen = {"lambda_box": lambda_box, "lambda_pts": lambda_pts, "lambda_pixel": lambda_pixel}
     chosen = {name: getattr(cfg, name) if value is None else value for name, value in chosen.items()}
     for name, value in chosen.items():

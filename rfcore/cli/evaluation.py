@@ -47,7 +47,7 @@ DETECTOR_OPTIONS = {"weights": None, "threshold": None, "max_size": DEFAULT_MAX_
 """Options that only matter when the detector runs (not with --pred-dir), with their defaults."""
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parsers(subparsers) -> argparse.ArgumentParser:
     """Add the ``eval`` subcommand to the ``rfcore`` command line."""
     parser = subparsers.add_parser(
         "eval",
@@ -206,7 +206,7 @@ def warn_outside(truth, paths: list[Path]) -> None:
     import numpy as np
 
     from rfcore.data.widerface import outside_image
-    from rfcore.imread import header_size
+    from rfcore.image import header_size
 
     notes = []
     for path, boxes in zip(paths, truth.boxes):
@@ -227,8 +227,8 @@ def threshold(args: argparse.Namespace) -> float:
 
 
 def tta_config(args: argparse.Namespace):
-    """The :class:`rfcore.detect.TTAConfig` of the options, or ``None`` for a single pass."""
-    from rfcore.detect import PAPER_TEST_SCALES, TTAConfig
+    """The :class:`rfcore.detector.TTAConfig` of the options, or ``None`` for a single pass."""
+    from rfcore.detector import PAPER_TEST_SCALES, TTAConfig
 
     if not (args.flip or args.scales or args.multiscale):
         return None
@@ -243,7 +243,7 @@ def detect_and_write(args: argparse.Namespace, truth):
     Returns:
         The predictions and the prediction folder.
     """
-    from rfcore.detect import Detector
+    from rfcore.detector import Detector
     from rfcore.evaluation import detect_images, image_paths, write_predictions
     from rfcore.evaluation.predictions import prediction_path
 
@@ -285,7 +285,7 @@ def settings(args: argparse.Namespace, written: Path | None) -> dict:
 def report(args: argparse.Namespace, truth, predictions, written: Path | None) -> None:
     """Evaluate, print the APs and write ``pr_curves.png`` and ``summary.json`` to ``--out``."""
     from rfcore.evaluation import evaluate_all
-    from rfcore.viz_eval import plot_pr_curves
+    from rfcore.viz.evaluation import plot_pr_curves
 
     result = evaluate_all(truth, predictions)
     summary = {**result.summary(), "settings": settings(args, written)}
@@ -324,46 +324,3 @@ def format_report(summary: dict) -> str:
             f"failure rate (NME > {marks['failure_nme']:.0%}) {marks['failure_rate']:.2%}"
         )
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- rfcore bench eval
-
-
-def add_bench_parser(kinds) -> argparse.ArgumentParser:
-    """Add the ``eval`` kind to ``rfcore bench``."""
-    bench = kinds.add_parser(
-        "eval",
-        help="the WIDER FACE protocol on 3,226 generated images, against a loop over thresholds",
-        description="Time the vectorised WIDER FACE protocol (rfcore.evaluation.protocol) on generated images with "
-        "faces and detections, against the slow reference: the same protocol with a loop over each image's "
-        "detections and its 1,000 score thresholds, as the official toolbox computes it. Both must give the same "
-        "APs (exit status 1 otherwise); the goal is a speed-up of at least 10x.",
-    )
-    bench.add_argument("--num-images", type=int, default=3226, metavar="N",
-                       help="images, as many as WIDER FACE val by default (default: 3226)")
-    bench.add_argument("--faces", type=int, default=40, help="ground-truth faces per image (default: 40)")
-    bench.add_argument("--detections", type=int, default=200, help="detections per image (default: 200)")
-    bench.add_argument("--repeats", type=int, default=5, help="timed runs of the vectorised protocol (default: 5)")
-    bench.add_argument("--peer-repeats", type=int, default=1,
-                       help="timed runs of the loop, about a minute each at the defaults (default: 1)")
-    bench.add_argument("--seed", type=int, default=0, help="seed of the generated set (default: 0)")
-    bench.set_defaults(run=run_bench)
-    return bench
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    """Run ``rfcore bench eval``; exit status 1 if the two implementations disagree."""
-    from rfcore.evaluation.bench import bench_eval, format_eval_report
-
-    for name in ("num_images", "faces", "detections", "repeats", "peer_repeats"):
-        if getattr(args, name) < 1:
-            print(f"rfcore bench eval: --{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}",
-                  file=sys.stderr)
-            return 2
-    try:
-        result = bench_eval(args.num_images, args.faces, args.detections, args.repeats, args.peer_repeats, args.seed)
-    except AssertionError as err:
-        print(f"rfcore bench eval: {err}", file=sys.stderr)
-        return 1
-    print(format_eval_report(result))
-    return 0

@@ -1,6 +1,6 @@
 """``rfcore bench train``: images per second of a full training step, and what the loss side costs.
 
-A step is :func:`rfcore.train.train_step` itself: forward, target assignment,
+A step is :func:`rfcore.train.loop.train_step` itself: forward, target assignment,
 multi-task loss, backward and SGD update, on a batch already in memory (so no
 loading or augmentation is timed). Target assignment and the loss (its forward
 computation, recording the graph as in training) are then timed on their own
@@ -21,16 +21,16 @@ import time
 import numpy as np
 import torch
 
-from rfcore.bench import random_faces
+from rfcore.bench.targets import random_faces
 from rfcore.config import get_config
 from rfcore.data import TrainBatch
-from rfcore.detect import preprocess
+from rfcore.image import preprocess
 from rfcore.loss import multitask_loss
 from rfcore.matching import FaceBatch, TargetAssigner
 from rfcore.model import RetinaFace, RetinaFaceOutput
-from rfcore.train import TrainConfig, make_optimizer, train_step
-from rfcore.train_config import MESH_ANCHORS
-from rfcore.train_model import TrainingModel
+from rfcore.train.config import MESH_ANCHORS, TrainConfig
+from rfcore.train.loop import make_optimizer, train_step
+from rfcore.train.model import TrainingModel
 
 SHARE_GOAL = 0.10
 """Largest share of a step that target assignment and the loss should take."""
@@ -49,7 +49,7 @@ def memory_batch(preset_name: str, batch: int, faces: int, size: int, seed: int 
     return TrainBatch(preprocess(images, cfg.pixel_mean_bgr), FaceBatch.from_list(boxes, points), [""] * batch)
 
 
-def time_steps(models: list[TrainingModel], data: TrainBatch, assigner: TargetAssigner, preset,
+def time_steps(models: list[TrainingModel], data: TrainBatch, assigner: TargetAssigner, cfg,
                repeats: int) -> list[list[float]]:
     """Seconds of ``repeats`` training steps of each model on ``data``, after one untimed warm-up each.
 
@@ -63,12 +63,12 @@ def time_steps(models: list[TrainingModel], data: TrainBatch, assigner: TargetAs
     for _ in range(repeats + 1):
         for model, optimizer, steps in zip(models, optimizers, times):
             start = time.perf_counter()
-            train_step(model, data, assigner, preset, optimizer, lr=1e-3)
+            train_step(model, data, assigner, cfg, optimizer, lr=1e-3)
             steps.append(time.perf_counter() - start)
     return [steps[1:] for steps in times]
 
 
-def time_assign_and_loss(model: TrainingModel, data: TrainBatch, assigner: TargetAssigner, preset,
+def time_assign_and_loss(model: TrainingModel, data: TrainBatch, assigner: TargetAssigner, cfg,
                          repeats: int) -> tuple[float, float]:
     """Median seconds of target assignment and of the multi-task loss alone, on ``data``."""
     with torch.no_grad():
@@ -79,17 +79,17 @@ def time_assign_and_loss(model: TrainingModel, data: TrainBatch, assigner: Targe
         start = time.perf_counter()
         targets = assigner(data.faces)
         middle = time.perf_counter()
-        multitask_loss(output, targets, preset)
+        multitask_loss(output, targets, cfg)
         assign.append(middle - start)
         loss.append(time.perf_counter() - middle)
     return statistics.median(assign[1:]), statistics.median(loss[1:])
 
 
-def mesh_model(preset, seed: int = 0, mesh_anchors: int = MESH_ANCHORS) -> TrainingModel:
+def mesh_model(cfg, seed: int = 0, mesh_anchors: int = MESH_ANCHORS) -> TrainingModel:
     """The model ``rfcore train --mesh`` trains: mesh head, decoder, ``L_pixel`` on ``mesh_anchors`` positives."""
     torch.manual_seed(seed)
-    detector = RetinaFace.from_config(preset, mesh_head=True)
-    return TrainingModel.build(detector, True, preset.pixel_mean_bgr, mesh_anchors).train()
+    detector = RetinaFace.from_config(cfg, mesh_head=True)
+    return TrainingModel.build(detector, True, cfg.pixel_mean_bgr, mesh_anchors).train()
 
 
 def bench_train(
@@ -124,14 +124,14 @@ def bench_train(
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        preset = get_config(preset_name)
+        cfg = get_config(preset_name)
         torch.manual_seed(0)
-        model = TrainingModel(RetinaFace.from_config(preset)).train()
+        model = TrainingModel(RetinaFace.from_config(cfg)).train()
         data = memory_batch(preset_name, batch, faces, size)
-        assigner = TargetAssigner(preset, (size, size))
-        models = [model, mesh_model(preset, mesh_anchors=mesh_anchors)] if mesh else [model]
-        steps = time_steps(models, data, assigner, preset, repeats)
-        assign_s, loss_s = time_assign_and_loss(model, data, assigner, preset, repeats)
+        assigner = TargetAssigner(cfg, (size, size))
+        models = [model, mesh_model(cfg, mesh_anchors=mesh_anchors)] if mesh else [model]
+        steps = time_steps(models, data, assigner, cfg, repeats)
+        assign_s, loss_s = time_assign_and_loss(model, data, assigner, cfg, repeats)
     finally:
         torch.set_num_threads(previous)
     step_s = statistics.median(steps[0])

@@ -2,7 +2,7 @@
 
 The conventions of :mod:`rfcore.viz` hold: images are ``(H, W, 3)`` uint8
 RGB arrays drawn with OpenCV without anti-aliasing, ``render_*`` functions
-return a :class:`~rfcore.draw.Rendering` (picture, rounded caption, named
+return a :class:`~rfcore.viz.draw.Rendering` (picture, rounded caption, named
 results in ``info``), plots are :class:`matplotlib.figure.Figure` objects
 built without ``pyplot``.
 
@@ -29,7 +29,7 @@ from rfcore.mesh.hierarchy import MeshHierarchy, adjacency_matrix
 from rfcore.mesh.laplacian import hop_distances
 from rfcore.mesh.render import render
 from rfcore.mesh.template import LANDMARK_NAMES, Mesh
-from rfcore.draw import LANDMARK_COLORS, Rendering, check_image
+from rfcore.viz.draw import LANDMARK_COLORS, Rendering, check_image, side_by_side
 
 EDGE_COLOR = (200, 200, 200)
 ZERO_COLOR = (150, 150, 150)
@@ -115,14 +115,6 @@ def signal_panel(mesh: Mesh, values, size: int, title: str = "", limit: float | 
     if title:
         cv2.putText(canvas, title, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_8)
     return canvas
-
-
-def side_by_side(panels: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
-    """Panels of one height in a row, separated by white gaps."""
-    height = panels[0].shape[0]
-    spacer = np.full((height, gap, 3), BACKGROUND, np.uint8)
-    row = [part for panel in panels for part in (panel, spacer)][:-1]
-    return np.concatenate(row, axis=1)
 
 
 # ---------------------------------------------------------------- renders

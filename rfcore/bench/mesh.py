@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from rfcore.bench import median_seconds
+from rfcore.bench.timing import median_seconds
 from rfcore.mesh.camera import CAMERA_PARAMS, LIGHT_PARAMS, camera_from_params, light_from_params
 from rfcore.mesh.decoder import MeshDecoder
 from rfcore.mesh.hierarchy import build_hierarchy

@@ -1,10 +1,10 @@
 """Interactive explorers for the notebooks: ipywidgets controls wired to :mod:`rfcore.viz`.
 
 Each explorer connects a few controls to one ``render_*`` function and shows
-the :class:`~rfcore.draw.Rendering` it returns: the picture in an
+the :class:`~rfcore.viz.draw.Rendering` it returns: the picture in an
 ``ipywidgets.Image`` and the caption (or, for bad input, the message) below
 it. Everything else, including what bad input looks like, lives in
-:mod:`rfcore.viz` (and :mod:`rfcore.mesh.viz` for the mesh).
+:mod:`rfcore.viz` (and :mod:`rfcore.viz.mesh` for the mesh).
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ import ipywidgets as widgets
 
 from rfcore.config import RetinaFaceConfig
 from rfcore.mesh.template import Mesh
-from rfcore.mesh.viz import render_face
-from rfcore.draw import Rendering, check_image, to_png
-from rfcore.viz import render_anchor_level, render_moved_face, render_threshold
-from rfcore.viz_loss import render_loss
+from rfcore.viz.anchors import render_anchor_level
+from rfcore.viz.detection import render_threshold
+from rfcore.viz.draw import Rendering, check_image, to_png
+from rfcore.viz.landmarks import render_moved_face
+from rfcore.viz.loss import render_loss
+from rfcore.viz.mesh import render_face
 
 
 @dataclass
@@ -124,7 +126,7 @@ def threshold_explorer(image, faces, truth_boxes=None, lowest: float = 0.02, val
 def mesh_render_explorer(mesh: Mesh, size: int = 192) -> Explorer:
     """Turn a face mesh and move its light; see what the renderer makes of it.
 
-    Wires :func:`rfcore.mesh.viz.render_face`; the camera sliders sit on the
+    Wires :func:`rfcore.viz.mesh.render_face`; the camera sliders sit on the
     first row, the light sliders on the second.
 
     Args:
@@ -161,7 +163,7 @@ def mesh_render_explorer(mesh: Mesh, size: int = 192) -> Explorer:
 def loss_explorer(image, output, faces, landmarks, cfg: RetinaFaceConfig, pixel=None) -> Explorer:
     """Change the weights λ1..λ3 of Eq. 1 and the OHEM ratio; see the terms and the mined negatives.
 
-    Wires :func:`rfcore.viz_loss.render_loss`.
+    Wires :func:`rfcore.viz.loss.render_loss`.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB image.

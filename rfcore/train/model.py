@@ -24,23 +24,15 @@ import torch
 from torch import nn
 
 from rfcore.boxes import POSITIVE
+from rfcore.image import network_input_to_rgb
 from rfcore.matching import AnchorTargets, FaceBatch
-from rfcore.mesh import MeshDecoder, build_hierarchy, crop_faces, mesh_branch_loss
+from rfcore.mesh import CROP_SIZE, MeshDecoder, build_hierarchy, crop_faces, mesh_branch_loss
 from rfcore.model import RetinaFace, RetinaFaceOutput
-from rfcore.train_config import MESH_ANCHORS
-
-CROP_SIZE = 32
-"""Side of the face crops ``I*`` and of the rendered faces, in pixels."""
+from rfcore.train.config import MESH_ANCHORS
 
 CROP_SAMPLES = 4
 """Samples per crop pixel along each axis when cutting ``I*``: 4 x 4 average a large face well enough and cost
 far less than adaptive sampling (13 x 13 for a 400-pixel face)."""
-
-
-def network_input_to_rgb(images: torch.Tensor, mean_bgr: Sequence[float]) -> torch.Tensor:
-    """Undo :func:`rfcore.detect.preprocess`: ``(N, 3, H, W)`` BGR minus the mean -> RGB in ``[0, 1]``."""
-    mean = torch.tensor(mean_bgr, dtype=images.dtype, device=images.device)[:, None, None]  # (3, 1, 1)
-    return (images + mean).flip(1) / 255.0
 
 
 def spread(count: int, limit: int | None) -> torch.Tensor:
@@ -69,7 +61,7 @@ def pixel_term(
             for a full ``(B, A, 144)`` tensor).
         targets: The batch's targets; ``labels`` and ``matched_idxs`` are used.
         faces: The batch's faces, as given to the target assigner.
-        images: ``(B, 3, H, W)`` network input (:func:`rfcore.detect.preprocess`).
+        images: ``(B, 3, H, W)`` network input (:func:`rfcore.image.preprocess`).
         mean_bgr: Its preprocessing mean: the crops are turned back into RGB in
             ``[0, 1]`` (:func:`network_input_to_rgb`) to compare with renderings.
         max_anchors: Render at most this many positives; ``None`` for all.
@@ -126,7 +118,7 @@ class TrainingModel(nn.Module):
         return cls(detector, MeshDecoder(build_hierarchy()) if mesh else None, mean_bgr, max_anchors)
 
     def saved_modules(self) -> dict[str, nn.Module]:
-        """The modules a checkpoint holds, by file name (:mod:`rfcore.checkpoint`)."""
+        """The modules a checkpoint holds, by file name (:mod:`rfcore.train.checkpoint`)."""
         modules = {"weights": self.detector}
         if self.decoder is not None:
             modules["mesh_decoder"] = self.decoder

@@ -1,12 +1,12 @@
-"""rfcore.imread: header sizes, reduced JPEG decoding, the pixel limit before decoding, truncated JPEGs."""
+"""rfcore.image: header sizes, reduced JPEG decoding, the pixel limit before decoding, truncated JPEGs."""
 
 import cv2
 import numpy as np
 import pytest
 
-from rfcore import imread
+from rfcore import image
 from rfcore.assets import IMAGES
-from rfcore.imread import header_size, is_out_of_memory, jpeg_reduction, read_rgb
+from rfcore.image import header_size, is_out_of_memory, jpeg_reduction, read_rgb
 
 
 def write(path, image, *params):
@@ -49,7 +49,7 @@ def test_a_jpeg_that_will_be_shrunk_is_decoded_smaller(tmp_path):
 
 def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path, monkeypatch):
     path = fake_png(tmp_path / "huge.png", 20000, 20000)
-    monkeypatch.setattr(imread.cv2, "imread", lambda *a: pytest.fail("decoded"))
+    monkeypatch.setattr(image.cv2, "imread", lambda *a: pytest.fail("decoded"))
     with pytest.raises(ValueError) as caught:
         read_rgb(path)
     assert str(caught.value) == (

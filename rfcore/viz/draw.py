@@ -4,18 +4,21 @@
   a new array and never modify their input; drawing uses OpenCV without
   anti-aliasing, so every outline pixel has exactly the colour asked for.
 * :class:`Rendering` is what the explainers of :mod:`rfcore.viz` and
-  :mod:`rfcore.viz_loss` return; :func:`failed` is their picture for bad
+  :mod:`rfcore.viz.loss` return; :func:`failed` is their picture for bad
   input (:class:`BadInput`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-from rfcore.boxes import IGNORED, NEGATIVE, POSITIVE
+from rfcore.boxes import IGNORED, NEGATIVE, POSITIVE, as_boxes
 
 FACE_COLOR = (0, 255, 255)
 POSITIVE_COLOR = (0, 220, 0)
@@ -145,7 +148,7 @@ def draw_faces(image, faces, color=FACE_COLOR, thickness: int | None = None, sco
     Args:
         image: ``(H, W, 3)`` uint8 RGB image.
         faces: ``F`` faces with ``box`` ``(x1, y1, x2, y2)``, ``score`` and
-            five ``(x, y)`` ``landmarks``, such as :class:`rfcore.detect.Face`.
+            five ``(x, y)`` ``landmarks``, such as :class:`rfcore.detector.Face`.
         color: One RGB triple for all boxes, or ``(F, 3)`` one per face.
         thickness: Box line width in pixels; ``None``: one pixel per 400 of
             the image's long side, at least one.
@@ -289,3 +292,64 @@ def _wrap(text: str, max_width: int, scale: float = 0.45) -> list[str]:
         else:
             lines.append(word)
     return lines
+
+
+# ---------------------------------------------------------------- checks and plots shared by the topics
+
+
+def plot_histograms(panels: dict[str, dict[str, np.ndarray]], bins: int = 60, xlabel: str = "") -> Figure:
+    """Overlaid step histograms, one panel per group.
+
+    Args:
+        panels: ``{panel title: {series name: values}}``; values of any shape
+            are flattened.
+        bins: Number of bins (shared by the series of a panel).
+        xlabel: Label of every x axis.
+
+    Returns:
+        A Figure with one panel per entry of ``panels``, side by side.
+    """
+    fig = Figure(figsize=(4.5 * len(panels), 3.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (title, series) in zip(axes, panels.items()):
+        values = {name: np.asarray(v, dtype=np.float64).ravel() for name, v in series.items()}
+        edges = np.histogram_bin_edges(np.concatenate(list(values.values())), bins=bins)
+        for name, v in values.items():
+            ax.hist(v, bins=edges, histtype="step", linewidth=1.5, label=name)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("count")
+    return fig
+
+
+def checked_faces(faces, image: np.ndarray) -> torch.Tensor:
+    """``(F, 4)`` faces with positive size inside the image, or :class:`BadInput`."""
+    try:
+        boxes = as_boxes(faces, "face box").reshape(-1, 4)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    height, width = image.shape[:2]
+    for box in boxes.tolist():
+        shown = [round(v, 1) for v in box]
+        if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+            raise BadInput(f"face box {shown} has zero width or height")
+        if box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height:
+            raise BadInput(f"face box {shown} (x1, y1, x2, y2) does not lie inside the image (width {width}, height {height})")
+    return boxes
+
+
+def checked_face(face_box, image: np.ndarray) -> torch.Tensor:
+    """Exactly one face as a ``(4,)`` tensor, or :class:`BadInput`."""
+    boxes = checked_faces(face_box, image)
+    if len(boxes) != 1:
+        raise BadInput(f"expected one face box, got {len(boxes)}")
+    return boxes[0]
+
+
+def side_by_side(panels: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
+    """Panels of one height in a row, separated by white gaps."""
+    height = panels[0].shape[0]
+    spacer = np.full((height, gap, 3), 255, np.uint8)
+    row = [part for panel in panels for part in (panel, spacer)][:-1]
+    return np.concatenate(row, axis=1)

@@ -1,6 +1,6 @@
-"""Pictures of a training run for notebook 05, in the manner of :mod:`rfcore.viz`.
+"""Pictures of notebook 05: the loss terms of a training run against the step.
 
-:func:`read_log` loads the ``log.jsonl`` that :func:`rfcore.train.train`
+:func:`read_log` loads the ``log.jsonl`` that :func:`rfcore.train.loop.train`
 writes (one JSON object per step); :func:`plot_loss_terms` draws one panel per
 loss term of Eq. 1 against the step, as a :class:`~matplotlib.figure.Figure`
 built without ``pyplot``.
@@ -8,28 +8,27 @@ built without ``pyplot``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from rfcore.train.log import parse_log
+
 TERM_TITLES = {"total": "$L$ (Eq. 1)", "cls": "$L_{cls}$", "box": "$L_{box}$", "pts": "$L_{pts}$",
                "pixel": "$L_{pixel}$"}
-"""Panel title of each logged loss term (the names of :data:`rfcore.train.TERMS`)."""
+"""Panel title of each logged loss term (the names of :data:`rfcore.train.log.TERMS`)."""
 
 
 def read_log(path) -> list[dict]:
-    """The records of a training log, one dict per logged step, in file order.
+    """The records of a training log, one dict per logged step, in file order (:func:`rfcore.train.log.parse_log`).
 
     Args:
         path: A ``log.jsonl`` file or the run's output folder holding one.
     """
     path = Path(path)
-    if path.is_dir():
-        path = path / "log.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return parse_log(path / "log.jsonl" if path.is_dir() else path)[0]
 
 
 def moving_average(values, window: int) -> np.ndarray:

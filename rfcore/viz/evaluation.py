@@ -15,8 +15,7 @@ from matplotlib.figure import Figure
 
 from rfcore.evaluation.landmarks import FAILURE_NME, ced_curve, failure_rate
 from rfcore.evaluation.protocol import PRCurve
-from rfcore.mesh.viz import side_by_side
-from rfcore.draw import crop_zoom, draw_boxes, draw_faces, iou_colors
+from rfcore.viz.draw import crop_zoom, draw_boxes, draw_faces, iou_colors, side_by_side
 
 
 def draw_nms(image, candidate_boxes, candidate_scores, kept_faces, region=None) -> np.ndarray:
@@ -32,7 +31,7 @@ def draw_nms(image, candidate_boxes, candidate_scores, kept_faces, region=None) 
         candidate_boxes: ``(C, 4)`` boxes ``(x1, y1, x2, y2)`` before NMS.
         candidate_scores: ``(C,)`` their scores in ``[0, 1]``.
         kept_faces: The faces after NMS, with ``box``, ``score`` and
-            ``landmarks`` (such as :class:`rfcore.detect.Face`).
+            ``landmarks`` (such as :class:`rfcore.detector.Face`).
         region: Optional ``(x1, y1, x2, y2)`` that both panels are cut to.
 
     Returns:

@@ -1,21 +1,19 @@
-"""The settings of a training run and the ``rfcore train`` command line that fills them.
+"""The settings of a training run.
 
 :class:`TrainConfig` is a frozen dataclass whose defaults are the paper's
 recipe [§4.2]; every field is also a command-line option of ``rfcore train``
-(``--batch-size`` sets ``batch_size``), and the preset supplies what it
-defines (training size, loss weights, OHEM ratio). This module imports no
-deep-learning code, so building the ``rfcore`` command line stays fast;
-:func:`run_command` imports :mod:`rfcore.train` when a run starts.
+(``--batch-size`` sets ``batch_size``; :mod:`rfcore.cli.train`), and the
+preset supplies what it defines (training size, loss weights, OHEM ratio).
+This module imports no deep-learning code, so building the ``rfcore``
+command line stays fast.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 from dataclasses import dataclass
 
-from rfcore.config import PRESETS, RetinaFaceConfig, get_config
+from rfcore.config import RetinaFaceConfig, get_config
 
 PAPER_EPOCHS = 80
 """Epochs of the paper's schedule; its marks below scale with the configured epoch count."""
@@ -40,14 +38,6 @@ The paper, on GPUs, renders every positive."""
 PAPER_LAMBDA_PIXEL = 0.01
 """λ3 of the paper [§3.1]; ``--mesh`` uses it with a preset whose own λ3 is 0."""
 
-EXIT_DIVERGED = 1
-"""Exit status of ``rfcore train`` when the loss or the weights stop being finite."""
-
-EXIT_BAD_INPUT = 2
-"""Exit status for bad options, missing data or weights, or a checkpoint that does not fit."""
-
-EXIT_DISK_FULL = 3
-"""Exit status when the device of ``--out`` fills up (the last good checkpoint is kept)."""
 
 RUN_FIELDS = frozenset(
     {"out", "resume", "max_steps", "workers", "threads", "device", "quiet", "log_every",
@@ -91,7 +81,7 @@ class TrainConfig:
             ``None`` trains from scratch. A mesh head missing from the file
             starts untrained.
         mesh: Also train the dense regression branch (mesh head, mesh
-            decoder and ``λ3 L_pixel``; :mod:`rfcore.train_model`).
+            decoder and ``λ3 L_pixel``; :mod:`rfcore.train.model`).
         lambda_pixel: λ3; ``None`` for the preset's, or with ``mesh`` on a
             preset whose λ3 is 0 (the public layouts) the paper's 0.01.
         mesh_anchors: Positive anchors rendered for ``L_pixel`` per step and rank.
@@ -161,8 +151,8 @@ class TrainConfig:
                              f"preset {self.preset!r}, got {self.image_size}")
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> TrainConfig:
-        """The config from parsed command-line options (see :func:`add_arguments`)."""
+    def from_args(cls, args) -> TrainConfig:
+        """The config from parsed command-line options (an ``argparse.Namespace``; :mod:`rfcore.cli.train`)."""
         return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
 
     def loss_preset(self) -> RetinaFaceConfig:
@@ -178,115 +168,3 @@ class TrainConfig:
         record = dataclasses.asdict(self)
         record["step_epochs"] = None if self.step_epochs is None else list(self.step_epochs)
         return record
-
-
-# ---------------------------------------------------------------- command line
-
-
-DESCRIPTION = (
-    "Train RetinaFace with SGD and the paper's warm-up and step schedule on WIDER FACE, any folder in its "
-    "layout, or synthetic faces; from scratch or from weights. Writes a JSON-lines log, checkpoints (resume "
-    "exactly with --resume) and the final weights to --out. For several GPUs or nodes run it under torchrun: "
-    "torchrun --nproc_per_node N -m rfcore train ..."
-)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``rfcore train``; their names are the fields of :class:`TrainConfig`."""
-    d = TrainConfig()
-    data = parser.add_argument_group("data")
-    data.add_argument("--data", required=True, metavar="LABELS",
-                      help="label.txt of a WIDER FACE style folder (or the folder), or 'synthetic'")
-    data.add_argument("--images", metavar="DIR", help="images folder (default: images/ beside label.txt)")
-    data.add_argument("--num-images", type=int, metavar="N",
-                      help=f"use the first N images; for synthetic data the count (default {SYNTHETIC_IMAGES})")
-    data.add_argument("--size", dest="image_size", type=int, metavar="PIXELS",
-                      help="side of the square training crops (default: the preset's, 640)")
-    data.add_argument("--workers", type=int, default=d.workers, metavar="N",
-                      help=f"loader processes per rank (default {d.workers})")
-    model = parser.add_argument_group("model")
-    model.add_argument("--preset", default=d.preset, choices=sorted(PRESETS), help=f"preset (default {d.preset})")
-    model.add_argument("--init-weights", metavar="PATH",
-                       help="start from these safetensors weights, or 'shipped' for the repository's (fine-tuning)")
-    model.add_argument("--mesh", action="store_true",
-                       help="also train the mesh branch (mesh head, decoder, lambda_pixel * L_pixel)")
-    model.add_argument("--lambda-pixel", type=float, metavar="L",
-                       help=f"weight of L_pixel (default: the preset's; with --mesh and a preset of 0, "
-                       f"the paper's {PAPER_LAMBDA_PIXEL})")
-    model.add_argument("--mesh-anchors", type=int, default=d.mesh_anchors, metavar="N",
-                       help=f"positive anchors rendered for L_pixel per step and rank (default {d.mesh_anchors})")
-    schedule = parser.add_argument_group("schedule (paper §4.2; marks scale with --epochs)")
-    for flag, kind, help_text in (
-        ("--epochs", int, "passes over the data"),
-        ("--batch-size", int, "images per step and rank"),
-        ("--lr", float, "learning rate after the warm-up"),
-        ("--warmup-lr", float, "learning rate at the first step"),
-        ("--momentum", float, "SGD momentum"),
-        ("--weight-decay", float, "SGD weight decay"),
-        ("--lr-decay", float, "factor at each step epoch"),
-    ):
-        default = getattr(d, flag[2:].replace("-", "_"))
-        schedule.add_argument(flag, type=kind, default=default, help=f"{help_text} (default {default:g})")
-    schedule.add_argument("--warmup-epochs", type=float, metavar="E", help="warm-up length (default: 5/80 of --epochs)")
-    schedule.add_argument("--step-epochs", type=float, nargs="+", metavar="E",
-                          help="epochs where the lr is multiplied by --lr-decay (default: 55/80 and 68/80 of --epochs)")
-    run = parser.add_argument_group("run")
-    run.add_argument("--out", default=d.out, metavar="DIR", help=f"output folder (default {d.out})")
-    run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    run.add_argument("--seed", type=int, default=d.seed,
-                     help=f"seed of weights, order, augmentation (default {d.seed})")
-    run.add_argument("--max-steps", type=int, metavar="N", help="stop with a checkpoint after N steps in total")
-    run.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="N",
-                     help="also checkpoint every N steps (default: at epoch ends only)")
-    run.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, metavar="N",
-                     help=f"checkpoints kept (default {d.keep_checkpoints})")
-    run.add_argument("--log-every", type=int, default=d.log_every, metavar="N",
-                     help=f"log line every N steps (default {d.log_every})")
-    run.add_argument("--device", default=d.device, choices=("auto", "cpu", "cuda"), help="device (default auto)")
-    run.add_argument("--threads", type=int, metavar="N", help="torch threads per process (default: torch's choice)")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.add_argument("--save-all-ranks", action="store_true",
-                     help="every rank writes weights.rank<R>.safetensors (to check that ranks agree)")
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``train`` subcommand to the ``rfcore`` command line."""
-    parser = subparsers.add_parser(
-        "train",
-        help="train RetinaFace (alone or under torchrun)",
-        description=DESCRIPTION,
-    )
-    add_arguments(parser)
-    parser.set_defaults(run=run_command)
-    return parser
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run ``rfcore train`` from parsed options; the exit status (:data:`EXIT_DIVERGED` etc., 0 when done)."""
-    from rfcore.train import TrainingDiskFull, TrainingDiverged, train
-
-    try:
-        train(TrainConfig.from_args(args))
-    except TrainingDiverged as err:
-        return _fail(err, EXIT_DIVERGED)
-    except TrainingDiskFull as err:
-        return _fail(err, EXIT_DISK_FULL)
-    except (ImportError, OSError, ValueError) as err:
-        return _fail(err, EXIT_BAD_INPUT)
-    return 0
-
-
-def _fail(err: Exception, status: int) -> int:
-    print(f"rfcore train: {err}", file=sys.stderr, flush=True)
-    return status
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m rfcore.train``: the ``rfcore train`` command on its own."""
-    parser = argparse.ArgumentParser(prog="rfcore train", description=DESCRIPTION)
-    add_arguments(parser)
-    return run_command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,111 @@
+"""``rfcore train``: the command line that fills a :class:`~rfcore.train.config.TrainConfig` and runs it.
+
+The options are the fields of the config (``--batch-size`` sets ``batch_size``); :func:`run_command` imports the
+training loop only when a run starts, so building the command line stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rfcore.cli.common import EXIT_BAD_INPUT, EXIT_DISK_FULL, EXIT_DIVERGED
+from rfcore.config import PRESETS
+from rfcore.train.config import PAPER_LAMBDA_PIXEL, SYNTHETIC_IMAGES, TrainConfig
+
+DESCRIPTION = (
+    "Train RetinaFace with SGD and the paper's warm-up and step schedule on WIDER FACE, any folder in its "
+    "layout, or synthetic faces; from scratch or from weights. Writes a JSON-lines log, checkpoints (resume "
+    "exactly with --resume) and the final weights to --out. For several GPUs or nodes run it under torchrun: "
+    "torchrun --nproc_per_node N -m rfcore train ..."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``rfcore train``; their names are the fields of :class:`TrainConfig`."""
+    d = TrainConfig()
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", required=True, metavar="LABELS",
+                      help="label.txt of a WIDER FACE style folder (or the folder), or 'synthetic'")
+    data.add_argument("--images", metavar="DIR", help="images folder (default: images/ beside label.txt)")
+    data.add_argument("--num-images", type=int, metavar="N",
+                      help=f"use the first N images; for synthetic data the count (default {SYNTHETIC_IMAGES})")
+    data.add_argument("--size", dest="image_size", type=int, metavar="PIXELS",
+                      help="side of the square training crops (default: the preset's, 640)")
+    data.add_argument("--workers", type=int, default=d.workers, metavar="N",
+                      help=f"loader processes per rank (default {d.workers})")
+    model = parser.add_argument_group("model")
+    model.add_argument("--preset", default=d.preset, choices=sorted(PRESETS), help=f"preset (default {d.preset})")
+    model.add_argument("--init-weights", metavar="PATH",
+                       help="start from these safetensors weights, or 'shipped' for the repository's (fine-tuning)")
+    model.add_argument("--mesh", action="store_true",
+                       help="also train the mesh branch (mesh head, decoder, lambda_pixel * L_pixel)")
+    model.add_argument("--lambda-pixel", type=float, metavar="L",
+                       help=f"weight of L_pixel (default: the preset's; with --mesh and a preset of 0, "
+                       f"the paper's {PAPER_LAMBDA_PIXEL})")
+    model.add_argument("--mesh-anchors", type=int, default=d.mesh_anchors, metavar="N",
+                       help=f"positive anchors rendered for L_pixel per step and rank (default {d.mesh_anchors})")
+    schedule = parser.add_argument_group("schedule (paper §4.2; marks scale with --epochs)")
+    for flag, kind, help_text in (
+        ("--epochs", int, "passes over the data"),
+        ("--batch-size", int, "images per step and rank"),
+        ("--lr", float, "learning rate after the warm-up"),
+        ("--warmup-lr", float, "learning rate at the first step"),
+        ("--momentum", float, "SGD momentum"),
+        ("--weight-decay", float, "SGD weight decay"),
+        ("--lr-decay", float, "factor at each step epoch"),
+    ):
+        default = getattr(d, flag[2:].replace("-", "_"))
+        schedule.add_argument(flag, type=kind, default=default, help=f"{help_text} (default {default:g})")
+    schedule.add_argument("--warmup-epochs", type=float, metavar="E", help="warm-up length (default: 5/80 of --epochs)")
+    schedule.add_argument("--step-epochs", type=float, nargs="+", metavar="E",
+                          help="epochs where the lr is multiplied by --lr-decay (default: 55/80 and 68/80 of --epochs)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", default=d.out, metavar="DIR", help=f"output folder (default {d.out})")
+    run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    run.add_argument("--seed", type=int, default=d.seed,
+                     help=f"seed of weights, order, augmentation (default {d.seed})")
+    run.add_argument("--max-steps", type=int, metavar="N", help="stop with a checkpoint after N steps in total")
+    run.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="N",
+                     help="also checkpoint every N steps (default: at epoch ends only)")
+    run.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, metavar="N",
+                     help=f"checkpoints kept (default {d.keep_checkpoints})")
+    run.add_argument("--log-every", type=int, default=d.log_every, metavar="N",
+                     help=f"log line every N steps (default {d.log_every})")
+    run.add_argument("--device", default=d.device, choices=("auto", "cpu", "cuda"), help="device (default auto)")
+    run.add_argument("--threads", type=int, metavar="N", help="torch threads per process (default: torch's choice)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--save-all-ranks", action="store_true",
+                     help="every rank writes weights.rank<R>.safetensors (to check that ranks agree)")
+
+
+def add_parsers(subparsers) -> argparse.ArgumentParser:
+    """Add the ``train`` subcommand to the ``rfcore`` command line."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train RetinaFace (alone or under torchrun)",
+        description=DESCRIPTION,
+    )
+    add_arguments(parser)
+    parser.set_defaults(run=run_command)
+    return parser
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run ``rfcore train`` from parsed options; the exit status (:data:`EXIT_DIVERGED` etc., 0 when done)."""
+    from rfcore.train.loop import TrainingDiskFull, TrainingDiverged, train
+
+    try:
+        train(TrainConfig.from_args(args))
+    except TrainingDiverged as err:
+        return _fail(err, EXIT_DIVERGED)
+    except TrainingDiskFull as err:
+        return _fail(err, EXIT_DISK_FULL)
+    except (ImportError, OSError, ValueError) as err:
+        return _fail(err, EXIT_BAD_INPUT)
+    return 0
+
+
+def _fail(err: Exception, status: int) -> int:
+    print(f"rfcore train: {err}", file=sys.stderr, flush=True)
+    return status

@@ -1,0 +1,385 @@
+"""Find faces in images with a trained RetinaFace.
+
+One image goes through these steps (the test protocol of [paper §4.2] and
+biubug6/Pytorch_Retinaface, detect.py):
+
+1. read it as ``(H, W, 3)`` uint8 RGB (:meth:`Detector.load`; a file within a
+   memory budget, :mod:`rfcore.image`);
+2. resize it: optionally to a ``short_edge``, and down to a long edge of
+   ``max_size`` (:data:`rfcore.config.DEFAULT_MAX_SIZE` by default, ``0`` or ``None`` for
+   no cap);
+3. preprocess as the weights expect: BGR, minus ``cfg.pixel_mean_bgr``, no
+   scaling (:func:`preprocess`);
+4. run the network: per anchor two logits, box and landmark deltas;
+5. keep anchors whose face probability ``softmax(logits)[1]`` exceeds the
+   threshold, at most ``top_k`` per image, and decode only those
+   (:func:`~rfcore.postprocess.candidates`);
+6. map them back to the original image's pixels;
+7. non-maximum suppression at IoU ``nms_iou`` with
+   :func:`torchvision.ops.batched_nms`, keeping at most ``max_faces`` per
+   image (:func:`~rfcore.postprocess.suppress`).
+
+With test-time augmentation (:class:`TTAConfig`) steps 2-6 run once per
+scale and per flip, all candidates are pooled before step 7, and each kept
+face becomes the score-weighted mean of the pooled candidates that overlap
+it (:func:`~rfcore.postprocess.box_vote`).
+
+With ``mesh=True`` (weights of an ``rfcore train --mesh`` run) each kept
+face also gets its dense mesh [paper §3.2]: the 144 mesh parameters of its
+anchor are decoded and projected into the face crop exactly as training
+renders them, then mapped through the box to image pixels
+(:meth:`Detector.mesh_vertices`). Test-time augmentation is not supported
+with the mesh: a voted box is an average of boxes, and no single anchor's
+mesh belongs to it.
+
+Defaults: threshold 0.5 (biubug6 uses 0.6 in its demo and 0.02 to evaluate
+on WIDER FACE, where low-scoring faces still add to the AP), top-k 5000
+before NMS, NMS IoU 0.4 and at most 750 faces per image (biubug6's
+evaluation settings). Boxes and landmarks are not clipped to the image: a
+face cut by the border keeps its full predicted extent.
+
+Memory. Detection costs about 44 bytes per pixel of network input on top
+of the decoded image (3 bytes per pixel) and the ~0.7 GB of the loaded
+libraries, so the default long-edge cap of 4096 keeps one image under about
+1.6 GB whatever its size; a JPEG above the cap is decoded at reduced size,
+and files that would decode to more than
+:data:`rfcore.config.MAX_DECODE_PIXELS` pixels are refused before decoding
+(``max_pixels`` raises the limit). Running out of memory anyway raises a
+``MemoryError`` naming the image and what to lower.
+
+The default weights ship in the repository's ``assets/weights/`` folder (see
+``assets/README.md``); pass ``weights=`` (``--weights`` on the command line)
+to use another file.
+
+``rfcore.detect("photo.jpg")`` (or ``from rfcore import detect``) is
+:func:`detect` of this module; ``from rfcore.detector import Detector``
+holds a detector yourself.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, get_config
+from rfcore.image import as_batch, input_size, is_out_of_memory, preprocess, read_rgb, to_rgb
+from rfcore.mesh import project_mesh_params, uncrop_points
+from rfcore.mesh.loss import CROP_SIZE
+from rfcore.model import RetinaFaceOutput
+from rfcore.model.fuse import fuse_for_inference
+from rfcore.postprocess import (
+    Detections,
+    Face,
+    box_vote,
+    cached_anchors,
+    candidates,
+    concat,
+    flip_detections,
+    rescale,
+    suppress,
+)
+from rfcore.weights import load_mesh_model, load_model
+
+PAPER_TEST_SCALES = (500, 800, 1100, 1400, 1700)
+"""Short-edge sizes of the paper's multi-scale test [paper §4.2]."""
+
+
+ImageLike = str | os.PathLike | np.ndarray
+
+
+# ---------------------------------------------------------------- the detector
+
+
+@dataclass(frozen=True)
+class TTAConfig:
+    """Test-time augmentation [paper §4.2]: flip, several scales, box voting.
+
+    Attributes:
+        flip: Also run on the horizontally flipped image.
+        scales: Short-edge sizes to run at; ``None`` stands for the
+            detector's own input size (the original size by default).
+            ``(None,)`` with ``flip=True`` is flip-only.
+        vote_iou: IoU above which a candidate votes for a kept face.
+    """
+
+    flip: bool = True
+    scales: tuple[int | None, ...] = PAPER_TEST_SCALES
+    vote_iou: float = 0.4
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scales", tuple(self.scales))  # hashable, so detectors can be cached
+        if not self.scales or not all(s is None or is_positive_int(s) for s in self.scales):
+            raise ValueError(f"scales must be positive ints or None, at least one, got {self.scales!r}")
+        if not 0.0 < self.vote_iou < 1.0:
+            raise ValueError(f"vote_iou must be in (0, 1), got {self.vote_iou}")
+
+    def passes(self) -> list[tuple[int | None, bool]]:
+        """``(short_edge, flipped)`` of every network run."""
+        return [(scale, flipped) for scale in self.scales for flipped in ((False, True) if self.flip else (False,))]
+
+
+class Detector:
+    """A RetinaFace with its pre- and post-processing, ready to find faces.
+
+    Args:
+        weights: safetensors file; ``None`` for :data:`DEFAULT_WEIGHTS`.
+        preset: Preset the weights belong to.
+        model: An already built RetinaFace (one you trained, say) instead of
+            ``weights``; its preset is still ``preset``.
+        threshold: Face probability a detection must exceed.
+        nms_iou: IoU threshold of non-maximum suppression.
+        top_k: Candidates per image kept before NMS.
+        max_faces: Faces per image kept after NMS.
+        short_edge: Resize so the short edge has this many pixels (``None``:
+            original size).
+        max_size: Cap on the long edge after that (:data:`rfcore.config.DEFAULT_MAX_SIZE`;
+            ``0`` or ``None``: no cap).
+        max_pixels: Refuse image files that would decode to more pixels
+            (:data:`rfcore.config.MAX_DECODE_PIXELS`; ``0`` or ``None``: no limit).
+        tta: Test-time augmentation, or ``None`` for one pass.
+        fuse: Run the inference form of the network
+            (:func:`rfcore.model.fuse.fuse_for_inference`), same outputs up
+            to float rounding, faster on CPU.
+        mesh: Also give each face its projected mesh (:attr:`Face.mesh`);
+            needs ``weights`` of an ``rfcore train --mesh`` run
+            (:func:`load_mesh_model`), not ``model``, and no ``tta``.
+
+    Raises:
+        FileNotFoundError: If the weights file (or, with ``mesh``, the
+            decoder file) is missing.
+        ValueError: For out-of-range options, an unknown preset, weights
+            that do not fit the preset, or ``mesh`` with weights that have no
+            mesh head, with ``model`` or with ``tta``.
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike | None = None,
+        preset: str = "mobilenet0.25",
+        *,
+        model: nn.Module | None = None,
+        threshold: float = 0.5,
+        nms_iou: float = 0.4,
+        top_k: int = 5000,
+        max_faces: int = 750,
+        short_edge: int | None = None,
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        max_pixels: int | None = MAX_DECODE_PIXELS,
+        tta: TTAConfig | None = None,
+        fuse: bool = True,
+        mesh: bool = False,
+    ) -> None:
+        check_options(threshold, nms_iou, top_k, max_faces, short_edge, max_size, max_pixels)
+        if model is not None and weights is not None:
+            raise ValueError("pass either weights or model, not both")
+        check_mesh_options(mesh, model, tta)
+        self.cfg = get_config(preset)
+        self.decoder = None
+        if mesh:
+            model, self.decoder = load_mesh_model(weights, self.cfg)
+        model = load_model(weights, self.cfg) if model is None else model.eval()
+        self.model = fuse_for_inference(model) if fuse else model
+        self.threshold, self.nms_iou, self.top_k, self.max_faces = threshold, nms_iou, top_k, max_faces
+        self.short_edge, self.max_size, self.max_pixels, self.tta = short_edge, max_size, max_pixels, tta
+
+    def detect(self, images, color: str | None = None) -> list[Face] | list[list[Face]]:
+        """Find the faces in one image or a batch.
+
+        Args:
+            images: A path, an array (see :func:`to_rgb`), or a batch: a list
+                of paths and arrays of any sizes, or an ``(N, H, W, C)``
+                array. Same-size images run through the network together.
+            color: ``"RGB"`` or ``"BGR"`` for colour arrays; ignored for
+                paths and greyscale arrays.
+
+        Returns:
+            For one image a list of :class:`Face`, highest score first; for
+            a batch one such list per image.
+
+        Raises:
+            FileNotFoundError, IsADirectoryError, ValueError: For an input
+                that is not a readable image (see :func:`rfcore.image.read_rgb`,
+                :func:`to_rgb`).
+            MemoryError: If an image does not fit in memory, naming it and
+                what to lower.
+        """
+        batch, single = as_batch(images)
+        results = self.detect_loaded([self.load(image, color) for image in batch])
+        return results[0] if single else results
+
+    def load(self, image: ImageLike, color: str | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+        """An image as RGB and the ``(height, width)`` its faces are reported in.
+
+        A file is read with :func:`rfcore.image.read_rgb`: a JPEG larger than
+        every network input it will give is decoded at reduced size, and
+        files over ``max_pixels`` are refused. An array is checked by
+        :func:`to_rgb` and kept as it is.
+        """
+        if isinstance(image, (str, os.PathLike)):
+            return read_rgb(image, self.largest_input_edge, self.max_pixels)
+        rgb = to_rgb(image, color)
+        return rgb, rgb.shape[:2]
+
+    def largest_input_edge(self, size: tuple[int, int]) -> int:
+        """The longest network-input edge any pass gives an image of ``size = (height, width)``."""
+        passes = [(self.short_edge, False)] if self.tta is None else self.tta.passes()
+        return max(max(input_size(*size, short_edge, self.max_size)) for short_edge, _ in passes)
+
+    def detect_loaded(self, loaded: Sequence[tuple[np.ndarray, tuple[int, int]]]) -> list[list[Face]]:
+        """Faces of images from :meth:`load`, in the pixels of each ``(height, width)``.
+
+        Raises:
+            MemoryError: If a group of same-size images does not fit in memory.
+        """
+        results: list[list[Face]] = [[] for _ in loaded]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (image, _) in enumerate(loaded):
+            groups.setdefault(image.shape[:2], []).append(i)
+        for (height, width), indices in groups.items():
+            try:
+                found = self.detect_same_size([loaded[i][0] for i in indices])
+            except (MemoryError, RuntimeError, cv2.error) as err:
+                if not is_out_of_memory(err):
+                    raise
+                raise MemoryError(self.out_of_memory(height, width, len(indices))) from None
+            for i, dets in zip(indices, found):
+                size = loaded[i][1]
+                dets = rescale(dets, size[1] / width, size[0] / height)
+                results[i] = dets.to_faces(self.mesh_vertices(dets))
+        return results
+
+    def out_of_memory(self, height: int, width: int, count: int) -> str:
+        """What to say when detection on ``count`` images of ``height x width`` runs out of memory."""
+        input_edge = self.largest_input_edge((height, width))
+        what = f"{count} images of" if count > 1 else "an image of"
+        return (f"out of memory detecting faces on {what} {width}x{height} pixels (network input long edge "
+                f"{input_edge}); lower max_size (command line: --max-size, default {DEFAULT_MAX_SIZE})")
+
+    @torch.inference_mode()
+    def mesh_vertices(self, dets: Detections) -> torch.Tensor | None:
+        """Projected mesh vertices of detected faces in image pixels, or ``None`` without ``mesh=True``.
+
+        Decoded and projected into the face crop as training renders them
+        (:func:`rfcore.mesh.project_mesh_params`), then mapped through each
+        face's box (:func:`rfcore.mesh.uncrop_points`, the inverse of
+        :func:`rfcore.mesh.crop_faces`).
+
+        Args:
+            dets: ``F`` detections with their ``mesh_params``, in image pixels.
+
+        Returns:
+            ``(F, V, 2)`` pixel coordinates ``(x, y)``.
+        """
+        if self.decoder is None:
+            return None
+        crop_points = project_mesh_params(self.decoder, dets.mesh_params, (CROP_SIZE, CROP_SIZE))
+        return uncrop_points(crop_points, dets.boxes, (CROP_SIZE, CROP_SIZE))
+
+    @torch.inference_mode()
+    def detect_same_size(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detections for same-size RGB images, in their pixels.
+
+        Args:
+            images: ``N`` arrays ``(H, W, 3)`` uint8 RGB of one size.
+
+        Returns:
+            ``N`` :class:`~rfcore.postprocess.Detections`, highest score first.
+        """
+        passes = [(self.short_edge, False)] if self.tta is None else self.tta.passes()
+        pool = concat([self.run_pass(images, short_edge, flipped) for short_edge, flipped in passes])
+        kept = suppress(pool, len(images), self.nms_iou, self.max_faces)
+        if self.tta is None:
+            return kept
+        return [box_vote(faces, pool.select(pool.image_index == i), self.tta.vote_iou) for i, faces in enumerate(kept)]
+
+    def run_pass(self, images: Sequence[np.ndarray], short_edge: int | None, flipped: bool) -> Detections:
+        """Candidates from one network run, in the original images' pixels.
+
+        Args:
+            images: Same-size RGB images.
+            short_edge: Short-edge size to resize to (``None``: keep).
+            flipped: Run on the horizontally flipped images.
+        """
+        height, width = images[0].shape[:2]
+        size = input_size(height, width, short_edge, self.max_size)
+        if size != (height, width):
+            images = [cv2.resize(image, size[::-1], interpolation=cv2.INTER_LINEAR) for image in images]
+        if flipped:
+            images = [image[:, ::-1] for image in images]
+        output = self.model(preprocess(images, self.cfg.pixel_mean_bgr))
+        dets = candidates(output, cached_anchors(self.cfg, size), self.cfg.variances, self.threshold, self.top_k)
+        if flipped:
+            dets = flip_detections(dets, size[1])
+        return rescale(dets, width / size[1], height / size[0])
+
+    def postprocess(
+        self, output: RetinaFaceOutput, size: tuple[int, int], threshold: float | None = None
+    ) -> list[Detections]:
+        """Decoding and NMS alone, on the network output for inputs of ``size = (H, W)``.
+
+        What :meth:`detect` does after the network, without TTA; results are
+        in network-input pixels. ``threshold`` overrides the detector's.
+        """
+        threshold = self.threshold if threshold is None else threshold
+        dets = candidates(output, cached_anchors(self.cfg, size), self.cfg.variances, threshold, self.top_k)
+        return suppress(dets, output.logits.shape[0], self.nms_iou, self.max_faces)
+
+
+def check_options(threshold, nms_iou, top_k, max_faces, short_edge, max_size, max_pixels=None) -> None:
+    """Raise ``ValueError`` naming the first out-of-range detector option."""
+    checks = (
+        ("threshold", threshold, 0.0 <= threshold < 1.0, "in [0, 1)"),
+        ("nms_iou", nms_iou, 0.0 < nms_iou <= 1.0, "in (0, 1]"),
+        ("top_k", top_k, is_positive_int(top_k), "a positive int"),
+        ("max_faces", max_faces, is_positive_int(max_faces), "a positive int"),
+        ("short_edge", short_edge, short_edge is None or is_positive_int(short_edge), "None or a positive int"),
+        ("max_size", max_size, max_size in (None, 0) or is_positive_int(max_size), "None, 0 or a positive int"),
+        ("max_pixels", max_pixels, max_pixels in (None, 0) or is_positive_int(max_pixels), "None, 0 or a positive int"),
+    )
+    for name, value, ok, expected in checks:
+        if not ok:
+            raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+def check_mesh_options(mesh: bool, model, tta) -> None:
+    """Raise ``ValueError`` if ``mesh=True`` comes with an option it cannot work with."""
+    if mesh and model is not None:
+        raise ValueError("mesh=True loads the network and its decoder from weights=...; it cannot use model=...")
+    if mesh and tta is not None:
+        raise ValueError("mesh=True does not support test-time augmentation: pass tta=None")
+
+
+def is_positive_int(value) -> bool:
+    """True for an ``int`` of at least 1."""
+    return isinstance(value, int) and value >= 1
+
+
+@functools.lru_cache(maxsize=4)
+def cached_detector(**options) -> Detector:
+    """One :class:`Detector` per set of options, built on first use."""
+    return Detector(**options)
+
+
+def detect(images, color: str | None = None, **options) -> list[Face] | list[list[Face]]:
+    """Find faces with a detector built (once) from ``options``.
+
+    ``rfcore.detect(images, ...)`` calls this function.
+
+    Args:
+        images: One image or a batch (see :meth:`Detector.detect`).
+        color: ``"RGB"`` or ``"BGR"`` for colour arrays.
+        **options: :class:`Detector` arguments (hashable values, e.g.
+            ``threshold=0.6``, ``tta=TTAConfig()``).
+
+    Returns:
+        A list of :class:`Face` per image (a single list for one image).
+    """
+    return cached_detector(**options).detect(images, color)
+

@@ -1,0 +1,14 @@
+"""Training: the settings of a run, the network with its losses, the loop, and checkpoints.
+
+Modules, in the order a run uses them:
+
+* :mod:`rfcore.train.config`: :class:`~rfcore.train.config.TrainConfig`, the paper's recipe as defaults;
+* :mod:`rfcore.train.model`: :class:`~rfcore.train.model.TrainingModel`, the network plus Eq. 1 (and
+  ``L_pixel`` through the mesh branch) in one module, as DistributedDataParallel wants it;
+* :mod:`rfcore.train.loop`: the learning-rate schedule, :func:`~rfcore.train.loop.train_step` and
+  :func:`~rfcore.train.loop.train`, with its log, exact resume and torchrun support;
+* :mod:`rfcore.train.checkpoint`: atomic, fsync'd checkpoints.
+
+The package imports none of them, so ``from rfcore.train.config import TrainConfig`` stays light; the command
+line that fills a config is :mod:`rfcore.cli.train`.
+"""
