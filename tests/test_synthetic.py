@@ -359,7 +359,7 @@ def test_bad_arguments_are_named(options, words):
 
 
 def test_the_shipped_detector_finds_larger_synthetic_faces():
-    from rfcore.detect import Detector
+    from rfcore.detector import Detector
 
     detector = Detector()
     dataset = SyntheticFaces(6, image_size=320, faces=(1, 3), min_face=64, max_face=160, seed=0)
