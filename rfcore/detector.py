@@ -70,8 +70,7 @@ from torch import nn
 
 from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, get_config
 from rfcore.image import as_batch, input_size, is_out_of_memory, preprocess, read_rgb, to_rgb
-from rfcore.mesh import project_mesh_params, uncrop_points
-from rfcore.mesh.loss import CROP_SIZE
+from rfcore.mesh import CROP_SIZE, project_mesh_params, uncrop_points
 from rfcore.model import RetinaFaceOutput
 from rfcore.model.fuse import fuse_for_inference
 from rfcore.postprocess import (

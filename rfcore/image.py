@@ -1,4 +1,12 @@
-"""Reading image files within a memory budget.
+"""Images in, network input out: files read within a memory budget, arrays checked, preprocessing.
+
+Training (:mod:`rfcore.data`) and detection (:mod:`rfcore.detector`) share
+this module: :func:`read_rgb` / :func:`read_image` read files, :func:`to_rgb`
+checks arrays and fixes the colour order, :func:`input_size` chooses the
+network input size, :func:`preprocess` makes the network input (BGR minus
+the mean) and :func:`network_input_to_rgb` undoes it.
+
+Reading files within a memory budget.
 
 A decoded image costs 3 bytes per pixel, so a 20000x20000 picture needs
 1.2 GB before the network sees it, although a 1.7 MB PNG can hold it. Three

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -27,12 +26,8 @@ from torch import nn
 from rfcore.assets import ASSETS
 from rfcore.config import PRESETS, RetinaFaceConfig
 from rfcore.files import write_bytes
-from rfcore.mesh.decoder import MeshDecoder
-from rfcore.mesh.hierarchy import build_hierarchy
+from rfcore.mesh import MeshDecoder, build_hierarchy
 from rfcore.model import RetinaFace
-
-if TYPE_CHECKING:
-    pass
 
 StateDict = dict[str, torch.Tensor]
 
