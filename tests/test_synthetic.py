@@ -371,3 +371,32 @@ def test_the_shipped_detector_finds_larger_synthetic_faces():
         total += len(sample.boxes)
     # MobileNet-0.25 trained on WIDER FACE finds 6 of these 14 faces; the smooth, plain faces are not real ones
     assert found >= total // 4
+
+
+def test_kept_images_give_the_same_items_and_survive_augmentation():
+    transform = TrainTransform(size=64)
+    fresh = SyntheticFaces(3, image_size=96, faces=(1, 3), min_face=16, seed=4, transform=transform)
+    kept = SyntheticFaces(3, image_size=96, faces=(1, 3), min_face=16, seed=4, transform=transform)
+    kept.keep_rendered()
+    originals = [sample.image.copy() for sample in kept.kept]
+    for epoch in (0, 1, 0):  # epoch 0 again: the augmentation did not change the kept images
+        fresh.set_epoch(epoch)
+        kept.set_epoch(epoch)
+        for index in range(3):
+            a, b = fresh[index], kept[index]
+            np.testing.assert_array_equal(a.image, b.image)
+            np.testing.assert_array_equal(a.boxes, b.boxes)
+            np.testing.assert_array_equal(a.landmarks, b.landmarks)
+    for sample, original in zip(kept.kept, originals):
+        np.testing.assert_array_equal(sample.image, original)
+
+
+def test_training_keeps_synthetic_images_that_fit_and_renders_the_rest_each_epoch(monkeypatch):
+    from rfcore.train import loop
+    from rfcore.train.config import TrainConfig
+
+    train_cfg = TrainConfig(data="synthetic", num_images=4, image_size=64, quiet=True)
+    cfg = train_cfg.loss_preset()
+    assert len(loop.build_dataset(train_cfg, cfg).kept) == 4
+    monkeypatch.setattr(loop, "KEEP_RENDERED_BYTES", 4 * 64 * 64 * 3 - 1)
+    assert loop.build_dataset(train_cfg, cfg).kept is None

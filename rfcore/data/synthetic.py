@@ -88,6 +88,7 @@ from rfcore.mesh.hierarchy import adjacency_matrix
 from rfcore.mesh.laplacian import eigenbasis, laplacian
 from rfcore.mesh.render import render
 from rfcore.mesh.template import LANDMARK_NAMES, SKIN, Mesh, face_template
+from rfcore.progress import progress_bar
 
 SHAPE_MODES, SHAPE_AMPLITUDE = 12, (0.08, 0.08, 0.2)
 """Smooth eigenvectors that deform a face, and the spread of their coefficients in x, y and z.
@@ -288,6 +289,7 @@ class SyntheticFaces(torch.utils.data.Dataset):
         self.face_range, self.max_angle, self.max_render = (min_face, max_face), max_angle, max_render
         self.transform = transform
         self.epoch = 0
+        self.kept: list[FaceSample] | None = None
 
     def __len__(self) -> int:
         return self.length
@@ -295,10 +297,26 @@ class SyntheticFaces(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> FaceSample:
         """Image ``index`` and its faces, transformed if the dataset has a transform."""
         index = range(self.length)[index]
-        sample = self.render(index).sample
+        sample = self.render(index).sample if self.kept is None else self.kept[index]
         if self.transform is None:
             return sample
         return self.transform(sample, np.random.default_rng([self.seed, self.epoch, index]))
+
+    def keep_rendered(self, progress: bool = False) -> None:
+        """Render every image once and keep it, so that later epochs only augment.
+
+        Rendering an image costs tens of milliseconds, more than a small
+        training step spends on it, and the images never change (only their
+        augmentation does). The kept images take ``H x W x 3`` bytes each;
+        DataLoader workers started afterwards share them. Items are the same
+        with or without (the transforms never modify their input).
+
+        Args:
+            progress: Show a progress bar on stderr.
+        """
+        indices = progress_bar(range(self.length), desc="rendering synthetic images", unit="image",
+                               disable=not progress)
+        self.kept = [self.render(index).sample for index in indices]
 
     def set_epoch(self, epoch: int) -> None:
         """Draw new augmentations (the images themselves never change)."""

@@ -139,8 +139,16 @@ def learning_rate(step: int, steps_per_epoch: int, train_cfg: TrainConfig) -> fl
 # ---------------------------------------------------------------- data
 
 
+KEEP_RENDERED_BYTES = 4_000_000_000
+"""Synthetic training images are rendered once and kept when they fit in this many bytes (500 images of
+640 x 640 take 0.6 GB); larger sets are rendered again each epoch."""
+
+
 def build_dataset(train_cfg: TrainConfig, cfg: RetinaFaceConfig) -> Dataset:
     """The training images of ``train_cfg.data``, augmented to squares of ``cfg.train_size``.
+
+    Synthetic images are rendered once, before the first step, when they fit in
+    :data:`KEEP_RENDERED_BYTES` (:meth:`~rfcore.data.synthetic.SyntheticFaces.keep_rendered`).
 
     Raises:
         FileNotFoundError: If the label file or images folder does not exist.
@@ -156,7 +164,10 @@ def build_dataset(train_cfg: TrainConfig, cfg: RetinaFaceConfig) -> Dataset:
         raise ImportError(
             f"--data synthetic needs rfcore.data.synthetic.SyntheticFaces, which is missing: {err}"
         ) from None
-    return SyntheticFaces(train_cfg.num_images or SYNTHETIC_IMAGES, size, seed=train_cfg.seed, transform=transform)
+    dataset = SyntheticFaces(train_cfg.num_images or SYNTHETIC_IMAGES, size, seed=train_cfg.seed, transform=transform)
+    if len(dataset) * size * size * 3 <= KEEP_RENDERED_BYTES:
+        dataset.keep_rendered(progress=not train_cfg.quiet)
+    return dataset
 
 
 def epoch_batches(dataset: Dataset, num_samples: int, train_cfg: TrainConfig, cfg: RetinaFaceConfig, epoch: int,
