@@ -17,6 +17,14 @@ def test_read_log_from_file_or_folder(tmp_path):
     assert read_log(tmp_path / "log.jsonl") == RECORDS
 
 
+def test_a_folder_without_a_log_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"no training log at {tmp_path / 'missing' / 'log.jsonl'}"):
+        read_log(tmp_path / "missing" / "log.jsonl")
+    (tmp_path / "run").mkdir()
+    with pytest.raises(FileNotFoundError, match="log.jsonl"):
+        read_log(tmp_path / "run")
+
+
 def test_moving_average_known_values():
     np.testing.assert_allclose(moving_average([1, 2, 3, 4], 2), [1.0, 1.5, 2.5, 3.5])
     np.testing.assert_allclose(moving_average([1, 2, 3], 1), [1, 2, 3])

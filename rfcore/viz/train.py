@@ -26,9 +26,15 @@ def read_log(path) -> list[dict]:
 
     Args:
         path: A ``log.jsonl`` file or the run's output folder holding one.
+
+    Raises:
+        FileNotFoundError: If there is no log there.
     """
     path = Path(path)
-    return parse_log(path / "log.jsonl" if path.is_dir() else path)[0]
+    log = path / "log.jsonl" if path.is_dir() else path
+    if not log.is_file():
+        raise FileNotFoundError(f"no training log at {log}: pass a run's --out folder or its log.jsonl")
+    return parse_log(log)[0]
 
 
 def moving_average(values, window: int) -> np.ndarray:
