@@ -28,9 +28,12 @@ With ``mesh=True`` (weights of an ``rfcore train --mesh`` run) each kept
 face also gets its dense mesh [paper §3.2]: the 144 mesh parameters of its
 anchor are decoded and projected into the face crop exactly as training
 renders them, then mapped through the box to image pixels
-(:meth:`Detector.mesh_vertices`). Test-time augmentation is not supported
-with the mesh: a voted box is an average of boxes, and no single anchor's
-mesh belongs to it.
+(:meth:`Detector.mesh_vertices`). With test-time augmentation every pass
+computes the meshes of its candidates before they are pooled: a flipped
+pass mirrors them (``x -> width - x``, each vertex taking its mirror
+partner's place, :func:`rfcore.mesh.template.mirror_order`), and a voted
+face keeps the mesh of its highest-scoring voter, since an average of
+meshes from different anchors is no face's mesh.
 
 Defaults: threshold 0.5 (biubug6 uses 0.6 in its demo and 0.02 to evaluate
 on WIDER FACE, where low-scoring faces still add to the AP), top-k 5000
@@ -70,7 +73,7 @@ from torch import nn
 
 from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, get_config
 from rfcore.image import as_batch, input_size, is_out_of_memory, preprocess, read_rgb, to_rgb
-from rfcore.mesh import CROP_SIZE, project_mesh_params, uncrop_points
+from rfcore.mesh import CROP_SIZE, mirror_order, project_mesh_params, uncrop_points
 from rfcore.model import RetinaFaceOutput
 from rfcore.model.fuse import fuse_for_inference
 from rfcore.postprocess import (
@@ -148,14 +151,14 @@ class Detector:
             to float rounding, faster on CPU.
         mesh: Also give each face its projected mesh (:attr:`Face.mesh`);
             needs ``weights`` of an ``rfcore train --mesh`` run
-            (:func:`load_mesh_model`), not ``model``, and no ``tta``.
+            (:func:`load_mesh_model`), not ``model``.
 
     Raises:
         FileNotFoundError: If the weights file (or, with ``mesh``, the
             decoder file) is missing.
         ValueError: For out-of-range options, an unknown preset, weights
             that do not fit the preset, or ``mesh`` with weights that have no
-            mesh head, with ``model`` or with ``tta``.
+            mesh head, or with ``model``.
     """
 
     def __init__(
@@ -178,11 +181,13 @@ class Detector:
         check_options(threshold, nms_iou, top_k, max_faces, short_edge, max_size, max_pixels)
         if model is not None and weights is not None:
             raise ValueError("pass either weights or model, not both")
-        check_mesh_options(mesh, model, tta)
+        if mesh and model is not None:
+            raise ValueError("mesh=True loads the network and its decoder from weights=...; it cannot use model=...")
         self.cfg = get_config(preset)
-        self.decoder = None
+        self.decoder = self.mesh_order = None
         if mesh:
             model, self.decoder = load_mesh_model(weights, self.cfg)
+            self.mesh_order = mirror_order(self.decoder.template_vertices)
         model = load_model(weights, self.cfg) if model is None else model.eval()
         self.model = fuse_for_inference(model) if fuse else model
         self.threshold, self.nms_iou, self.top_k, self.max_faces = threshold, nms_iou, top_k, max_faces
@@ -251,7 +256,7 @@ class Detector:
             for i, dets in zip(indices, found):
                 size = loaded[i][1]
                 dets = rescale(dets, size[1] / width, size[0] / height)
-                results[i] = dets.to_faces(self.mesh_vertices(dets))
+                results[i] = dets.to_faces()
         return results
 
     def out_of_memory(self, height: int, width: int, count: int) -> str:
@@ -261,9 +266,13 @@ class Detector:
         return (f"out of memory detecting faces on {what} {width}x{height} pixels (network input long edge "
                 f"{input_edge}); lower max_size (command line: --max-size, default {DEFAULT_MAX_SIZE})")
 
+    def with_meshes(self, dets: Detections) -> Detections:
+        """``dets`` with their :meth:`mesh_vertices` (unchanged without ``mesh=True``)."""
+        return dets if self.decoder is None else dets._replace(meshes=self.mesh_vertices(dets))
+
     @torch.inference_mode()
     def mesh_vertices(self, dets: Detections) -> torch.Tensor | None:
-        """Projected mesh vertices of detected faces in image pixels, or ``None`` without ``mesh=True``.
+        """Projected mesh vertices of detected faces in the pixels of their boxes, or ``None`` without ``mesh=True``.
 
         Decoded and projected into the face crop as training renders them
         (:func:`rfcore.mesh.project_mesh_params`), then mapped through each
@@ -289,22 +298,26 @@ class Detector:
             images: ``N`` arrays ``(H, W, 3)`` uint8 RGB of one size.
 
         Returns:
-            ``N`` :class:`~rfcore.postprocess.Detections`, highest score first.
+            ``N`` :class:`~rfcore.postprocess.Detections`, highest score first, with meshes if ``mesh=True``.
         """
-        passes = [(self.short_edge, False)] if self.tta is None else self.tta.passes()
-        pool = concat([self.run_pass(images, short_edge, flipped) for short_edge, flipped in passes])
+        if self.tta is None:  # meshes for the kept faces only
+            pool = self.run_pass(images, self.short_edge, False)
+            return [self.with_meshes(dets) for dets in suppress(pool, len(images), self.nms_iou, self.max_faces)]
+        # every candidate's mesh, computed in its own pass (a flipped one must be mirrored), so that voting can pick
+        pool = concat([self.run_pass(images, short_edge, flipped, True) for short_edge, flipped in self.tta.passes()])
         kept = suppress(pool, len(images), self.nms_iou, self.max_faces)
-        if self.tta is None:
-            return kept
         return [box_vote(faces, pool.select(pool.image_index == i), self.tta.vote_iou) for i, faces in enumerate(kept)]
 
-    def run_pass(self, images: Sequence[np.ndarray], short_edge: int | None, flipped: bool) -> Detections:
+    def run_pass(
+        self, images: Sequence[np.ndarray], short_edge: int | None, flipped: bool, meshes: bool = False
+    ) -> Detections:
         """Candidates from one network run, in the original images' pixels.
 
         Args:
             images: Same-size RGB images.
             short_edge: Short-edge size to resize to (``None``: keep).
             flipped: Run on the horizontally flipped images.
+            meshes: Also compute every candidate's mesh (with ``mesh=True``).
         """
         height, width = images[0].shape[:2]
         size = input_size(height, width, short_edge, self.max_size)
@@ -314,8 +327,10 @@ class Detector:
             images = [image[:, ::-1] for image in images]
         output = self.model(preprocess(images, self.cfg.pixel_mean_bgr))
         dets = candidates(output, cached_anchors(self.cfg, size), self.cfg.variances, self.threshold, self.top_k)
+        if meshes:
+            dets = self.with_meshes(dets)
         if flipped:
-            dets = flip_detections(dets, size[1])
+            dets = flip_detections(dets, size[1], self.mesh_order)
         return rescale(dets, width / size[1], height / size[0])
 
     def postprocess(
@@ -345,14 +360,6 @@ def check_options(threshold, nms_iou, top_k, max_faces, short_edge, max_size, ma
     for name, value, ok, expected in checks:
         if not ok:
             raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-
-def check_mesh_options(mesh: bool, model, tta) -> None:
-    """Raise ``ValueError`` if ``mesh=True`` comes with an option it cannot work with."""
-    if mesh and model is not None:
-        raise ValueError("mesh=True loads the network and its decoder from weights=...; it cannot use model=...")
-    if mesh and tta is not None:
-        raise ValueError("mesh=True does not support test-time augmentation: pass tta=None")
 
 
 def is_positive_int(value) -> bool:

@@ -84,6 +84,9 @@ class Detections(NamedTuple):
         image_index: ``(F,)`` int64 index of the image in the batch.
         mesh_params: ``(F, 144)`` raw mesh-head outputs of the faces'
             anchors, or ``None`` for a model without a mesh head.
+        meshes: ``(F, V, 2)`` projected mesh vertices in the same pixels as
+            the boxes (:meth:`rfcore.detector.Detector.mesh_vertices`), or
+            ``None`` until they are computed.
     """
 
     boxes: torch.Tensor
@@ -91,14 +94,16 @@ class Detections(NamedTuple):
     landmarks: torch.Tensor
     image_index: torch.Tensor
     mesh_params: torch.Tensor | None = None
+    meshes: torch.Tensor | None = None
 
     def select(self, index) -> Detections:
         """The rows ``index`` (a mask, indices or a slice) of every field."""
         return Detections(*(None if field is None else field[index] for field in self))
 
-    def to_faces(self, meshes: torch.Tensor | None = None) -> list[Face]:
-        """The rows as :class:`Face` objects, with ``(F, V, 2)`` ``meshes`` if given."""
+    def to_faces(self) -> list[Face]:
+        """The rows as :class:`Face` objects, with their meshes if computed."""
         boxes, scores, points = self.boxes.tolist(), self.scores.tolist(), self.landmarks.tolist()
+        meshes = self.meshes
         vertices = [None] * len(boxes) if meshes is None else [tuple(map(tuple, m)) for m in meshes.tolist()]
         return [
             Face(tuple(box), score, tuple(tuple(p) for p in face), mesh)
@@ -143,19 +148,38 @@ def candidates(
     return Detections(boxes, top[image_index, rank], landmarks, image_index, mesh_params)
 
 
-def flip_detections(dets: Detections, width: int) -> Detections:
+def flip_detections(dets: Detections, width: int, mesh_order: torch.Tensor | None = None) -> Detections:
     """Detections made on a horizontally flipped image, mapped onto the unflipped one.
 
     ``x -> width - x``; box corners swap, and so do the left/right landmarks
     (:func:`rfcore.boxes.flip_boxes`, :func:`rfcore.boxes.flip_landmarks`).
+    Meshes, if computed, are mirrored the same way: every vertex takes the
+    place of its mirror partner (``mesh_order``, :func:`rfcore.mesh.template.mirror_order`).
+
+    Args:
+        dets: Detections in the flipped image's pixels.
+        width: Width of that image.
+        mesh_order: ``(V,)`` vertex correspondence under the mirror; needed when ``dets.meshes`` is set.
+
+    Raises:
+        ValueError: If ``dets`` has meshes and ``mesh_order`` is missing or of another length.
     """
-    return dets._replace(boxes=flip_boxes(dets.boxes, width), landmarks=flip_landmarks(dets.landmarks, width))
+    flipped = dets._replace(boxes=flip_boxes(dets.boxes, width), landmarks=flip_landmarks(dets.landmarks, width))
+    if dets.meshes is None:
+        return flipped
+    if mesh_order is None or len(mesh_order) != dets.meshes.shape[1]:
+        got = None if mesh_order is None else len(mesh_order)
+        raise ValueError(f"mirroring meshes of {dets.meshes.shape[1]} vertices needs their vertex order, got {got}")
+    meshes = dets.meshes[:, mesh_order]  # fancy indexing copies
+    meshes[..., 0] = width - meshes[..., 0]
+    return flipped._replace(meshes=meshes)
 
 
 def rescale(dets: Detections, scale_x: float, scale_y: float) -> Detections:
-    """Multiply x coordinates by ``scale_x`` and y coordinates by ``scale_y``."""
+    """Multiply x coordinates by ``scale_x`` and y coordinates by ``scale_y`` (boxes, landmarks and meshes)."""
     xy = torch.tensor([scale_x, scale_y], dtype=dets.boxes.dtype)
-    return dets._replace(boxes=dets.boxes * xy.repeat(2), landmarks=dets.landmarks * xy)
+    meshes = None if dets.meshes is None else dets.meshes * xy
+    return dets._replace(boxes=dets.boxes * xy.repeat(2), landmarks=dets.landmarks * xy, meshes=meshes)
 
 
 def suppress(dets: Detections, num_images: int, nms_iou: float, max_faces: int) -> list[Detections]:
@@ -188,7 +212,10 @@ def box_vote(kept: Detections, pool: Detections, iou_threshold: float) -> Detect
     stay as distinct as NMS left them. This is the greedy merge of the
     RetinaFace authors' test code (insightface, RetinaFace ``bbox_vote``)
     done with one IoU matrix. Boxes and landmarks are averaged with the
-    same weights; scores stay those of the kept faces.
+    same weights; scores stay those of the kept faces. Meshes are not
+    averaged (the vertices of a face seen from two passes need not agree
+    where the face hides them): a voted face keeps the mesh of its
+    highest-scoring voter.
 
     Args:
         kept: ``K`` faces of one image after NMS, by descending score.
@@ -206,7 +233,8 @@ def box_vote(kept: Detections, pool: Detections, iou_threshold: float) -> Detect
     boxes = weights @ pool.boxes
     # (K, M) @ (M, 10) -> (K, 10) -> (K, 5, 2)
     landmarks = (weights @ pool.landmarks.flatten(1)).unflatten(1, (5, 2))
-    return kept._replace(boxes=boxes, landmarks=landmarks)
+    meshes = None if pool.meshes is None else pool.meshes[weights.argmax(dim=1)]  # (K, V, 2) top voter's
+    return kept._replace(boxes=boxes, landmarks=landmarks, meshes=meshes)
 
 
 @functools.lru_cache(maxsize=8)

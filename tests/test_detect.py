@@ -236,6 +236,29 @@ def test_box_vote_counts_each_candidate_once():
     assert torch.allclose(voted.boxes, torch.tensor([[1.25, 0.0, 11.25, 10.0], [7.0, 0.0, 17.0, 10.0]]))
 
 
+def test_box_vote_keeps_the_mesh_of_the_top_scoring_voter():
+    pool = dets([[0, 0, 10, 10], [1, 0, 11, 10], [2, 0, 12, 10], [40, 40, 50, 50]], [0.7, 0.9, 0.6, 0.8])
+    pool = pool._replace(meshes=torch.arange(4.0)[:, None, None].expand(4, 3, 2))  # mesh k is all k
+    kept = pool.select(torch.tensor([1, 3]))
+    # kept has the top score of its group here; as the first row below, the lower-scoring face 0 owns the group
+    for kept_rows, expected in ((kept, [1, 3]), (pool.select(torch.tensor([0, 3])), [1, 3])):
+        voted = box_vote(kept_rows, pool, iou_threshold=0.4)
+        assert voted.meshes[:, 0, 0].tolist() == expected
+    assert box_vote(kept._replace(meshes=None), pool._replace(meshes=None), 0.4).meshes is None
+
+
+def test_flip_mirrors_meshes_with_their_vertex_order():
+    face = dets([[10, 20, 30, 50]], [0.9])
+    face = face._replace(meshes=torch.tensor([[[14.0, 30], [26, 31], [20, 38]]]))  # left eye, right eye, nose
+    order = torch.tensor([1, 0, 2])
+    flipped = flip_detections(face, width=100, mesh_order=order)
+    # the old right-eye vertex (26, 31) mirrors to the image-left (74, 31): it is the left-eye vertex now
+    assert flipped.meshes[0].tolist() == [[74, 31], [86, 30], [80, 38]]
+    assert torch.equal(flip_detections(flipped, width=100, mesh_order=order).meshes, face.meshes)
+    with pytest.raises(ValueError, match="meshes of 3 vertices needs their vertex order, got 2"):
+        flip_detections(face, width=100, mesh_order=torch.tensor([1, 0]))
+
+
 def test_flip_mirrors_boxes_and_swaps_left_and_right():
     face = dets([[10, 20, 30, 50]], [0.9])
     face = face._replace(landmarks=torch.tensor([[[14.0, 30], [26, 30], [20, 38], [15, 45], [25, 45]]]))
@@ -334,7 +357,7 @@ def test_no_faces_give_no_meshes(mesh_weights):
     empty = Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, 5, 2), torch.zeros(0, dtype=torch.long),
                        torch.zeros(0, 144))
     meshes = Detector(mesh_weights, mesh=True).mesh_vertices(empty)
-    assert meshes.shape == (0, build_hierarchy().num_vertices[-1], 2) and empty.to_faces(meshes) == []
+    assert meshes.shape == (0, build_hierarchy().num_vertices[-1], 2) and empty._replace(meshes=meshes).to_faces() == []
 
 
 def test_without_mesh_faces_have_none_and_no_mesh_key(detector, image):
@@ -368,5 +391,33 @@ def test_mesh_needs_weights_with_a_mesh_head_and_its_decoder(tmp_path, mesh_weig
     (tmp_path / "weights.safetensors").write_bytes(mesh_weights.read_bytes())
     with pytest.raises(FileNotFoundError, match="mesh_decoder.safetensors not found"):
         Detector(tmp_path / "weights.safetensors", mesh=True)
-    with pytest.raises(ValueError, match="test-time augmentation"):
-        Detector(mesh_weights, mesh=True, tta=TTAConfig())
+
+
+def mirror_meshes(faces, width, order):
+    """Meshes of faces found on a mirrored image, mapped back: ``(F, V, 2)``."""
+    meshes = torch.tensor([face.mesh for face in faces])[:, order]
+    meshes[..., 0] = width - meshes[..., 0]
+    return meshes
+
+
+def test_flip_test_with_mesh_is_mirror_symmetric(mesh_weights):
+    image = noise_image(seed=3)
+    flip_only = Detector(mesh_weights, mesh=True, threshold=0.0, max_faces=4, tta=TTAConfig(flip=True, scales=(None,)))
+    direct = flip_only.detect(image, color="RGB")
+    back = flip_only.detect(np.ascontiguousarray(image[:, ::-1]), color="RGB")
+    assert len(direct) == 4
+    assert_same_faces(direct, mirror(back, image.shape[1]))
+    meshes = torch.tensor([face.mesh for face in direct])
+    assert torch.allclose(meshes, mirror_meshes(back, image.shape[1], flip_only.mesh_order), atol=1e-3)
+
+
+def test_voted_faces_keep_their_own_mesh(mesh_weights):
+    """One pass with voting: each kept face is its group's top scorer, so its mesh is the one it has without TTA."""
+    image = noise_image(seed=4)
+    plain = Detector(mesh_weights, mesh=True, threshold=0.0, max_faces=4).detect(image, color="RGB")
+    voted = Detector(mesh_weights, mesh=True, threshold=0.0, max_faces=4,
+                     tta=TTAConfig(flip=False, scales=(None,))).detect(image, color="RGB")
+    assert [face.score for face in voted] == [face.score for face in plain]
+    assert any(v.box != p.box for v, p in zip(voted, plain))  # voting moved some boxes
+    for v, p in zip(voted, plain):
+        assert v.mesh == p.mesh

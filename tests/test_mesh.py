@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from rfcore.mesh.camera import camera_from_pose, project, to_view
 from rfcore.mesh.chebconv import ChebConv, scaled_laplacian
 from rfcore.mesh.decoder import MeshDecoder
 from rfcore.mesh.hierarchy import (
@@ -24,6 +25,7 @@ from rfcore.mesh.template import (
     face_template,
     grid,
     load_obj,
+    mirror_order,
 )
 
 
@@ -42,6 +44,43 @@ def hop_distances(adjacency: torch.Tensor, source: int) -> torch.Tensor:
 
 
 # --- template ---------------------------------------------------------------
+
+
+def test_mirror_order_pairs_left_and_right_and_keeps_the_mid_line(template):
+    mirror = mirror_order(template.vertices)
+    assert torch.equal(mirror[mirror], torch.arange(template.num_vertices))
+    marks = template.landmarks
+    for left, right in (("left_eye", "right_eye"), ("left_mouth", "right_mouth")):
+        assert mirror[marks[left]] == marks[right]
+    assert mirror[marks["nose_tip"]] == marks["nose_tip"]
+    on_mid_line = template.vertices[:, 0].abs() < 1e-6
+    assert on_mid_line.sum() == 17 and torch.equal(mirror[on_mid_line], torch.nonzero(on_mid_line).flatten())
+    mirrored = template.vertices[mirror] * torch.tensor([-1.0, 1.0, 1.0])
+    assert torch.allclose(mirrored, template.vertices, atol=1e-6)
+
+
+def test_a_mirrored_projection_is_the_projection_of_the_mirrored_pose(template):
+    """Mirroring the image of a symmetric face at (pitch, yaw, roll) gives the face at (pitch, -yaw, -roll)."""
+    vertices = template.vertices[None].double()
+    angles = torch.tensor([[0.2, 0.5, -0.3]], dtype=torch.float64)
+
+    def pixels(angles, shift):
+        camera = camera_from_pose(angles, torch.tensor([4.0], dtype=torch.float64), shift=shift)
+        return project(to_view(vertices, camera), camera, (32, 32))[0][0]  # (V, 2)
+
+    seen = pixels(angles, torch.tensor([[0.3, 0.1]], dtype=torch.float64))
+    mirrored = seen[mirror_order(template.vertices)]
+    mirrored[:, 0] = 32 - mirrored[:, 0]
+    expected = pixels(angles * torch.tensor([1.0, -1.0, -1.0]), torch.tensor([[-0.3, 0.1]], dtype=torch.float64))
+    assert torch.allclose(mirrored, expected, atol=1e-9)
+    assert (seen - expected).abs().max() > 1.0  # the pose is far from symmetric
+
+
+def test_mirror_order_refuses_an_asymmetric_mesh(template):
+    vertices = template.vertices.clone()
+    vertices[3, 0] += 0.01
+    with pytest.raises(ValueError, match="not mirror-symmetric about x = 0: vertex"):
+        mirror_order(vertices)
 
 
 def test_template_is_a_disc_of_289_vertices_and_512_triangles(template):

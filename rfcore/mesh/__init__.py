@@ -8,7 +8,7 @@ differentiable soft rasteriser, and the rendering is compared with the
 face crop by the pixel loss ``L_pixel``.
 
 One module per step, in the order the data flows:
-:mod:`~rfcore.mesh.template` (the face mesh, OBJ files),
+:mod:`~rfcore.mesh.template` (the face mesh, OBJ files, mirror partners),
 :mod:`~rfcore.mesh.hierarchy` (mesh levels, up-sampling, adjacency),
 :mod:`~rfcore.mesh.laplacian` (graph Laplacians, spectrum, hop distances),
 :mod:`~rfcore.mesh.chebconv` (Chebyshev graph convolution),
@@ -32,7 +32,7 @@ from rfcore.mesh.hierarchy import MeshHierarchy, build_hierarchy, hierarchy_from
 from rfcore.mesh.laplacian import eigenbasis, hop_distances, laplacian, normalised_laplacian
 from rfcore.mesh.loss import CROP_SIZE, crop_faces, mesh_branch_loss, pixel_loss, uncrop_points
 from rfcore.mesh.render import render
-from rfcore.mesh.template import Mesh, face_template, load_obj
+from rfcore.mesh.template import Mesh, face_template, load_obj, mirror_order
 
 __all__ = [
     "CROP_SIZE",
@@ -54,6 +54,7 @@ __all__ = [
     "light_from_params",
     "load_obj",
     "mesh_branch_loss",
+    "mirror_order",
     "normalised_laplacian",
     "pixel_loss",
     "project_mesh_params",

@@ -217,6 +217,39 @@ def nearest_vertices(xy: torch.Tensor, points: Mapping[str, tuple[float, float]]
     return dict(zip(points, nearest.tolist()))
 
 
+MIRROR_TOLERANCE = 1e-4
+"""Largest distance (model units) between a vertex's mirror image and its partner for a mesh to count as symmetric."""
+
+
+def mirror_order(vertices: torch.Tensor) -> torch.Tensor:
+    """Vertex correspondence under a left-right mirror ``x -> -x``: the mesh's own :data:`~rfcore.boxes.FLIP_ORDER`.
+
+    Vertex ``mirror[i]`` sits where vertex ``i`` lands when the face is
+    mirrored (the partner of a left-eye vertex is the right-eye vertex; a
+    vertex on the mid-line is its own partner). A mesh predicted on a
+    horizontally flipped image becomes one of the unflipped image by
+    ``x -> width - x`` and taking its vertices in this order.
+
+    Args:
+        vertices: ``(V, 3)`` model coordinates of a template symmetric about ``x = 0``.
+
+    Returns:
+        ``(V,)`` int64 permutation with ``mirror[mirror] == arange(V)``.
+
+    Raises:
+        ValueError: If some vertex has no partner within :data:`MIRROR_TOLERANCE`
+            (the mesh is not mirror-symmetric), naming the worst vertex.
+    """
+    mirrored = vertices * vertices.new_tensor([-1.0, 1.0, 1.0])  # (V, 3)
+    distance, mirror = torch.cdist(mirrored.double(), vertices.double()).min(dim=1)  # (V,) each
+    worst = int(distance.argmax())
+    if distance[worst] > MIRROR_TOLERANCE or not torch.equal(mirror[mirror], torch.arange(len(vertices))):
+        raise ValueError(f"the mesh is not mirror-symmetric about x = 0: vertex {worst} at "
+                         f"{vertices[worst].tolist()} has no partner within {MIRROR_TOLERANCE} "
+                         f"(nearest is {float(distance[worst]):.3g} away)")
+    return mirror
+
+
 def face_template(cells: int = 16) -> Mesh:
     """The built-in face mesh: ``(cells + 1)^2`` vertices, ``2 cells^2`` triangles.
 
