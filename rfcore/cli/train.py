@@ -34,12 +34,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="side of the square training crops (default: the preset's, 640)")
     data.add_argument("--workers", type=int, default=d.workers, metavar="N",
                       help=f"loader processes per rank (default {d.workers})")
+    data.add_argument("--val", metavar="LABELS",
+                      help="validate during training on 'synthetic' (the held-out synthetic set) or a label.txt: "
+                      "AP per face-size band and landmark NME, in the log and the progress bar")
+    data.add_argument("--val-every", type=int, default=d.val_every, metavar="N",
+                      help=f"validate every N steps and after the last (default {d.val_every})")
+    data.add_argument("--val-images", type=int, metavar="N", help="validate on the first N images of --val only")
     model = parser.add_argument_group("model")
     model.add_argument("--preset", default=d.preset, choices=sorted(PRESETS), help=f"preset (default {d.preset})")
     model.add_argument("--init-weights", metavar="PATH",
                        help="start from these safetensors weights, or 'shipped' for the repository's (fine-tuning)")
+    model.add_argument("--train-bn", action="store_true",
+                       help="with --init-weights, train batch norm too (default: frozen, statistics and affine "
+                       "as loaded, because batches of a few images would replace what the weights learned)")
     model.add_argument("--mesh", action="store_true",
                        help="also train the mesh branch (mesh head, decoder, lambda_pixel * L_pixel)")
+    model.add_argument("--lambda-box", type=float, metavar="L", help="weight of L_box (default: the preset's)")
+    model.add_argument("--lambda-pts", type=float, metavar="L", help="weight of L_pts (default: the preset's)")
     model.add_argument("--lambda-pixel", type=float, metavar="L",
                        help=f"weight of L_pixel (default: the preset's; with --mesh and a preset of 0, "
                        f"the paper's {PAPER_LAMBDA_PIXEL})")

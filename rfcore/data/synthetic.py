@@ -672,3 +672,23 @@ def add_ellipses(image: np.ndarray, rng: np.random.Generator, count: int) -> np.
         axes = tuple(int(a) for a in rng.integers(4, max(min(height, width) // 4, 5), size=2))
         cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour.tolist(), -1)
     return image
+
+
+VALIDATION = {"length": 240, "image_size": 256, "faces": (1, 5), "min_face": 10.0, "max_face": 200.0,
+              "seed": 1_000_003}
+"""The held-out synthetic validation set of ``rfcore train --val synthetic`` and the recorded runs.
+
+240 images of 256 x 256 with one to five faces each, sizes 10 to 200 pixels
+(log-uniform, so roughly a third in each band of
+:data:`rfcore.evaluation.SIZE_BANDS`), drawn with a seed no training run
+uses by default (training images are ``default_rng([seed, i])`` with
+``--seed``, 0 unless given). Defined once here and kept, so that every
+recorded figure is on the same faces."""
+
+
+def validation_set(length: int | None = None) -> SyntheticFaces:
+    """The held-out synthetic validation set (:data:`VALIDATION`), or its first ``length`` images."""
+    settings = dict(VALIDATION)
+    if length is not None:
+        settings["length"] = min(length, settings["length"])
+    return SyntheticFaces(**settings)

@@ -23,7 +23,7 @@ from rfcore.data.sample import FaceSample
 from rfcore.evaluation.landmarks import FAILURE_NME, LandmarkResult, evaluate_landmarks
 from rfcore.evaluation.predictions import ImagePredictions
 from rfcore.evaluation.protocol import IOU_THRESHOLD, THRESHOLDS, PRCurve, evaluate
-from rfcore.evaluation.truth import GroundTruth, truth_from_samples
+from rfcore.evaluation.truth import ALL_FACES, SIZE_BANDS, GroundTruth, truth_from_samples, with_size_bands
 from rfcore.progress import progress_bar
 
 
@@ -82,6 +82,30 @@ def evaluate_all(truth: GroundTruth, predictions: Mapping[str, ImagePredictions]
     with_points = truth.has_landmarks() and all(p.landmarks is not None for p in per_image)
     landmarks = evaluate_landmarks(truth, predictions) if with_points else None
     return Evaluation(curves, landmarks, len(truth), sum(len(p) for p in per_image))
+
+
+def size_band_summary(truth: GroundTruth, predictions: Mapping[str, ImagePredictions]) -> dict:
+    """AP and mean landmark NME over all faces and per face-size band (:data:`SIZE_BANDS`).
+
+    Args:
+        truth: A set with the one subset ``"all"`` (a ``label.txt`` set or samples).
+        predictions: Image key -> detections with landmarks, for every image of ``truth``.
+
+    Returns:
+        JSON-ready ``{"ap": {band: AP}, "nme": {band: mean NME}, "faces": {band: count},
+        "detections": count}`` for the bands ``all, small, medium, large``; NaN (no face
+        in a band, or none found) written as ``None``.
+    """
+    truth = with_size_bands(truth)
+    curves = evaluate(truth, predictions)
+    bands = (ALL_FACES, *SIZE_BANDS)
+    nme = {band: evaluate_landmarks(truth.only_landmarks_of(band), predictions).mean_nme for band in bands}
+    return {
+        "ap": {band: finite(curves[band].ap) for band in bands},
+        "nme": {band: finite(value) for band, value in nme.items()},
+        "faces": {band: curves[band].faces for band in bands},
+        "detections": sum(len(predictions[name]) for name in truth.names),
+    }
 
 
 def image_paths(truth: GroundTruth, images_dir) -> list[Path]:

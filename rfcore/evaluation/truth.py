@@ -21,6 +21,7 @@ subset, ``"all"``, in which every face counts.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -43,6 +44,10 @@ WIDER_SUBSETS = ("easy", "medium", "hard")
 
 ALL_FACES = "all"
 """The single subset of a ``label.txt`` set or of samples: every face counts."""
+
+SIZE_BANDS = {"small": (0.0, 24.0), "medium": (24.0, 64.0), "large": (64.0, float("inf"))}
+"""Face-size bands ``[low, high)`` of the longer box side in pixels, the synthetic stand-in for WIDER FACE's
+hard / medium / easy (:func:`with_size_bands`)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,6 +92,12 @@ class GroundTruth:
     def face_count(self, subset: str) -> int:
         """Number of faces that count in ``subset``."""
         return int(sum(mask.sum() for mask in self.subsets[subset]))
+
+    def only_landmarks_of(self, subset: str) -> GroundTruth:
+        """The same set with the landmarks of faces outside ``subset`` removed (all :data:`MISSING`)."""
+        landmarks = tuple(np.where(mask[:, None, None], points, MISSING)
+                          for mask, points in zip(self.subsets[subset], self.landmarks))
+        return dataclasses.replace(self, landmarks=landmarks)
 
     def has_landmarks(self) -> bool:
         """Whether any face has a landmark annotation."""
@@ -295,3 +306,14 @@ def xyxy_to_xywh(boxes) -> np.ndarray:
     """``(F, 4)`` ``x1 y1 x2 y2`` -> ``(F, 4)`` float64 ``x y w h``."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+
+
+def with_size_bands(truth: GroundTruth) -> GroundTruth:
+    """``truth`` with one more subset per band of :data:`SIZE_BANDS`, by the longer side of each box.
+
+    A face outside a band is ignored in it, as WIDER FACE ignores the faces of
+    other difficulties: a detection of it is neither a true nor a false positive.
+    """
+    sizes = [boxes[:, 2:].max(axis=1) for boxes in truth.boxes]  # (G_i,) longer side of each box
+    bands = {name: tuple((low <= size) & (size < high) for size in sizes) for name, (low, high) in SIZE_BANDS.items()}
+    return dataclasses.replace(truth, subsets={**truth.subsets, **bands})

@@ -35,13 +35,16 @@ Cutting, decoding and soft-rasterising a face, forward and backward, cost about
 16 keep the whole branch near a tenth of the step (``rfcore bench train --mesh``).
 The paper, on GPUs, renders every positive."""
 
+VAL_EVERY = 500
+"""Steps between two validations of ``--val``, by default."""
+
 PAPER_LAMBDA_PIXEL = 0.01
 """λ3 of the paper [§3.1]; ``--mesh`` uses it with a preset whose own λ3 is 0."""
 
 
 RUN_FIELDS = frozenset(
     {"out", "resume", "max_steps", "workers", "threads", "device", "quiet", "log_every",
-     "checkpoint_every", "keep_checkpoints", "save_all_ranks"}
+     "checkpoint_every", "keep_checkpoints", "save_all_ranks", "val", "val_every", "val_images"}
 )
 """Settings that steer a run without changing its result; a resumed run may change them."""
 
@@ -80,8 +83,14 @@ class TrainConfig:
             ``"shipped"`` for the repository's MobileNet-0.25 weights;
             ``None`` trains from scratch. A mesh head missing from the file
             starts untrained.
+        train_bn: With ``init_weights``, train batch norm too. By default it is
+            frozen (eval mode, statistics and affine fixed) when starting from
+            weights (:func:`rfcore.train.model.freeze_batchnorm`); from scratch
+            it always trains.
         mesh: Also train the dense regression branch (mesh head, mesh
             decoder and ``λ3 L_pixel``; :mod:`rfcore.train.model`).
+        lambda_box, lambda_pts: Weights of ``L_box`` and ``L_pts`` in Eq. 1;
+            ``None`` for the preset's.
         lambda_pixel: λ3; ``None`` for the preset's, or with ``mesh`` on a
             preset whose λ3 is 0 (the public layouts) the paper's 0.01.
         mesh_anchors: Positive anchors rendered for ``L_pixel`` per step and rank.
@@ -94,6 +103,10 @@ class TrainConfig:
         quiet: No progress bar.
         save_all_ranks: Every rank also writes its final weights to
             ``weights.rank<R>.safetensors``, to check that the ranks agree.
+        val: Validate on ``"synthetic"`` (:data:`rfcore.data.synthetic.VALIDATION`)
+            or a ``label.txt`` (or its folder) during training; ``None``: no validation.
+        val_every: Validate every this many steps, and after the last.
+        val_images: Validate on the first this many images of ``val`` only.
     """
 
     preset: str = "mobilenet0.25"
@@ -116,7 +129,10 @@ class TrainConfig:
     out: str = "runs/train"
     resume: bool = False
     init_weights: str | None = None
+    train_bn: bool = False
     mesh: bool = False
+    lambda_box: float | None = None
+    lambda_pts: float | None = None
     lambda_pixel: float | None = None
     mesh_anchors: int = MESH_ANCHORS
     log_every: int = 1
@@ -126,6 +142,9 @@ class TrainConfig:
     device: str = "auto"
     quiet: bool = False
     save_all_ranks: bool = False
+    val: str | None = None
+    val_every: int = VAL_EVERY
+    val_images: int | None = None
 
     def __post_init__(self) -> None:
         if self.step_epochs is not None:
@@ -134,9 +153,11 @@ class TrainConfig:
         rules = {
             "must be positive": (lambda v: v > 0, ("epochs", "batch_size", "lr", "warmup_lr", "log_every",
                                                     "keep_checkpoints", "mesh_anchors", "num_images",
-                                                    "image_size", "max_steps", "threads")),
+                                                    "image_size", "max_steps", "threads", "val_every",
+                                                    "val_images")),
             "must not be negative": (lambda v: v >= 0, ("weight_decay", "workers", "checkpoint_every", "lr_decay",
-                                                        "lambda_pixel", "warmup_epochs")),
+                                                        "lambda_pixel", "warmup_epochs", "lambda_box",
+                                                        "lambda_pts")),
             "must be in [0, 1)": (lambda v: 0 <= v < 1, ("momentum",)),
             "must be 'auto', 'cpu' or 'cuda'": (lambda v: v in ("auto", "cpu", "cuda"), ("device",)),
         }
@@ -156,12 +177,19 @@ class TrainConfig:
         return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
 
     def loss_preset(self) -> RetinaFaceConfig:
-        """The preset with the training size and λ3 of this run."""
+        """The preset with the training size and loss weights of this run."""
         preset = get_config(self.preset)
         lambda_pixel = self.lambda_pixel
         if lambda_pixel is None:
             lambda_pixel = PAPER_LAMBDA_PIXEL if self.mesh and preset.lambda_pixel == 0 else preset.lambda_pixel
-        return dataclasses.replace(preset, train_size=self.image_size or preset.train_size, lambda_pixel=lambda_pixel)
+        weights = {name: getattr(self, name) for name in ("lambda_box", "lambda_pts") if getattr(self, name) is not None}
+        return dataclasses.replace(preset, train_size=self.image_size or preset.train_size, lambda_pixel=lambda_pixel,
+                                   **weights)
+
+    @property
+    def frozen_bn(self) -> bool:
+        """Batch norm stays as loaded: fine-tuning (``init_weights``) without ``train_bn``."""
+        return self.init_weights is not None and not self.train_bn
 
     def to_dict(self) -> dict:
         """Plain JSON-ready values of every field."""

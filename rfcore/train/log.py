@@ -1,5 +1,10 @@
 """The training log: one JSON line per logged step, appended and flushed line by line.
 
+Two kinds of line share the file, both with a ``step``: a step's loss terms
+(:func:`log_record`) and, with ``--val``, a validation result
+(``{"step": s, "validation": {...}}``, :mod:`rfcore.train.validation`);
+:func:`step_records` and :func:`validation_records` tell them apart.
+
 A crash or a full disk can cut the last line short; :func:`parse_log` drops
 such a line with a note, and :func:`trim_log` rewrites the log to the steps
 a resumed run keeps.
@@ -67,3 +72,13 @@ def log_record(step: int, epoch: int, lr: float, values: torch.Tensor, seconds: 
     return {"step": step, "epoch": epoch, "lr": lr, "images": int(values[len(TERMS)]),
             "seconds": round(seconds, 4), **terms}
 
+
+
+def step_records(records: list[dict]) -> list[dict]:
+    """The loss-term lines of a log's records (:func:`parse_log`)."""
+    return [record for record in records if "validation" not in record]
+
+
+def validation_records(records: list[dict]) -> list[dict]:
+    """The validation lines of a log's records: ``{"step": s, "validation": {...}}``."""
+    return [record for record in records if "validation" in record]

@@ -35,6 +35,28 @@ CROP_SAMPLES = 4
 far less than adaptive sampling (13 x 13 for a 400-pixel face)."""
 
 
+def freeze_batchnorm(module: nn.Module) -> list[nn.Module]:
+    """Put every batch norm of ``module`` in eval mode and stop its affine parameters from learning.
+
+    Fine-tuning from weights with small batches, detection libraries keep batch norm as it was
+    trained: in train mode it would normalise each batch by its own statistics (a handful of
+    images) instead of the stored ones, changing the function the weights compute before the first
+    step. Weights whose batch norm was folded into the convolutions suffer most (the shipped file:
+    the convolutions absorbed the statistics and scales, and each stored batch norm only adds the
+    folded bias, with running mean 0, variance 1 and weight 1; :mod:`rfcore.convert`): batch
+    statistics would re-normalise activations that the convolutions already scaled. Call it after ``module.train()``, which would undo it.
+
+    Returns:
+        The frozen batch-norm modules.
+    """
+    frozen = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for bn in frozen:
+        bn.eval()
+        for parameter in bn.parameters():
+            parameter.requires_grad_(False)
+    return frozen
+
+
 def spread(count: int, limit: int | None) -> torch.Tensor:
     """``min(count, limit)`` indices into ``range(count)``, evenly spaced, first and last included."""
     if limit is None or count <= limit:
