@@ -29,3 +29,19 @@ def test_bench_train_with_mesh_reports_what_the_branch_adds():
     assert result["mesh_images_per_second"] == pytest.approx(2 / (result["mesh_step_ms"] / 1000))
     assert result["mesh_overhead"] > -1 and result["mesh_step_ms"] > 0
     assert "goal: the mesh branch adds < 15%" in format_train_report(result)
+
+
+def test_bench_recipe_puts_the_recorded_run_next_to_the_paper_setting():
+    from dataclasses import replace
+
+    from rfcore.bench.train import bench_recipe, format_recipe_report
+    from rfcore.train.config import FROM_SCRATCH
+
+    recipe = replace(FROM_SCRATCH, image_size=64, batch_size=2, num_images=10, epochs=3)
+    result = bench_recipe(recipe, threads=1, repeats=1, paper_batch=1, paper_faces=2)
+    assert result["recipe_images_per_second"] == pytest.approx(2 / (result["recipe_step_ms"] / 1000))
+    assert result["ratio"] == pytest.approx(result["recipe_images_per_second"] / result["paper_images_per_second"])
+    assert (result["size"], result["paper_size"], result["run_steps"]) == (64, 640, 15)
+    assert result["kept_bytes"] == 10 * 64 * 64 * 3 and result["render_s"] > 0 and result["load_ms"] > 0
+    report = format_recipe_report(result)
+    assert "images/s" in report and "rendered once per run" in report and "15 steps" in report

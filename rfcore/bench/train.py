@@ -7,6 +7,12 @@ computation, recording the graph as in training) are then timed on their own
 on the same batch to give their share of the step. The goal of issue 5
 is a share under 10%: the network, not the bookkeeping, should dominate.
 
+:func:`bench_recipe` puts the recorded from-scratch run's setting
+(:data:`rfcore.train.config.FROM_SCRATCH`: small synthetic images, rendered
+once per run) next to the paper's 640 setting, step by step, and measures what
+the synthetic data costs: rendering each image once, and cropping, flipping,
+colouring and batching the kept images at every step.
+
 With ``mesh=True`` the same steps are also timed with the mesh branch, as
 ``rfcore train --mesh`` trains it: mesh head, decoder and ``L_pixel`` on up to
 ``MESH_ANCHORS`` positives per step. The goal of issue 4 is that the whole
@@ -28,8 +34,8 @@ from rfcore.image import preprocess
 from rfcore.loss import multitask_loss
 from rfcore.matching import FaceBatch, TargetAssigner
 from rfcore.model import RetinaFace, RetinaFaceOutput
-from rfcore.train.config import MESH_ANCHORS, TrainConfig
-from rfcore.train.loop import make_optimizer, train_step
+from rfcore.train.config import FROM_SCRATCH, MESH_ANCHORS, TrainConfig
+from rfcore.train.loop import build_dataset, make_optimizer, torch_threads, train_step
 from rfcore.train.model import TrainingModel
 
 SHARE_GOAL = 0.10
@@ -174,3 +180,97 @@ def mesh_lines(result: dict) -> list[str]:
         f"{r['mesh_overhead']:+.1%}, {verdict}",
     ]
 
+
+
+def bench_recipe(recipe: TrainConfig = FROM_SCRATCH, threads: int = 2, repeats: int = 5, paper_batch: int = 8,
+                 paper_faces: int = 20) -> dict:
+    """Speed of the recorded run's setting next to the paper's, and the cost of its synthetic images.
+
+    Args:
+        recipe: The run to measure (:data:`FROM_SCRATCH`); its images are synthetic.
+        threads: Torch threads of the training steps (rendering uses one, as :func:`build_dataset` does).
+        repeats: Timed steps of each setting, taking turns, after one warm-up each.
+        paper_batch, paper_faces: The paper setting: this many 640 x 640 images of this many faces.
+
+    Returns:
+        ``{"recipe_images_per_second", "paper_images_per_second", "ratio", "recipe_step_ms", "paper_step_ms",
+        "render_ms_per_image", "render_s", "kept_bytes", "load_ms", "run_steps", "run_minutes", ...}``:
+        ``render_s`` renders all ``recipe.num_images`` once; ``load_ms`` augments and batches one step's
+        kept images; ``run_minutes`` is rendering plus every step at the measured speed.
+    """
+    cfg = recipe.loss_preset()
+    sample_count = recipe.batch_size * 2
+    dataset = build_dataset(_replace(recipe, num_images=sample_count, quiet=True), cfg)
+    with torch_threads(1):
+        render = [_seconds(lambda i=i: dataset.render(i)) for i in range(sample_count)]
+    loads = [_seconds(lambda: next(iter(_loader(dataset, recipe, cfg)))) for _ in range(repeats + 1)][1:]
+    data = next(iter(_loader(dataset, recipe, cfg)))
+    paper_cfg = get_config(recipe.preset)
+    paper_data = memory_batch(recipe.preset, paper_batch, paper_faces, paper_cfg.train_size)
+    with torch_threads(threads):
+        torch.manual_seed(0)
+        models = [TrainingModel(RetinaFace.from_config(cfg)).train() for _ in range(2)]
+        steps = _alternate(models, [data, paper_data], [cfg, paper_cfg], repeats)
+    recipe_s, paper_s = map(statistics.median, steps)
+    per_image = statistics.median(render)
+    run_steps = recipe.epochs * -(-recipe.num_images // recipe.batch_size)
+    load_s = statistics.median(loads)
+    return {
+        "preset": recipe.preset, "size": cfg.train_size, "batch": recipe.batch_size, "paper_size": paper_cfg.train_size,
+        "paper_batch": paper_batch, "paper_faces": paper_faces, "threads": threads, "repeats": repeats,
+        "recipe_step_ms": 1000 * recipe_s, "paper_step_ms": 1000 * paper_s,
+        "recipe_images_per_second": recipe.batch_size / recipe_s, "paper_images_per_second": paper_batch / paper_s,
+        "ratio": (recipe.batch_size / recipe_s) / (paper_batch / paper_s),
+        "render_ms_per_image": 1000 * per_image, "num_images": recipe.num_images,
+        "render_s": per_image * recipe.num_images, "kept_bytes": recipe.num_images * cfg.train_size ** 2 * 3,
+        "load_ms": 1000 * load_s, "run_steps": run_steps,
+        "run_minutes": (per_image * recipe.num_images + run_steps * (recipe_s + load_s)) / 60,
+    }
+
+
+def _replace(train_cfg: TrainConfig, **changes) -> TrainConfig:
+    import dataclasses
+
+    return dataclasses.replace(train_cfg, **changes)
+
+
+def _seconds(work) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def _loader(dataset, recipe: TrainConfig, cfg):
+    from rfcore.data import face_loader
+
+    return face_loader(dataset, cfg, recipe.batch_size, seed=0)
+
+
+def _alternate(models, batches, cfgs, repeats: int) -> list[list[float]]:
+    """Seconds of ``repeats`` steps of each model on its batch, taking turns, after one warm-up each."""
+    assigners = [TargetAssigner(cfg, tuple(batch.images.shape[-2:])) for batch, cfg in zip(batches, cfgs)]
+    optimizers = [make_optimizer(model, TrainConfig()) for model in models]
+    times: list[list[float]] = [[] for _ in models]
+    for _ in range(repeats + 1):
+        for model, batch, assigner, cfg, optimizer, steps in zip(models, batches, assigners, cfgs, optimizers, times):
+            steps.append(_seconds(lambda: train_step(model, batch, assigner, cfg, optimizer, lr=1e-3)))
+    return [steps[1:] for steps in times]
+
+
+def format_recipe_report(result: dict) -> str:
+    """A few lines of text for :func:`bench_recipe` results."""
+    r = result
+    return "\n".join([
+        f"the recorded from-scratch run's setting next to the paper's, {r['preset']}, {r['threads']} threads, "
+        f"medians of {r['repeats']} steps taking turns",
+        f"  recorded run, {r['size']}x{r['size']} synthetic, batch {r['batch']}:    {r['recipe_step_ms']:8.1f} ms per step"
+        f" = {r['recipe_images_per_second']:7.1f} images/s ({r['ratio']:.1f}x the paper setting's images/s)",
+        f"  paper setting, {r['paper_size']}x{r['paper_size']}, batch {r['paper_batch']}, {r['paper_faces']} faces: "
+        f"{r['paper_step_ms']:8.1f} ms per step = {r['paper_images_per_second']:7.1f} images/s",
+        f"  synthetic images, rendered once per run on one thread: {r['render_ms_per_image']:.1f} ms per image, "
+        f"{r['render_s']:.0f} s for {r['num_images']}, {r['kept_bytes'] / 1e6:.0f} MB kept",
+        f"  then per step, crop + flip + colour + batch of the kept images: {r['load_ms']:.1f} ms "
+        f"({r['load_ms'] / r['recipe_step_ms']:.0%} of a step); rendering every epoch instead would add "
+        f"{r['render_ms_per_image'] * r['batch']:.0f} ms per step",
+        f"  the run's {r['run_steps']} steps at this speed, with rendering: about {r['run_minutes']:.1f} min",
+    ])

@@ -66,7 +66,9 @@ def _add_bench(subparsers) -> None:
         help="images per second of a full training step, and the share of target assignment + loss",
         description="Time full training steps (forward, target assignment, multi-task loss, backward, SGD) on a "
         "batch already in memory, then target assignment and the loss alone on the same batch; the goal is a "
-        "share of the step under 10%.",
+        "share of the step under 10%. Then the recorded from-scratch run's setting (rfcore.train.config."
+        "FROM_SCRATCH: small synthetic images) next to the paper's 640 setting, taking turns step by step, with "
+        "what rendering its images once and augmenting them at every step cost.",
     )
     train.add_argument("--preset", default="mobilenet0.25", choices=sorted(PRESETS),
                        help="preset (default: mobilenet0.25)")
@@ -79,6 +81,9 @@ def _add_bench(subparsers) -> None:
                        help="also time steps with the mesh branch (head, decoder, L_pixel) and report what it adds")
     train.add_argument("--mesh-anchors", type=int, default=MESH_ANCHORS, metavar="N",
                        help=f"with --mesh: positives rendered per step (default: {MESH_ANCHORS}, as rfcore train)")
+    train.add_argument("--no-recipe", dest="recipe", action="store_false",
+                       help="skip the second part: the recorded from-scratch run's setting (small synthetic images) "
+                       "next to the paper's 640 setting, and what rendering and augmenting its images cost")
     train.set_defaults(run=_run_bench_train)
     mesh = kinds.add_parser(
         "mesh",
@@ -140,6 +145,10 @@ def _run_bench_train(args) -> int:
             raise SystemExit(f"rfcore bench train: {flag} must be at least 1, got {getattr(args, name)}")
     print(format_train_report(bench_train(args.preset, args.batch, args.faces, args.size, args.threads, args.repeats,
                                           args.mesh, args.mesh_anchors)))
+    if args.recipe:
+        from rfcore.bench.train import bench_recipe, format_recipe_report
+
+        print(format_recipe_report(bench_recipe(threads=args.threads, repeats=args.repeats)))
     return 0
 
 

@@ -90,6 +90,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="every rank writes weights.rank<R>.safetensors (to check that ranks agree)")
 
 
+def command_line(train_cfg: TrainConfig) -> str:
+    """The ``rfcore train`` command that runs ``train_cfg``: ``--data`` and every option whose value is not its default.
+
+    Each option is written with its own flag and spelling, so the command gives back ``train_cfg`` exactly.
+    """
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    default, parts = TrainConfig(), ["rfcore", "train"]
+    for action in parser._actions:
+        value = getattr(train_cfg, action.dest, None)
+        if action.dest not in TrainConfig.__dataclass_fields__ or (value == getattr(default, action.dest)
+                                                                    and action.dest != "data"):
+            continue
+        flag = action.option_strings[-1]
+        if isinstance(value, bool):
+            parts.append(flag)
+        else:
+            parts += [flag, *map(str, value if isinstance(value, tuple) else [value])]
+    return " ".join(parts)
+
+
 def add_parsers(subparsers) -> argparse.ArgumentParser:
     """Add the ``train`` subcommand to the ``rfcore`` command line."""
     parser = subparsers.add_parser(

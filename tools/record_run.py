@@ -1,0 +1,99 @@
+"""Record the from-scratch training run that ships in assets/runs/synthetic-from-scratch/.
+
+    python tools/record_run.py [--work DIR]
+
+Runs the recipe's command (``rfcore.train.config.FROM_SCRATCH``, written out by
+``rfcore.cli.train.command_line``) in ``--work``, timing it and sampling the machine's load
+average, then copies into the assets folder:
+
+* ``command.txt``: the exact command, run from an empty folder;
+* ``log.jsonl``: every 10th step's loss terms and every validation (AP per face-size band, NME);
+* ``weights.safetensors``: the final weights;
+* ``run.json``: wall time, machine, torch version, load average, the final validation, and the
+  validation of the first :data:`CHECK_IMAGES` images that ``tests/test_recorded_run.py`` reproduces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rfcore.cli.train import command_line
+from rfcore.files import write_bytes, write_text
+from rfcore.train.config import FROM_SCRATCH
+from rfcore.train.log import parse_log, validation_records
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "runs" / "synthetic-from-scratch"
+CHECK_IMAGES = 48
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def sample_load(samples: list[float], stop: threading.Event) -> None:
+    while not stop.wait(10):
+        samples.append(os.getloadavg()[0])
+
+
+def subset_check(weights: Path) -> dict:
+    import torch
+
+    from rfcore.detector import Detector
+    from rfcore.train.validation import Validator, validation_samples
+
+    torch.set_num_threads(1)
+    network = Detector(weights, fuse=False).model
+    result = Validator(validation_samples("synthetic", CHECK_IMAGES), FROM_SCRATCH.preset)(network)
+    return {"images": CHECK_IMAGES, "ap": result["ap"], "nme": result["nme"], "faces": result["faces"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/rfcore-record"), help="empty folder to run in")
+    args = parser.parse_args()
+    command = command_line(FROM_SCRATCH)
+    args.work.mkdir(parents=True, exist_ok=False)
+    samples, stop = [], threading.Event()
+    threading.Thread(target=sample_load, args=(samples, stop), daemon=True).start()
+    started = datetime.now(timezone.utc)
+    begin = time.perf_counter()
+    subprocess.run(shlex.split(command), cwd=args.work, check=True)
+    wall = time.perf_counter() - begin
+    stop.set()
+    out = args.work / FROM_SCRATCH.out
+    records, _ = parse_log(out / "log.jsonl")
+    import torch
+
+    run = {
+        "command": command,
+        "started_utc": started.isoformat(timespec="seconds"),
+        "wall_seconds": round(wall, 1),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+                    "python": platform.python_version()},
+        "load_average_1min": {"mean": round(sum(samples) / max(len(samples), 1), 2),
+                              "max": round(max(samples, default=0.0), 2), "samples": len(samples)},
+        "final_validation": validation_records(records)[-1],
+        "subset_check": subset_check(out / "weights.safetensors"),
+    }
+    ASSETS.mkdir(parents=True, exist_ok=True)
+    write_text(ASSETS / "command.txt", command + "\n")
+    write_text(ASSETS / "run.json", json.dumps(run, indent=1) + "\n")
+    for name in ("log.jsonl", "weights.safetensors"):
+        write_bytes(ASSETS / name, (out / name).read_bytes())
+    print(json.dumps(run, indent=1))
+
+
+if __name__ == "__main__":
+    main()
