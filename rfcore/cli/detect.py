@@ -58,6 +58,12 @@ def _add_detect(subparsers) -> None:
         help='also give each face its projected mesh vertices ("mesh": [[x, y] x V] in the JSON, dots in --out '
         "drawings); needs --weights of an `rfcore train --mesh` run, with mesh_decoder.safetensors beside it",
     )
+    parser.add_argument(
+        "--engine", choices=("torch", "onnx"), default="torch",
+        help="what runs the network: eager PyTorch (default) or onnxruntime; with onnx, --weights may be a "
+        "file of `rfcore export --onnx OUT [--int8]`, and safetensors weights are exported once into "
+        "$RFCORE_CACHE or ~/.cache/rfcore",
+    )
     add_memory_options(parser, "shrink images whose long edge is larger than this before detecting")
     add_weights_options(parser)
     parser.set_defaults(run=_run_detect)
@@ -82,8 +88,8 @@ def _run_detect(args) -> int:
     try:
         check_not_inputs([*args.images, args.weights], [args.json_file, *drawings])
         detector = Detector(args.weights, args.preset, threshold=args.threshold, max_size=args.max_size,
-                            max_pixels=args.max_pixels, mesh=args.mesh)
-    except (OSError, ValueError) as err:
+                            max_pixels=args.max_pixels, mesh=args.mesh, engine=args.engine)
+    except (ImportError, OSError, ValueError) as err:
         error("detect", err)
         return 2
     failed = False
