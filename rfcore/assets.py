@@ -39,6 +39,10 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 IMAGES = ASSETS / "images"
 """The bundled images and their annotations."""
 
+FROM_SCRATCH_RUN = ASSETS / "runs" / "synthetic-from-scratch"
+"""The recorded from-scratch training run: ``command.txt``, ``log.jsonl``, ``weights.safetensors``, ``run.json``
+(recorded by ``tools/record_run.py`` with the recipe :data:`rfcore.train.config.FROM_SCRATCH`)."""
+
 
 @dataclass(frozen=True)
 class Annotation:

@@ -8,7 +8,8 @@ average, then copies into the assets folder:
 
 * ``command.txt``: the exact command, run from an empty folder;
 * ``log.jsonl``: every 10th step's loss terms and every validation (AP per face-size band, NME);
-* ``weights.safetensors``: the final weights;
+* ``weights.safetensors``: the final weights, and ``snapshots/step-<N>.safetensors``: the weights at the
+  steps of :data:`SNAPSHOTS`;
 * ``run.json``: wall time, machine, torch version, load average, the final validation, and the
   validation of the first :data:`CHECK_IMAGES` images that ``tests/test_recorded_run.py`` reproduces.
 """
@@ -26,13 +27,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from rfcore.assets import FROM_SCRATCH_RUN
 from rfcore.cli.train import command_line
 from rfcore.files import write_bytes, write_text
 from rfcore.train.config import FROM_SCRATCH
 from rfcore.train.log import parse_log, validation_records
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "runs" / "synthetic-from-scratch"
 CHECK_IMAGES = 48
+SNAPSHOTS = (500, 2000)
 
 
 def cpu_model() -> str:
@@ -87,11 +89,14 @@ def main() -> None:
         "final_validation": validation_records(records)[-1],
         "subset_check": subset_check(out / "weights.safetensors"),
     }
-    ASSETS.mkdir(parents=True, exist_ok=True)
-    write_text(ASSETS / "command.txt", command + "\n")
-    write_text(ASSETS / "run.json", json.dumps(run, indent=1) + "\n")
+    (FROM_SCRATCH_RUN / "snapshots").mkdir(parents=True, exist_ok=True)
+    write_text(FROM_SCRATCH_RUN / "command.txt", command + "\n")
+    write_text(FROM_SCRATCH_RUN / "run.json", json.dumps(run, indent=1) + "\n")
     for name in ("log.jsonl", "weights.safetensors"):
-        write_bytes(ASSETS / name, (out / name).read_bytes())
+        write_bytes(FROM_SCRATCH_RUN / name, (out / name).read_bytes())
+    for step in SNAPSHOTS:
+        weights = out / "checkpoints" / f"step-{step:08d}" / "weights.safetensors"
+        write_bytes(FROM_SCRATCH_RUN / "snapshots" / f"step-{step:08d}.safetensors", weights.read_bytes())
     print(json.dumps(run, indent=1))
 
 

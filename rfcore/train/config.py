@@ -200,13 +200,14 @@ class TrainConfig:
 
 FROM_SCRATCH = TrainConfig(
     data="synthetic", num_images=1000, image_size=160, batch_size=16, threads=1, workers=1, val="synthetic",
-    out="runs/synthetic-from-scratch", log_every=10,
+    out="runs/synthetic-from-scratch", log_every=10, checkpoint_every=500, keep_checkpoints=11,
 )
 """The recipe of the recorded from-scratch run (``assets/runs/synthetic-from-scratch/``), sized for two CPU cores.
 
 The paper's schedule of 80 epochs (5,040 steps of 16 images) over 1,000 synthetic images of 160 x 160,
 rendered once; one core trains (one torch thread), the other crops, flips and colours the next batch
-(one loader process), validating on the held-out set every 500 steps.
+(one loader process), validating on the held-out set and keeping a checkpoint every 500 steps (notebook 05
+shows the detector at some of them).
 
 :func:`rfcore.cli.train.command_line` gives its ``rfcore train`` command; ``rfcore bench train`` measures its
 speed."""
