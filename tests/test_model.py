@@ -1,5 +1,6 @@
 """Tests of rfcore.model: layer layout, output shapes and anchor order."""
 
+import copy
 import dataclasses
 
 import pytest
@@ -181,3 +182,20 @@ def test_resnet_rejects_a_foreign_checkpoint(tmp_path):
     torch.save({"weight": torch.zeros(3)}, path)
     with pytest.raises(ValueError, match="other.pth"):
         ResNetBody("resnet50", imagenet_checkpoint=path)
+
+
+def test_in_place_activations_give_the_same_outputs_and_gradients_as_out_of_place():
+    torch.manual_seed(0)
+    model = RetinaFace.from_config(get_config("mobilenet0.25")).train()
+    copy_out_of_place = copy.deepcopy(model)
+    for module in copy_out_of_place.modules():
+        if isinstance(module, (torch.nn.ReLU, torch.nn.LeakyReLU)):
+            module.inplace = False
+    assert any(isinstance(m, torch.nn.LeakyReLU) and m.inplace for m in model.modules())
+    images = 50 * torch.randn(2, 3, 64, 96)
+    losses = [sum(t.square().mean() for t in m(images)[:3]) for m in (model, copy_out_of_place)]
+    for loss in losses:
+        loss.backward()
+    assert torch.allclose(losses[0], losses[1])
+    for (name, a), (_, b) in zip(model.named_parameters(), copy_out_of_place.named_parameters()):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-6), name

