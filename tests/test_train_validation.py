@@ -18,7 +18,7 @@ from rfcore.loss import multitask_loss
 from rfcore.matching import TargetAssigner
 from rfcore.model import RetinaFace
 from rfcore.train import loop as training
-from rfcore.train.config import TrainConfig
+from rfcore.train.config import FROM_SCRATCH, TrainConfig
 from rfcore.train.log import step_records, validation_records
 from rfcore.train.loop import build_model, train
 from rfcore.train.validation import Validator, validation_samples
@@ -229,3 +229,20 @@ def test_fine_tuning_freezes_batch_norm_unless_asked(faces_folder, tmp_path, tra
 def test_from_scratch_batch_norm_always_trains():
     assert not TrainConfig().frozen_bn and not TrainConfig(train_bn=True).frozen_bn
     assert TrainConfig(init_weights="shipped").frozen_bn and not TrainConfig(init_weights="x", train_bn=True).frozen_bn
+
+
+# ---------------------------------------------------------------- the recipe's command
+
+
+@pytest.mark.parametrize("train_cfg", [FROM_SCRATCH, TrainConfig(data="x.txt", step_epochs=(3, 4), mesh=True, lr=0.5)])
+def test_command_line_gives_back_the_config(train_cfg):
+    import argparse
+    import shlex
+
+    from rfcore.cli.train import add_arguments, command_line
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    command = command_line(train_cfg)
+    assert command.startswith("rfcore train --data ")
+    assert TrainConfig.from_args(parser.parse_args(shlex.split(command)[2:])) == train_cfg

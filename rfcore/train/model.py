@@ -43,7 +43,7 @@ def freeze_batchnorm(module: nn.Module) -> list[nn.Module]:
     images) instead of the stored ones, changing the function the weights compute before the first
     step. Weights whose batch norm was folded into the convolutions suffer most (the shipped file:
     the convolutions absorbed the statistics and scales, and each stored batch norm only adds the
-    folded bias, with running mean 0, variance 1 and weight 1; :mod:`rfcore.convert`): batch
+    folded bias, with running mean 0, variance ``1 - eps`` and weight 1; :mod:`rfcore.convert`): batch
     statistics would re-normalise activations that the convolutions already scaled. Call it after ``module.train()``, which would undo it.
 
     Returns:
