@@ -15,6 +15,7 @@ detection (:func:`load_model`, :func:`load_mesh_model`) and training alike.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -196,6 +197,18 @@ DEFAULT_WEIGHTS = ASSETS / "weights" / "retinaface_mobilenet0.25.safetensors"
 MESH_DECODER_FILE = "mesh_decoder.safetensors"
 """The decoder file an ``rfcore train --mesh`` run writes beside ``weights.safetensors``."""
 
+MESH_ENCODER_FILE = "mesh_encoder.safetensors"
+"""The linear encoder ``rfcore mesh pretrain`` writes beside the decoder (:mod:`rfcore.mesh.pretrain`)."""
+
+MESH_HEAD_FILE = "mesh_head.safetensors"
+"""A mesh head trained for the detector weights beside it (``rfcore mesh train-head``), ``MeshHead.`` stripped."""
+
+DETECTOR_SHA_KEY = "detector_sha256"
+"""Metadata key of a mesh head file: the sha256 of the detector weights it was trained on."""
+
+DECODER_LAYOUT_KEY = "decoder"
+"""Metadata key of a mesh file that names the :attr:`MeshDecoder.layout` it was made with."""
+
 
 def resolve_weights(weights, option: str = "--weights") -> Path:
     """The weights file to load: ``weights`` or :data:`DEFAULT_WEIGHTS`; ``option`` is named in errors.
@@ -262,10 +275,13 @@ def load_model(weights, cfg: RetinaFaceConfig) -> RetinaFace:
 
 
 def load_mesh_model(weights, cfg: RetinaFaceConfig) -> tuple[RetinaFace, MeshDecoder]:
-    """A RetinaFace with its mesh head and the mesh decoder, as an ``rfcore train --mesh`` run saves them.
+    """A RetinaFace with its mesh head, and the mesh decoder.
 
-    The network comes from ``weights`` (it must hold ``MeshHead.*``), the
-    decoder from :data:`MESH_DECODER_FILE` in the same folder.
+    The network comes from ``weights``; its mesh head from the same file if
+    it holds ``MeshHead.*`` (an ``rfcore train --mesh`` run), otherwise from
+    :data:`MESH_HEAD_FILE` beside it (``rfcore mesh train-head``; the
+    shipped default weights have one). The decoder is
+    :data:`MESH_DECODER_FILE` beside ``weights``.
 
     Args:
         weights: Path of the network's file, or ``None`` for :data:`DEFAULT_WEIGHTS`.
@@ -275,20 +291,80 @@ def load_mesh_model(weights, cfg: RetinaFaceConfig) -> tuple[RetinaFace, MeshDec
         ``(model, decoder)``, both in eval mode.
 
     Raises:
-        ValueError: If the file has no mesh head, or a file does not fit its module.
-        FileNotFoundError: If a file is missing.
+        ValueError: If there is no mesh head, or a mesh file does not fit the
+            detector's preset, the detector's weights or the decoder (naming both).
+        FileNotFoundError: If the decoder file is missing.
     """
     path = resolve_weights(weights)
-    if not any(key.startswith("MeshHead.") for key in read_keys(path)):
+    head_inside = any(key.startswith("MeshHead.") for key in read_keys(path))
+    if not head_inside and not path.with_name(MESH_HEAD_FILE).is_file():
         raise ValueError(
-            f"{path} has no mesh head (no MeshHead.* tensors); mesh=True (--mesh) needs the weights.safetensors "
-            f"and {MESH_DECODER_FILE} of an `rfcore train --mesh` run"
+            f"{path} has no mesh head (no MeshHead.* tensors) and there is no {MESH_HEAD_FILE} beside it; "
+            f"mesh=True (--mesh) needs the weights.safetensors and {MESH_DECODER_FILE} of an `rfcore train --mesh` "
+            f"run, or a head trained for these weights with `rfcore mesh train-head --weights {path}`"
         )
     model = RetinaFace.from_config(cfg, mesh_head=True)
     load_detector_weights(model, path, cfg.name)
     decoder_path = path.with_name(MESH_DECODER_FILE)
     if not decoder_path.is_file():
-        raise FileNotFoundError(f"mesh decoder {decoder_path} not found; `rfcore train --mesh` writes it beside {path}")
+        raise FileNotFoundError(f"mesh decoder {decoder_path} not found; `rfcore train --mesh` writes it beside "
+                                f"{path}, `rfcore mesh pretrain --out {path.parent}` makes one")
+    decoder = load_mesh_decoder(decoder_path)
+    if not head_inside:
+        load_mesh_head(model, path, decoder, cfg.name)
+    return model.eval(), decoder
+
+
+def load_mesh_head(model: RetinaFace, weights: Path, decoder: MeshDecoder, preset: str) -> None:
+    """Fill ``model.MeshHead`` from :data:`MESH_HEAD_FILE` beside ``weights``, after checking its metadata.
+
+    ``rfcore mesh train-head`` records the preset, the sha256 of the
+    detector weights it was trained on and the decoder's layout.
+
+    Raises:
+        ValueError: If the file was made for another preset, other detector
+            weights or another decoder layout (naming both), or does not fit the head.
+    """
+    head_path = weights.with_name(MESH_HEAD_FILE)
+    saved = read_metadata(head_path)
+    mismatches = [
+        f"{what} {saved[key]!r}, not {ours!r}"
+        for key, what, ours in (
+            ("preset", "the preset", preset),
+            (DETECTOR_SHA_KEY, "the detector weights with sha256", file_sha256(weights)),
+            (DECODER_LAYOUT_KEY, "a decoder of layout", decoder.layout),
+        )
+        if key in saved and saved[key] != ours
+    ]
+    if mismatches:
+        raise ValueError(f"{head_path} does not fit {weights} and {weights.with_name(MESH_DECODER_FILE)}: the mesh "
+                         f"head was trained for {'; '.join(mismatches)}; train one for them with `rfcore mesh "
+                         f"train-head --weights {weights}`")
+    state = load_weights(None, head_path)
+    check_state_dict(model.MeshHead, state, head_path)
+    model.MeshHead.load_state_dict(state)
+
+
+def file_sha256(path) -> str:
+    """Hex sha256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_mesh_decoder(path) -> MeshDecoder:
+    """A :class:`MeshDecoder` over the default hierarchy with the weights of ``path``, in eval mode.
+
+    A file that records its decoder's :attr:`~MeshDecoder.layout` (metadata
+    ``"decoder"``, written by ``rfcore mesh pretrain``) is checked against
+    the decoder built here before its tensors are.
+
+    Raises:
+        ValueError: If the file's layout or tensors do not fit the decoder, naming both layouts.
+    """
     decoder = MeshDecoder(build_hierarchy())
-    load_weights(decoder, decoder_path)
-    return model.eval(), decoder.eval()
+    saved = read_metadata(path).get(DECODER_LAYOUT_KEY)
+    if saved is not None and saved != decoder.layout:
+        raise ValueError(f"{path}: this mesh decoder was saved for a mesh hierarchy and architecture of "
+                         f"'{saved}', but rfcore builds '{decoder.layout}'; use a decoder saved by this version "
+                         "of rfcore (rfcore mesh pretrain)")
+    load_weights(decoder, path)
+    return decoder.eval()

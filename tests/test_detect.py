@@ -21,7 +21,7 @@ from rfcore.mesh import MeshDecoder, build_hierarchy
 from rfcore.mesh.camera import camera_from_params, project, to_view
 from rfcore.model import RetinaFace, RetinaFaceOutput
 from rfcore.postprocess import Detections, box_vote, candidates, flip_detections, suppress
-from rfcore.weights import load_weights
+from rfcore.weights import DEFAULT_WEIGHTS, load_weights
 
 ANNOTATION = Path(__file__).resolve().parents[1] / "assets" / "images" / "grace_hopper.json"
 
@@ -386,8 +386,11 @@ def test_zero_mesh_parameters_put_the_mesh_on_its_box(tmp_path):
 
 
 def test_mesh_needs_weights_with_a_mesh_head_and_its_decoder(tmp_path, mesh_weights):
-    with pytest.raises(ValueError, match=r"retinaface_mobilenet0.25.safetensors has no mesh head"):
-        Detector(mesh=True)
+    (tmp_path / "plain.safetensors").write_bytes(DEFAULT_WEIGHTS.read_bytes())
+    (tmp_path / "mesh_decoder.safetensors").write_bytes(mesh_weights.with_name("mesh_decoder.safetensors").read_bytes())
+    with pytest.raises(ValueError, match=r"plain.safetensors has no mesh head"):
+        Detector(tmp_path / "plain.safetensors", mesh=True)
+    (tmp_path / "mesh_decoder.safetensors").unlink()
     (tmp_path / "weights.safetensors").write_bytes(mesh_weights.read_bytes())
     with pytest.raises(FileNotFoundError, match="mesh_decoder.safetensors not found"):
         Detector(tmp_path / "weights.safetensors", mesh=True)

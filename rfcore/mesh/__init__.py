@@ -21,10 +21,17 @@ One module per step, in the order the data flows:
 :mod:`~rfcore.mesh.fit` (analysis by synthesis: fit one crop). The
 pictures of notebook 04 are in :mod:`rfcore.viz.mesh`, the timings in
 :mod:`rfcore.bench.mesh`: they sit on top of this package.
+
+Three modules learn and measure with synthetic faces, so they import
+:mod:`rfcore.data` and are not imported here (import them by name):
+:mod:`~rfcore.mesh.pretrain` (the decoder, pre-trained as an autoencoder of
+the face model), :mod:`~rfcore.mesh.selfsup` (the mesh head, from
+``L_pixel`` alone) and :mod:`~rfcore.mesh.accuracy` (detected meshes
+against the ground truth).
 """
 
 from rfcore.mesh.branch import project_mesh_params, render_mesh_params, split_mesh_params
-from rfcore.mesh.camera import camera_from_params, camera_from_pose, light_from_params
+from rfcore.mesh.camera import angles_from_params, camera_from_params, camera_from_pose, light_from_params
 from rfcore.mesh.chebconv import ChebConv
 from rfcore.mesh.decoder import MeshDecoder
 from rfcore.mesh.fit import FitResult, fit_mesh
@@ -41,6 +48,7 @@ __all__ = [
     "Mesh",
     "MeshDecoder",
     "MeshHierarchy",
+    "angles_from_params",
     "build_hierarchy",
     "camera_from_params",
     "camera_from_pose",

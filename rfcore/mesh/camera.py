@@ -106,9 +106,18 @@ def camera_from_params(raw: torch.Tensor) -> Camera:
     shift = MAX_SHIFT * bounded[:, :2]
     distance = DISTANCE + DISTANCE_RANGE * bounded[:, 2:3]
     translation = torch.cat([shift, -distance], dim=1)
-    rotation = euler_rotation(MAX_ANGLE * bounded[:, 3:6])
+    rotation = euler_rotation(angles_from_params(raw))
     focal = FOCAL * torch.exp(FOCAL_LOG_RANGE * bounded[:, 6])
     return Camera(rotation, translation, focal)
+
+
+def angles_from_params(raw: torch.Tensor) -> torch.Tensor:
+    """Pitch, yaw and roll in radians of the 7 raw camera values: ``(B, 7) -> (B, 3)``.
+
+    The angles of :func:`camera_from_params`, comparable with those given to :func:`camera_from_pose`.
+    """
+    _check_width(raw, CAMERA_PARAMS, "camera")
+    return MAX_ANGLE * torch.tanh(raw[:, 3:6])
 
 
 def camera_from_pose(

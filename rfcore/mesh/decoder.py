@@ -65,6 +65,7 @@ class MeshDecoder(nn.Module):
             raise ValueError(f"need one channel count per level ({len(hierarchy.meshes)}), got {tuple(channels)}")
         self.code_size = code_size
         self.channels = tuple(channels)
+        self.K = K
         self.num_vertices = hierarchy.num_vertices
         laplacians = [scaled_laplacian(adjacency) for adjacency in hierarchy.adjacency]
         self.linear = nn.Linear(code_size, self.num_vertices[0] * channels[0])
@@ -80,6 +81,18 @@ class MeshDecoder(nn.Module):
         self.register_buffer("template_vertices", template.vertices.clone(), persistent=False)
         colour_logits = torch.logit(template.colours, eps=COLOUR_EPS)
         self.register_buffer("template_colour_logits", colour_logits, persistent=False)
+
+    @property
+    def layout(self) -> str:
+        """The architecture in one line, e.g. ``"vertices 9-25-81-289, channels 64-32-32-16, K 6, code 128"``.
+
+        Saved decoders record it in their metadata, so a file meets only a
+        decoder it fits (:func:`rfcore.weights.load_mesh_decoder`).
+        """
+        def dashed(numbers):
+            return "-".join(map(str, numbers))
+
+        return f"vertices {dashed(self.num_vertices)}, channels {dashed(self.channels)}, K {self.K}, code {self.code_size}"
 
     def forward(self, code: torch.Tensor) -> DecodedMesh:
         """Decode.

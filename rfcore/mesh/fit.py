@@ -37,9 +37,10 @@ class FitResult(NamedTuple):
 
 
 def border_colour(crop: torch.Tensor) -> torch.Tensor:
-    """Mean colour of the outermost pixels of a ``(3, H, W)`` crop, ``(3, 1, 1)``: a guess of its background."""
-    ring = torch.cat([crop[:, 0], crop[:, -1], crop[:, 1:-1, 0], crop[:, 1:-1, -1]], dim=1)  # (3, 2W + 2H - 4)
-    return ring.mean(dim=1)[:, None, None]
+    """Mean colour of the outermost pixels of crops, a guess of their background: ``(..., 3, H, W) -> (..., 3, 1, 1)``."""
+    edges = [crop[..., 0, :], crop[..., -1, :], crop[..., 1:-1, 0], crop[..., 1:-1, -1]]
+    ring = torch.cat(edges, dim=-1)  # (..., 3, 2W + 2H - 4)
+    return ring.mean(dim=-1)[..., None, None]
 
 
 def fit_mesh(

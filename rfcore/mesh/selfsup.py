@@ -1,0 +1,228 @@
+"""The self-supervised mesh head: ``L_pixel`` alone teaches it [paper §3.2, Eq. 3].
+
+The mesh head is a 1x1 convolution per pyramid level that predicts, per
+anchor, the 144 numbers ``P_ST, P_cam, P_ill``. Here it learns them with no
+3D label at all: for each positive anchor of a synthetic image the
+pre-trained decoder (:mod:`rfcore.mesh.pretrain`, frozen) turns the code
+into a coloured mesh, the soft rasteriser renders it with the predicted
+camera and light, and the rendering is compared with the face crop ``I*``
+(:func:`rfcore.mesh.loss.mesh_branch_loss`, Eq. 3).
+
+One change from ``rfcore train --mesh`` (:func:`rfcore.train.model.pixel_term`):
+``I*`` is cut from the box the frozen detector predicts for the anchor, not
+from the true box. Detection maps a mesh through the detected box
+(:meth:`rfcore.detector.Detector.mesh_vertices`), and the shipped
+detector's boxes, learnt on WIDER FACE, sit differently on a synthetic face
+than its tight true box; a head trained in true boxes would carry that
+offset into every detected mesh.
+
+The detector is frozen too, for three reasons: the shipped weights were
+trained on WIDER FACE, which is not here to keep its detection terms
+honest, so fine-tuning on synthetic faces with ``L_pixel`` alone could only
+make it worse on photographs; ``rfcore detect`` without ``--mesh`` stays
+exactly as it was; and only the head's 2 x 3 x (64 x 288 + 288) numbers
+learn, which takes minutes on one CPU core.
+
+The head starts at zero: every anchor then describes the template, frontal,
+filling its box, lit from the camera (:mod:`rfcore.mesh.camera`), so the
+first renderings already overlap the faces and ``L_pixel`` has gradients to
+follow.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from rfcore.boxes import POSITIVE, decode_boxes
+from rfcore.config import RetinaFaceConfig
+from rfcore.data.collate import TrainBatch, face_loader
+from rfcore.data.synthetic import SyntheticFaces
+from rfcore.image import network_input_to_rgb
+from rfcore.matching import TargetAssigner
+from rfcore.mesh.decoder import MeshDecoder
+from rfcore.mesh.fit import border_colour
+from rfcore.mesh.loss import CROP_SIZE, crop_faces, mesh_branch_loss
+from rfcore.model import RetinaFace
+from rfcore.progress import progress_bar
+from rfcore.train.model import CROP_SAMPLES, spread
+
+STATISTICS_BATCHES = 10
+"""Batches whose features give the per-channel mean and standard deviation (:func:`feature_statistics`)."""
+
+
+@dataclass(frozen=True)
+class HeadTrainConfig:
+    """What :func:`train_mesh_head` does, and on which synthetic faces.
+
+    Attributes:
+        images: Synthetic training images (rendered once).
+        image_size: Their side in pixels.
+        faces: ``(low, high)`` faces per image.
+        min_face, max_face: Face sizes in pixels (longer box side).
+        max_angle: Largest pitch, yaw and roll in degrees.
+        epochs: Passes over the images.
+        batch_size: Images per step.
+        lr: Peak learning rate of Adam's one-cycle schedule.
+        mesh_anchors: Positive anchors rendered per step.
+        seed: Seed of the images (held-out images use ``seed + 1``) and of the order.
+    """
+
+    images: int = 1200
+    image_size: int = 320
+    faces: tuple[int, int] = (1, 4)
+    min_face: float = 40.0
+    max_face: float = 160.0
+    max_angle: float = 40.0
+    epochs: int = 4
+    batch_size: int = 8
+    lr: float = 2e-2
+    mesh_anchors: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        counts = {"images": self.images, "epochs": self.epochs, "batch_size": self.batch_size,
+                  "mesh_anchors": self.mesh_anchors}
+        bad = {name: value for name, value in counts.items() if not (isinstance(value, int) and value >= 1)}
+        if bad or not self.lr > 0:
+            raise ValueError(f"need positive integer counts and lr > 0, got {bad or {'lr': self.lr}}")
+
+    def dataset(self, held_out: bool = False, length: int | None = None) -> SyntheticFaces:
+        """The synthetic training images, or ``length`` held-out ones (another seed)."""
+        return SyntheticFaces(self.images if length is None else length, self.image_size, self.faces,
+                              self.min_face, self.max_face, self.max_angle, seed=self.seed + held_out)
+
+
+def freeze_all_but_mesh_head(detector: RetinaFace, decoder: MeshDecoder) -> list[nn.Parameter]:
+    """Freeze the detector (eval mode, no gradients) and the decoder; return the mesh head's parameters.
+
+    Raises:
+        ValueError: If the detector has no mesh head.
+    """
+    if detector.MeshHead is None:
+        raise ValueError("training the mesh head needs a detector built with mesh_head=True")
+    for module in (detector, decoder):
+        module.eval().requires_grad_(False)
+    return [param.requires_grad_(True) for param in detector.MeshHead.parameters()]
+
+
+Statistics = list[tuple[torch.Tensor, torch.Tensor]]
+"""Per pyramid level, the ``(C,)`` mean and standard deviation of each feature channel."""
+
+
+@torch.no_grad()
+def feature_statistics(detector: RetinaFace, dataset: SyntheticFaces, cfg: RetinaFaceConfig, batches: int,
+                       batch_size: int) -> Statistics:
+    """Mean and standard deviation of every channel of the features the mesh head reads, per level.
+
+    The features after ReLU share a large positive mean, which makes a
+    linear head learn slowly (its gradient mostly moves the output of every
+    anchor alike); standardised features do not, and the standardisation
+    folds into the 1x1 convolution afterwards (:func:`fold_statistics`).
+    """
+    features = []
+    for batch, _ in zip(face_loader(dataset, cfg, batch_size, seed=0), range(batches)):
+        features.append(detector.features(batch.images))
+    levels = [torch.cat(maps) for maps in zip(*features)]  # (N, C, H_l, W_l) per level
+    return [(x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3)).clamp(min=1e-6)) for x in levels]
+
+
+def standardise(context: list[torch.Tensor], statistics: Statistics) -> list[torch.Tensor]:
+    """``(x - mean) / std`` per channel of every level's ``(N, C, H, W)`` features."""
+    return [(x - mean[:, None, None]) / std[:, None, None] for x, (mean, std) in zip(context, statistics)]
+
+
+@torch.no_grad()
+def fold_statistics(mesh_head: nn.Module, statistics: Statistics) -> None:
+    """Make the head read raw features: ``W (x - m) / s + b = (W / s) x + (b - (W / s) m)`` per level."""
+    for head, (mean, std) in zip(mesh_head.per_level(), statistics):
+        conv = head.conv1x1
+        conv.weight.div_(std[None, :, None, None])  # (A*k, C, 1, 1)
+        conv.bias.sub_(conv.weight[:, :, 0, 0] @ mean)
+
+
+def detected_box_pixel_loss(
+    detector: RetinaFace,
+    decoder: MeshDecoder,
+    batch: TrainBatch,
+    assigner: TargetAssigner,
+    cfg: RetinaFaceConfig,
+    max_anchors: int,
+    statistics: Statistics,
+) -> torch.Tensor:
+    """``L_pixel`` of a batch over (a spread of) its positive anchors, each compared with its detected box's crop.
+
+    Args:
+        detector: Frozen network with a mesh head.
+        decoder: Frozen decoder.
+        batch: Images and faces.
+        assigner: Targets for the batch's image size; its positives are the anchors rendered.
+        cfg: The detector's preset (variances, input mean).
+        max_anchors: Render at most this many positives.
+        statistics: The mesh head reads the features standardised with these (:func:`feature_statistics`).
+
+    Returns:
+        Scalar mean of Eq. 3 over the rendered anchors (zero, still attached to the head, without positives).
+    """
+    with torch.no_grad():
+        context = detector.features(batch.images)
+        box_deltas = detector.predict(context, mesh=False).box_deltas  # (B, A, 4)
+    positive = (assigner(batch.faces).labels == POSITIVE).nonzero()  # (P, 2) rows of (image, anchor)
+    image, anchor = positive[spread(len(positive), max_anchors)].unbind(1)
+    params = detector.MeshHead.at(standardise(context, statistics), image, anchor)  # (P, 144)
+    if len(image) == 0:
+        return params.sum() * 0.0
+    boxes = decode_boxes(box_deltas[image, anchor], assigner.anchors[anchor], cfg.variances)  # (P, 4)
+    rows = torch.cat([image[:, None].to(boxes), boxes], dim=1)  # (P, 5) as crop_faces wants
+    crops = network_input_to_rgb(crop_faces(batch.images, rows, CROP_SIZE, CROP_SAMPLES), cfg.pixel_mean_bgr)
+    return mesh_branch_loss(decoder, params, crops, background=border_colour(crops)).mean()
+
+
+
+def train_mesh_head(
+    detector: RetinaFace,
+    decoder: MeshDecoder,
+    cfg: RetinaFaceConfig,
+    config: HeadTrainConfig = HeadTrainConfig(),
+    progress: bool = False,
+) -> list[float]:
+    """Train ``detector.MeshHead`` from zero with ``L_pixel`` only, everything else frozen.
+
+    Args:
+        detector: Network of preset ``cfg`` with a mesh head; only the head changes.
+        decoder: Pre-trained decoder (:func:`rfcore.weights.load_mesh_decoder`).
+        cfg: The detector's preset (anchors, matching, input mean).
+        config: Data and schedule.
+        progress: Show progress bars on stderr.
+
+    Returns:
+        ``L_pixel`` of every step.
+    """
+    params = freeze_all_but_mesh_head(detector, decoder)
+    for param in params:
+        nn.init.zeros_(param)
+    dataset = config.dataset()
+    dataset.keep_rendered(progress)
+    steps = config.epochs * math.ceil(len(dataset) / config.batch_size)
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps, pct_start=0.1)
+    assigner = TargetAssigner(cfg, (config.image_size, config.image_size))
+    statistics = feature_statistics(detector, dataset, cfg, STATISTICS_BATCHES, config.batch_size)
+    losses = []
+    bar = progress_bar(total=steps, desc="training the mesh head", unit="step", disable=not progress)
+    for epoch in range(config.epochs):
+        for batch in face_loader(dataset, cfg, config.batch_size, seed=config.seed * 1000 + epoch):
+            loss = detected_box_pixel_loss(detector, decoder, batch, assigner, cfg, config.mesh_anchors, statistics)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(float(loss.detach()))
+            bar.update()
+    bar.close()
+    detector.MeshHead.requires_grad_(False)
+    fold_statistics(detector.MeshHead, statistics)
+    return losses
