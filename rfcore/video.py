@@ -9,9 +9,11 @@ parts are separate so that each can be tested on its own:
   cannot be decoded in the middle of the file yielded as a broken frame
   (``image=None``) instead of ending the video;
 * :func:`annotate_frames` is the per-frame loop over any iterable of
-  frames: detect, reuse, draw;
+  frames: detect (one frame or a batch per call), reuse, draw;
 * :func:`open_writer` writes MPEG-4 Part 2 (``mp4v``), an encoder the
-  FFmpeg inside the opencv-python wheels always has.
+  FFmpeg inside the opencv-python wheels always has;
+* :func:`process_video` decodes in a thread ahead of the loop and encodes in
+  a thread behind it (:mod:`rfcore.pipeline`).
 
 Stride. With ``stride=N`` the detector runs on frames 0, N, 2N, ...; a frame
 in between is drawn with the faces of the last detected frame (its JSON
@@ -30,6 +32,8 @@ is given up as unreadable.
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +44,7 @@ import cv2
 import numpy as np
 
 from rfcore.files import atomic_path, check_file, check_not_inputs
+from rfcore.pipeline import ReadAhead, WriteBehind
 from rfcore.progress import progress_bar
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -274,60 +279,90 @@ def write_pan_video(path, image: np.ndarray, frames: int, size: tuple[int, int],
 
 
 def annotate_frames(
-    frames: Iterable[Frame], detect: Callable[[np.ndarray], list], stride: int = 1,
+    frames: Iterable[Frame], detect: Callable, stride: int = 1,
     draw: Callable[[np.ndarray, list], np.ndarray] | None = None, timings: dict[str, float] | None = None,
+    batch: int = 1,
 ) -> Iterator[AnnotatedFrame]:
     """Detect on every ``stride``-th good frame, reuse the faces in between, draw them.
 
     Args:
         frames: :class:`Frame` objects in order (from :func:`read_frames`, or
             any iterable, e.g. in tests).
-        detect: RGB image -> faces, e.g. ``functools.partial(detector.detect, color="RGB")``.
+        detect: With ``batch=1``, RGB image -> faces, e.g.
+            ``functools.partial(detector.detect, color="RGB")``; with a larger
+            ``batch``, a list of RGB images -> one list of faces per image
+            (the same call of a :class:`~rfcore.detector.Detector` does both).
         stride: Run the detector when at least this many frames have passed
             since it last ran (see the module docstring).
         draw: ``(RGB image, faces) -> drawing``; ``None`` leaves
             :attr:`AnnotatedFrame.image` ``None``.
         timings: If given, seconds spent in ``"decode"`` (waiting for
             ``frames``), ``"detect"`` and ``"draw"`` are added to it.
+        batch: Frames read before the detector runs once on those of them
+            that are due; the results are those of one frame at a time.
 
     Yields:
         One :class:`AnnotatedFrame` per frame.
     """
     if stride < 1:
         raise ValueError(f"stride must be at least 1, got {stride}")
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
     timings = {} if timings is None else timings
+    for name in ("decode", "detect", "draw"):
+        timings.setdefault(name, 0.0)
     faces, last_detected, drawing = [], None, None
     iterator = iter(frames)
     while True:
         started = time.perf_counter()
-        frame = next(iterator, None)
-        timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - started
-        if frame is None:
+        chunk = list(itertools.islice(iterator, batch))
+        timings["decode"] += time.perf_counter() - started
+        if not chunk:
             return
-        if frame.image is None:
-            yield AnnotatedFrame(frame.index, faces, False, drawing, frame.error)
-            continue
-        detected = last_detected is None or frame.index - last_detected >= stride
         started = time.perf_counter()
-        if detected:
-            faces, last_detected = detect(frame.image), frame.index
-        drawn = time.perf_counter()
-        drawing = None if draw is None else draw(frame.image, faces)
-        timings["detect"] = timings.get("detect", 0.0) + drawn - started
-        timings["draw"] = timings.get("draw", 0.0) + time.perf_counter() - drawn
-        yield AnnotatedFrame(frame.index, faces, detected, drawing)
+        due = due_frames(chunk, last_detected, stride)
+        found = detect([frame.image for frame in due]) if batch > 1 and due else [detect(f.image) for f in due]
+        detected = dict(zip((frame.index for frame in due), found))
+        timings["detect"] += time.perf_counter() - started
+        for frame in chunk:
+            if frame.image is None:
+                yield AnnotatedFrame(frame.index, faces, False, drawing, frame.error)
+                continue
+            if frame.index in detected:
+                faces, last_detected = detected[frame.index], frame.index
+            started = time.perf_counter()
+            drawing = None if draw is None else draw(frame.image, faces)
+            timings["draw"] += time.perf_counter() - started
+            yield AnnotatedFrame(frame.index, faces, frame.index in detected, drawing)
+
+
+def due_frames(chunk: list[Frame], last_detected: int | None, stride: int) -> list[Frame]:
+    """The good frames of ``chunk`` the detector runs on, given the index it last ran on (``None``: never)."""
+    due = []
+    for frame in chunk:
+        if frame.image is not None and (last_detected is None or frame.index - last_detected >= stride):
+            due.append(frame)
+            last_detected = frame.index
+    return due
 
 
 def process_video(
-    path, detect: Callable[[np.ndarray], list], out=None, stride: int = 1,
+    path, detect: Callable, out=None, stride: int = 1,
     on_frame: Callable[[AnnotatedFrame, VideoInfo], None] | None = None, progress: bool = True,
-    draw: Callable[[np.ndarray, list], np.ndarray] | None = None,
+    draw: Callable[[np.ndarray, list], np.ndarray] | None = None, batch: int = 1,
 ) -> VideoSummary:
     """Read a video, detect faces, draw them and write the annotated video.
 
+    Decoding runs in a thread ahead of detection and encoding in a thread
+    behind it (:mod:`rfcore.pipeline`), so the three overlap; frames stay in
+    order and an error in either thread is raised here. The stage times of
+    the summary are then what the detection loop spent in each: ``decode``
+    and ``encode`` are the waits for the reader and the writer.
+
     Args:
         path: Video file.
-        detect: RGB image -> faces, e.g. ``functools.partial(detector.detect, color="RGB")``.
+        detect: RGB image -> faces, e.g. ``functools.partial(detector.detect, color="RGB")``;
+            with ``batch > 1`` a list of images -> faces per image (see :func:`annotate_frames`).
         out: Annotated video to write (``mp4v``, the input's frame rate and
             size; under a temporary name, renamed into place when complete),
             or ``None`` to only detect.
@@ -337,6 +372,7 @@ def process_video(
         progress: Show a tqdm progress bar on stderr.
         draw: ``(RGB image, faces) -> drawing`` for the output video, e.g.
             :func:`rfcore.viz.draw.draw_faces`; ``None`` writes the frames as read.
+        batch: Frames per detector call (:func:`annotate_frames`).
 
     Returns:
         A :class:`VideoSummary`, with the achieved frames per second.
@@ -351,23 +387,25 @@ def process_video(
     capture, info = open_video(path)
     summary = VideoSummary()
     started = time.perf_counter()
-    with contextlib.ExitStack() as cleanup:  # unwinds in reverse: writer, then the rename into place, then capture
+    # unwinds in reverse: the threads stop, then the writer closes, the file is renamed into place, capture released
+    with contextlib.ExitStack() as cleanup:
         cleanup.callback(capture.release)
-        writer = None
+        encoder = None
         if out is not None:
             writer = open_writer(cleanup.enter_context(atomic_path(out)), info.fps, info.size)
             cleanup.callback(writer.release)
-        frames = read_frames(capture, info.frame_count)
+            encoder = cleanup.enter_context(WriteBehind(functools.partial(write_frame, writer, size=info.size)))
+        frames = cleanup.enter_context(ReadAhead(read_frames(capture, info.frame_count)))
         annotated = annotate_frames(frames, detect, stride, None if out is None else draw or frame_as_read,
-                                    summary.stage_seconds)
+                                    summary.stage_seconds, batch)
         for frame in progress_bar(annotated, total=info.frame_count or None, unit="frame", disable=not progress,
                                   desc=Path(path).name):
             summary.add(frame)
             if on_frame is not None:
                 on_frame(frame, info)
-            if writer is not None:
+            if encoder is not None:
                 encode_started = time.perf_counter()
-                write_frame(writer, frame, info.size)
+                encoder.put(frame)
                 summary.stage_seconds["encode"] += time.perf_counter() - encode_started
         if summary.frames == len(summary.broken):  # raised inside the stack: no output file is left
             raise ValueError(f"{path} is not a readable video: no frame could be decoded")

@@ -52,6 +52,11 @@ def _add_detect(subparsers) -> None:
         "--stride", type=int, default=1, metavar="N",
         help="videos: detect every N-th frame and draw the last detections on the frames in between (default: 1)",
     )
+    parser.add_argument(
+        "--batch", type=int, default=1, metavar="N",
+        help="videos: run the network on N frames at a time (default: 1; decoding and encoding already overlap "
+        "detection in their own threads)",
+    )
     parser.add_argument("--threshold", type=float, default=0.5, help="face probability to exceed (default: 0.5)")
     parser.add_argument(
         "--mesh", action="store_true",
@@ -77,9 +82,10 @@ def _run_detect(args) -> int:
     if args.out is not None and is_video(args.out) and (len(videos) != 1 or len(args.images) != 1):
         error("detect", ValueError(f"--out {args.out} names one video file: give one video, or --out DIR"))
         return 2
-    if args.stride < 1:
-        error("detect", ValueError(f"--stride must be at least 1, got {args.stride}"))
-        return 2
+    for option in ("stride", "batch"):
+        if getattr(args, option) < 1:
+            error("detect", ValueError(f"--{option} must be at least 1, got {getattr(args, option)}"))
+            return 2
     if args.out is not None and not is_video(args.out) and args.out.is_file():
         error("detect", ValueError(f"--out {args.out} is a file: give a folder for the drawings (or OUT.mp4 for one "
                                     "video)"))
@@ -96,7 +102,7 @@ def _run_detect(args) -> int:
     with _json_stream(args) as json_stream:
         for path, drawing in zip(args.images, drawings):
             if is_video(path):
-                failed |= not _detect_video(detector, path, drawing, args.stride, json_stream)
+                failed |= not _detect_video(detector, path, drawing, args.stride, json_stream, args.batch)
                 continue
             try:
                 faces = _detect_image(detector, path, drawing)
@@ -141,7 +147,7 @@ def _detect_image(detector, path: str, drawing: Path | None) -> list:
     return faces
 
 
-def _detect_video(detector, path: str, out: Path | None, stride: int, json_stream) -> bool:
+def _detect_video(detector, path: str, out: Path | None, stride: int, json_stream, batch: int = 1) -> bool:
     """``rfcore detect`` on one video; False if it could not be read or had broken frames."""
     from rfcore.video import process_video
 
@@ -153,7 +159,8 @@ def _detect_video(detector, path: str, out: Path | None, stride: int, json_strea
 
     try:
         summary = process_video(
-            path, lambda image: detector.detect(image, color="RGB"), out, stride, on_frame, draw=_draw_faces
+            path, lambda images: detector.detect(images, color="RGB"), out, stride, on_frame, draw=_draw_faces,
+            batch=batch,
         )
     except (MemoryError, OSError, ValueError) as err:
         error("detect", err)
