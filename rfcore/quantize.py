@@ -185,3 +185,71 @@ def quantize_onnx(
             )
         data = with_metadata(target.read_bytes(), {PRECISION_KEY: "int8"})
     return write_bytes(path, data)
+
+
+def quantisation_parameters(path: str | os.PathLike) -> list[dict]:
+    """Scale and zero point of every tensor an int8 model stores in 8 bits, in graph order.
+
+    Each ``DequantizeLinear`` node of a QDQ model reads one 8-bit tensor back
+    as ``scale * (q - zero_point)``.
+
+    Args:
+        path: A model from :func:`quantize_onnx`.
+
+    Returns:
+        One dict per tensor: ``"tensor"`` (its name), ``"kind"``
+        (``"weight"``: stored int8; ``"bias"``: stored int32, with scale
+        ``input scale x weight scale``; ``"activation"``: computed, uint8),
+        ``"scale"`` and ``"zero_point"`` (arrays: one value per tensor, or per
+        output channel).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    stored = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    return [
+        {
+            "tensor": node.input[0],
+            "kind": tensor_kind(stored.get(node.input[0])),
+            "scale": np.atleast_1d(stored[node.input[1]]),
+            "zero_point": np.atleast_1d(stored[node.input[2]]),
+        }
+        for node in graph.node
+        if node.op_type == "DequantizeLinear"
+    ]
+
+
+def tensor_kind(stored: np.ndarray | None) -> str:
+    """``"activation"`` for a tensor computed at run time (``None``), else ``"bias"`` (int32) or ``"weight"``."""
+    if stored is None:
+        return "activation"
+    return "bias" if stored.dtype == np.int32 else "weight"
+
+
+def compare_faces(reference: Sequence, faces: Sequence) -> np.ndarray:
+    """How well ``faces`` reproduce ``reference`` faces (e.g. int8 against float).
+
+    Args:
+        reference: ``F`` :class:`~rfcore.postprocess.Face` objects.
+        faces: The faces to compare, any number.
+
+    Returns:
+        ``(F, 2)``: per reference face the best IoU with ``faces``, and the
+        largest landmark distance to that face divided by the reference
+        face's size ``sqrt(w h)`` (``IoU 0`` and ``inf`` when ``faces`` is empty).
+    """
+    import torch
+    from torchvision.ops import box_iou
+
+    if not faces:
+        return np.tile([0.0, np.inf], (len(reference), 1))
+    boxes = torch.tensor([face.box for face in reference])  # (F, 4)
+    iou = box_iou(boxes, torch.tensor([face.box for face in faces]))  # (F, G)
+    best_iou, best = iou.max(dim=1)
+    points = torch.tensor([face.landmarks for face in reference])  # (F, 5, 2)
+    matched = torch.tensor([faces[k].landmarks for k in best.tolist()])  # (F, 5, 2)
+    sizes = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sqrt()  # (F,)
+    difference = (points - matched).norm(dim=2).amax(dim=1) / sizes  # (F,)
+    return torch.stack([best_iou, difference], dim=1).numpy()
+

@@ -1,7 +1,6 @@
 """Tests of rfcore.quantize: the int8 model finds the faces the float model finds (issue 18's accuracy checks)."""
 
 import io
-import math
 
 import numpy as np
 import onnx
@@ -12,7 +11,16 @@ from rfcore.config import get_config
 from rfcore.detector import Detector
 from rfcore.export import PRECISION_KEY, PRESET_KEY, export_onnx
 from rfcore.model.fuse import fuse_for_inference
-from rfcore.quantize import FLOAT_LAYERS, calibration_images, float_node_names, middle_crop, quantize_onnx
+from rfcore.postprocess import Face
+from rfcore.quantize import (
+    FLOAT_LAYERS,
+    calibration_images,
+    compare_faces,
+    float_node_names,
+    middle_crop,
+    quantisation_parameters,
+    quantize_onnx,
+)
 from rfcore.weights import load_model
 
 pytest.importorskip("onnxruntime")
@@ -26,18 +34,6 @@ def int8_path(tmp_path_factory):
     buffer = io.BytesIO()
     export_onnx(fuse_for_inference(load_model(None, cfg)), buffer, preset=cfg.name)
     return quantize_onnx(buffer.getvalue(), tmp_path_factory.mktemp("int8") / "int8.onnx", cfg)
-
-
-def face_size(box) -> float:
-    """The geometric mean of a box's width and height."""
-    return math.sqrt((box[2] - box[0]) * (box[3] - box[1]))
-
-
-def iou(a, b) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def test_weights_are_int8_per_channel_and_the_first_stage_and_heads_stay_float(int8_path):
@@ -81,12 +77,25 @@ def test_int8_finds_every_face_of_the_float_model_on_the_bundled_photos(int8_pat
     float_faces = Detector().detect(photo)
     int8_faces = Detector(int8_path, engine="onnx").detect(photo)
     assert float_faces and len(int8_faces) == len(float_faces)
-    for face in float_faces:
-        match = max(int8_faces, key=lambda other: iou(face.box, other.box))
-        assert iou(face.box, match.box) > 0.9
-        # landmark difference below 2% of the face size
-        distance = np.linalg.norm(np.subtract(face.landmarks, match.landmarks), axis=1).max()
-        assert distance < 0.02 * face_size(face.box)
+    matches = compare_faces(float_faces, int8_faces)  # (F, 2): IoU, landmark difference / face size
+    assert (matches[:, 0] > 0.9).all() and (matches[:, 1] < 0.02).all()
+
+
+def test_compare_faces_by_hand():
+    face = Face((0.0, 0.0, 10.0, 40.0), 0.9, ((1.0, 1.0),) * 5)  # size sqrt(10 * 40) = 20
+    moved = Face((0.0, 0.0, 10.0, 20.0), 0.8, ((1.0, 1.0),) * 4 + ((4.0, 5.0),))  # IoU 0.5, one point 5 px off
+    assert np.allclose(compare_faces([face], [moved, Face((50.0, 50.0, 60.0, 60.0), 0.5, face.landmarks)]),
+                       [[0.5, 0.25]])
+    assert compare_faces([face], []).tolist() == [[0.0, np.inf]]
+
+
+def test_quantisation_parameters_name_weights_per_channel_and_activations(int8_path):
+    params = quantisation_parameters(int8_path)
+    kinds = {kind: [p for p in params if p["kind"] == kind] for kind in ("weight", "bias", "activation")}
+    assert len(kinds["weight"]) == len(kinds["bias"]) == 50 - 14 and kinds["activation"]
+    for p in kinds["weight"] + kinds["bias"]:
+        assert len(p["scale"]) > 1 and not p["zero_point"].any()  # per output channel, zero point 0
+    assert all(len(p["scale"]) == 1 and p["zero_point"].dtype == np.uint8 for p in kinds["activation"])
 
 
 def test_int8_ap_on_the_synthetic_validation_set_drops_by_at_most_half_a_point(int8_path):
