@@ -6,7 +6,7 @@ import pytest
 
 from rfcore import image
 from rfcore.assets import IMAGES
-from rfcore.image import header_size, is_out_of_memory, jpeg_reduction, read_rgb
+from rfcore.image import header_size, is_out_of_memory, jpeg_reduction, preprocess, read_rgb
 
 
 def write(path, image, *params):
@@ -92,3 +92,8 @@ def test_out_of_memory_errors_of_torch_opencv_and_numpy_are_recognised():
     assert is_out_of_memory(cv2.error("OpenCV(4.10.0) (-4:Insufficient memory) Failed to allocate 1200000000 bytes"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
     assert not is_out_of_memory(ValueError("can't allocate memory"))
+
+
+def test_preprocess_refuses_images_of_different_sizes():
+    with pytest.raises(ValueError, match=r"preprocess needs images of one size, got shapes \[\(4, 6, 3\), \(5, 6, 3\)\]"):
+        preprocess([np.zeros((4, 6, 3), np.uint8), np.zeros((5, 6, 3), np.uint8)], (104.0, 117.0, 123.0))
