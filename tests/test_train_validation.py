@@ -213,6 +213,7 @@ def test_fine_tuning_freezes_batch_norm_unless_asked(faces_folder, tmp_path, tra
     norms = [name for name, m in model.detector.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
     before = {k: v.clone() for k, v in model.detector.state_dict().items() if k.rsplit(".", 1)[0] in norms}
     assert len(before) == 5 * len(norms) > 0  # weight, bias, running mean and variance, batches seen
+    stem_before = model.detector.body.stage1[0][0].weight.clone()
     optimizer = training.make_optimizer(model, train_cfg)
     step_loss = training.train_step(model, batch, TargetAssigner(cfg, (64, 64)), cfg, optimizer, 1e-3)[0].item()
 
@@ -220,9 +221,12 @@ def test_fine_tuning_freezes_batch_norm_unless_asked(faces_folder, tmp_path, tra
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     if train_bn:  # batch statistics replace the stored ones: the first loss is not the loaded network's
         assert changed and step_loss != pytest.approx(eval_loss, rel=1e-3)
-    else:  # the first step computes exactly what the loaded network computes, and batch norm stays
+    else:  # the first step computes exactly what the loaded network computes; batch norm and the stem stay
         assert not changed
+        stem = next(m for m in model.detector.modules() if isinstance(m, torch.nn.Conv2d))
+        assert stem.weight is model.detector.body.stage1[0][0].weight and not stem.weight.requires_grad
         assert step_loss == pytest.approx(eval_loss, rel=1e-5)
+        assert torch.equal(model.detector.body.stage1[0][0].weight, stem_before)
         assert all(not m.training for m in model.detector.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 

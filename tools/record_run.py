@@ -9,7 +9,9 @@ average, then copies into the assets folder:
 * ``command.txt``: the exact command, run from an empty folder;
 * ``log.jsonl``: every 10th step's loss terms and every validation (AP per face-size band, NME);
 * ``weights.safetensors``: the final weights, and ``snapshots/step-<N>.safetensors``: the weights at the
-  steps of :data:`SNAPSHOTS`;
+  steps of :data:`SNAPSHOTS`, from a second run of the same command stopped after the last of them and
+  keeping all its checkpoints (``--max-steps``, ``--keep-checkpoints`` change what is kept, not what is
+  trained; the tool checks that both runs logged the same losses up to there);
 * ``run.json``: wall time, machine, torch version, load average, the final validation, and the
   validation of the first :data:`CHECK_IMAGES` images that ``tests/test_recorded_run.py`` reproduces.
 """
@@ -31,7 +33,7 @@ from rfcore.assets import FROM_SCRATCH_RUN
 from rfcore.cli.train import command_line
 from rfcore.files import write_bytes, write_text
 from rfcore.train.config import FROM_SCRATCH
-from rfcore.train.log import parse_log, validation_records
+from rfcore.train.log import parse_log, step_records, validation_records
 
 CHECK_IMAGES = 48
 SNAPSHOTS = (500, 2000)
@@ -59,6 +61,26 @@ def subset_check(weights: Path) -> dict:
     network = Detector(weights, fuse=False).model
     result = Validator(validation_samples("synthetic", CHECK_IMAGES), FROM_SCRATCH.preset)(network)
     return {"images": CHECK_IMAGES, "ap": result["ap"], "nme": result["nme"], "faces": result["faces"]}
+
+
+def snapshots(command: str, work: Path, records: list[dict]) -> dict[int, Path]:
+    """Weights of the recorded run at :data:`SNAPSHOTS`, from a second run of its first steps keeping every checkpoint.
+
+    Raises:
+        RuntimeError: If the second run's losses differ from the recorded run's.
+    """
+    last = max(SNAPSHOTS)
+    extra = f" --out runs/snapshots --max-steps {last} --keep-checkpoints {last} --quiet"
+    subprocess.run(shlex.split(command + extra), cwd=work, check=True)
+    again, _ = parse_log(work / "runs" / "snapshots" / "log.jsonl")
+
+    def losses(lines):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in step_records(lines) if r["step"] <= last]
+
+    if losses(again) != losses(records):
+        raise RuntimeError("the snapshot run's losses differ from the recorded run's: the machine is not deterministic")
+    return {step: work / "runs" / "snapshots" / "checkpoints" / f"step-{step:08d}" / "weights.safetensors"
+            for step in SNAPSHOTS}
 
 
 def main() -> None:
@@ -94,8 +116,7 @@ def main() -> None:
     write_text(FROM_SCRATCH_RUN / "run.json", json.dumps(run, indent=1) + "\n")
     for name in ("log.jsonl", "weights.safetensors"):
         write_bytes(FROM_SCRATCH_RUN / name, (out / name).read_bytes())
-    for step in SNAPSHOTS:
-        weights = out / "checkpoints" / f"step-{step:08d}" / "weights.safetensors"
+    for step, weights in snapshots(command, args.work, records).items():
         write_bytes(FROM_SCRATCH_RUN / "snapshots" / f"step-{step:08d}.safetensors", weights.read_bytes())
     print(json.dumps(run, indent=1))
 

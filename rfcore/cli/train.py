@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--init-weights", metavar="PATH",
                        help="start from these safetensors weights, or 'shipped' for the repository's (fine-tuning)")
     model.add_argument("--train-bn", action="store_true",
-                       help="with --init-weights, train batch norm too (default: frozen, statistics and affine "
+                       help="with --init-weights, train batch norm and the first convolution too (default: frozen, "
                        "as loaded, because batches of a few images would replace what the weights learned)")
     model.add_argument("--mesh", action="store_true",
                        help="also train the mesh branch (mesh head, decoder, lambda_pixel * L_pixel)")

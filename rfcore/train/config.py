@@ -83,10 +83,11 @@ class TrainConfig:
             ``"shipped"`` for the repository's MobileNet-0.25 weights;
             ``None`` trains from scratch. A mesh head missing from the file
             starts untrained.
-        train_bn: With ``init_weights``, train batch norm too. By default it is
-            frozen (eval mode, statistics and affine fixed) when starting from
-            weights (:func:`rfcore.train.model.freeze_batchnorm`); from scratch
-            it always trains.
+        train_bn: With ``init_weights``, train batch norm (and the stem) too. By
+            default both are frozen (batch norm in eval mode, statistics and
+            affine fixed) when starting from weights
+            (:func:`rfcore.train.model.freeze_for_fine_tuning`); from scratch
+            they always train.
         mesh: Also train the dense regression branch (mesh head, mesh
             decoder and ``λ3 L_pixel``; :mod:`rfcore.train.model`).
         lambda_box, lambda_pts: Weights of ``L_box`` and ``L_pts`` in Eq. 1;

@@ -96,7 +96,7 @@ from rfcore.train.config import (
 )
 from rfcore.train.distributed import Ranks, average_batchnorm_stats, epoch_indices, setup_ranks
 from rfcore.train.log import TERMS, log_record, trim_log
-from rfcore.train.model import TrainingModel, freeze_batchnorm
+from rfcore.train.model import TrainingModel, freeze_for_fine_tuning
 from rfcore.train.validation import Validator, validation_samples
 from rfcore.weights import load_detector_weights, save_weights
 
@@ -228,7 +228,7 @@ def build_model(train_cfg: TrainConfig, cfg: RetinaFaceConfig, device: torch.dev
         load_detector_weights(detector, init_weights_path(train_cfg.init_weights), train_cfg.preset)
     model = model.to(device).train()
     if train_cfg.frozen_bn:
-        freeze_batchnorm(detector)
+        freeze_for_fine_tuning(detector)
     return model
 
 

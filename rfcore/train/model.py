@@ -35,8 +35,8 @@ CROP_SAMPLES = 4
 far less than adaptive sampling (13 x 13 for a 400-pixel face)."""
 
 
-def freeze_batchnorm(module: nn.Module) -> list[nn.Module]:
-    """Put every batch norm of ``module`` in eval mode and stop its affine parameters from learning.
+def freeze_for_fine_tuning(detector: nn.Module) -> list[nn.Module]:
+    """Freeze every batch norm of ``detector`` (eval mode, affine fixed) and its first convolution, the stem.
 
     Fine-tuning from weights with small batches, detection libraries keep batch norm as it was
     trained: in train mode it would normalise each batch by its own statistics (a handful of
@@ -44,17 +44,25 @@ def freeze_batchnorm(module: nn.Module) -> list[nn.Module]:
     step. Weights whose batch norm was folded into the convolutions suffer most (the shipped file:
     the convolutions absorbed the statistics and scales, and each stored batch norm only adds the
     folded bias, with running mean 0, variance ``1 - eps`` and weight 1; :mod:`rfcore.convert`): batch
-    statistics would re-normalise activations that the convolutions already scaled. Call it after ``module.train()``, which would undo it.
+    statistics would re-normalise activations that the convolutions already scaled.
+
+    With batch norm frozen, nothing normalises the stem's output any more, and the stem sees raw
+    pixels (hundreds of grey levels): on the shipped weights its gradient is about 10^6 times its
+    weight's norm (13,800 against 0.016), so a single SGD step of 10^-6 changes it by as much as it
+    is, and the loss climbed from 12 to 40 within a few steps. It is frozen too, as Detectron2 freezes
+    the stem of its backbones (``FREEZE_AT``). Call this after ``module.train()``, which would undo it.
 
     Returns:
-        The frozen batch-norm modules.
+        The frozen modules: the batch norms, then the stem.
     """
-    frozen = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for bn in frozen:
-        bn.eval()
-        for parameter in bn.parameters():
+    norms = [m for m in detector.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    stem = next(m for m in detector.modules() if isinstance(m, nn.Conv2d))
+    for module in norms:
+        module.eval()
+    for module in (*norms, stem):
+        for parameter in module.parameters():
             parameter.requires_grad_(False)
-    return frozen
+    return [*norms, stem]
 
 
 def spread(count: int, limit: int | None) -> torch.Tensor:

@@ -133,7 +133,7 @@ def draw_validation(fig, records: Sequence[dict]) -> None:
         ap_axis.plot(steps, ap, marker="o", markersize=3, color=BAND_COLOURS[band], linewidth=width, label=label)
         nme_axis.plot(steps, nme, marker="o", markersize=3, color=BAND_COLOURS[band], linewidth=width, label=label)
     ap_axis.set(title="validation AP", xlabel="step", ylim=(0, 1.02))
-    nme_axis.set(title="landmark NME (%)", xlabel="step", yscale="log")
+    nme_axis.set(title="landmark NME (%)", xlabel="step", ylim=(0, None))
     for ax in (ap_axis, nme_axis):
         ax.grid(alpha=0.3, which="both")
     ap_axis.legend(fontsize=7, loc="lower right")
