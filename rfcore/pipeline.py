@@ -1,14 +1,14 @@
 """Two threads around a loop: one reads ahead, one writes behind, in order, errors passed on.
 
-``rfcore detect VIDEO`` decodes, detects and encodes each frame. Decoding and
-encoding are OpenCV calls and detection is PyTorch (or onnxruntime); all
-release Python's global lock while they work, so they can overlap on
-different cores:
+``rfcore detect VIDEO`` decodes, detects, draws and encodes each frame.
+Decoding, drawing and encoding are OpenCV calls and detection is PyTorch (or
+onnxruntime); all release Python's global lock while they work, so they can
+overlap on different cores:
 
 * :class:`ReadAhead` runs an iterator (the decoder) in a thread and hands
   its items to the loop through a bounded queue;
 * :class:`WriteBehind` takes items from the loop through a bounded queue
-  and calls a function (the encoder) on each in a thread.
+  and calls a function (drawing and encoding) on each in a thread.
 
 One thread on each side and first-in-first-out queues keep the order. The
 queues are bounded (:data:`QUEUE_SIZE`), so a slow loop holds only a few

@@ -135,7 +135,10 @@ class VideoSummary:
         faces: Faces detected, summed over the detected frames.
         broken: Indices of the frames that could not be decoded.
         seconds: Wall time of the whole loop.
-        stage_seconds: Time spent in each of :data:`STAGES`.
+        stage_seconds: Time spent in each of :data:`STAGES`: ``decode`` is the
+            detection loop's wait for the reader thread, ``detect`` the loop's
+            own work, ``draw`` and ``encode`` the writer thread's work (which
+            overlaps detection).
     """
 
     frames: int = 0
@@ -353,11 +356,12 @@ def process_video(
 ) -> VideoSummary:
     """Read a video, detect faces, draw them and write the annotated video.
 
-    Decoding runs in a thread ahead of detection and encoding in a thread
-    behind it (:mod:`rfcore.pipeline`), so the three overlap; frames stay in
-    order and an error in either thread is raised here. The stage times of
-    the summary are then what the detection loop spent in each: ``decode``
-    and ``encode`` are the waits for the reader and the writer.
+    Decoding runs in a thread ahead of detection, and drawing and encoding
+    in a thread behind it (:mod:`rfcore.pipeline`), so the three overlap;
+    frames stay in order and an error in either thread is raised here. The
+    stage times of the summary say where the time went
+    (:attr:`VideoSummary.stage_seconds`); ``on_frame`` sees each frame as
+    read, before its faces are drawn.
 
     Args:
         path: Video file.
@@ -390,13 +394,15 @@ def process_video(
     # unwinds in reverse: the threads stop, then the writer closes, the file is renamed into place, capture released
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(capture.release)
-        encoder = None
+        encoder, writer_seconds = None, {"draw": 0.0, "encode": 0.0}  # the writer thread's own timings
         if out is not None:
             writer = open_writer(cleanup.enter_context(atomic_path(out)), info.fps, info.size)
             cleanup.callback(writer.release)
-            encoder = cleanup.enter_context(WriteBehind(functools.partial(write_frame, writer, size=info.size)))
+            write = functools.partial(draw_and_write, writer, draw or frame_as_read, info.size, writer_seconds)
+            encoder = cleanup.enter_context(WriteBehind(write))
         frames = cleanup.enter_context(ReadAhead(read_frames(capture, info.frame_count)))
-        annotated = annotate_frames(frames, detect, stride, None if out is None else draw or frame_as_read,
+        # frames pass on as read (the writer thread draws them), or without their images when nothing is written
+        annotated = annotate_frames(frames, detect, stride, None if out is None else frame_as_read,
                                     summary.stage_seconds, batch)
         for frame in progress_bar(annotated, total=info.frame_count or None, unit="frame", disable=not progress,
                                   desc=Path(path).name):
@@ -404,12 +410,11 @@ def process_video(
             if on_frame is not None:
                 on_frame(frame, info)
             if encoder is not None:
-                encode_started = time.perf_counter()
                 encoder.put(frame)
-                summary.stage_seconds["encode"] += time.perf_counter() - encode_started
         if summary.frames == len(summary.broken):  # raised inside the stack: no output file is left
             raise ValueError(f"{path} is not a readable video: no frame could be decoded")
     summary.seconds = time.perf_counter() - started
+    summary.stage_seconds.update(writer_seconds)
     return summary
 
 
@@ -418,7 +423,18 @@ def frame_as_read(image: np.ndarray, faces: list) -> np.ndarray:
     return image
 
 
-def write_frame(writer: cv2.VideoWriter, frame: AnnotatedFrame, size: tuple[int, int]) -> None:
-    """Write a frame's drawing (RGB, converted to BGR); black for a broken frame with no drawing before it."""
-    image = frame.image if frame.image is not None else np.zeros((*size, 3), np.uint8)
+def draw_and_write(
+    writer: cv2.VideoWriter, draw: Callable[[np.ndarray, list], np.ndarray], size: tuple[int, int],
+    seconds: dict[str, float], frame: AnnotatedFrame,
+) -> None:
+    """Draw a frame's faces on its image and write it (BGR), adding the seconds of each step to ``seconds``.
+
+    A broken frame carries the previous frame's image and faces, so it
+    repeats the previous drawing; black if there is none.
+    """
+    started = time.perf_counter()
+    image = np.zeros((*size, 3), np.uint8) if frame.image is None else draw(frame.image, frame.faces)
+    drawn = time.perf_counter()
     writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    seconds["draw"] += drawn - started
+    seconds["encode"] += time.perf_counter() - drawn

@@ -278,6 +278,8 @@ def test_bench_video_reports_end_to_end_and_model_alone(detector):
     assert result["frames"] == 3 and result["size"] == (480, 640)
     assert result["fps"] == pytest.approx(1000 / result["end_to_end_ms"])
     assert set(result["stage_ms"]) == {"decode", "detect", "draw", "encode"}
-    assert 0 < sum(result["stage_ms"].values()) <= result["end_to_end_ms"] and result["model_ms"] > 0
+    stages = result["stage_ms"]  # drawing and encoding overlap detection in the writer thread
+    assert all(ms > 0 for ms in stages.values()) and stages["decode"] + stages["detect"] <= result["end_to_end_ms"]
+    assert result["model_ms"] > 0
     text = "\n".join(video_lines(result))
     assert "640x480 video at 1 thread" in text and "of 60 frames/s end to end" in text and "[paper Tab. 5]" in text

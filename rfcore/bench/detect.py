@@ -206,7 +206,8 @@ def bench_video(detector, frames: int = 60, repeats: int = 50, rounds: int = 3, 
     network on the video's first frame (median of ``repeats / rounds``
     runs) and then the whole loop of :func:`rfcore.video.process_video`:
     decode, detect (pre-processing, network, decoding, NMS), draw, encode,
-    with decoding and encoding in their own threads (:mod:`rfcore.pipeline`).
+    with decoding in a reader thread and drawing and encoding in a writer
+    thread (:mod:`rfcore.pipeline`).
     PyTorch and OpenCV both run on one thread each.
 
     Args:
@@ -316,7 +317,7 @@ def video_lines(video: dict) -> list[str]:
     stages = ", ".join(f"{name} {ms:.1f}" for name, ms in video["stage_ms"].items())
     return [
         f"end to end, rfcore detect on a {width}x{height} video at 1 thread (group.jpg panned, {video['frames']} "
-        f"frames, mp4v; decoding and encoding in their own threads), medians of {video['rounds']} rounds:",
+        f"frames, mp4v; decode, and draw + encode, in threads of their own), medians of {video['rounds']} rounds:",
         f"  model alone (fused eager PyTorch){video['model_ms']:>12.1f} ms{model_fps:>8.1f} frames/s",
         f"  decode + detect + draw + encode{video['end_to_end_ms']:>14.1f} ms{video['fps']:>8.1f} frames/s"
         f"  (ms per frame: {stages})",
