@@ -38,7 +38,7 @@ def test_bench_recipe_puts_the_recorded_run_next_to_the_paper_setting():
     from rfcore.train.config import FROM_SCRATCH
 
     recipe = replace(FROM_SCRATCH, image_size=64, batch_size=2, num_images=10, epochs=3)
-    result = bench_recipe(recipe, threads=1, repeats=1, paper_batch=1, paper_faces=2)
+    result = bench_recipe(recipe, repeats=1, paper_batch=1, paper_faces=2)
     assert result["recipe_images_per_second"] == pytest.approx(2 / (result["recipe_step_ms"] / 1000))
     assert result["ratio"] == pytest.approx(result["recipe_images_per_second"] / result["paper_images_per_second"])
     assert (result["size"], result["paper_size"], result["run_steps"]) == (64, 640, 15)

@@ -182,13 +182,12 @@ def mesh_lines(result: dict) -> list[str]:
 
 
 
-def bench_recipe(recipe: TrainConfig = FROM_SCRATCH, threads: int = 2, repeats: int = 5, paper_batch: int = 8,
+def bench_recipe(recipe: TrainConfig = FROM_SCRATCH, repeats: int = 5, paper_batch: int = 8,
                  paper_faces: int = 20) -> dict:
     """Speed of the recorded run's setting next to the paper's, and the cost of its synthetic images.
 
     Args:
         recipe: The run to measure (:data:`FROM_SCRATCH`); its images are synthetic.
-        threads: Torch threads of the training steps (rendering uses one, as :func:`build_dataset` does).
         repeats: Timed steps of each setting, taking turns, after one warm-up each.
         paper_batch, paper_faces: The paper setting: this many 640 x 640 images of this many faces.
 
@@ -196,7 +195,9 @@ def bench_recipe(recipe: TrainConfig = FROM_SCRATCH, threads: int = 2, repeats: 
         ``{"recipe_images_per_second", "paper_images_per_second", "ratio", "recipe_step_ms", "paper_step_ms",
         "render_ms_per_image", "render_s", "kept_bytes", "load_ms", "run_steps", "run_minutes", ...}``:
         ``render_s`` renders all ``recipe.num_images`` once; ``load_ms`` augments and batches one step's
-        kept images; ``run_minutes`` is rendering plus every step at the measured speed.
+        kept images; ``run_minutes`` is rendering plus every step at the measured speed (with loader
+        processes, loading overlaps the step). Steps run with the recipe's torch threads (one if it
+        leaves them to torch), rendering with one, as :func:`build_dataset` renders.
     """
     cfg = recipe.loss_preset()
     sample_count = recipe.batch_size * 2
@@ -207,6 +208,7 @@ def bench_recipe(recipe: TrainConfig = FROM_SCRATCH, threads: int = 2, repeats: 
     data = next(iter(_loader(dataset, recipe, cfg)))
     paper_cfg = get_config(recipe.preset)
     paper_data = memory_batch(recipe.preset, paper_batch, paper_faces, paper_cfg.train_size)
+    threads = recipe.threads or 1
     with torch_threads(threads):
         torch.manual_seed(0)
         models = [TrainingModel(RetinaFace.from_config(cfg)).train() for _ in range(2)]
@@ -224,8 +226,14 @@ def bench_recipe(recipe: TrainConfig = FROM_SCRATCH, threads: int = 2, repeats: 
         "render_ms_per_image": 1000 * per_image, "num_images": recipe.num_images,
         "render_s": per_image * recipe.num_images, "kept_bytes": recipe.num_images * cfg.train_size ** 2 * 3,
         "load_ms": 1000 * load_s, "run_steps": run_steps,
-        "run_minutes": (per_image * recipe.num_images + run_steps * (recipe_s + load_s)) / 60,
+        "workers": recipe.workers,
+        "run_minutes": (per_image * recipe.num_images + run_steps * step_with_loading(recipe_s, load_s, recipe)) / 60,
     }
+
+
+def step_with_loading(step_s: float, load_s: float, recipe: TrainConfig) -> float:
+    """Seconds per step of a run: loading in loader processes overlaps the step, without them it adds to it."""
+    return max(step_s, load_s) if recipe.workers else step_s + load_s
 
 
 def _replace(train_cfg: TrainConfig, **changes) -> TrainConfig:
@@ -263,7 +271,7 @@ def format_recipe_report(result: dict) -> str:
     """A few lines of text for :func:`bench_recipe` results."""
     r = result
     return "\n".join([
-        f"the recorded from-scratch run's setting next to the paper's, {r['preset']}, {r['threads']} threads, "
+        f"the recorded from-scratch run's setting next to the paper's, {r['preset']}, torch threads {r['threads']}, "
         f"medians of {r['repeats']} steps taking turns",
         f"  recorded run, {r['size']}x{r['size']} synthetic, batch {r['batch']}:    {r['recipe_step_ms']:8.1f} ms per step"
         f" = {r['recipe_images_per_second']:7.1f} images/s ({r['ratio']:.1f}x the paper setting's images/s)",
@@ -274,5 +282,6 @@ def format_recipe_report(result: dict) -> str:
         f"  then per step, crop + flip + colour + batch of the kept images: {r['load_ms']:.1f} ms "
         f"({r['load_ms'] / r['recipe_step_ms']:.0%} of a step); rendering every epoch instead would add "
         f"{r['render_ms_per_image'] * r['batch']:.0f} ms per step",
-        f"  the run's {r['run_steps']} steps at this speed, with rendering: about {r['run_minutes']:.1f} min",
+        f"  the run's {r['run_steps']} steps at this speed, with rendering (loader processes: {r['workers']}): "
+        f"about {r['run_minutes']:.1f} min",
     ])

@@ -72,8 +72,9 @@ def _add_bench(subparsers) -> None:
         description="Time full training steps (forward, target assignment, multi-task loss, backward, SGD) on a "
         "batch already in memory, then target assignment and the loss alone on the same batch; the goal is a "
         "share of the step under 10%. Then the recorded from-scratch run's setting (rfcore.train.config."
-        "FROM_SCRATCH: small synthetic images) next to the paper's 640 setting, taking turns step by step, with "
-        "what rendering its images once and augmenting them at every step cost.",
+        "FROM_SCRATCH: small synthetic images) next to the paper's 640 setting, taking turns step by step at the "
+        "recipe's thread count (--threads is for the first part), with what rendering its images once and "
+        "augmenting them at every step cost.",
     )
     train.add_argument("--preset", default="mobilenet0.25", choices=sorted(PRESETS),
                        help="preset (default: mobilenet0.25)")
@@ -153,7 +154,7 @@ def _run_bench_train(args) -> int:
     if args.recipe:
         from rfcore.bench.train import bench_recipe, format_recipe_report
 
-        print(format_recipe_report(bench_recipe(threads=args.threads, repeats=args.repeats)))
+        print(format_recipe_report(bench_recipe(repeats=args.repeats)))
     return 0
 
 
