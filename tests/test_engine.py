@@ -127,3 +127,12 @@ def test_cli_exports_int8_and_detects_with_it(tmp_path, capsys, monkeypatch):
     assert "is an ONNX model: run it with engine='onnx' (command line: --engine onnx)" in capsys.readouterr().err
     assert main(["detect", str(GROUP), "--engine", "onnx", "--weights", str(out), "--preset", "resnet50"]) == 2
     assert "exported for preset mobilenet0.25, not resnet50" in capsys.readouterr().err
+
+
+def test_cli_int8_export_without_onnxruntime_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)
+    out = tmp_path / "int8.onnx"
+    assert main(["export", "--onnx", str(out), "--int8"]) == 2
+    assert "int8 export needs onnxruntime (its quantisation tools), which is not installed" in capsys.readouterr().err
+    assert not out.exists()
