@@ -74,7 +74,7 @@ from torch import nn
 from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, get_config
 from rfcore.engine import check_engine, load_onnx_network
 from rfcore.image import as_batch, input_size, is_out_of_memory, preprocess, read_rgb, to_rgb
-from rfcore.mesh import CROP_SIZE, mirror_order, project_mesh_params, uncrop_points
+from rfcore.mesh import CROP_SIZE, grow_boxes, mirror_order, project_mesh_params, uncrop_points
 from rfcore.model import RetinaFaceOutput
 from rfcore.model.fuse import fuse_for_inference
 from rfcore.postprocess import (
@@ -193,8 +193,9 @@ class Detector:
         check_engine(engine, weights, mesh, model)
         self.cfg = get_config(preset)
         self.decoder = self.mesh_order = None
+        self.mesh_crop_margin = 1.0
         if mesh:
-            model, self.decoder = load_mesh_model(weights, self.cfg)
+            model, self.decoder, self.mesh_crop_margin = load_mesh_model(weights, self.cfg)
             self.mesh_order = mirror_order(self.decoder.template_vertices)
         if engine == "onnx":
             self.model = load_onnx_network(weights, self.cfg)
@@ -288,7 +289,8 @@ class Detector:
         Decoded and projected into the face crop as training renders them
         (:func:`rfcore.mesh.project_mesh_params`), then mapped through each
         face's box (:func:`rfcore.mesh.uncrop_points`, the inverse of
-        :func:`rfcore.mesh.crop_faces`).
+        :func:`rfcore.mesh.crop_faces`), grown by the head's crop margin
+        (1 for ``rfcore train --mesh``, :mod:`rfcore.mesh.selfsup` for ``rfcore mesh train-head``).
 
         Args:
             dets: ``F`` detections with their ``mesh_params``, in image pixels.
@@ -299,7 +301,7 @@ class Detector:
         if self.decoder is None:
             return None
         crop_points = project_mesh_params(self.decoder, dets.mesh_params, (CROP_SIZE, CROP_SIZE))
-        return uncrop_points(crop_points, dets.boxes, (CROP_SIZE, CROP_SIZE))
+        return uncrop_points(crop_points, grow_boxes(dets.boxes, self.mesh_crop_margin), (CROP_SIZE, CROP_SIZE))
 
     @torch.inference_mode()
     def detect_same_size(self, images: Sequence[np.ndarray]) -> list[Detections]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -206,6 +207,9 @@ MESH_HEAD_FILE = "mesh_head.safetensors"
 DETECTOR_SHA_KEY = "detector_sha256"
 """Metadata key of a mesh head file: the sha256 of the detector weights it was trained on."""
 
+CROP_MARGIN_KEY = "crop_margin"
+"""Metadata key of a mesh head file: the factor its faces' boxes were grown by to cut ``I*``."""
+
 DECODER_LAYOUT_KEY = "decoder"
 """Metadata key of a mesh file that names the :attr:`MeshDecoder.layout` it was made with."""
 
@@ -274,7 +278,22 @@ def load_model(weights, cfg: RetinaFaceConfig) -> RetinaFace:
     return model.eval()
 
 
-def load_mesh_model(weights, cfg: RetinaFaceConfig) -> tuple[RetinaFace, MeshDecoder]:
+class MeshModel(NamedTuple):
+    """What detection with the mesh needs (:func:`load_mesh_model`).
+
+    Attributes:
+        model: The RetinaFace with its mesh head, in eval mode.
+        decoder: The mesh decoder, in eval mode.
+        crop_margin: The head describes each face in its box grown by this
+            factor about its centre (1 for a head trained by ``rfcore train --mesh``).
+    """
+
+    model: RetinaFace
+    decoder: MeshDecoder
+    crop_margin: float
+
+
+def load_mesh_model(weights, cfg: RetinaFaceConfig) -> MeshModel:
     """A RetinaFace with its mesh head, and the mesh decoder.
 
     The network comes from ``weights``; its mesh head from the same file if
@@ -288,7 +307,7 @@ def load_mesh_model(weights, cfg: RetinaFaceConfig) -> tuple[RetinaFace, MeshDec
         cfg: The preset the weights belong to.
 
     Returns:
-        ``(model, decoder)``, both in eval mode.
+        The :class:`MeshModel`.
 
     Raises:
         ValueError: If there is no mesh head, or a mesh file does not fit the
@@ -310,16 +329,18 @@ def load_mesh_model(weights, cfg: RetinaFaceConfig) -> tuple[RetinaFace, MeshDec
         raise FileNotFoundError(f"mesh decoder {decoder_path} not found; `rfcore train --mesh` writes it beside "
                                 f"{path}, `rfcore mesh pretrain --out {path.parent}` makes one")
     decoder = load_mesh_decoder(decoder_path)
-    if not head_inside:
-        load_mesh_head(model, path, decoder, cfg.name)
-    return model.eval(), decoder
+    crop_margin = 1.0 if head_inside else load_mesh_head(model, path, decoder, cfg.name)
+    return MeshModel(model.eval(), decoder, crop_margin)
 
 
-def load_mesh_head(model: RetinaFace, weights: Path, decoder: MeshDecoder, preset: str) -> None:
+def load_mesh_head(model: RetinaFace, weights: Path, decoder: MeshDecoder, preset: str) -> float:
     """Fill ``model.MeshHead`` from :data:`MESH_HEAD_FILE` beside ``weights``, after checking its metadata.
 
     ``rfcore mesh train-head`` records the preset, the sha256 of the
-    detector weights it was trained on and the decoder's layout.
+    detector weights it was trained on, the decoder's layout and the crop margin.
+
+    Returns:
+        The head's crop margin (metadata :data:`CROP_MARGIN_KEY`, 1 if absent).
 
     Raises:
         ValueError: If the file was made for another preset, other detector
@@ -343,6 +364,7 @@ def load_mesh_head(model: RetinaFace, weights: Path, decoder: MeshDecoder, prese
     state = load_weights(None, head_path)
     check_state_dict(model.MeshHead, state, head_path)
     model.MeshHead.load_state_dict(state)
+    return float(saved.get(CROP_MARGIN_KEY, "1"))
 
 
 def file_sha256(path) -> str:

@@ -94,9 +94,21 @@ def test_detect_mesh_writes_meshes_and_draws_them(tmp_path, capsys, mesh_weights
     assert (tmp_path / "out" / "grace_hopper_faces.png").is_file()
 
 
-def test_detect_mesh_with_the_shipped_weights_exits_2(capsys):
-    assert main(["detect", IMAGE, "--mesh"]) == 2
-    assert "retinaface_mobilenet0.25.safetensors has no mesh head" in capsys.readouterr().err
+def test_detect_mesh_works_with_the_shipped_weights(capsys):
+    assert main(["detect", IMAGE, "--mesh", "--json"]) == 0
+    (record,) = json_lines(capsys.readouterr().out)
+    (face,) = record["faces"]
+    x1, y1, x2, y2 = face["box"]
+    x, y = np.array(face["mesh"]).T  # (289,) each
+    assert len(x) == 289
+    assert x1 < np.median(x) < x2 and y1 < np.median(y) < y2
+
+
+def test_detect_mesh_with_weights_without_a_mesh_head_exits_2(tmp_path, capsys):
+    (tmp_path / "plain.safetensors").write_bytes(SHIPPED.read_bytes())
+    assert main(["detect", IMAGE, "--mesh", "--weights", str(tmp_path / "plain.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "plain.safetensors has no mesh head" in err and "rfcore mesh train-head --weights" in err
 
 
 def test_console_script_runs(tmp_path):

@@ -61,7 +61,9 @@ def _add_detect(subparsers) -> None:
     parser.add_argument(
         "--mesh", action="store_true",
         help='also give each face its projected mesh vertices ("mesh": [[x, y] x V] in the JSON, dots in --out '
-        "drawings); needs --weights of an `rfcore train --mesh` run, with mesh_decoder.safetensors beside it",
+        "drawings). The shipped weights have a mesh head trained on synthetic faces only (rfcore mesh train-head); "
+        "other --weights need a mesh head inside (an `rfcore train --mesh` run) or a mesh_head.safetensors beside "
+        "them, and a mesh_decoder.safetensors beside them",
     )
     parser.add_argument(
         "--engine", choices=("torch", "onnx"), default="torch",

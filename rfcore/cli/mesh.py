@@ -102,7 +102,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-HEAD_DEFAULTS = {"images": 1200, "image_size": 320, "epochs": 4, "batch_size": 8, "lr": 2e-2, "mesh_anchors": 32,
+HEAD_DEFAULTS = {"images": 1200, "image_size": 320, "epochs": 4, "batch_size": 8, "lr": 1e-3, "mesh_anchors": 32,
                  "seed": 0}
 """The defaults of :class:`rfcore.mesh.selfsup.HeadTrainConfig` set from the command line (a test keeps them
 equal)."""
@@ -171,6 +171,7 @@ def _run_train_head(args: argparse.Namespace) -> int:
     from rfcore.mesh.selfsup import HeadTrainConfig, train_mesh_head
     from rfcore.model import RetinaFace
     from rfcore.weights import (
+        CROP_MARGIN_KEY,
         DECODER_LAYOUT_KEY,
         DETECTOR_SHA_KEY,
         MESH_DECODER_FILE,
@@ -199,6 +200,7 @@ def _run_train_head(args: argparse.Namespace) -> int:
         "preset": cfg.name,
         DETECTOR_SHA_KEY: file_sha256(weights),
         DECODER_LAYOUT_KEY: decoder.layout,
+        CROP_MARGIN_KEY: f"{config.crop_margin:g}",
         "source": "rfcore mesh train-head " + " ".join(f"--{name.replace('_', '-')} {getattr(args, name)}"
                                                        for name in HEAD_DEFAULTS) + f" --threads {args.threads}",
         "data": f"{config.images} synthetic images of {config.image_size} pixels (rfcore.data.synthetic, seed "

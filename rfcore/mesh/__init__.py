@@ -37,7 +37,7 @@ from rfcore.mesh.decoder import MeshDecoder
 from rfcore.mesh.fit import FitResult, fit_mesh
 from rfcore.mesh.hierarchy import MeshHierarchy, build_hierarchy, hierarchy_from_meshes
 from rfcore.mesh.laplacian import eigenbasis, hop_distances, laplacian, normalised_laplacian
-from rfcore.mesh.loss import CROP_SIZE, crop_faces, mesh_branch_loss, pixel_loss, uncrop_points
+from rfcore.mesh.loss import CROP_SIZE, crop_faces, grow_boxes, mesh_branch_loss, pixel_loss, uncrop_points
 from rfcore.mesh.render import render
 from rfcore.mesh.template import Mesh, face_template, load_obj, mirror_order
 
@@ -56,6 +56,7 @@ __all__ = [
     "eigenbasis",
     "face_template",
     "fit_mesh",
+    "grow_boxes",
     "hierarchy_from_meshes",
     "hop_distances",
     "laplacian",

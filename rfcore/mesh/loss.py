@@ -92,6 +92,12 @@ def crop_one(images: torch.Tensor, index: int, box: torch.Tensor, size: int, sam
     return roi_align(window, [shifted[None]], output_size=size, spatial_scale=1.0, sampling_ratio=samples, aligned=True)
 
 
+def grow_boxes(boxes: torch.Tensor, factor: float) -> torch.Tensor:
+    """``(K, 4)`` boxes ``(x1, y1, x2, y2)`` scaled by ``factor`` about their centres."""
+    centre, half = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) * (factor / 2)  # (K, 2) each
+    return torch.cat([centre - half, centre + half], dim=1)
+
+
 def uncrop_points(points: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Crop pixels back to image pixels: the inverse of :func:`crop_faces`' box -> crop mapping.
 

@@ -14,7 +14,16 @@ from the true box. Detection maps a mesh through the detected box
 (:meth:`rfcore.detector.Detector.mesh_vertices`), and the shipped
 detector's boxes, learnt on WIDER FACE, sit differently on a synthetic face
 than its tight true box; a head trained in true boxes would carry that
-offset into every detected mesh.
+offset into every detected mesh. Those boxes are also tighter than the
+synthetic faces, so ``I*`` is cut from the box grown by ``crop_margin``
+(1.5) about its centre, which shows the whole face and some background
+around it; detection maps the mesh back through the same grown box
+(the margin is recorded in the head's file). And the face is rendered over the mean
+colour of the crop's border (:func:`rfcore.mesh.fit.border_colour`), as
+:func:`rfcore.mesh.fit.fit_mesh` does, not over black: over black, a face
+blown up to cover the whole crop in its average colour beats a
+well-placed one wherever the background is bright, and a head learns
+exactly that.
 
 The detector is frozen too, for three reasons: the shipped weights were
 trained on WIDER FACE, which is not here to keep its detection terms
@@ -24,9 +33,9 @@ exactly as it was; and only the head's 2 x 3 x (64 x 288 + 288) numbers
 learn, which takes minutes on one CPU core.
 
 The head starts at zero: every anchor then describes the template, frontal,
-filling its box, lit from the camera (:mod:`rfcore.mesh.camera`), so the
-first renderings already overlap the faces and ``L_pixel`` has gradients to
-follow.
+in the middle of its crop, lit from the camera (:mod:`rfcore.mesh.camera`),
+so the first renderings already overlap the faces and ``L_pixel`` has
+gradients to follow.
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ from rfcore.image import network_input_to_rgb
 from rfcore.matching import TargetAssigner
 from rfcore.mesh.decoder import MeshDecoder
 from rfcore.mesh.fit import border_colour
-from rfcore.mesh.loss import CROP_SIZE, crop_faces, mesh_branch_loss
+from rfcore.mesh.loss import CROP_SIZE, crop_faces, grow_boxes, mesh_branch_loss
 from rfcore.model import RetinaFace
 from rfcore.progress import progress_bar
 from rfcore.train.model import CROP_SAMPLES, spread
@@ -79,8 +88,9 @@ class HeadTrainConfig:
     max_angle: float = 40.0
     epochs: int = 4
     batch_size: int = 8
-    lr: float = 2e-2
+    lr: float = 1e-3
     mesh_anchors: int = 32
+    crop_margin: float = 1.5
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -152,6 +162,7 @@ def detected_box_pixel_loss(
     cfg: RetinaFaceConfig,
     max_anchors: int,
     statistics: Statistics,
+    crop_margin: float,
 ) -> torch.Tensor:
     """``L_pixel`` of a batch over (a spread of) its positive anchors, each compared with its detected box's crop.
 
@@ -163,6 +174,7 @@ def detected_box_pixel_loss(
         cfg: The detector's preset (variances, input mean).
         max_anchors: Render at most this many positives.
         statistics: The mesh head reads the features standardised with these (:func:`feature_statistics`).
+        crop_margin: ``I*`` is the detected box grown by this factor about its centre.
 
     Returns:
         Scalar mean of Eq. 3 over the rendered anchors (zero, still attached to the head, without positives).
@@ -175,7 +187,7 @@ def detected_box_pixel_loss(
     params = detector.MeshHead.at(standardise(context, statistics), image, anchor)  # (P, 144)
     if len(image) == 0:
         return params.sum() * 0.0
-    boxes = decode_boxes(box_deltas[image, anchor], assigner.anchors[anchor], cfg.variances)  # (P, 4)
+    boxes = grow_boxes(decode_boxes(box_deltas[image, anchor], assigner.anchors[anchor], cfg.variances), crop_margin)
     rows = torch.cat([image[:, None].to(boxes), boxes], dim=1)  # (P, 5) as crop_faces wants
     crops = network_input_to_rgb(crop_faces(batch.images, rows, CROP_SIZE, CROP_SAMPLES), cfg.pixel_mean_bgr)
     return mesh_branch_loss(decoder, params, crops, background=border_colour(crops)).mean()
@@ -215,7 +227,8 @@ def train_mesh_head(
     bar = progress_bar(total=steps, desc="training the mesh head", unit="step", disable=not progress)
     for epoch in range(config.epochs):
         for batch in face_loader(dataset, cfg, config.batch_size, seed=config.seed * 1000 + epoch):
-            loss = detected_box_pixel_loss(detector, decoder, batch, assigner, cfg, config.mesh_anchors, statistics)
+            loss = detected_box_pixel_loss(detector, decoder, batch, assigner, cfg, config.mesh_anchors, statistics,
+                                           config.crop_margin)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
