@@ -11,6 +11,12 @@ A network trained with the mesh branch also holds its mesh head
 (``MeshHead.*``); :func:`load_detector_weights` is the one place that
 decides what happens when a file and a network disagree about it, for
 detection (:func:`load_model`, :func:`load_mesh_model`) and training alike.
+Detection with the mesh also reads files beside the network's: the mesh
+decoder (:data:`MESH_DECODER_FILE`) and, for weights without a mesh head,
+a head trained for them (:data:`MESH_HEAD_FILE`); the shipped weights have
+both. Their metadata say what they were made for (preset, detector
+weights, decoder layout), and a file made for something else is refused
+with both named.
 """
 
 from __future__ import annotations
