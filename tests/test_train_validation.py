@@ -250,3 +250,18 @@ def test_command_line_gives_back_the_config(train_cfg):
     command = command_line(train_cfg)
     assert command.startswith("rfcore train --data ")
     assert TrainConfig.from_args(parser.parse_args(shlex.split(command)[2:])) == train_cfg
+
+
+def test_a_pre_trained_mesh_decoder_is_loaded_and_kept(faces_folder, tmp_path):  # noqa: F811
+    from rfcore.weights import DEFAULT_WEIGHTS, MESH_DECODER_FILE, load_mesh_decoder
+
+    train_cfg = TrainConfig(mesh=True, mesh_decoder="shipped", image_size=64)
+    model = build_model(train_cfg, train_cfg.loss_preset(), torch.device("cpu"))
+    shipped = load_mesh_decoder(DEFAULT_WEIGHTS.with_name(MESH_DECODER_FILE)).state_dict()
+    assert_same_tensors(model.decoder.state_dict(), shipped)
+    assert not any(p.requires_grad for p in model.decoder.parameters())
+    result = train(tiny_config(faces_folder, tmp_path / "run", mesh=True, mesh_decoder="shipped", max_steps=2))
+    assert_same_tensors(weights(result.weights.with_name(MESH_DECODER_FILE)), shipped)  # unchanged by training
+    with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
+        build_model(TrainConfig(mesh=True, mesh_decoder=str(tmp_path / "nowhere.safetensors")),
+                    train_cfg.loss_preset(), torch.device("cpu"))

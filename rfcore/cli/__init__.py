@@ -3,6 +3,7 @@
 * :mod:`rfcore.cli.detect`: ``detect`` (images and videos) and ``align``;
 * :mod:`rfcore.cli.anchors`: ``anchors``;
 * :mod:`rfcore.cli.train`: ``train``;
+* :mod:`rfcore.cli.experiment`: ``experiment ablation``;
 * :mod:`rfcore.cli.mesh`: ``mesh pretrain``, ``mesh train-head`` and ``mesh measure``;
 * :mod:`rfcore.cli.evaluation`: ``eval``;
 * :mod:`rfcore.cli.weights`: ``export`` and ``convert``;
@@ -19,7 +20,7 @@ import argparse
 import os
 import sys
 
-from rfcore.cli import anchors, bench, detect, evaluation, mesh, train, weights
+from rfcore.cli import anchors, bench, detect, evaluation, experiment, mesh, train, weights
 from rfcore.cli.common import EXIT_DISK_FULL, error
 from rfcore.files import DiskFull
 
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="RetinaFace you can read, run and learn from.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for family in (anchors, bench, detect, evaluation, mesh, train, weights):
+    for family in (anchors, bench, detect, evaluation, experiment, mesh, train, weights):
         family.add_parsers(subparsers)
     return parser
 

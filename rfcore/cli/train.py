@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "as loaded, because batches of a few images would replace what the weights learned)")
     model.add_argument("--mesh", action="store_true",
                        help="also train the mesh branch (mesh head, decoder, lambda_pixel * L_pixel)")
+    model.add_argument("--mesh-decoder", metavar="PATH",
+                       help="with --mesh: a pre-trained mesh decoder, kept frozen (the paper's), or 'shipped' for "
+                       "the repository's (rfcore mesh pretrain); default: a fresh decoder trained with the network")
     model.add_argument("--lambda-box", type=float, metavar="L", help="weight of L_box (default: the preset's)")
     model.add_argument("--lambda-pts", type=float, metavar="L", help="weight of L_pts (default: the preset's)")
     model.add_argument("--lambda-pixel", type=float, metavar="L",

@@ -90,6 +90,9 @@ class TrainConfig:
             they always train.
         mesh: Also train the dense regression branch (mesh head, mesh
             decoder and ``λ3 L_pixel``; :mod:`rfcore.train.model`).
+        mesh_decoder: With ``mesh``, a pre-trained mesh decoder to use, frozen, as the
+            paper does [§4.2]: a safetensors file, or ``"shipped"`` for the repository's
+            (``rfcore mesh pretrain``); ``None`` trains a fresh decoder with the network.
         lambda_box, lambda_pts: Weights of ``L_box`` and ``L_pts`` in Eq. 1;
             ``None`` for the preset's.
         lambda_pixel: λ3; ``None`` for the preset's, or with ``mesh`` on a
@@ -132,6 +135,7 @@ class TrainConfig:
     init_weights: str | None = None
     train_bn: bool = False
     mesh: bool = False
+    mesh_decoder: str | None = None
     lambda_box: float | None = None
     lambda_pts: float | None = None
     lambda_pixel: float | None = None

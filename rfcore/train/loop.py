@@ -98,7 +98,7 @@ from rfcore.train.distributed import Ranks, average_batchnorm_stats, epoch_indic
 from rfcore.train.log import TERMS, log_record, trim_log
 from rfcore.train.model import TrainingModel, freeze_for_fine_tuning
 from rfcore.train.validation import Validator, validation_samples
-from rfcore.weights import load_detector_weights, save_weights
+from rfcore.weights import load_detector_weights, load_mesh_decoder, save_weights
 
 # ---------------------------------------------------------------- schedule
 
@@ -226,10 +226,26 @@ def build_model(train_cfg: TrainConfig, cfg: RetinaFaceConfig, device: torch.dev
     model = TrainingModel.build(detector, train_cfg.mesh, cfg.pixel_mean_bgr, train_cfg.mesh_anchors)
     if train_cfg.init_weights is not None:
         load_detector_weights(detector, init_weights_path(train_cfg.init_weights), train_cfg.preset)
+    if train_cfg.mesh and train_cfg.mesh_decoder is not None:
+        model.decoder.load_state_dict(load_mesh_decoder(mesh_decoder_path(train_cfg.mesh_decoder)).state_dict())
+        model.decoder.requires_grad_(False)  # pre-trained and kept, as the paper's [§4.2]
     model = model.to(device).train()
     if train_cfg.frozen_bn:
         freeze_for_fine_tuning(detector)
     return model
+
+
+def mesh_decoder_path(mesh_decoder: str) -> Path:
+    """``"shipped"`` -> the repository's pre-trained mesh decoder; anything else is a path.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError: If it is not a file.
+    """
+    from rfcore.files import check_file
+    from rfcore.weights import DEFAULT_WEIGHTS, MESH_DECODER_FILE
+
+    path = DEFAULT_WEIGHTS.with_name(MESH_DECODER_FILE) if mesh_decoder == "shipped" else Path(mesh_decoder)
+    return check_file(path, "a mesh decoder (--mesh-decoder)")
 
 
 def init_weights_path(init_weights: str) -> Path:
@@ -377,6 +393,8 @@ def check_outputs(train_cfg: TrainConfig) -> None:
     inputs = [labels / "label.txt" if labels is not None and labels.is_dir() else labels]
     if train_cfg.init_weights is not None:
         inputs.append(init_weights_path(train_cfg.init_weights))
+    if train_cfg.mesh and train_cfg.mesh_decoder is not None:
+        inputs.append(mesh_decoder_path(train_cfg.mesh_decoder))
     if train_cfg.val not in (None, "synthetic"):
         inputs.append(Path(train_cfg.val))
     check_not_inputs(inputs, [Path(train_cfg.out) / name for name in OUTPUT_FILES])
