@@ -265,3 +265,16 @@ def test_a_pre_trained_mesh_decoder_is_loaded_and_kept(faces_folder, tmp_path): 
     with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
         build_model(TrainConfig(mesh=True, mesh_decoder=str(tmp_path / "nowhere.safetensors")),
                     train_cfg.loss_preset(), torch.device("cpu"))
+
+
+def test_the_progress_bar_shows_the_validation(faces_folder, tmp_path, monkeypatch):  # noqa: F811
+    import io
+
+    from tqdm import tqdm
+
+    screen = io.StringIO()
+    monkeypatch.setattr(training, "progress_bar", lambda **options: tqdm(file=screen, mininterval=0,
+                                                                       **{**options, "disable": False}))
+    train(tiny_config(faces_folder, tmp_path / "run", quiet=False, val=str(faces_folder), val_every=6))
+    last = screen.getvalue().split("\r")[-1]
+    assert "6/6" in last and "val AP" in last and "NME" in last and "total" in last

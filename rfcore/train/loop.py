@@ -499,9 +499,9 @@ def _report(run: _Run, bar, log: Path, record: dict) -> None:
     bar.update(1)
     if run.ranks.rank:
         return
-    bar.set_postfix_str(f"epoch {record['epoch']} lr {record['lr']:.2e} "
-                        + " ".join(f"{name} {record[name]:.3f}" for name in TERMS)
-                        + run.status.get("validation", ""), refresh=False)
+    run.status["losses"] = (f"epoch {record['epoch']} lr {record['lr']:.2e} "
+                            + " ".join(f"{name} {record[name]:.3f}" for name in TERMS))
+    bar.set_postfix_str(run.status["losses"] + run.status.get("validation", ""), refresh=False)
     if record["step"] % run.train_cfg.log_every == 0:
         append_line(log, json.dumps(record))
 
@@ -521,6 +521,8 @@ def _validate(run: _Run, bar, log: Path, step: int) -> None:
     append_line(log, json.dumps({"step": step, "validation": result}))
     ap, nme = result["ap"]["all"], result["nme"]["all"]
     run.status["validation"] = f" | val AP {ap:.3f}" + ("" if nme is None else f" NME {100 * nme:.1f}%")
+    if run.ranks.rank == 0:
+        bar.set_postfix_str(run.status["losses"] + run.status["validation"])
 
 
 def _checkpoint(run: _Run, step: int, record: dict) -> Path:
