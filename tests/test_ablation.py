@@ -6,10 +6,9 @@ import json
 import pytest
 
 from rfcore.cli import main
-from rfcore.cli.experiment import ablation_table
 from rfcore.train import ablation
 from rfcore.train.ablation import VARIANTS, ablation_configs, final_figures, summarise
-from rfcore.viz.ablation import plot_ablation
+from rfcore.viz.ablation import ablation_table, plot_ablation
 
 TINY = dataclasses.replace(ablation.ABLATION, num_images=4, image_size=64, epochs=1, batch_size=2, val_images=3,
                            mesh_anchors=2)

@@ -49,7 +49,7 @@ def add_parsers(subparsers) -> argparse.ArgumentParser:
 def run_ablation(args: argparse.Namespace) -> int:
     """Run every variant and seed, then write and print the summary; the exit status."""
     from rfcore.train.ablation import ablation_configs, summarise
-    from rfcore.viz.ablation import plot_ablation
+    from rfcore.viz.ablation import ablation_table, plot_ablation
 
     if args.jobs < 1:
         print(f"rfcore experiment ablation: --jobs must be at least 1, got {args.jobs}", file=sys.stderr)
@@ -97,18 +97,6 @@ def run_all(commands: dict, configs: dict, jobs: int) -> list[str]:
 def elapsed(started: float) -> str:
     minutes, seconds = divmod(int(time.perf_counter() - started), 60)
     return f"{minutes:3d}:{seconds:02d}"
-
-
-def ablation_table(rows: list[dict]) -> str:
-    """A Markdown table: per variant the mean ± spread over seeds of AP (all and per band) and NME."""
-    header = "| variant | seeds | AP all | AP small | AP medium | AP large | NME all |\n|---|---|---|---|---|---|---|"
-    lines = [header]
-    for row in rows:
-        aps = " | ".join(f"{row[f'{name}_mean']:.3f} ± {row[f'{name}_std']:.3f}"
-                         for name in ("ap_all", "ap_small", "ap_medium", "ap_large"))
-        lines.append(f"| {row['variant']} | {row['seeds']} | {aps} | "
-                     f"{100 * row['nme_all_mean']:.1f}% ± {100 * row['nme_all_std']:.1f}% |")
-    return "\n".join(lines)
 
 
 def figure_png(figure) -> bytes:

@@ -1,4 +1,4 @@
-"""The picture of ``rfcore experiment ablation``: each variant's AP per face-size band and NME, every seed shown."""
+"""The table and picture of ``rfcore experiment ablation``: each variant's AP per face-size band and NME."""
 
 from __future__ import annotations
 
@@ -42,3 +42,15 @@ def plot_ablation(rows: list[dict]) -> Figure:
     for ax in (ap_axis, nme_axis):
         ax.grid(alpha=0.3, axis="y")
     return fig
+
+
+def ablation_table(rows: list[dict]) -> str:
+    """A Markdown table: per variant the mean ± spread over seeds of AP (all and per band) and NME."""
+    header = "| variant | seeds | AP all | AP small | AP medium | AP large | NME all |\n|---|---|---|---|---|---|---|"
+    lines = [header]
+    for row in rows:
+        aps = " | ".join(f"{row[f'{name}_mean']:.3f} ± {row[f'{name}_std']:.3f}"
+                         for name in ("ap_all", "ap_small", "ap_medium", "ap_large"))
+        lines.append(f"| {row['variant']} | {row['seeds']} | {aps} | "
+                     f"{100 * row['nme_all_mean']:.1f}% ± {100 * row['nme_all_std']:.1f}% |")
+    return "\n".join(lines)
