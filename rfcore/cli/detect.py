@@ -54,8 +54,8 @@ def _add_detect(subparsers) -> None:
     )
     parser.add_argument(
         "--batch", type=int, default=1, metavar="N",
-        help="videos: run the network on N frames at a time (default: 1; decoding and encoding already overlap "
-        "detection in their own threads)",
+        help="videos: run the network on N frames at a time (default: 1; decoding, and drawing + encoding, already "
+        "overlap detection in threads of their own)",
     )
     parser.add_argument("--threshold", type=float, default=0.5, help="face probability to exceed (default: 0.5)")
     parser.add_argument(
