@@ -49,7 +49,7 @@ def _add_pretrain(commands) -> None:
         "back into the face's 289 vertices and colours. Writes OUT/mesh_decoder.safetensors (what "
         "Detector(mesh=True) and rfcore detect --mesh load) and OUT/mesh_encoder.safetensors, and prints the "
         "errors on held-out faces: mean vertex distance in percent of the face size sqrt(w h), and mean colour "
-        "difference. With the defaults on one thread (about 5 minutes) it writes the files shipped in "
+        "difference. With the defaults on one thread (about 5 minutes of one free core) it writes the files shipped in "
         "assets/weights/.",
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created)")
@@ -117,11 +117,13 @@ def _add_train_head(commands) -> None:
         help="train the mesh head of a detector with L_pixel only (self-supervised)",
         description="Train the 144-value mesh head (shape and texture code, camera, light) of a detector on "
         "synthetic faces with the pixel loss L_pixel alone [paper Eq. 3]: no 3D label is used. The detector "
-        "and the mesh decoder stay frozen; the head starts at zero (the template, frontal, filling its box). "
+        "and the mesh decoder stay frozen; the head starts at zero (the template, frontal, in the middle of its crop). "
+        "Each positive anchor's face crop is cut from the box the detector predicts for it, grown 1.5x, and the "
+        "face is rendered over the crop's border colour. "
         "Reads the detector from --weights and the decoder from mesh_decoder.safetensors beside it, writes "
         "mesh_head.safetensors beside it (so that rfcore detect --mesh --weights W finds it), then measures "
         "the meshes on held-out synthetic faces like rfcore mesh measure. With the defaults on one thread "
-        "(about 20 minutes) it writes the file shipped in assets/weights/.",
+        "(about 5 minutes of one free core) it writes the file shipped in assets/weights/.",
     )
     add_weights_options(parser)
     for flag, kind, help_text in (
