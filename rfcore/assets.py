@@ -43,6 +43,9 @@ FROM_SCRATCH_RUN = ASSETS / "runs" / "synthetic-from-scratch"
 """The recorded from-scratch training run: ``command.txt``, ``log.jsonl``, ``weights.safetensors``, ``run.json``
 (recorded by ``tools/record_run.py`` with the recipe :data:`rfcore.train.config.FROM_SCRATCH`)."""
 
+ABLATION_RUN = ASSETS / "runs" / "ablation"
+"""A recorded ``rfcore experiment ablation``: ``ablation.json`` / ``.md`` / ``.png`` and each run's log."""
+
 
 @dataclass(frozen=True)
 class Annotation:

@@ -41,3 +41,13 @@ def test_the_shipped_weights_reproduce_the_recorded_validation_on_a_subset():
         assert result["ap"][band] == pytest.approx(ap, abs=0.01), band
     for band, nme in check["nme"].items():
         assert result["nme"][band] == pytest.approx(nme, abs=0.002), band
+
+
+def test_the_recorded_ablation_summarises_its_logs():
+    from rfcore.assets import ABLATION_RUN
+    from rfcore.train.ablation import SEEDS, VARIANTS, ablation_configs, summarise
+
+    recorded = json.loads((ABLATION_RUN / "ablation.json").read_text())
+    rows = summarise(ablation_configs(ABLATION_RUN, SEEDS))
+    assert [row["variant"] for row in rows] == list(VARIANTS) and all(row["seeds"] == len(SEEDS) for row in rows)
+    assert json.loads(json.dumps(rows)) == recorded["rows"]  # JSON turns the seeds' keys into strings

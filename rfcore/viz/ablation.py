@@ -38,7 +38,7 @@ def plot_ablation(rows: list[dict]) -> Figure:
     ap_axis.set(ylabel="AP on the held-out set", ylim=(max(0.0, low - 0.05), 1.0), title="AP per face size")
     ap_axis.legend(fontsize=8, loc="lower left")
     nme_axis.set_xticks(range(len(rows)), [row["variant"] for row in rows], rotation=30, fontsize=8)
-    nme_axis.set(ylabel="NME (%)", title="landmark NME", yscale="log")
+    nme_axis.set(ylabel="NME (%)", title="landmark NME")
     for ax in (ap_axis, nme_axis):
         ax.grid(alpha=0.3, axis="y")
     return fig
