@@ -21,6 +21,7 @@ branch adds under 15% to the step.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 
@@ -29,7 +30,7 @@ import torch
 
 from rfcore.bench.targets import random_faces
 from rfcore.config import get_config
-from rfcore.data import TrainBatch
+from rfcore.data import TrainBatch, face_loader
 from rfcore.image import preprocess
 from rfcore.loss import multitask_loss
 from rfcore.matching import FaceBatch, TargetAssigner
@@ -201,7 +202,7 @@ def bench_recipe(recipe: TrainConfig = FROM_SCRATCH, repeats: int = 5, paper_bat
     """
     cfg = recipe.loss_preset()
     sample_count = recipe.batch_size * 2
-    dataset = build_dataset(_replace(recipe, num_images=sample_count, quiet=True), cfg)
+    dataset = build_dataset(dataclasses.replace(recipe, num_images=sample_count, quiet=True), cfg)
     with torch_threads(1):
         render = [_seconds(lambda i=i: dataset.render(i)) for i in range(sample_count)]
     loads = [_seconds(lambda: next(iter(_loader(dataset, recipe, cfg)))) for _ in range(repeats + 1)][1:]
@@ -236,12 +237,6 @@ def step_with_loading(step_s: float, load_s: float, recipe: TrainConfig) -> floa
     return max(step_s, load_s) if recipe.workers else step_s + load_s
 
 
-def _replace(train_cfg: TrainConfig, **changes) -> TrainConfig:
-    import dataclasses
-
-    return dataclasses.replace(train_cfg, **changes)
-
-
 def _seconds(work) -> float:
     start = time.perf_counter()
     work()
@@ -249,8 +244,6 @@ def _seconds(work) -> float:
 
 
 def _loader(dataset, recipe: TrainConfig, cfg):
-    from rfcore.data import face_loader
-
     return face_loader(dataset, cfg, recipe.batch_size, seed=0)
 
 

@@ -68,10 +68,9 @@ def final_figures(run_folder) -> dict[str, float]:
     if not records:
         raise ValueError(f"{log} has no validation record: the run did not finish (rerun it with --resume)")
     scores = records[-1]["validation"]
-    nan = float("nan")
-    return {"ap_all": scores["ap"]["all"] or 0.0, "ap_small": scores["ap"]["small"] or 0.0,
-            "ap_medium": scores["ap"]["medium"] or 0.0, "ap_large": scores["ap"]["large"] or 0.0,
-            "nme_all": nan if scores["nme"]["all"] is None else scores["nme"]["all"]}
+    figures = {f"ap_{band}": scores["ap"][band] for band in ("all", "small", "medium", "large")}
+    figures["nme_all"] = scores["nme"]["all"]
+    return {name: float("nan") if value is None else value for name, value in figures.items()}  # None: no face
 
 
 def summarise(configs: dict[tuple[str, int], TrainConfig]) -> list[dict]:

@@ -516,13 +516,12 @@ def _validator(train_cfg: TrainConfig, ranks: Ranks) -> Validator | None:
 
 
 def _validate(run: _Run, bar, log: Path, step: int) -> None:
-    """Score the network on the validation set; a log line, and the figures in the progress bar."""
+    """Score the network on the validation set (rank 0, the only one with a validator); a log line, the bar."""
     result = run.validator(run.model.detector)
     append_line(log, json.dumps({"step": step, "validation": result}))
     ap, nme = result["ap"]["all"], result["nme"]["all"]
     run.status["validation"] = f" | val AP {ap:.3f}" + ("" if nme is None else f" NME {100 * nme:.1f}%")
-    if run.ranks.rank == 0:
-        bar.set_postfix_str(run.status["losses"] + run.status["validation"])
+    bar.set_postfix_str(run.status["losses"] + run.status["validation"])
 
 
 def _checkpoint(run: _Run, step: int, record: dict) -> Path:
