@@ -216,4 +216,3 @@ shows the detector at some of them).
 
 :func:`rfcore.cli.train.command_line` gives its ``rfcore train`` command; ``rfcore bench train`` measures its
 speed."""
-
