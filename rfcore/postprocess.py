@@ -1,7 +1,7 @@
 """From network outputs to faces: decoding, suppression, flips, rescaling and box voting [paper §4.2].
 
 The steps :class:`rfcore.detector.Detector` runs after the network, as plain
-functions on tensors (notebook 06 takes them one by one):
+functions on tensors (notebook 07 takes them one by one):
 
 * :func:`candidates` keeps the anchors whose face probability
   ``softmax(logits)[1]`` exceeds the threshold, at most ``top_k`` per image,

@@ -1,7 +1,7 @@
 """Execute notebooks in place, as nbval will compare them, and strip what changes from run to run.
 
     python tools/execute_notebooks.py                      # every notebook in notebooks/
-    python tools/execute_notebooks.py notebooks/05_*.ipynb  # some of them
+    python tools/execute_notebooks.py notebooks/06_*.ipynb  # some of them
 
 Each notebook runs top to bottom in a fresh ``python3`` kernel started in its own folder. Afterwards the
 notebook-level widget state and the per-cell execution timings are removed, and execution counts are

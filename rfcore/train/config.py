@@ -211,7 +211,7 @@ FROM_SCRATCH = TrainConfig(
 
 The paper's schedule of 80 epochs (5,040 steps of 16 images) over 1,000 synthetic images of 160 x 160,
 rendered once; one core trains (one torch thread), the other crops, flips and colours the next batch
-(one loader process), validating on the held-out set and keeping a checkpoint every 500 steps (notebook 05
+(one loader process), validating on the held-out set and keeping a checkpoint every 500 steps (notebook 06
 shows the detector at some of them).
 
 :func:`rfcore.cli.train.command_line` gives its ``rfcore train`` command; ``rfcore bench train`` measures its

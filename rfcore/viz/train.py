@@ -1,4 +1,4 @@
-"""Pictures of notebook 05: the loss terms and validation scores of a training run against the step.
+"""Pictures of notebook 06: the loss terms and validation scores of a training run against the step.
 
 :func:`read_log` loads the ``log.jsonl`` that :func:`rfcore.train.loop.train`
 writes (one JSON object per step, and one per validation with ``--val``);
