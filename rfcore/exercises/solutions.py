@@ -1,0 +1,157 @@
+"""Solutions of the exercises, one function per exercise, named as in the notebooks.
+
+Each is written from the formula, not from the rfcore function it is checked against (loops where rfcore
+vectorises, explicit coordinates where rfcore slices), so a checker that passes a solution compares two
+independent implementations. A notebook shows one with ``show_solution("iou")``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rfcore.boxes import FLIP_ORDER, NEGATIVE, POSITIVE
+
+
+# ---------------------------------------------------------------- notebook 01: anchors
+
+
+def iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """IoU of every pair, ``(N, 4), (M, 4) -> (N, M)``, boxes ``(x1, y1, x2, y2)``."""
+    top_left = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])  # (N, M, 2)
+    bottom_right = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])  # (N, M, 2)
+    overlap = (bottom_right - top_left).clamp(min=0).prod(dim=2)  # (N, M)
+    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])  # (N,)
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])  # (M,)
+    return overlap / (area1[:, None] + area2[None, :] - overlap)
+
+
+def level_anchors(rows: int, cols: int, stride: int, sizes: tuple) -> torch.Tensor:
+    """Anchors ``(cx, cy, w, h)`` of one level, ordered row, column, size: ``(rows * cols * len(sizes), 4)``."""
+    anchors = []
+    for i in range(rows):
+        for j in range(cols):
+            for size in sizes:
+                anchors.append([(j + 0.5) * stride, (i + 0.5) * stride, size, size])
+    return torch.tensor(anchors)
+
+
+# ---------------------------------------------------------------- notebook 02: the loss
+
+
+def smooth_l1(x: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """Elementwise smooth-L1 of ``x`` against zero: ``0.5 x^2 / beta`` below ``beta``, ``|x| - 0.5 beta`` above."""
+    return torch.where(x.abs() < beta, 0.5 * x**2 / beta, x.abs() - 0.5 * beta)
+
+
+def smooth_l1_grad(x: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """Derivative of :func:`smooth_l1`: ``x / beta`` inside ``(-beta, beta)``, ``sign(x)`` outside."""
+    return torch.where(x.abs() < beta, x / beta, torch.sign(x))
+
+
+def ohem_select(cls_loss: torch.Tensor, labels: torch.Tensor, ratio: int) -> torch.Tensor:
+    """Per image, the ``ratio * max(positives, 1)`` negatives of largest loss, ``(B, A), (B, A) -> (B, A)`` bool.
+
+    Only anchors labelled ``NEGATIVE`` are candidates: positives train anyway, ``IGNORED`` ones never.
+    """
+    selected = torch.zeros(labels.shape, dtype=torch.bool)
+    for image in range(labels.shape[0]):
+        negatives = (labels[image] == NEGATIVE).nonzero().flatten()  # anchor indices
+        quota = ratio * max(int((labels[image] == POSITIVE).sum()), 1)
+        hardest_first = cls_loss[image, negatives].argsort(descending=True)
+        selected[image, negatives[hardest_first[:quota]]] = True
+    return selected
+
+
+# ---------------------------------------------------------------- notebook 03: landmark normalisation
+
+
+def encode_boxes(boxes: torch.Tensor, anchors: torch.Tensor, variances: tuple[float, float]) -> torch.Tensor:
+    """Targets ``(t_x, t_y, t_w, t_h)`` of ``(N, 4)`` faces ``xyxy`` on ``(N, 4)`` anchors ``(cx, cy, w, h)``."""
+    v0, v1 = variances
+    face_w, face_h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    face_x, face_y = boxes[:, 0] + face_w / 2, boxes[:, 1] + face_h / 2
+    anchor_x, anchor_y, anchor_w, anchor_h = anchors.unbind(dim=1)
+    return torch.stack([
+        (face_x - anchor_x) / (v0 * anchor_w),
+        (face_y - anchor_y) / (v0 * anchor_h),
+        torch.log(face_w / anchor_w) / v1,
+        torch.log(face_h / anchor_h) / v1,
+    ], dim=1)
+
+
+def encode_landmarks(landmarks: torch.Tensor, anchors: torch.Tensor, variances: tuple[float, float]) -> torch.Tensor:
+    """Targets ``(N, 10)`` of ``(N, 5, 2)`` points on ``(N, 4)`` anchors: centre offsets in ``v_0`` anchor sizes."""
+    centre = anchors[:, None, :2]  # (N, 1, 2)
+    unit = variances[0] * anchors[:, None, 2:]  # (N, 1, 2): v_0 a_w for x, v_0 a_h for y
+    # (N, 5, 2) -> (N, 10)
+    return ((landmarks - centre) / unit).reshape(len(landmarks), 10)
+
+
+def decode_landmarks(targets: torch.Tensor, anchors: torch.Tensor, variances: tuple[float, float]) -> torch.Tensor:
+    """Inverse of :func:`encode_landmarks`: ``(N, 10)`` targets -> ``(N, 5, 2)`` points in pixels."""
+    centre = anchors[:, None, :2]  # (N, 1, 2)
+    unit = variances[0] * anchors[:, None, 2:]  # (N, 1, 2)
+    # (N, 10) -> (N, 5, 2)
+    return targets.reshape(len(targets), 5, 2) * unit + centre
+
+
+# ---------------------------------------------------------------- notebook 04: the mesh decoder
+
+
+def chebyshev_filter(laplacian: torch.Tensor, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """``sum_k theta_k T_k(L~) x`` for a dense ``(V, V)`` ``L~``, ``(V, C)`` signal and ``(K,)`` coefficients."""
+    previous, current = x, laplacian @ x  # T_0(L~) x and T_1(L~) x
+    filtered = theta[0] * previous
+    if len(theta) > 1:
+        filtered = filtered + theta[1] * current
+    for k in range(2, len(theta)):
+        previous, current = current, 2 * laplacian @ current - previous
+        filtered = filtered + theta[k] * current
+    return filtered
+
+
+# ---------------------------------------------------------------- notebook 06: training
+
+
+def flip(boxes: torch.Tensor, landmarks: torch.Tensor, width: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Faces of an image mirrored left to right: ``(F, 4)`` boxes and ``(F, 5, 2)`` points, ``x -> width - x``."""
+    x1, y1, x2, y2 = boxes.unbind(dim=1)
+    flipped_boxes = torch.stack([width - x2, y1, width - x1, y2], dim=1)  # the right edge becomes the left
+    flipped_points = landmarks[:, FLIP_ORDER].clone()  # the left eye of the mirror image was the right eye
+    flipped_points[..., 0] = width - flipped_points[..., 0]
+    return flipped_boxes, flipped_points
+
+
+def learning_rate(step: int, steps_per_epoch: int, lr: float, warmup_lr: float, warmup_epochs: float,
+                  step_epochs: tuple[float, ...], decay: float) -> float:
+    """Linear warm-up from ``warmup_lr`` to ``lr``, then ``lr`` times ``decay`` per step epoch reached."""
+    epoch = step / steps_per_epoch
+    if epoch < warmup_epochs:
+        return warmup_lr + (lr - warmup_lr) * epoch / warmup_epochs
+    decays = len([mark for mark in step_epochs if epoch >= mark])
+    return lr * decay**decays
+
+
+# ---------------------------------------------------------------- notebook 07: evaluation
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy non-maximum suppression: indices of the kept boxes, best score first, ``(K,)`` int64."""
+    overlaps = iou(boxes, boxes)  # (N, N)
+    removed = torch.zeros(len(boxes), dtype=torch.bool)
+    keep = []
+    for i in scores.argsort(descending=True).tolist():
+        if removed[i]:
+            continue  # a suppressed box suppresses nothing
+        keep.append(i)
+        removed |= overlaps[i] > iou_threshold
+    return torch.tensor(keep, dtype=torch.long)
+
+
+def voc_ap(recall, precision) -> float:
+    """Area under the precision envelope, with recall 0 and 1 (precision 0) added at the ends."""
+    recall = [0.0, *recall, 1.0]
+    envelope = [0.0, *precision, 0.0]
+    for i in range(len(envelope) - 2, -1, -1):  # from the right: the best precision at any higher recall
+        envelope[i] = max(envelope[i], envelope[i + 1])
+    return float(sum((recall[i + 1] - recall[i]) * envelope[i + 1] for i in range(len(recall) - 1)))

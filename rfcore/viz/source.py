@@ -1,0 +1,66 @@
+"""The code under the formula: a notebook cell shows the real rfcore function that implements an equation.
+
+The source is read with :func:`inspect.getsource` when the cell runs, so the notebook and the package can
+never disagree: a change to the function changes the saved output, and nbval notices.
+"""
+
+from __future__ import annotations
+
+import html
+import inspect
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The folder that holds the ``rfcore`` package; headers name files relative to it."""
+
+
+@dataclass(frozen=True)
+class SourceCode:
+    """Source code that Jupyter shows highlighted and plain-text readers as it is.
+
+    Attributes:
+        path: File the code comes from, relative to the project (``rfcore/boxes.py``).
+        code: The source text of the object.
+    """
+
+    path: str
+    code: str
+
+    def text(self) -> str:
+        """The file as a comment line, then the code."""
+        return f"# {self.path}\n{self.code}"
+
+    def __repr__(self) -> str:
+        return self.text()
+
+    def _repr_html_(self) -> str:
+        try:
+            from pygments import highlight
+            from pygments.formatters import HtmlFormatter
+            from pygments.lexers import PythonLexer
+        except ImportError:
+            return f"<pre>{html.escape(self.text())}</pre>"
+        return highlight(self.text(), PythonLexer(), HtmlFormatter(noclasses=True, style="default"))
+
+
+def show_source(obj) -> SourceCode:
+    """The source of a function, class, method or module, for display in a notebook.
+
+    Args:
+        obj: A Python object defined in a source file, e.g. ``rfcore.boxes.encode_boxes``.
+
+    Returns:
+        A :class:`SourceCode`; its ``repr`` is the plain code, Jupyter renders it highlighted.
+
+    Raises:
+        TypeError: If ``obj`` has no Python source (a built-in, a number, an instance).
+    """
+    try:
+        code = inspect.getsource(obj)
+        file = Path(inspect.getsourcefile(obj)).resolve()
+    except (TypeError, OSError) as error:
+        raise TypeError(f"show_source: {obj!r:.80} has no Python source to show ({error})") from None
+    path = file.relative_to(ROOT).as_posix() if file.is_relative_to(ROOT) else file.name
+    return SourceCode(path=path, code=textwrap.dedent(code))  # a method loses its class's indentation

@@ -1,0 +1,36 @@
+"""show_source: the real code of an rfcore function, as a notebook shows it under its formula."""
+
+import inspect
+
+import pytest
+
+from rfcore.anchors import AnchorLevel
+from rfcore.boxes import encode_boxes
+from rfcore.viz.source import SourceCode, show_source
+
+
+def test_the_plain_text_is_the_file_then_the_function_as_written():
+    shown = show_source(encode_boxes)
+    assert shown.path == "rfcore/boxes.py"
+    assert repr(shown) == "# rfcore/boxes.py\n" + inspect.getsource(encode_boxes)
+    assert repr(shown).splitlines()[1].startswith("def encode_boxes(boxes: torch.Tensor")
+
+
+def test_a_method_is_shown_without_its_class_indentation():
+    code = show_source(AnchorLevel.anchors).code
+    assert code.startswith("def anchors(self")
+    compile(code, "anchors", "exec")  # dedented code is valid Python on its own
+
+
+def test_the_html_is_highlighted_and_escaped():
+    shown = SourceCode(path="x.py", code="def f(a):\n    return a < 1 and '<b>'\n")
+    page = shown._repr_html_()
+    assert 'style="' in page  # pygments colours inline, so the page needs no stylesheet
+    assert "<b>" not in page and "&lt;" in page
+
+
+def test_an_object_without_source_is_a_clear_error():
+    with pytest.raises(TypeError, match="show_source: <built-in function len> has no Python source"):
+        show_source(len)
+    with pytest.raises(TypeError, match="show_source: 3 has no Python source"):
+        show_source(3)
