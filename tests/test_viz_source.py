@@ -22,11 +22,11 @@ def test_a_method_is_shown_without_its_class_indentation():
     compile(code, "anchors", "exec")  # dedented code is valid Python on its own
 
 
-def test_the_html_is_highlighted_and_escaped():
-    shown = SourceCode(path="x.py", code="def f(a):\n    return a < 1 and '<b>'\n")
-    page = shown._repr_html_()
-    assert 'style="' in page  # pygments colours inline, so the page needs no stylesheet
-    assert "<b>" not in page and "&lt;" in page
+def test_the_markdown_is_a_fenced_python_block_longer_than_any_backtick_run_inside():
+    plain = SourceCode(path="x.py", code="def f(a):\n    return a < 1\n")
+    assert plain._repr_markdown_() == "```python\n# x.py\ndef f(a):\n    return a < 1\n```\n"
+    fenced = SourceCode(path="y.py", code='DOC = """````"""\n')
+    assert fenced._repr_markdown_().startswith("`````python\n") and fenced._repr_markdown_().endswith("\n`````\n")
 
 
 def test_an_object_without_source_is_a_clear_error():

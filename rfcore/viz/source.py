@@ -6,8 +6,8 @@ never disagree: a change to the function changes the saved output, and nbval not
 
 from __future__ import annotations
 
-import html
 import inspect
+import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class SourceCode:
-    """Source code that Jupyter shows highlighted and plain-text readers as it is.
+    """Source code that Jupyter shows highlighted (as Markdown) and plain-text readers as it is.
 
     Attributes:
         path: File the code comes from, relative to the project (``rfcore/boxes.py``).
@@ -35,14 +35,15 @@ class SourceCode:
     def __repr__(self) -> str:
         return self.text()
 
-    def _repr_html_(self) -> str:
-        try:
-            from pygments import highlight
-            from pygments.formatters import HtmlFormatter
-            from pygments.lexers import PythonLexer
-        except ImportError:
-            return f"<pre>{html.escape(self.text())}</pre>"
-        return highlight(self.text(), PythonLexer(), HtmlFormatter(noclasses=True, style="default"))
+    def _repr_markdown_(self) -> str:
+        """A fenced Python block, which Jupyter, nbviewer and GitHub highlight.
+
+        Markdown rather than highlighted HTML: its bytes do not depend on a highlighter's version, so the
+        saved output compares equal on any machine.
+        """
+        longest = max((len(run) for run in re.findall(r"`+", self.code)), default=0)
+        fence = "`" * max(3, longest + 1)
+        return f"{fence}python\n{self.text()}{fence}\n"
 
 
 def show_source(obj) -> SourceCode:
@@ -52,7 +53,7 @@ def show_source(obj) -> SourceCode:
         obj: A Python object defined in a source file, e.g. ``rfcore.boxes.encode_boxes``.
 
     Returns:
-        A :class:`SourceCode`; its ``repr`` is the plain code, Jupyter renders it highlighted.
+        A :class:`SourceCode`; its ``repr`` is the plain code, Jupyter renders it as a highlighted block.
 
     Raises:
         TypeError: If ``obj`` has no Python source (a built-in, a number, an instance).
