@@ -65,7 +65,8 @@ def test_traced_union_of_branches_and_upsampling():
 
 
 def test_traced_fields_start_from_the_given_ones():
-    (field,) = traced_receptive_fields(nn.Conv2d(1, 1, 3, padding=1), [torch.zeros(1, 1, 8, 8)], [ReceptiveField(11, 4)])
+    conv = nn.Conv2d(1, 1, 3, padding=1)
+    (field,) = traced_receptive_fields(conv, [torch.zeros(1, 1, 8, 8)], [ReceptiveField(11, 4)])
     assert field == ReceptiveField(11 + 2 * 4, 4)
 
 
