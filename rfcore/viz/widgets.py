@@ -5,10 +5,24 @@ the :class:`~rfcore.viz.draw.Rendering` it returns: the picture in an
 ``ipywidgets.Image`` and the caption (or, for bad input, the message) below
 it. Everything else, including what bad input looks like, lives in
 :mod:`rfcore.viz` (and :mod:`rfcore.viz.mesh` for the mesh).
+
+A widget needs a running kernel: a notebook read on GitHub or nbviewer has
+none. So an explorer displays as a bundle of three alternatives, and each
+front end picks the one it can show:
+
+- ``application/vnd.jupyter.widget-view+json``, the live explorer: JupyterLab
+  ranks it first (its widget manager registers it at rank -10; images rank
+  90) in trusted outputs, those its kernel has just made;
+- ``image/jpeg``, a still picture of what the explorer shows when displayed:
+  nbconvert (nbviewer) skips a widget view whose state the notebook does not
+  hold (``tools/execute_notebooks.py`` strips it) and shows the picture, and
+  JupyterLab shows it for an untrusted notebook opened from disk;
+- ``text/plain``, the caption, for a terminal.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 from dataclasses import dataclass
 from typing import Callable
@@ -19,7 +33,7 @@ from rfcore.config import RetinaFaceConfig
 from rfcore.mesh.template import Mesh
 from rfcore.viz.anchors import render_anchor_level
 from rfcore.viz.detection import render_threshold
-from rfcore.viz.draw import Rendering, check_image, to_png
+from rfcore.viz.draw import Rendering, check_image, to_jpeg, to_png
 from rfcore.viz.landmarks import render_moved_face
 from rfcore.viz.loss import render_loss
 from rfcore.viz.mesh import render_face
@@ -27,22 +41,35 @@ from rfcore.viz.mesh import render_face
 
 @dataclass
 class Explorer:
-    """Controls, picture and caption of one explorer; displays as its ``view``.
+    """Controls, picture and caption of one explorer; displays as its ``view`` and a still picture of it.
 
     Attributes:
         controls: The input widgets by the name of the render argument they set.
         image: Shows the rendered picture (PNG).
         caption: Shows the rendering's caption, or its message on bad input.
         view: The whole layout.
+        rendering: What ``image`` and ``caption`` show now.
     """
 
     controls: dict[str, widgets.ValueWidget]
     image: widgets.Image
     caption: widgets.HTML
     view: widgets.VBox
+    rendering: Rendering | None = None
+
+    def show(self, rendering: Rendering) -> None:
+        """Put ``rendering``'s picture and caption (or message) on screen."""
+        self.rendering = rendering
+        self.image.value = to_png(rendering.image)
+        self.caption.value = f"<pre>{html.escape(_text(rendering))}</pre>"
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.view._repr_mimebundle_(**kwargs)
+        """The live widget, the picture it shows now as a still (JPEG, base64) and its caption as text."""
+        return {
+            **self.view._repr_mimebundle_(**kwargs),
+            "image/jpeg": base64.b64encode(to_jpeg(self.rendering.image)).decode("ascii"),
+            "text/plain": _text(self.rendering),
+        }
 
 
 def anchor_explorer(image, face_box, cfg: RetinaFaceConfig, level=0) -> Explorer:
@@ -195,16 +222,19 @@ def _explorer(controls: dict[str, widgets.ValueWidget], render: Callable[..., Re
     # flex-start: shown at its own size; by default the VBox stretches (and blurs) it to the notebook's width
     image = widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start"))
     caption = widgets.HTML()
+    view = widgets.VBox([widgets.HBox(list(controls.values())[:2]), widgets.HBox(list(controls.values())[2:]),
+                         image, caption])
+    explorer = Explorer(controls, image, caption, view)
 
     def update(_change=None) -> None:
-        rendering = render(**{name: control.value for name, control in controls.items()})
-        image.value = to_png(rendering.image)
-        text = rendering.message if rendering.message else rendering.caption
-        caption.value = f"<pre>{html.escape(text)}</pre>"
+        explorer.show(render(**{name: control.value for name, control in controls.items()}))
 
     for control in controls.values():
         control.observe(update, names="value")
     update()
-    view = widgets.VBox([widgets.HBox(list(controls.values())[:2]), widgets.HBox(list(controls.values())[2:]),
-                         image, caption])
-    return Explorer(controls, image, caption, view)
+    return explorer
+
+
+def _text(rendering: Rendering) -> str:
+    """The caption under the picture: the rendering's caption, or its message on bad input."""
+    return rendering.message if rendering.message else rendering.caption

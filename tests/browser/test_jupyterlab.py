@@ -1,8 +1,9 @@
 """The notebooks as people use them: opened in JupyterLab, run, and their explorers dragged.
 
 For each notebook with an explorer (:mod:`rfcore.viz.widgets`) the ``opened`` fixture loads it in Chromium,
-clears the stored outputs, runs all cells from the Run menu and waits for the explorer to show its
-picture. The tests then check the outputs for errors and move a slider from the keyboard, as a person
+notes what the saved explorer cell shows (the still picture: the notebook opens untrusted and its widget
+state is not saved), clears the stored outputs, runs all cells from the Run menu and waits for the explorer
+to show its picture. The tests then check the outputs for errors and move a slider from the keyboard, as a person
 would, and wait for the picture and caption to change. Screenshots go to ``artifacts/screenshots/``
 (``docs/screenshots/`` holds copies of the explorer crops, for the README); the time each cell took and
 each slider's update latency go to ``artifacts/browser_timings.json``. Nothing here asserts a time.
@@ -109,6 +110,16 @@ CONTENT_BOX = """(root) => {
     const box = root.getBoundingClientRect();
     return {x: box.left, y: box.top, width: Math.max(...rects.map(r => r.right)) - box.left + 8, height: box.height};
 }"""
+EXPLORER_OUTPUTS = """(name) => {
+    // What each output of the cell calling explorer `name` shows: 'widget' (ipywidgets' view sets no mime
+    // type on its output) or the mime type JupyterLab rendered, and the width of its widest picture.
+    const cell = [...document.querySelectorAll('.jp-CodeCell')]
+        .find(cell => cell.querySelector('.jp-InputArea-editor').textContent.includes(name + '('));
+    const outputs = cell ? [...cell.querySelectorAll('.jp-OutputArea-output')] : [];
+    return outputs.length > 0 && outputs.map(output => [
+        output.querySelector(':scope > .jupyter-widgets') ? 'widget' : output.dataset.mimeType,
+        Math.max(0, ...[...output.querySelectorAll('img')].map(image => image.naturalWidth))]);
+}"""
 UPDATED_AT = """([root, src, caption]) => {
     // The time both the picture and the caption have changed, else false.
     const image = root.querySelector('img.widget-image');
@@ -129,6 +140,7 @@ class OpenedNotebook:
     widget: object  # Locator of the explorer's output
     stderr: list[str]
     cell_seconds: list[float]
+    saved_outputs: list[list]  # [mime type, picture width] of each saved output of the explorer cell
 
 
 @pytest.fixture(scope="module", params=EXPLORERS, ids=lambda explorer: explorer.notebook.removesuffix(".ipynb"))
@@ -141,6 +153,7 @@ def opened(request, browser, jupyterlab, timings, artifacts):
         page.goto(jupyterlab.notebook_url(explorer.notebook))
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=TIMEOUT_MS)
         page.keyboard.press("Control+b")  # hide the file browser: more room for the notebook
+        saved_outputs = page.wait_for_function(EXPLORER_OUTPUTS, arg=explorer.name).json_value()
         _clear_outputs(page, explorer, jupyterlab, artifacts)
         page.evaluate(WATCH_PROMPTS)
         _menu(page, "Run", "Run All Cells")
@@ -155,7 +168,7 @@ def opened(request, browser, jupyterlab, timings, artifacts):
             "slowest_cell_index": slowest,  # 0: the imports
             "explorer_cell": round(cell_seconds[page.evaluate(EXPLORER_CELL)], 2),
         }
-        yield OpenedNotebook(explorer, page, widget, page.evaluate(STDERR_TEXTS), cell_seconds)
+        yield OpenedNotebook(explorer, page, widget, page.evaluate(STDERR_TEXTS), cell_seconds, saved_outputs)
     finally:
         page.close()
         jupyterlab.shut_down_kernels()
@@ -180,6 +193,14 @@ def test_all_cells_run_without_error_output(opened):
     shown, own = opened.widget.locator("img.widget-image").evaluate("e => [e.clientWidth, e.naturalWidth]")
     assert shown == own, "the picture is stretched, not shown at its own size"
     _assert_log_console_empty(opened.page)
+
+
+def test_saved_the_explorer_is_a_still_picture_run_it_is_the_live_widget(opened):
+    """JupyterLab picks one alternative of the explorer's bundle (rfcore.viz.widgets): the picture in the
+    untrusted saved notebook, the widget (ranked first) once the kernel has made it."""
+    ((saved, width),) = opened.saved_outputs
+    assert saved == "image/jpeg" and width > 0, opened.saved_outputs
+    assert opened.page.evaluate(EXPLORER_OUTPUTS, opened.explorer.name) == [["widget", width]]
 
 
 def test_moving_a_slider_rerenders_the_explorer(opened, timings):
