@@ -1,0 +1,77 @@
+"""Exercises of notebook 05: the receptive field of a stack of layers, and the FPN's top-down merge."""
+
+from __future__ import annotations
+
+import torch
+
+from rfcore.exercises.check import Case, Verdict, run_check, seeded
+from rfcore.model.fpn import FPN
+from rfcore.model.receptive import stack_receptive_field
+
+
+def reference_receptive_field(layers: list[tuple[int, int, int]]) -> tuple[int, int]:
+    """:func:`rfcore.model.receptive.stack_receptive_field` as a ``(size, jump)`` pair."""
+    field = stack_receptive_field(layers)
+    return field.size, field.jump
+
+
+def check_receptive_field(receptive_field) -> Verdict:
+    """Check ``receptive_field(layers) -> (size, jump)`` for ``layers`` a list of ``(kernel, stride, dilation)``."""
+    generator = seeded(5)
+    kernels = torch.tensor([1, 3, 5, 7])[torch.randint(0, 4, (8,), generator=generator)]
+    strides = torch.randint(1, 3, (8,), generator=generator)
+    dilations = torch.randint(1, 3, (8,), generator=generator)
+    random_stack = [(int(k), int(s), int(d)) for k, s, d in zip(kernels, strides, dilations)]
+    mobilenet_start = [(3, 2, 1), (3, 1, 1), (1, 1, 1), (3, 2, 1), (1, 1, 1)]  # stem, then two depthwise + pointwise
+    cases = [
+        Case("no layer at all", ([],), "an input pixel sees itself: start from size 1 and jump 1"),
+        Case("one 3x3 convolution", ([(3, 1, 1)],), "a k x k kernel sees k pixels"),
+        Case("two 3x3 convolutions", ([(3, 1, 1), (3, 1, 1)],), "each 3x3 layer adds (3 - 1) = 2 pixels"),
+        Case("a 1x1 convolution with stride 2", ([(1, 2, 1)],),
+             "a 1x1 kernel adds nothing to the size, but its stride multiplies the jump"),
+        Case("a 3x3 with stride 2, then a 3x3", ([(3, 2, 1), (3, 1, 1)],),
+             "after a stride-2 layer neighbouring cells are 2 pixels apart, so the next 3x3 adds 2 * 2: multiply "
+             "by the jump of the layer's input, the product of the strides before it, not by its own stride"),
+        Case("a dilated 3x3", ([(3, 1, 2)],), "dilation d puts the taps d cells apart: the kernel spans (k - 1) d + 1"),
+        Case("the start of MobileNet", (mobilenet_start,)),
+        Case("eight random layers", (random_stack,)),
+    ]
+    return run_check("receptive_field", receptive_field, reference_receptive_field, cases)
+
+
+def reference_top_down(coarse: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
+    """What rfcore's :class:`~rfcore.model.fpn.FPN` adds before its 3x3 merge, read from the module itself.
+
+    A two-level FPN whose 1x1 laterals and 3x3 merge are identities (and whose batch norms do nothing)
+    returns ``lateral + upsample(coarse)`` on its finer level.
+    """
+    channels = lateral.shape[1]
+    fpn = FPN((channels, channels), channels, negative_slope=None).eval()
+    with torch.no_grad():
+        for conv, bn in (fpn.output1, fpn.output2, fpn.merge1):
+            conv.weight.zero_()
+            centre = conv.weight.shape[-1] // 2
+            conv.weight[range(channels), range(channels), centre, centre] = 1.0
+            bn.running_var.fill_(1.0 - bn.eps)  # (x - 0) / sqrt(1 - eps + eps) * 1 + 0 = x
+        return fpn([lateral, coarse])[0]
+
+
+def check_top_down(top_down) -> Verdict:
+    """Check ``top_down(coarse (N, C, h, w), lateral (N, C, H, W)) -> (N, C, H, W)``: lateral plus up-sampled coarse."""
+    generator = seeded(9)
+
+    def maps(coarse_size, fine_size, batch=1, channels=1):
+        coarse = torch.randn(batch, channels, *coarse_size, generator=generator)
+        return coarse, torch.randn(batch, channels, *fine_size, generator=generator)
+
+    cases = [
+        Case("a 1x1 map onto 2x2", maps((1, 1), (2, 2)), "every finer cell gets the coarse value added"),
+        Case("2x2 onto 4x4", maps((2, 2), (4, 4)),
+             "nearest-neighbour: each coarse cell is copied to a 2x2 block (mode='nearest', not bilinear)"),
+        Case("3x3 onto 5x5 (an odd input size)", maps((3, 3), (5, 5)),
+             "a 5-cell map is not twice a 3-cell one: up-sample to exactly the lateral's size, "
+             "size=lateral.shape[-2:], rather than by scale_factor=2"),
+        Case("3x4 onto 5x8, two images, three channels", maps((3, 4), (5, 8), batch=2, channels=3)),
+    ]
+    return run_check("top_down", top_down, reference_top_down, cases)
+
