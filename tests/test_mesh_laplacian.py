@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from rfcore.mesh.chebconv import scaled_laplacian
+from rfcore.mesh.chebconv import ChebConv, chebyshev_response, scaled_laplacian
 from rfcore.mesh.hierarchy import adjacency_matrix
-from rfcore.mesh.laplacian import degrees, eigenbasis, hop_distances, laplacian, normalised_laplacian
+from rfcore.mesh.laplacian import degrees, eigenbasis, hop_distances, laplacian, normalised_laplacian, ring_adjacency
 from rfcore.mesh.template import face_template
 
 # a path 0 - 1 - 2 and a triangle 3 - 4 - 5 beside it
@@ -74,3 +74,38 @@ def test_hop_distances_by_hand_and_errors():
     lonely = torch.sparse_coo_tensor(torch.tensor([[0, 1], [1, 0]]), torch.ones(2), (3, 3), check_invariants=True)
     with pytest.raises(ValueError, match=r"isolated: \[2\]"):
         normalised_laplacian(lonely)
+
+
+def test_ring_has_the_cosine_spectrum():
+    ring = ring_adjacency(6)
+    assert ring.to_dense().tolist() == [[1.0 if (i - j) % 6 in (1, 5) else 0.0 for j in range(6)] for i in range(6)]
+    values, _ = eigenbasis(normalised_laplacian(ring))
+    by_hand = (1 - torch.cos(2 * torch.pi * torch.arange(6, dtype=torch.float64) / 6)).sort().values
+    assert torch.allclose(values, by_hand, atol=1e-12)
+    with pytest.raises(ValueError, match="at least 3"):
+        ring_adjacency(2)
+
+
+def test_chebyshev_response_by_hand():
+    values = torch.tensor([0.0, 0.5, 1.0, 2.0], dtype=torch.float64)  # scaled: -1, -0.5, 0, 1
+    assert torch.allclose(chebyshev_response(torch.tensor([3.0]), values), torch.full((4,), 3.0, dtype=torch.float64))
+    assert torch.allclose(chebyshev_response(torch.tensor([0.0, 1.0]), values), values - 1)
+    t2 = 2 * (values - 1) ** 2 - 1  # T_2(x) = 2 x^2 - 1
+    assert torch.allclose(chebyshev_response(torch.tensor([1.0, 0.0, 2.0]), values), 1 + 2 * t2)
+    assert torch.allclose(chebyshev_response(torch.tensor([0.0, 1.0]), torch.tensor([2.0]), lambda_max=4.0),
+                          torch.tensor([0.0]))
+
+
+@pytest.mark.parametrize("K", [1, 2, 5])
+def test_chebconv_is_the_spectral_filter_with_its_response(adjacency, K):
+    adjacency = adjacency.double()
+    values, vectors = eigenbasis(normalised_laplacian(adjacency))
+    torch.manual_seed(K)
+    layer = ChebConv(1, 1, K, scaled_laplacian(adjacency)).double()
+    x = torch.randn(2, adjacency.shape[0], 1, dtype=torch.float64)
+    with torch.no_grad():
+        by_recursion = (layer(x) - layer.bias)[..., 0]  # (2, V)
+    gains = chebyshev_response(layer.weight.detach()[:, 0, 0], values)  # (V,)
+    by_spectrum = (vectors @ (gains[:, None] * (vectors.T @ x[..., 0].T))).T  # (2, V)
+    assert torch.allclose(by_recursion, by_spectrum, atol=1e-10)
+

@@ -12,8 +12,10 @@ from rfcore.mesh import MeshDecoder, build_hierarchy
 from rfcore.mesh.pretrain import (
     FaceEncoder,
     PretrainConfig,
+    code_distribution,
     evaluate,
     face_sizes,
+    load_encoder,
     model_faces,
     pretrain_decoder,
     vertex_errors,
@@ -75,9 +77,9 @@ def test_a_short_pre_training_beats_the_template():
 
 def test_the_shipped_decoder_rebuilds_held_out_faces_within_one_percent():
     decoder = load_mesh_decoder(SHIPPED / MESH_DECODER_FILE)
-    encoder = FaceEncoder(289)
-    load_weights(encoder, SHIPPED / MESH_ENCODER_FILE)
-    errors = evaluate(decoder, encoder.eval(), model_faces(200, seed=0, stream=1))
+    encoder = load_encoder(SHIPPED / MESH_ENCODER_FILE)
+    assert not encoder.training
+    errors = evaluate(decoder, encoder, model_faces(200, seed=0, stream=1))
     assert errors.vertex < 0.01
     assert errors.colour < 0.01  # 2.5 grey levels of 255
 
@@ -107,3 +109,19 @@ def test_pretrain_command_refuses_bad_values(tmp_path, capsys):
     assert main(["mesh", "pretrain", "--out", str(tmp_path), "--steps", "0"]) == 2
     assert "rfcore mesh pretrain: need positive integer counts" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_code_distribution_matches_the_codes_mean_and_covariance():
+    encoder = FaceEncoder(289)
+    faces = model_faces(300, seed=0, stream=1)
+    with torch.no_grad():
+        codes = encoder(*faces).double()  # (300, 128)
+    distribution = code_distribution(encoder, faces)
+    assert torch.allclose(distribution.mean.double(), codes.mean(dim=0), atol=1e-5)
+    root = distribution.root.double()
+    assert torch.allclose(root @ root.T, torch.cov(codes.T), atol=1e-4 * float(codes.var(dim=0).max()))
+    assert torch.allclose(distribution.spread.double(), codes.std(dim=0), rtol=1e-3)
+    drawn = distribution.sample(4000, torch.Generator().manual_seed(0)).double()
+    assert torch.allclose(drawn.std(dim=0), codes.std(dim=0), rtol=0.1)
+    assert torch.equal(drawn[:5], distribution.sample(5, torch.Generator().manual_seed(0)))  # seeded: repeatable
+

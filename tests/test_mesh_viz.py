@@ -1,11 +1,15 @@
 """rfcore.viz.mesh pictures of the mesh branch and the mesh_render_explorer widget."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
 
+from rfcore.mesh import MeshDecoder
 from rfcore.mesh.loss import pixel_loss
+from rfcore.mesh.pretrain import CodeDistribution
 from rfcore.mesh.template import LANDMARK_NAMES
 from rfcore.viz import mesh as mesh_viz
 from rfcore.viz.draw import LANDMARK_COLORS, to_png
@@ -118,7 +122,56 @@ def test_draw_dense_vertices_sets_single_pixels():
     assert pixel(out, 2, 3) == (255, 255, 255) and pixel(out, 11, 9) == (255, 255, 255)
 
 
+def test_hierarchy_shows_every_level(hierarchy):
+    rendering = mesh_viz.render_hierarchy(hierarchy, size=60)
+    assert rendering.info == {"vertices": [9, 25, 81, 289], "triangles": [8, 32, 128, 512]}
+    assert rendering.image.shape == (60, 4 * 60 + 3 * 4, 3)
+
+
+def test_position_map_holds_the_vertices_on_their_grid(template):
+    rendering = mesh_viz.render_position_map(template, scale=2)
+    positions = rendering.info["map"]  # (17, 17, 3), row 0 at the top
+    assert torch.equal(positions[-1, 0], template.vertices[0])  # vertex (row 0, col 0) at u = v = -1: bottom left
+    assert torch.equal(positions[0, -1], template.vertices[-1])
+    assert rendering.image.shape == (34, 2 * 34 + 4, 3)
+    shuffled = dataclasses.replace(template, uv=template.uv.flip(0))
+    with pytest.raises(ValueError, match="regular uv grid"):
+        mesh_viz.render_position_map(shuffled)
+
+
+def test_code_dimensions_move_the_face_only_where_the_code_matters(hierarchy):
+    decoder = MeshDecoder(hierarchy)  # an untrained decoder ignores its code
+    codes = CodeDistribution(torch.zeros(128), torch.eye(128))
+    still = mesh_viz.render_code_dimensions(decoder, codes, [0, 5], hierarchy.template, size=32)
+    assert still.info["displacement"].shape == (2, 289) and still.info["displacement"].max() == 0
+    assert still.image.shape == (2 * 32, 4 * 32 + 3 * 4, 3)
+    torch.nn.init.normal_(decoder.head.weight, std=0.01, generator=torch.Generator().manual_seed(0))
+    moved = mesh_viz.render_code_dimensions(decoder, codes, [0], hierarchy.template, size=32)
+    assert moved.info["displacement"].min() > 0
+
+
+def test_render_faces_puts_one_picture_per_mesh(template):
+    vertices, colours = template.vertices.expand(3, -1, -1), template.colours.expand(3, -1, -1)
+    assert mesh_viz.render_faces(vertices, colours, template.faces, size=20).image.shape == (20, 3 * 20 + 2 * 4, 3)
+
+
+def test_meshes_are_drawn_where_their_vertices_are(template):
+    image = np.zeros((50, 60, 3), np.uint8)
+    mesh = template.vertices[None, :, :2] * 10 + torch.tensor([30.0, 25.0])  # (1, V, 2) pixels
+    drawn = mesh_viz.draw_face_meshes(image, mesh, template.faces, color=(0, 255, 0))
+    lit = drawn[..., 1].nonzero()
+    assert image.max() == 0 and drawn[..., [0, 2]].max() == 0
+    assert lit[0].min() >= 24 - 10 and lit[0].max() <= 26 + 13 and lit[1].min() >= 29 - 10
+    boxes = torch.tensor([[20.0, 15.0, 40.0, 35.0]])
+    comparison = mesh_viz.render_mesh_comparison(image, boxes, {"a": mesh, "b": mesh + 100}, template.faces, size=40)
+    assert comparison.image.shape == (40, 2 * 40 + 4, 3)
+    assert comparison.image[:, :40].max() == 255 and comparison.image[20:, 44:].max() == 0  # "b" is outside its panel
+
+
 def test_plots_are_figures():
+    response = mesh_viz.plot_filter_response(torch.tensor([1.0, 0.5]), torch.tensor([0.0, 1.0, 2.0]))
+    assert isinstance(response, Figure) and len(response.axes[0].lines) == 3  # curve, eigenvalues, zero line
+    assert response.axes[0].lines[1].get_ydata().tolist() == [0.5, 1.0, 1.5]
     spectrum = mesh_viz.plot_spectra({"L": torch.tensor([0.0, 1.0, 3.0]), "normalised": torch.tensor([0.0, 2.0])})
     assert isinstance(spectrum, Figure) and len(spectrum.axes[0].lines) == 2
     losses = mesh_viz.plot_losses([1.0, 0.5, 0.25], title="fit")

@@ -42,6 +42,27 @@ def scaled_laplacian(adjacency: torch.Tensor) -> torch.Tensor:
     return torch.sparse_coo_tensor(adjacency.indices(), values, adjacency.shape, check_invariants=True).coalesce()
 
 
+def chebyshev_response(theta: torch.Tensor, eigenvalues: torch.Tensor, lambda_max: float = 2.0) -> torch.Tensor:
+    """The filter's gain at each graph frequency: ``g(lambda) = sum_k theta_k T_k(2 lambda / lambda_max - 1)``.
+
+    A Chebyshev filter equals the spectral filter ``U g(Lambda) U^T`` with
+    this ``g``, so it shows which frequencies the filter keeps.
+
+    Args:
+        theta: ``(K,)`` coefficients, one per Chebyshev term.
+        eigenvalues: ``(N,)`` Laplacian eigenvalues ``lambda`` (any values in ``[0, lambda_max]``).
+        lambda_max: The bound used to scale the Laplacian (2 for the normalised one).
+
+    Returns:
+        ``(N,)`` gains, in the dtype of ``eigenvalues``.
+    """
+    scaled = 2 * eigenvalues / lambda_max - 1  # (N,) in [-1, 1]
+    polynomials = [torch.ones_like(scaled), scaled]  # T_0, T_1
+    for _ in range(2, len(theta)):
+        polynomials.append(2 * scaled * polynomials[-1] - polynomials[-2])
+    return torch.stack(polynomials[:len(theta)], dim=-1) @ theta.to(scaled.dtype)  # (N, K) @ (K,) -> (N,)
+
+
 class ChebConv(nn.Module):
     """Graph convolution ``y = sum_k T_k(L~) x theta_k + b`` on one fixed mesh.
 

@@ -133,3 +133,26 @@ def hop_distances(adjacency: torch.Tensor, source: int) -> torch.Tensor:
         frontier = neighbours[frontier].any(0) & (distance < 0)
         distance[frontier] = hops
     return distance
+
+
+def ring_adjacency(num_vertices: int) -> torch.Tensor:
+    """The cycle graph: vertex ``i`` joined to ``i - 1`` and ``i + 1`` (mod ``V``), a small graph whose
+    Fourier basis is the familiar one (sines and cosines around the ring).
+
+    Args:
+        num_vertices: ``V >= 3``.
+
+    Returns:
+        Sparse coalesced ``(V, V)`` float32 0/1 adjacency.
+
+    Raises:
+        ValueError: If ``num_vertices < 3``.
+    """
+    if num_vertices < 3:
+        raise ValueError(f"a ring needs at least 3 vertices, got {num_vertices}")
+    vertex = torch.arange(num_vertices)
+    rows = torch.cat([vertex, vertex])
+    cols = torch.cat([(vertex + 1) % num_vertices, (vertex - 1) % num_vertices])
+    values = torch.ones(2 * num_vertices)
+    shape = (num_vertices, num_vertices)
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, shape, check_invariants=True).coalesce()

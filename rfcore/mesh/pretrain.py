@@ -38,6 +38,7 @@ from rfcore.data.synthetic import draw_faces, face_model
 from rfcore.mesh.decoder import CODE_SIZE, DecodedMesh, MeshDecoder
 from rfcore.mesh.hierarchy import build_hierarchy
 from rfcore.progress import progress_bar
+from rfcore.weights import load_weights
 
 SHAPE_SCALE, COLOUR_SCALE = 0.05, 0.2
 """Typical offsets of a generated face from the template (model units, rgb): the encoder's input scale."""
@@ -212,3 +213,45 @@ def pretrain_decoder(config: PretrainConfig = PretrainConfig(), progress: bool =
     held_out = model_faces(config.held_out_faces, config.seed, stream=1)
     return Pretrained(decoder, encoder, evaluate(decoder, encoder, held_out))
 
+
+
+def load_encoder(path) -> FaceEncoder:
+    """The :class:`FaceEncoder` saved by ``rfcore mesh pretrain`` (``mesh_encoder.safetensors``), in eval mode."""
+    encoder = FaceEncoder(face_model().mesh.num_vertices)
+    load_weights(encoder, path)
+    return encoder.eval()
+
+
+class CodeDistribution(NamedTuple):
+    """The codes of the face model's faces as a Gaussian: ``P_ST = mean + root z``, ``z ~ N(0, I)``.
+
+    The faces have fewer degrees of freedom than the code has entries, so
+    the covariance is singular; ``root`` (``root root^T`` = covariance) still
+    draws codes that vary only as real faces' codes do.
+
+    Attributes:
+        mean: ``(C,)`` mean code.
+        root: ``(C, C)`` square root of the codes' covariance.
+    """
+
+    mean: torch.Tensor
+    root: torch.Tensor
+
+    @property
+    def spread(self) -> torch.Tensor:
+        """``(C,)`` standard deviation of each code entry."""
+        return self.root.pow(2).sum(dim=1).sqrt()
+
+    def sample(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """``(count, C)`` codes drawn from the Gaussian."""
+        normal = torch.randn(count, len(self.mean), generator=generator)
+        return self.mean + normal @ self.root.T  # (count, C) @ (C, C)
+
+
+@torch.no_grad()
+def code_distribution(encoder: FaceEncoder, faces: ModelFaces) -> CodeDistribution:
+    """Mean and covariance root of the codes of ``faces``."""
+    codes = encoder(*faces).double()  # (F, C)
+    values, vectors = torch.linalg.eigh(torch.cov(codes.T))
+    root = vectors * values.clamp(min=0).sqrt()  # (C, C): root @ root.T = covariance
+    return CodeDistribution(codes.mean(dim=0).float(), root.float())

@@ -24,9 +24,11 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from rfcore.mesh.camera import Light, camera_from_pose
-from rfcore.mesh.chebconv import ChebConv, scaled_laplacian
+from rfcore.mesh.chebconv import ChebConv, chebyshev_response, scaled_laplacian
+from rfcore.mesh.decoder import MeshDecoder
 from rfcore.mesh.hierarchy import MeshHierarchy, adjacency_matrix
 from rfcore.mesh.laplacian import hop_distances
+from rfcore.mesh.pretrain import CodeDistribution
 from rfcore.mesh.render import render
 from rfcore.mesh.template import LANDMARK_NAMES, Mesh
 from rfcore.viz.draw import LANDMARK_COLORS, Rendering, check_image, side_by_side
@@ -245,6 +247,111 @@ def render_upsampling(hierarchy: MeshHierarchy, level: int, values, size: int = 
     return Rendering(side_by_side(panels), caption, "", {"fine": fine})
 
 
+def render_hierarchy(hierarchy: MeshHierarchy, size: int = 200) -> Rendering:
+    """Every level of the mesh hierarchy as a wireframe, coarsest first.
+
+    Returns:
+        A :class:`Rendering` with one panel per level; ``info`` holds
+        ``vertices`` (per level) and ``triangles`` (per level).
+    """
+    panels = []
+    for level, mesh in enumerate(hierarchy.meshes):
+        panel = draw_wireframe(np.full((size, size, 3), BACKGROUND, np.uint8), front_pixels(mesh.vertices, size),
+                               mesh.faces, (120, 120, 120))
+        cv2.putText(panel, f"level {level}: {mesh.num_vertices} vertices", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (0, 0, 0), 1, cv2.LINE_8)
+        panels.append(panel)
+    counts = {"vertices": list(hierarchy.num_vertices), "triangles": [len(mesh.faces) for mesh in hierarchy.meshes]}
+    caption = "vertices per level: " + ", ".join(map(str, counts["vertices"])) + \
+        "; triangles: " + ", ".join(map(str, counts["triangles"]))
+    return Rendering(side_by_side(panels), caption, "", counts)
+
+
+def render_position_map(mesh: Mesh, scale: int = 12) -> Rendering:
+    """The mesh stored as an image: its ``(x, y, z)`` at each grid vertex as the red, green and blue of one pixel.
+
+    This is the UV position map an ordinary CNN could predict instead of a
+    graph convolution on the mesh; it exists for meshes made from a regular
+    ``n x n`` grid of ``uv`` (like :func:`~rfcore.mesh.template.face_template`),
+    vertex ``row * n + col`` at pixel ``(row, col)``, ``v`` up.
+
+    Args:
+        mesh: A grid mesh with ``n^2`` vertices.
+        scale: Enlargement of each pixel.
+
+    Returns:
+        A :class:`Rendering`: the wireframe beside the enlarged map (each
+        channel stretched to 0-255); ``info`` holds ``map``, the ``(n, n, 3)``
+        float32 positions.
+
+    Raises:
+        ValueError: If the mesh is not an ``n x n`` grid in ``uv``.
+    """
+    side = round(math.sqrt(mesh.num_vertices))
+    expected_uv = torch.stack(torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side),
+                                             indexing="ij")[::-1], dim=-1).reshape(-1, 2)  # (n*n, 2) (u, v)
+    if side * side != mesh.num_vertices or not torch.allclose(mesh.uv, expected_uv, atol=1e-6):
+        raise ValueError(f"a position map needs a mesh on a regular uv grid, got {mesh.num_vertices} vertices")
+    positions = mesh.vertices.reshape(side, side, 3).flip(0)  # (n*n, 3) -> (n, n, 3), row 0 at the top (v up)
+    low, high = positions.amin(dim=(0, 1)), positions.amax(dim=(0, 1))
+    pixels = np.rint(((positions - low) / (high - low)).numpy() * 255).astype(np.uint8)
+    enlarged = np.repeat(np.repeat(pixels, scale, axis=0), scale, axis=1)
+    wireframe = render_wireframe(mesh, size=enlarged.shape[0]).image
+    caption = f"{side} x {side} x 3 position map: x -> red, y -> green, z -> blue ({mesh.num_vertices} pixels)"
+    return Rendering(side_by_side([wireframe, enlarged]), caption, "", {"map": positions})
+
+
+def render_faces(vertices: torch.Tensor, colours: torch.Tensor, faces: torch.Tensor, size: int = 120,
+                 **view) -> Rendering:
+    """Several coloured meshes rendered side by side with one camera and light (:func:`render_face`).
+
+    Args:
+        vertices: ``(N, V, 3)``.
+        colours: ``(N, V, 3)``.
+        faces: ``(F, 3)`` triangles shared by all.
+        size: Side of each picture.
+        **view: Pose, distance and light of :func:`render_face`.
+    """
+    pictures = [render_face(v, c, faces, size=size, **view).image for v, c in zip(vertices, colours)]
+    return Rendering(side_by_side(pictures), f"{len(pictures)} faces")
+
+
+@torch.no_grad()
+def render_code_dimensions(decoder: MeshDecoder, codes: CodeDistribution, dimensions: Sequence[int],
+                           template: Mesh, spread: float = 2.0, size: int = 110, **view) -> Rendering:
+    """What single entries of ``P_ST`` do: each row moves one entry of the mean code by ``-spread, 0, +spread``
+    of its standard deviation, then shows how far each vertex moved between the two ends.
+
+    Args:
+        decoder: The (pre-trained) decoder.
+        codes: The distribution of real faces' codes.
+        dimensions: Code entries, one row each.
+        template: The decoder's finest mesh (its triangles; the movement is drawn on it).
+        spread: How many standard deviations to move.
+        size: Side of each picture.
+        **view: Pose, distance and light of :func:`render_face`.
+
+    Returns:
+        A :class:`Rendering`; ``info`` holds ``displacement``, ``(D, V)``
+        vertex distances between the two ends in model units.
+    """
+    steps = torch.tensor([-spread, 0.0, spread])
+    rows, moved = [], []
+    for dimension in dimensions:
+        code = codes.mean.repeat(3, 1)  # (3, C)
+        code[:, dimension] += steps * codes.spread[dimension]
+        decoded = decoder(code)
+        distance = (decoded.vertices[2] - decoded.vertices[0]).norm(dim=-1)  # (V,)
+        heat = signal_panel(template, distance.numpy(), size, f"P_ST[{dimension}]")
+        faces = render_faces(decoded.vertices, decoded.colours, template.faces, size, **view).image
+        rows.append(side_by_side([faces, heat]))
+        moved.append(distance)
+    displacement = torch.stack(moved)
+    caption = "largest vertex movement per entry (model units): " + ", ".join(
+        f"{d}: {float(m.max()):.2f}" for d, m in zip(dimensions, displacement))
+    return Rendering(np.concatenate(rows, axis=0), caption, "", {"displacement": displacement})
+
+
 def render_face(
     vertices: torch.Tensor,
     colours: torch.Tensor,
@@ -320,6 +427,55 @@ def draw_dense_vertices(image, vertices, color=(255, 255, 255)) -> np.ndarray:
     return canvas
 
 
+def draw_face_meshes(image, meshes, faces: torch.Tensor, color=(255, 255, 255)) -> np.ndarray:
+    """Wireframes of detected or true meshes on an image (on a copy).
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        meshes: ``(N, V, 2)`` projected vertices in image pixels (e.g. :attr:`rfcore.detector.Face.mesh` of N faces).
+        faces: ``(F, 3)`` triangles of the mesh.
+        color: Line colour.
+    """
+    canvas = check_image(image).copy()
+    for pixels in np.asarray(meshes, dtype=np.float64):
+        canvas = draw_wireframe(canvas, pixels, faces, color)
+    return canvas
+
+
+def render_mesh_comparison(image, boxes, meshes: dict[str, torch.Tensor], faces: torch.Tensor, size: int = 140,
+                           margin: float = 0.2) -> Rendering:
+    """Each face cut out once per set of meshes (the truth, a prediction, a baseline), its wireframe drawn on it.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        boxes: ``(N, 4)`` face boxes ``(x1, y1, x2, y2)``, one row of panels each.
+        meshes: Column title -> ``(N, V, 2)`` projected vertices in image pixels.
+        faces: ``(F, 3)`` triangles.
+        size: Side of each panel.
+        margin: Border added around each box, as a fraction of its larger side.
+
+    Returns:
+        A :class:`Rendering` with ``N`` rows and one column per entry of ``meshes``.
+    """
+    image = check_image(image)
+    rows = []
+    for index, box in enumerate(torch.as_tensor(boxes, dtype=torch.float64)):
+        side = float((box[2:] - box[:2]).max()) * (1 + 2 * margin)
+        origin = (box[:2] + box[2:]).numpy() / 2 - side / 2
+        scale = size / side
+        window = np.array([[scale, 0, -origin[0] * scale], [0, scale, -origin[1] * scale]])  # image -> panel
+        panel = cv2.warpAffine(image, window, (size, size), flags=cv2.INTER_LINEAR, borderValue=(BACKGROUND,) * 3)
+        row = []
+        for title, points in meshes.items():
+            pixels = (np.asarray(points[index], dtype=np.float64) - origin) * scale  # (V, 2) panel pixels
+            drawn = draw_wireframe(panel, pixels, faces, (255, 255, 255))
+            if index == 0:
+                cv2.putText(drawn, title, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1, cv2.LINE_8)
+            row.append(drawn)
+        rows.append(side_by_side(row))
+    return Rendering(np.concatenate(rows, axis=0), f"{len(rows)} faces: " + ", ".join(meshes))
+
+
 # ---------------------------------------------------------------- plots
 
 
@@ -355,4 +511,28 @@ def plot_losses(losses: Sequence[float], title: str = "") -> Figure:
     if title:
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def plot_filter_response(theta: torch.Tensor, eigenvalues: torch.Tensor, lambda_max: float = 2.0) -> Figure:
+    """A Chebyshev filter's gain ``g(lambda)`` (:func:`rfcore.mesh.chebconv.chebyshev_response`) over
+    ``[0, lambda_max]``, with a graph's eigenvalues marked on it.
+
+    Args:
+        theta: ``(K,)`` coefficients.
+        eigenvalues: ``(N,)`` the frequencies the graph has.
+        lambda_max: Upper end of the spectrum.
+    """
+    theta = torch.as_tensor(theta, dtype=torch.float64)
+    line = torch.linspace(0, lambda_max, 201, dtype=torch.float64)
+    fig = Figure(figsize=(5.0, 3.0), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(line.numpy(), chebyshev_response(theta, line, lambda_max).numpy(), label="$g(\\lambda)$")
+    marks = torch.as_tensor(eigenvalues, dtype=torch.float64)
+    ax.plot(marks.numpy(), chebyshev_response(theta, marks, lambda_max).numpy(), "o", label="the graph's eigenvalues")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("graph frequency $\\lambda$")
+    ax.set_ylabel("gain")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     return fig
