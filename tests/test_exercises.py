@@ -1,30 +1,29 @@
 """The checkers pass every solution, catch the typical mistakes, and never raise because of the student's code."""
 
+import importlib
 import inspect
+import pkgutil
 
 import numpy as np
 import pytest
 import torch
 
 from rfcore.boxes import NEGATIVE, POSITIVE
-from rfcore.exercises import anchors, encoding, evaluation, loss, mesh, show_solution, solutions, training
+import rfcore.exercises
+from rfcore.exercises import anchors, show_solution, solutions
 from rfcore.exercises.check import NOT_IMPLEMENTED, PASSED, RAISED, WRONG, Case, compare_tensors, run_check
 
-CHECKERS = {
-    "iou": anchors.check_iou,
-    "level_anchors": anchors.check_level_anchors,
-    "smooth_l1": loss.check_smooth_l1,
-    "smooth_l1_grad": loss.check_smooth_l1_grad,
-    "ohem_select": loss.check_ohem_select,
-    "encode_boxes": encoding.check_encode_boxes,
-    "encode_landmarks": encoding.check_encode_landmarks,
-    "decode_landmarks": encoding.check_decode_landmarks,
-    "chebyshev_filter": mesh.check_chebyshev_filter,
-    "flip": training.check_flip,
-    "learning_rate": training.check_learning_rate,
-    "nms": evaluation.check_nms,
-    "voc_ap": evaluation.check_voc_ap,
-}
+def all_checkers() -> dict:
+    """``name -> check_<name>`` for every checker of every module of :mod:`rfcore.exercises`."""
+    found = {}
+    for module_info in pkgutil.iter_modules(rfcore.exercises.__path__):
+        module = importlib.import_module(f"rfcore.exercises.{module_info.name}")
+        found.update({name.removeprefix("check_"): f for name, f in vars(module).items()
+                      if name.startswith("check_") and inspect.isfunction(f) and f.__module__ == module.__name__})
+    return found
+
+
+CHECKERS = all_checkers()
 
 
 def solution_names():
@@ -33,6 +32,7 @@ def solution_names():
 
 
 def test_every_solution_has_a_checker_and_every_checker_a_solution():
+    assert {"iou", "ohem_select", "chebyshev_filter", "nms", "voc_ap"} <= set(CHECKERS)  # the discovery works
     assert solution_names() == sorted(CHECKERS)
 
 

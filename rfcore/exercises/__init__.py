@@ -23,6 +23,8 @@ Modules, in the order of the notebooks:
 * :mod:`rfcore.exercises.loss`: smooth-L1 and its gradient, OHEM (notebook 02);
 * :mod:`rfcore.exercises.encoding`: box and landmark targets, decoding (notebook 03);
 * :mod:`rfcore.exercises.mesh`: one Chebyshev filter (notebook 04);
+* :mod:`rfcore.exercises.network`: the receptive field of a stack of layers, the FPN's top-down merge
+  (notebook 05);
 * :mod:`rfcore.exercises.training`: the flip of faces, the learning-rate schedule (notebook 06);
 * :mod:`rfcore.exercises.evaluation`: NMS, VOC AP (notebook 07);
 * :mod:`rfcore.exercises.solutions`: one solution per exercise.
@@ -39,8 +41,10 @@ naming the mistake it catches, and :func:`~rfcore.exercises.check.run_check`::
         ]
         return run_check("cxcywh", student, xyxy_to_cxcywh, cases)
 
-then a solution written from the formula in :mod:`rfcore.exercises.solutions` under the same name, and
-a test in ``tests/test_exercises.py`` that the checker passes the solution and catches a typical mistake.
+then a solution written from the formula in :mod:`rfcore.exercises.solutions` under the exercise's name
+(``check_<name>`` checks ``solutions.<name>``). ``tests/test_exercises.py`` finds every ``check_*`` of the
+package by itself and runs it on its solution, on a stub and on a function that raises; add the typical
+mistake the checker must catch to the list of mistakes there.
 Answers that are not tensors, arrays or numbers need their own ``compare(expected, got) -> str | None``.
 """
 
