@@ -232,6 +232,7 @@ def test_a_wrong_shape_and_a_wrong_type_are_named():
     assert compare_tensors(torch.zeros(2, 3), torch.zeros(3, 2)) == "expected shape (2, 3), got shape (3, 2)"
     assert compare_tensors(torch.zeros(2), "two zeros").startswith("expected tensor (2,) float32 [0.0, 0.0], got str")
     assert compare_tensors((torch.zeros(1), 1.0), torch.zeros(1)).startswith("expected a tuple of 2 values")
+    assert compare_tensors(torch.zeros(2), None).endswith("got None: is a `return` missing?")
 
 
 def test_a_difference_names_the_first_index_and_both_values():

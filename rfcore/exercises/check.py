@@ -171,6 +171,8 @@ def compare_tensors(expected, got, atol: float = 1e-4, rtol: float = 1e-4) -> st
             if difference := compare_tensors(e, g, atol, rtol):
                 return f"in value {i} of the tuple: {difference}"
         return None
+    if got is None:
+        return f"expected {format_value(expected)}, got None: is a `return` missing?"
     want = _as_array(expected)
     try:
         have = _as_array(got)
