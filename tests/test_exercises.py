@@ -145,6 +145,35 @@ def chebyshev_without_factor_two(laplacian, x, theta):
     return sum(t * term for t, term in zip(theta, terms))
 
 
+def centre_inside(boxes, window, strict=True):
+    x, y, side = window
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2  # (F, 2)
+    low, high = np.array([x, y]), np.array([x + side, y + side])
+    inside = (centre > low) & (centre < high) if strict else (centre >= low) & (centre <= high)
+    return inside.all(axis=1)
+
+
+def crop_keeps_overlapping_faces(boxes, window):
+    x, y, side = window
+    overlapping = (boxes[:, 2] > x) & (boxes[:, 0] < x + side) & (boxes[:, 3] > y) & (boxes[:, 1] < y + side)
+    return np.clip(boxes[overlapping] - np.array([x, y, x, y], np.float32), 0, side)
+
+
+def crop_without_clipping(boxes, window):
+    x, y, _ = window
+    return boxes[centre_inside(boxes, window)] - np.array([x, y, x, y], np.float32)
+
+
+def crop_keeps_centres_on_the_edge(boxes, window):
+    x, y, side = window
+    return np.clip(boxes[centre_inside(boxes, window, strict=False)] - np.array([x, y, x, y], np.float32), 0, side)
+
+
+def crop_not_moved(boxes, window):
+    x, y, _ = window
+    return solutions.crop_boxes(boxes, window) + np.array([x, y, x, y], np.float32)
+
+
 def flip_without_swap(boxes, landmarks, width):
     flipped_boxes, _ = solutions.flip(boxes, landmarks, width)
     points = landmarks.clone()
@@ -210,6 +239,10 @@ def ap_extended_to_full_recall(recall, precision):
     ("encode_landmarks", encode_landmarks_width_only, "a face on a 20 x 40 anchor"),
     ("decode_landmarks", decode_landmarks_without_centre, "round trip: five points on the anchor centre"),
     ("chebyshev_filter", chebyshev_without_factor_two, "K = 3: the recursion starts"),
+    ("crop_boxes", crop_not_moved, "a face inside the window"),
+    ("crop_boxes", crop_keeps_overlapping_faces, "a face that overlaps the window, its centre outside"),
+    ("crop_boxes", crop_without_clipping, "a face cut by the window's edge, its centre inside"),
+    ("crop_boxes", crop_keeps_centres_on_the_edge, "a centre exactly on the window's edge"),
     ("flip", flip_without_swap, "the eyes and mouth corners swap"),
     ("flip", flip_off_by_one, "a face whose points lie on its centre line"),
     ("flip", flip_corners_not_swapped, "a face whose points lie on its centre line"),
@@ -261,5 +294,5 @@ def test_the_verdict_leaves_nothing_for_ipython_to_display_twice():
 def test_show_solution_prints_the_source_and_names_the_exercises_on_a_typo(capsys):
     show_solution("nms")
     assert capsys.readouterr().out.startswith("def nms(boxes")
-    with pytest.raises(ValueError, match="no solution named 'ioU'; exercises: chebyshev_filter, decode_landmarks"):
+    with pytest.raises(ValueError, match="no solution named 'ioU'; exercises: chebyshev_filter, crop_boxes, decode_"):
         show_solution("ioU")

@@ -25,7 +25,8 @@ Modules, in the order of the notebooks:
 * :mod:`rfcore.exercises.mesh`: one Chebyshev filter (notebook 04);
 * :mod:`rfcore.exercises.network`: the receptive field of a stack of layers, the FPN's top-down merge
   (notebook 05);
-* :mod:`rfcore.exercises.training`: the flip of faces, the learning-rate schedule (notebook 06);
+* :mod:`rfcore.exercises.training`: the faces a crop keeps, the flip of faces, the learning-rate schedule
+  (notebook 06);
 * :mod:`rfcore.exercises.evaluation`: NMS, VOC AP (notebook 07);
 * :mod:`rfcore.exercises.solutions`: one solution per exercise.
 

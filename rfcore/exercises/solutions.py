@@ -7,6 +7,7 @@ independent implementations. A notebook shows one with ``show_solution("iou")``.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from rfcore.boxes import FLIP_ORDER, NEGATIVE, POSITIVE
@@ -111,6 +112,20 @@ def chebyshev_filter(laplacian: torch.Tensor, x: torch.Tensor, theta: torch.Tens
 
 
 # ---------------------------------------------------------------- notebook 06: training
+
+
+def crop_boxes(boxes: np.ndarray, window: tuple[int, int, int]) -> np.ndarray:
+    """The faces a square crop ``(x, y, side)`` keeps, those whose box centre lies strictly inside it, ``(K, 4)``.
+
+    The kept boxes are moved into the crop's pixels and clipped to it.
+    """
+    x, y, side = window
+    kept = []
+    for x1, y1, x2, y2 in boxes.tolist():
+        centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
+        if x < centre_x < x + side and y < centre_y < y + side:
+            kept.append([min(max(value - corner, 0), side) for value, corner in zip((x1, y1, x2, y2), (x, y, x, y))])
+    return np.array(kept, np.float32).reshape(-1, 4)
 
 
 def flip(boxes: torch.Tensor, landmarks: torch.Tensor, width: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,14 +1,46 @@
-"""Exercises of notebook 06: the horizontal flip of faces and the learning-rate schedule."""
+"""Exercises of notebook 06: the faces a random crop keeps, the horizontal flip of faces, the learning-rate schedule."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from rfcore.boxes import flip_boxes, flip_landmarks
+from rfcore.data.augment import CropWindow, crop
+from rfcore.data.sample import MISSING, FaceSample
 from rfcore.exercises.check import Case, Verdict, random_boxes, run_check, seeded
 from rfcore.exercises.encoding import random_landmarks
 from rfcore.train.config import TrainConfig
 from rfcore.train.loop import learning_rate
+
+
+def reference_crop_boxes(boxes: np.ndarray, window: tuple[int, int, int]) -> np.ndarray:
+    """The boxes :func:`rfcore.data.augment.crop` keeps, ``(F, 4), (x, y, side) -> (K, 4)`` in crop pixels."""
+    x, y, side = window
+    image = np.zeros((y + side, x + side, 3), np.uint8)  # only its size matters
+    sample = FaceSample(image=image, boxes=boxes, landmarks=np.full((len(boxes), 5, 2), MISSING, np.float32))
+    return crop(sample, CropWindow(x, y, side)).boxes
+
+
+def check_crop_boxes(crop_boxes) -> Verdict:
+    """Check ``crop_boxes(boxes (F, 4), window (x, y, side)) -> (K, 4)``: the faces a square crop keeps [§4.2]."""
+    generator = seeded(10)
+
+    def boxes(*rows):
+        return np.array(rows, np.float32).reshape(-1, 4)
+
+    cases = [
+        Case("a face inside the window", (boxes([20, 20, 40, 40]), (10, 10, 50)),
+             "move the kept boxes into the crop's coordinates: subtract the window's corner (x, y)"),
+        Case("a face that overlaps the window, its centre outside", (boxes([0, 0, 20, 20]), (15, 15, 40)),
+             "a face is kept when its box centre lies inside the window, not when it merely overlaps it"),
+        Case("a face cut by the window's edge, its centre inside", (boxes([50, 10, 80, 30]), (0, 0, 70)),
+             "clip the kept boxes to the crop, [0, side]"),
+        Case("a centre exactly on the window's edge", (boxes([0, 0, 20, 20], [30, 30, 40, 40]), (10, 0, 40)),
+             "strictly inside: a centre on the edge is out"),
+        Case("twelve random faces", (random_boxes(12, generator).numpy(), (20, 30, 50))),
+    ]
+    return run_check("crop_boxes", crop_boxes, reference_crop_boxes, cases)
 
 
 def reference_flip(boxes: torch.Tensor, landmarks: torch.Tensor, width: float) -> tuple[torch.Tensor, torch.Tensor]:
