@@ -4,6 +4,7 @@ This layer sits on the core: nothing outside ``rfcore.viz``, ``rfcore.bench`` an
 imports it. Modules, one per notebook topic after the shared primitives:
 
 * :mod:`rfcore.viz.draw`: colours, drawing primitives, :class:`~rfcore.viz.draw.Rendering`, input checks;
+* :mod:`rfcore.viz.source`: the rfcore code under a formula, :func:`~rfcore.viz.source.show_source`;
 * :mod:`rfcore.viz.detection`: faces above a threshold, aligned crops (notebook 00);
 * :mod:`rfcore.viz.anchors`: anchors, IoU and matching labels (notebook 01);
 * :mod:`rfcore.viz.loss`: the anchors behind each term of Eq. 1 (notebook 02);
