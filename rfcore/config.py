@@ -9,8 +9,12 @@ Two families are provided:
 * ``"paper"``: the layout of the RetinaFace paper [Deng et al. 2019, §4.2,
   Tab. 2]: pyramid P2..P6 (strides 4..64), three square anchors per location
   with scale step 2^(1/3) starting at 16 px, IoU >= 0.5 positive, < 0.3
-  negative, OHEM 3:1, loss weights 0.25 / 0.1 / 0.01, ResNet-50 with
-  deformable context modules.
+  negative, OHEM 3:1, loss weights 0.25 / 0.1 / 0.01, deformable context
+  modules. The paper's best model uses ResNet-152 pre-trained on
+  ImageNet-11k [§4.2]; the preset uses ResNet-50, a third of the
+  computation, since no ImageNet-11k weights ship with rfcore or
+  torchvision. ``replace(get_config("paper"), backbone="resnet152")``
+  builds the paper's depth.
 * ``"mobilenet0.25"`` and ``"resnet50"``: the layout used by the widely
   shared PyTorch RetinaFace checkpoints (biubug6/Pytorch_Retinaface,
   data/config.py; yakhyo/retinaface-pytorch): strides 8/16/32, two anchors
