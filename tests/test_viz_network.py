@@ -20,6 +20,7 @@ from rfcore.viz.network import (
     fpn_maps,
     grid_offsets,
     kernel_taps,
+    mass_inside,
     plot_augmentations,
     plot_effective_fields,
     plot_fpn_merge,
@@ -181,3 +182,12 @@ def test_plot_augmentations_is_seeded():
     assert len(titles) == 3 and titles[0].startswith("seed 0")
     again = plot_augmentations(sample, TrainTransform(size=64), [0, 1, 2], columns=2)
     assert titles == [ax.get_title() for ax in again.axes if ax.get_title()]
+
+
+def test_mass_inside_by_hand():
+    grid = torch.zeros(10, 10)
+    grid[5, 5], grid[5, 8], grid[0, 0] = 2.0, 1.0, 1.0  # pixel centres (5.5, 5.5), (8.5, 5.5), (0.5, 0.5)
+    assert mass_inside(grid, (5.5, 5.5), 1) == 0.5
+    assert mass_inside(grid, (5.5, 5.5), 6) == 0.75  # reaches x = 8.5
+    assert mass_inside(grid, (5.5, 5.5), 20) == 1.0
+    assert mass_inside(torch.zeros(3, 3), (1, 1), 3) == 0.0

@@ -122,7 +122,7 @@ def plot_fpn_merge(image, maps: FPNMaps, names: Sequence[str]) -> Figure:
     image = check_image(image)
     grey = image.mean(axis=2)
     rows = [k for k, up in enumerate(maps.upsampled) if up is not None]
-    fig = Figure(figsize=(10.5, 2.2 * len(rows) * image.shape[0] / image.shape[1] + 0.6), layout="constrained")
+    fig = Figure(figsize=(10.5, len(rows) * (3.4 * image.shape[0] / image.shape[1] + 0.35)), layout="constrained")
     axes = np.atleast_2d(fig.subplots(len(rows), 3))
     for ax_row, k in zip(axes, rows):
         coarser = names[k + 1]
@@ -315,6 +315,19 @@ def effective_receptive_field(
     features = model.features(x)[level]  # (1, C, H_l, W_l)
     features[0, :, cell[0], cell[1]].sum().backward()
     return x.grad[0].abs().sum(dim=0)  # (3, H, W) -> (H, W)
+
+
+def mass_inside(gradient: torch.Tensor, centre, side: float) -> float:
+    """Share of the total of an ``(H, W)`` map of non-negative values inside a square of ``side`` pixels.
+
+    Pixel ``(row, col)`` counts when its centre ``(col + 0.5, row + 0.5)`` lies in the square centred on
+    ``centre = (x, y)``.
+    """
+    rows = torch.arange(gradient.shape[0], dtype=torch.float64) + 0.5
+    cols = torch.arange(gradient.shape[1], dtype=torch.float64) + 0.5
+    inside = ((rows - centre[1]).abs() <= side / 2)[:, None] & ((cols - centre[0]).abs() <= side / 2)[None, :]
+    total = gradient.double().sum()
+    return float(gradient.double()[inside].sum() / total) if total > 0 else 0.0
 
 
 def plot_effective_fields(image, gradients: Sequence[torch.Tensor], centres, fields: Sequence[int],
