@@ -258,8 +258,8 @@ def layer_table(layers: Iterable[tuple[str, nn.Module]], images: torch.Tensor) -
     """Output shape, jump, receptive field and parameters after each layer of a chain.
 
     Args:
-        layers: ``(name, module)`` pairs that, applied one after the other,
-            make the network (such as a backbone's stages).
+        layers: ``(name, module)`` pairs in eval mode that, applied one after
+            the other, make the network (such as a backbone's stages).
         images: ``(1, 3, H, W)`` example input.
 
     Returns:

@@ -130,10 +130,10 @@ def plot_fpn_merge(image, maps: FPNMaps, names: Sequence[str]) -> Figure:
                   (f"{names[k]} after the 3x3 merge", maps.pyramid[k]))
         for ax, (title, features) in zip(ax_row, panels):
             energy = channel_energy(features).numpy()
+            cell = image.shape[1] / energy.shape[1]  # pixels per cell: the level's stride
             ax.imshow(grey, cmap="gray", vmin=0, vmax=255)
-            extent = (0, energy.shape[1] * image.shape[1] / energy.shape[1], energy.shape[0] * image.shape[1]
-                      / energy.shape[1], 0)
-            ax.imshow(energy / energy.max(), cmap="viridis", alpha=0.65, extent=extent, interpolation="nearest")
+            ax.imshow(energy / energy.max(), cmap="viridis", alpha=0.65, interpolation="nearest",
+                      extent=(0, energy.shape[1] * cell, energy.shape[0] * cell, 0))
             ax.set(xlim=(0, image.shape[1]), ylim=(image.shape[0], 0), xticks=[], yticks=[])
             ax.set_title(title, fontsize=9)
     return fig
@@ -245,7 +245,7 @@ def sampling_points(centre, offsets: torch.Tensor, stride: int = 1) -> np.ndarra
     """
     kernel = round((len(offsets) // 2) ** 0.5)
     taps = kernel_taps(kernel) + offsets.reshape(-1, 2)  # (k*k, 2) as (dy, dx)
-    return (np.asarray(centre, np.float64) + stride * taps.flip(1).numpy()).astype(np.float64)
+    return np.asarray(centre, np.float64) + stride * taps.flip(1).double().numpy()  # (dy, dx) -> (x, y)
 
 
 def render_sampling_grids(image, centre, grids: dict[str, torch.Tensor], stride: int, colors) -> np.ndarray:
@@ -262,7 +262,7 @@ def render_sampling_grids(image, centre, grids: dict[str, torch.Tensor], stride:
         A new ``(H, W, 3)`` uint8 image.
     """
     canvas = check_image(image).copy()
-    for (name, offsets), color in zip(grids.items(), colors):
+    for offsets, color in zip(grids.values(), colors):
         canvas = paint_dots(canvas, sampling_points(centre, offsets, stride), color, radius=3)
     for i, (name, color) in enumerate(zip(grids, colors)):
         put_text(canvas, name, (6, 18 + 18 * i), color, scale=0.55)
