@@ -28,7 +28,12 @@ With ``mesh=True`` (weights of an ``rfcore train --mesh`` run) each kept
 face also gets its dense mesh [paper §3.2]: the 144 mesh parameters of its
 anchor are decoded and projected into the face crop exactly as training
 renders them, then mapped through the box to image pixels
-(:meth:`Detector.mesh_vertices`). With test-time augmentation every pass
+(:meth:`Detector.mesh_vertices`). Only what the output needs is computed:
+the mesh head (a 1x1 convolution) runs at the candidates' anchors alone,
+as a matrix product with their feature vectors, not at every anchor of
+the image; the faces kept by NMS are decoded in one batch by the
+decoder's folded form (:class:`rfcore.mesh.folded.FoldedDecoder`), and
+nothing is rendered. With test-time augmentation every pass
 computes the meshes of its candidates before they are pooled: a flipped
 pass mirrors them (``x -> width - x``, each vertex taking its mirror
 partner's place, :func:`rfcore.mesh.template.mirror_order`), and a voted
@@ -61,6 +66,7 @@ holds a detector yourself.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 from collections.abc import Sequence
@@ -75,6 +81,7 @@ from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, get_config
 from rfcore.engine import check_engine, load_onnx_network
 from rfcore.image import as_batch, input_size, is_out_of_memory, preprocess, read_rgb, to_rgb
 from rfcore.mesh import CROP_SIZE, grow_boxes, mirror_order, project_mesh_params, uncrop_points
+from rfcore.mesh.folded import FoldedDecoder
 from rfcore.model import RetinaFaceOutput
 from rfcore.model.fuse import fuse_for_inference
 from rfcore.postprocess import (
@@ -192,11 +199,14 @@ class Detector:
             raise ValueError("mesh=True loads the network and its decoder from weights=...; it cannot use model=...")
         check_engine(engine, weights, mesh, model)
         self.cfg = get_config(preset)
-        self.decoder = self.mesh_order = None
+        self.decoder = self.mesh_order = self.mesh_head = None
         self.mesh_crop_margin = 1.0
         if mesh:
-            model, self.decoder, self.mesh_crop_margin = load_mesh_model(weights, self.cfg)
-            self.mesh_order = mirror_order(self.decoder.template_vertices)
+            model, decoder, self.mesh_crop_margin = load_mesh_model(weights, self.cfg)
+            # the head leaves the network: run_pass evaluates it at the candidates' anchors only
+            self.mesh_head, model.MeshHead = model.MeshHead, None
+            self.decoder = FoldedDecoder(decoder)
+            self.mesh_order = mirror_order(decoder.template_vertices)
         if engine == "onnx":
             self.model = load_onnx_network(weights, self.cfg)
         else:
@@ -278,6 +288,12 @@ class Detector:
         return (f"out of memory detecting faces on {what} {width}x{height} pixels (network input long edge "
                 f"{input_edge}); lower max_size (command line: --max-size, default {DEFAULT_MAX_SIZE})")
 
+    def without_mesh(self) -> Detector:
+        """This detector without its mesh parts, sharing its network (to time what the mesh adds)."""
+        plain = copy.copy(self)
+        plain.decoder = plain.mesh_order = plain.mesh_head = None
+        return plain
+
     def with_meshes(self, dets: Detections) -> Detections:
         """``dets`` with their :meth:`mesh_vertices` (unchanged without ``mesh=True``)."""
         return dets if self.decoder is None else dets._replace(meshes=self.mesh_vertices(dets))
@@ -338,8 +354,14 @@ class Detector:
             images = [cv2.resize(image, size[::-1], interpolation=cv2.INTER_LINEAR) for image in images]
         if flipped:
             images = [image[:, ::-1] for image in images]
-        output = self.model(preprocess(images, self.cfg.pixel_mean_bgr))
-        dets = candidates(output, cached_anchors(self.cfg, size), self.cfg.variances, self.threshold, self.top_k)
+        network_input = preprocess(images, self.cfg.pixel_mean_bgr)
+        if self.mesh_head is None:
+            output, mesh_params_at = self.model(network_input), None
+        else:
+            context = self.model.features(network_input)
+            output, mesh_params_at = self.model.predict(context), functools.partial(self.mesh_head.at, context)
+        anchors = cached_anchors(self.cfg, size)
+        dets = candidates(output, anchors, self.cfg.variances, self.threshold, self.top_k, mesh_params_at)
         if meshes:
             dets = self.with_meshes(dets)
         if flipped:

@@ -21,7 +21,7 @@ what a user gets back is one :class:`Face` per detection.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -104,7 +104,8 @@ class Detections(NamedTuple):
         """The rows as :class:`Face` objects, with their meshes if computed."""
         boxes, scores, points = self.boxes.tolist(), self.scores.tolist(), self.landmarks.tolist()
         meshes = self.meshes
-        vertices = [None] * len(boxes) if meshes is None else [tuple(map(tuple, m)) for m in meshes.tolist()]
+        # (F, V, 2) -> (F, 2, V): zip pairs each face's x and y into V tuples, with no list per vertex on the way
+        vertices = [None] * len(boxes) if meshes is None else [tuple(zip(*m)) for m in meshes.transpose(1, 2).tolist()]
         return [
             Face(tuple(box), score, tuple(tuple(p) for p in face), mesh)
             for box, score, face, mesh in zip(boxes, scores, points, vertices)
@@ -117,7 +118,12 @@ def concat(parts: Sequence[Detections]) -> Detections:
 
 
 def candidates(
-    output: RetinaFaceOutput, anchors: torch.Tensor, variances: Sequence[float], threshold: float, top_k: int
+    output: RetinaFaceOutput,
+    anchors: torch.Tensor,
+    variances: Sequence[float],
+    threshold: float,
+    top_k: int,
+    mesh_params_at: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> Detections:
     """Decode the anchors whose face probability exceeds ``threshold``, at most ``top_k`` per image.
 
@@ -130,6 +136,10 @@ def candidates(
         variances: Encoding variances of the preset.
         threshold: Keep probabilities ``> threshold``.
         top_k: Most candidates per image, highest scores first.
+        mesh_params_at: ``(P,)`` image and ``(P,)`` anchor indices -> ``(P, 144)``
+            mesh parameters of those anchors alone (the detector's mesh head
+            on the network's features); ``None`` to take them from
+            ``output.mesh_params``.
 
     Returns:
         :class:`Detections` in network-input pixels, grouped by image and
@@ -144,7 +154,10 @@ def candidates(
     chosen = anchors[anchor_index]
     boxes = decode_boxes(output.box_deltas[image_index, anchor_index], chosen, variances)
     landmarks = decode_landmarks(output.landmark_deltas[image_index, anchor_index], chosen, variances)
-    mesh_params = None if output.mesh_params is None else output.mesh_params[image_index, anchor_index]
+    if mesh_params_at is not None:
+        mesh_params = mesh_params_at(image_index, anchor_index)
+    else:
+        mesh_params = None if output.mesh_params is None else output.mesh_params[image_index, anchor_index]
     return Detections(boxes, top[image_index, rank], landmarks, image_index, mesh_params)
 
 

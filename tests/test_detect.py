@@ -422,5 +422,5 @@ def test_voted_faces_keep_their_own_mesh(mesh_weights):
                      tta=TTAConfig(flip=False, scales=(None,))).detect(image, color="RGB")
     assert [face.score for face in voted] == [face.score for face in plain]
     assert any(v.box != p.box for v, p in zip(voted, plain))  # voting moved some boxes
-    for v, p in zip(voted, plain):
-        assert v.mesh == p.mesh
+    for v, p in zip(voted, plain):  # the same mesh, decoded in batches of other sizes: equal up to float rounding
+        assert torch.allclose(torch.tensor(v.mesh), torch.tensor(p.mesh), rtol=0, atol=1e-4)

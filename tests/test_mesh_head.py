@@ -100,8 +100,7 @@ def mesh_folder(tmp_path):
 def test_a_mesh_head_beside_the_weights_gives_meshes(mesh_folder):
     weights, head, _ = mesh_folder
     detector = Detector(weights, mesh=True, fuse=False)
-    assert all(torch.equal(value, head.state_dict()[key]) for key, value in
-               detector.model.MeshHead.state_dict().items())
+    assert all(torch.equal(value, head.state_dict()[key]) for key, value in detector.mesh_head.state_dict().items())
 
 
 @pytest.mark.parametrize("key, value, message", [

@@ -5,15 +5,24 @@ renderer forward and forward + backward passes (32 x 32 crops by default)
 for each batch size, with random codes, cameras and lights. The goals of
 issue 4: render forward + backward at 32 x 32 with about 500 triangles
 under 50 ms at batch 1 and under 600 ms at batch 16.
+
+Then what the mesh adds to detection (:func:`bench_mesh_detect`):
+:meth:`rfcore.detector.Detector.detect` on one 640 x 480 image with ten
+faces, with and without ``mesh=True``, timed in alternating rounds. The
+goal of issue 16: the mesh adds less than 10% per image with up to 10
+faces.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import functools
+
+import cv2
 import torch
 
-from rfcore.bench.timing import median_seconds
+from rfcore.bench.timing import interleaved_medians, median_seconds
 from rfcore.mesh.camera import CAMERA_PARAMS, LIGHT_PARAMS, camera_from_params, light_from_params
 from rfcore.mesh.decoder import MeshDecoder
 from rfcore.mesh.hierarchy import build_hierarchy
@@ -21,6 +30,12 @@ from rfcore.mesh.render import render
 
 GOALS_MS = {1: 50.0, 16: 600.0}
 """Render forward + backward goals at 32 x 32 by batch size."""
+
+DETECT_GOAL = 1.10
+"""Largest ratio of detection time with the mesh to without, per image with up to 10 faces (issue 16)."""
+
+DETECT_SIZE = (480, 640)
+"""``(height, width)`` the detection image is resized to: VGA, as :mod:`rfcore.bench.detect`."""
 
 
 def bench_mesh(
@@ -106,3 +121,55 @@ def format_mesh_report(results: list[dict], size: int = 32, threads: int = 2) ->
             f"{goal:>9}"
         )
     return "\n".join(lines)
+
+
+def bench_mesh_detect(weights=None, threads: int = 1, repeats: int = 50) -> dict:
+    """Time detection with and without the mesh on group.jpg resized to 640 x 480 (ten faces).
+
+    Both run the same network object (:meth:`rfcore.detector.Detector.without_mesh`;
+    :class:`~rfcore.detector.Detector` defaults, fused network, the image
+    as an RGB array), alternately in rounds (:func:`rfcore.bench.timing.interleaved_medians`), so load on a
+    shared machine hits both alike.
+
+    Args:
+        weights: Detector weights with a mesh head beside them (default: the shipped files).
+        threads: ``torch.set_num_threads`` during the measurement (restored after).
+        repeats: Timed runs of each detector.
+
+    Returns:
+        ``{"threads", "size", "faces", "without_ms", "with_ms", "ratio", "goal"}``: medians in
+        milliseconds, ``faces`` found (with meshes) and ``ratio = with_ms / without_ms``.
+    """
+    from rfcore.assets import IMAGES, load_image
+    from rfcore.detector import Detector
+
+    height, width = DETECT_SIZE
+    image = cv2.resize(load_image(IMAGES / "group.jpg"), (width, height), interpolation=cv2.INTER_AREA)
+    meshed = Detector(weights, mesh=True)
+    plain = meshed.without_mesh()  # the same network object: two copies can differ in speed by several percent
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        faces = meshed.detect(image, color="RGB")
+        runs = {"without": functools.partial(plain.detect, image, "RGB"),
+                "with": functools.partial(meshed.detect, image, "RGB")}
+        medians = interleaved_medians(runs, repeats)
+    finally:
+        torch.set_num_threads(previous)
+    return {"threads": threads, "size": DETECT_SIZE, "faces": sum(face.mesh is not None for face in faces),
+            "without_ms": 1000 * medians["without"], "with_ms": 1000 * medians["with"],
+            "ratio": medians["with"] / medians["without"], "goal": DETECT_GOAL}
+
+
+def format_mesh_detect_report(result: dict) -> str:
+    """The lines of :func:`bench_mesh_detect`: both times, the ratio and the goal's verdict."""
+    height, width = result["size"]
+    verdict = "met" if result["ratio"] < result["goal"] else "MISSED"
+    return "\n".join([
+        f"detection with the mesh: group.jpg at {width}x{height}, {result['faces']} faces, {result['threads']} "
+        f"threads; medians in alternating rounds",
+        f"  Detector.detect without mesh{result['without_ms']:>10.1f} ms",
+        f"  Detector.detect, mesh=True  {result['with_ms']:>10.1f} ms",
+        f"goal: the mesh adds < {result['goal'] - 1:.0%} per image with up to 10 faces: "
+        f"+{result['ratio'] - 1:.1%}, {verdict}",
+    ])

@@ -93,15 +93,20 @@ def _add_bench(subparsers) -> None:
     train.set_defaults(run=_run_bench_train)
     mesh = kinds.add_parser(
         "mesh",
-        help="mesh branch: decoder forward, render forward and forward + backward",
+        help="mesh branch: decoder forward, render forward and forward + backward; what the mesh adds to detection",
         description="Time the mesh decoder and the soft rasteriser on random codes, cameras and lights for "
         "square crops at each batch size, and print the goals (render forward + backward at 32x32: 50 ms at "
-        "batch 1, 600 ms at batch 16).",
+        "batch 1, 600 ms at batch 16). Then time Detector.detect with and without mesh=True on group.jpg resized "
+        "to 640x480 (ten faces), in alternating rounds, against the goal that the mesh adds less than 10%.",
     )
     mesh.add_argument("--batches", type=int, nargs="+", default=[1, 16], metavar="B", help="batch sizes (default: 1 16)")
     mesh.add_argument("--size", type=int, default=32, help="crop side in pixels (default: 32)")
     mesh.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     mesh.add_argument("--repeats", type=int, default=10, help="timed runs per figure, median reported (default: 10)")
+    mesh.add_argument("--detect-repeats", type=int, default=50, metavar="N",
+                      help="timed detections with and without the mesh, each; 0 skips them (default: 50)")
+    mesh.add_argument("--weights", type=Path, metavar="PATH",
+                      help="detector weights with a mesh head beside them (default: the shipped files)")
     mesh.set_defaults(run=_run_bench_mesh)
     memory = kinds.add_parser(
         "memory",
@@ -133,12 +138,21 @@ def _run_bench_memory(args) -> int:
 
 
 def _run_bench_mesh(args) -> int:
-    from rfcore.bench.mesh import bench_mesh, format_mesh_report
+    from rfcore.bench.mesh import bench_mesh, bench_mesh_detect, format_mesh_detect_report, format_mesh_report
 
     for name, value in (("--size", args.size), ("--threads", args.threads), ("--repeats", args.repeats), ("--batches", min(args.batches))):
         if value < 1:
             raise SystemExit(f"rfcore bench mesh: {name} must be at least 1, got {value}")
-    print(format_mesh_report(bench_mesh(args.batches, args.size, args.threads, args.repeats)))
+    if args.detect_repeats < 0:
+        raise SystemExit(f"rfcore bench mesh: --detect-repeats must be 0 or more, got {args.detect_repeats}")
+    print(format_mesh_report(bench_mesh(args.batches, args.size, args.threads, args.repeats), args.size, args.threads))
+    if args.detect_repeats:
+        try:
+            result = bench_mesh_detect(args.weights, args.threads, args.detect_repeats)
+        except (OSError, ValueError) as err:
+            error("bench mesh", err)
+            return 2
+        print(format_mesh_detect_report(result))
     return 0
 
 

@@ -18,7 +18,9 @@ One module per step, in the order the data flows:
 :mod:`~rfcore.mesh.render` (soft rasteriser),
 :mod:`~rfcore.mesh.branch` (144 head outputs -> rendered face),
 :mod:`~rfcore.mesh.loss` (face crops, ``L_pixel``),
-:mod:`~rfcore.mesh.fit` (analysis by synthesis: fit one crop). The
+:mod:`~rfcore.mesh.fit` (analysis by synthesis: fit one crop),
+:mod:`~rfcore.mesh.folded` (the decoder's inference form, each layer one
+dense product, as detection decodes faces). The
 pictures of notebook 04 are in :mod:`rfcore.viz.mesh`, the timings in
 :mod:`rfcore.bench.mesh`: they sit on top of this package.
 

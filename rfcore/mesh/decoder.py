@@ -112,7 +112,10 @@ class MeshDecoder(nn.Module):
         x = self.linear(code).reshape(len(code), self.num_vertices[0], self.channels[0])
         for level, conv in enumerate(self.convs):
             x = vertex_matmul(getattr(self, f"upsampling{level}"), nn.functional.elu(conv(x)))
-        offsets = self.head(x)  # (B, V, 6)
+        return self.mesh_from_offsets(self.head(x))  # (B, V, 6) offsets
+
+    def mesh_from_offsets(self, offsets: torch.Tensor) -> DecodedMesh:
+        """The template moved and recoloured by the last convolution's ``(B, V, 6)`` output (module docstring)."""
         vertices = self.template_vertices + offsets[..., :3]
         colours = torch.sigmoid(self.template_colour_logits + offsets[..., 3:])
         return DecodedMesh(vertices, colours)

@@ -177,7 +177,15 @@ class FusedRetinaFace(nn.Module):
 
     def forward(self, images: torch.Tensor) -> RetinaFaceOutput:
         """Run the detector: ``(N, 3, H, W)`` -> :class:`~rfcore.model.RetinaFaceOutput`."""
-        return RetinaFaceOutput(*self.heads(self.trunk.features(images)))
+        return self.predict(self.features(images))
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """What the heads read, as :meth:`RetinaFace.features <rfcore.model.RetinaFace.features>`."""
+        return self.trunk.features(images)
+
+    def predict(self, context: Sequence[torch.Tensor]) -> RetinaFaceOutput:
+        """The merged heads on :meth:`features` ``context``."""
+        return RetinaFaceOutput(*self.heads(context))
 
 
 def fuse_for_inference(model: RetinaFace) -> FusedRetinaFace:

@@ -107,15 +107,16 @@ class LevelHeads(nn.ModuleList):
         rows, values = [], []
         start = 0
         for head, x in zip(self.per_level(), features):
-            shape = (-1, head.values_per_anchor)  # (A*k, ...) -> (A, k, ...)
-            weight = head.conv1x1.weight.flatten(1).unflatten(0, shape)  # (A*k, C, 1, 1) -> (A, k, C)
-            bias = head.conv1x1.bias.unflatten(0, shape)  # (A*k,) -> (A, k)
-            end = start + x.shape[2] * x.shape[3] * len(weight)
+            conv = head.conv1x1
+            per_cell = conv.out_channels // head.values_per_anchor  # A
+            end = start + x.shape[2] * x.shape[3] * per_cell
             row = ((anchor >= start) & (anchor < end)).nonzero()[:, 0]  # may be empty: keeps every head in the graph
             local = anchor[row] - start
-            cell, slot = local // len(weight), local % len(weight)
+            cell, slot = local // per_cell, local % per_cell
             vectors = x[image[row], :, cell // x.shape[3], cell % x.shape[3]]  # (P_l, C)
-            values.append(torch.einsum("pc,pkc->pk", vectors, weight[slot]) + bias[slot])
+            # every anchor of the cell at once, then the wanted one: (P_l, A*k) -> (P_l, A, k) -> (P_l, k)
+            cells = nn.functional.linear(vectors, conv.weight.flatten(1), conv.bias)
+            values.append(cells.unflatten(1, (per_cell, head.values_per_anchor))[torch.arange(len(row)), slot])
             rows.append(row)
             start = end
         order = torch.cat(rows)
