@@ -40,6 +40,10 @@ def test_the_command_line_defaults_are_the_config_defaults():
 def test_config_refuses_bad_values():
     with pytest.raises(ValueError, match="'epochs': 0"):
         HeadTrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="'crop_size': 0"):
+        HeadTrainConfig(crop_size=0)
+    with pytest.raises(ValueError, match="'crop_margin': 0"):
+        HeadTrainConfig(crop_margin=0)
 
 
 def test_held_out_images_are_other_images():
@@ -156,6 +160,7 @@ def test_train_head_command_writes_a_head_beside_the_weights(mesh_folder, capsys
     metadata = read_metadata(weights.with_name(MESH_HEAD_FILE))
     assert metadata["preset"] == "mobilenet0.25" and metadata[DETECTOR_SHA_KEY] == file_sha256(weights)
     assert metadata[CROP_MARGIN_KEY] == "1.5" and "--images 2" in metadata["source"]
+    assert "--crop-margin 1.5 --crop-size 32" in metadata["source"]
 
 
 def test_train_head_command_names_a_missing_decoder(mesh_folder, capsys):

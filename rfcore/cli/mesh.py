@@ -102,8 +102,8 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-HEAD_DEFAULTS = {"images": 1200, "image_size": 320, "epochs": 4, "batch_size": 8, "lr": 1e-3, "mesh_anchors": 32,
-                 "seed": 0}
+HEAD_DEFAULTS = {"images": 1200, "image_size": 320, "epochs": 12, "batch_size": 8, "lr": 1e-3, "mesh_anchors": 32,
+                 "crop_margin": 1.5, "crop_size": 32, "seed": 0}
 """The defaults of :class:`rfcore.mesh.selfsup.HeadTrainConfig` set from the command line (a test keeps them
 equal)."""
 
@@ -123,7 +123,7 @@ def _add_train_head(commands) -> None:
         "Reads the detector from --weights and the decoder from mesh_decoder.safetensors beside it, writes "
         "mesh_head.safetensors beside it (so that rfcore detect --mesh --weights W finds it), then measures "
         "the meshes on held-out synthetic faces like rfcore mesh measure. With the defaults on one thread "
-        "(about 5 minutes of one free core) it writes the file shipped in assets/weights/.",
+        "(about 9 minutes of one core of the shared machine) it writes the file shipped in assets/weights/.",
     )
     add_weights_options(parser)
     for flag, kind, help_text in (
@@ -133,10 +133,12 @@ def _add_train_head(commands) -> None:
         ("--batch-size", int, "images per step"),
         ("--lr", float, "peak learning rate of Adam's one-cycle schedule"),
         ("--mesh-anchors", int, "positive anchors rendered for L_pixel per step"),
+        ("--crop-margin", float, "factor the detected box is grown by to cut the face crop I*"),
+        ("--crop-size", int, "side of I* and of the renderings in pixels (detection does not depend on it)"),
         ("--seed", int, "seed of the images (held-out images use seed + 1) and of their order"),
     ):
         default = HEAD_DEFAULTS[flag[2:].replace("-", "_")]
-        parser.add_argument(flag, type=kind, default=default, metavar="N" if kind is int else "LR",
+        parser.add_argument(flag, type=kind, default=default, metavar="N" if kind is int else ("LR" if flag == "--lr" else "X"),
                             help=f"{help_text} (default {default:g})")
     _add_run_options(parser)
     parser.set_defaults(run=_run_train_head)
