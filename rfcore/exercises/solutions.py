@@ -170,3 +170,23 @@ def voc_ap(recall, precision) -> float:
     for i in range(len(envelope) - 2, -1, -1):  # from the right: the best precision at any higher recall
         envelope[i] = max(envelope[i], envelope[i + 1])
     return float(sum((recall[i + 1] - recall[i]) * envelope[i + 1] for i in range(len(recall) - 1)))
+
+
+# ---------------------------------------------------------------- notebook 05: the network
+
+
+def receptive_field(layers: list[tuple[int, int, int]]) -> tuple[int, int]:
+    """``(size, jump)`` after ``(kernel, stride, dilation)`` layers: size grows by ``(k - 1) d`` input jumps."""
+    size, jump = 1, 1  # one input pixel
+    for kernel, stride, dilation in layers:
+        size += (kernel - 1) * dilation * jump  # neighbouring taps are `dilation` cells, `jump` pixels each, apart
+        jump *= stride
+    return size, jump
+
+
+def top_down(coarse: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
+    """``lateral + upsample(coarse)``: each finer cell adds the coarse cell it falls in (nearest neighbour)."""
+    height, width = lateral.shape[-2:]
+    rows = torch.arange(height) * coarse.shape[-2] // height  # (H,) coarse row under each finer row
+    cols = torch.arange(width) * coarse.shape[-1] // width  # (W,)
+    return lateral + coarse[..., rows[:, None], cols[None, :]]  # (N, C, H, W)
