@@ -8,8 +8,8 @@ from rfcore.config import get_config
 from rfcore.detector import Detector
 from rfcore.image import letterbox, preprocess
 from rfcore.mesh import CROP_SIZE, MeshDecoder, build_hierarchy, grow_boxes, project_mesh_params, uncrop_points
-from rfcore.mesh.folded import FoldedDecoder, chebyshev_matrices
 from rfcore.mesh.chebconv import scaled_laplacian
+from rfcore.mesh.folded import FoldedDecoder, chebyshev_matrices
 from rfcore.postprocess import cached_anchors, candidates, suppress
 from rfcore.weights import load_mesh_model
 

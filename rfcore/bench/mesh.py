@@ -15,9 +15,8 @@ faces.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import functools
+from collections.abc import Callable, Sequence
 
 import cv2
 import torch
@@ -166,10 +165,10 @@ def format_mesh_detect_report(result: dict) -> str:
     height, width = result["size"]
     verdict = "met" if result["ratio"] < result["goal"] else "MISSED"
     return "\n".join([
-        f"detection with the mesh: group.jpg at {width}x{height}, {result['faces']} faces, {result['threads']} "
-        f"threads; medians in alternating rounds",
+        (f"detection with the mesh: group.jpg at {width}x{height}, {result['faces']} faces, {result['threads']} "
+         f"threads; medians in alternating rounds"),
         f"  Detector.detect without mesh{result['without_ms']:>10.1f} ms",
         f"  Detector.detect, mesh=True  {result['with_ms']:>10.1f} ms",
-        f"goal: the mesh adds < {result['goal'] - 1:.0%} per image with up to 10 faces: "
-        f"+{result['ratio'] - 1:.1%}, {verdict}",
+        (f"goal: the mesh adds < {result['goal'] - 1:.0%} per image with up to 10 faces: "
+         f"+{result['ratio'] - 1:.1%}, {verdict}"),
     ])
