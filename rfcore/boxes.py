@@ -11,7 +11,8 @@ Conventions used across rfcore:
   landmarks, as the network heads emit them.
 
 The encoding is the one of Fast R-CNN / SSD with the variance factors of the
-public RetinaFace code [REFERENCE.md §2-3]: for an anchor with centre
+public RetinaFace code (biubug6/Pytorch_Retinaface, utils/box_utils.py, variances
+(0.1, 0.2) in data/config.py): for an anchor with centre
 ``(a_x, a_y)`` and size ``(a_w, a_h)``
 
     t_x = (g_x - a_x) / (v_0 a_w)        t_w = log(g_w / a_w) / v_1

@@ -34,3 +34,11 @@ def test_an_object_without_source_is_a_clear_error():
         show_source(len)
     with pytest.raises(TypeError, match="show_source: 3 has no Python source"):
         show_source(3)
+
+
+def test_a_decorated_function_is_shown_from_its_own_file():
+    from rfcore.model.fuse import fold_batch_norm  # decorated with @torch.no_grad()
+
+    shown = show_source(fold_batch_norm)
+    assert shown.path == "rfcore/model/fuse.py"
+    assert "def fold_batch_norm(" in shown.code

@@ -58,6 +58,7 @@ def show_source(obj) -> SourceCode:
     Raises:
         TypeError: If ``obj`` has no Python source (a built-in, a number, an instance).
     """
+    obj = inspect.unwrap(obj)  # a decorated function (``@torch.no_grad()``) is shown from its own file
     try:
         code = inspect.getsource(obj)
         file = Path(inspect.getsourcefile(obj)).resolve()
