@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rfcore.mesh.chebconv import ChebConv, chebyshev_response, scaled_laplacian
+from rfcore.mesh.chebconv import ChebConv, chebyshev_recursion, chebyshev_response, scaled_laplacian
 from rfcore.mesh.hierarchy import adjacency_matrix
 from rfcore.mesh.laplacian import degrees, eigenbasis, hop_distances, laplacian, normalised_laplacian, ring_adjacency
 from rfcore.mesh.template import face_template
@@ -109,3 +109,11 @@ def test_chebconv_is_the_spectral_filter_with_its_response(adjacency, K):
     by_spectrum = (vectors @ (gains[:, None] * (vectors.T @ x[..., 0].T))).T  # (2, V)
     assert torch.allclose(by_recursion, by_spectrum, atol=1e-10)
 
+
+
+def test_chebyshev_recursion_gives_the_polynomials_by_hand():
+    x = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    terms = chebyshev_recursion(torch.ones(3, dtype=torch.float64), lambda t: x * t, 4)  # T_k(x) elementwise
+    assert torch.allclose(terms, torch.stack([torch.ones(3, dtype=torch.float64), x, 2 * x**2 - 1, 4 * x**3 - 3 * x]))
+    calls = []
+    assert chebyshev_recursion(x, lambda t: calls.append(t) or t, 1).shape == (1, 3) and not calls  # K = 1: no product

@@ -17,7 +17,9 @@ each vertex with neighbours at most ``K - 1`` edges away.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -42,6 +44,25 @@ def scaled_laplacian(adjacency: torch.Tensor) -> torch.Tensor:
     return torch.sparse_coo_tensor(adjacency.indices(), values, adjacency.shape, check_invariants=True).coalesce()
 
 
+def chebyshev_recursion(x: torch.Tensor, apply: Callable[[torch.Tensor], torch.Tensor], K: int) -> torch.Tensor:
+    """``T_k(A) x`` for ``k = 0 .. K-1`` by ``x_0 = x``, ``x_1 = A x``, ``x_k = 2 A x_{k-1} - x_{k-2}``.
+
+    Args:
+        x: What the polynomials act on (a signal, the identity matrix, ones).
+        apply: ``t -> A t``: a sparse product, a matrix product, an elementwise product.
+        K: Number of terms, ``>= 1``.
+
+    Returns:
+        The ``K`` terms stacked: ``(K, *x.shape)``.
+    """
+    terms = [x]
+    if K > 1:
+        terms.append(apply(x))
+    for _ in range(2, K):
+        terms.append(2 * apply(terms[-1]) - terms[-2])
+    return torch.stack(terms)
+
+
 def chebyshev_response(theta: torch.Tensor, eigenvalues: torch.Tensor, lambda_max: float = 2.0) -> torch.Tensor:
     """The filter's gain at each graph frequency: ``g(lambda) = sum_k theta_k T_k(2 lambda / lambda_max - 1)``.
 
@@ -57,10 +78,8 @@ def chebyshev_response(theta: torch.Tensor, eigenvalues: torch.Tensor, lambda_ma
         ``(N,)`` gains, in the dtype of ``eigenvalues``.
     """
     scaled = 2 * eigenvalues / lambda_max - 1  # (N,) in [-1, 1]
-    polynomials = [torch.ones_like(scaled), scaled]  # T_0, T_1
-    for _ in range(2, len(theta)):
-        polynomials.append(2 * scaled * polynomials[-1] - polynomials[-2])
-    return torch.stack(polynomials[:len(theta)], dim=-1) @ theta.to(scaled.dtype)  # (N, K) @ (K,) -> (N,)
+    polynomials = chebyshev_recursion(torch.ones_like(scaled), lambda t: scaled * t, len(theta))  # (K, N)
+    return theta.to(scaled.dtype) @ polynomials  # (K,) @ (K, N) -> (N,)
 
 
 class ChebConv(nn.Module):
@@ -88,12 +107,7 @@ class ChebConv(nn.Module):
 
     def chebyshev_terms(self, x: torch.Tensor) -> torch.Tensor:
         """``T_k(L~) x`` for ``k = 0 .. K-1``, ``(B, V, C) -> (K, B, V, C)``."""
-        terms = [x]
-        if self.K > 1:
-            terms.append(vertex_matmul(self.laplacian, x))
-        for _ in range(2, self.K):
-            terms.append(2 * vertex_matmul(self.laplacian, terms[-1]) - terms[-2])
-        return torch.stack(terms)
+        return chebyshev_recursion(x, functools.partial(vertex_matmul, self.laplacian), self.K)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Filter per-vertex features.

@@ -23,17 +23,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rfcore.mesh.chebconv import ChebConv
+from rfcore.mesh.chebconv import ChebConv, chebyshev_recursion
 from rfcore.mesh.decoder import DecodedMesh, MeshDecoder
 
 
 def chebyshev_matrices(laplacian: torch.Tensor, count: int) -> torch.Tensor:
     """``T_k(L~)`` for ``k = 0 .. count - 1`` as dense float64 matrices: sparse ``(V, V)`` -> ``(count, V, V)``."""
     scaled = laplacian.to_dense().double()
-    terms = [torch.eye(len(scaled), dtype=torch.float64), scaled][:count]
-    for _ in range(2, count):
-        terms.append(2 * scaled @ terms[-1] - terms[-2])
-    return torch.stack(terms)
+    return chebyshev_recursion(torch.eye(len(scaled), dtype=torch.float64), scaled.matmul, count)
 
 
 class FoldedConv(nn.Module):
