@@ -189,3 +189,7 @@ keeps one image under about 1.6 GB whatever the file's size."""
 
 MAX_DECODE_PIXELS = 100_000_000
 """Most pixels an image file may decode to (300 MB of RGB) unless raised (``--max-pixels``; 0 lifts it)."""
+
+OPENCV_MAX_PIXELS = 1 << 30
+"""The most pixels OpenCV decodes in one image (its ``CV_IO_MAX_IMAGE_PIXELS``); a limit of 0 means this one."""
+

@@ -88,6 +88,13 @@ ORT_QUANTIZE_MISSING = (
 )
 
 
+def calibration_files() -> list[Path]:
+    """The bundled photos the calibration reads (``assets/images/*.jpg``)."""
+    from rfcore.assets import IMAGES
+
+    return sorted(IMAGES.glob("*.jpg"))
+
+
 def calibration_images(synthetic: int = SYNTHETIC_CALIBRATION) -> list[np.ndarray]:
     """The calibration images: bundled photos, their mirrors and crops, and synthetic faces.
 
@@ -97,10 +104,10 @@ def calibration_images(synthetic: int = SYNTHETIC_CALIBRATION) -> list[np.ndarra
     Returns:
         :data:`CALIBRATION_SIZE` uint8 RGB images.
     """
-    from rfcore.assets import IMAGES, load_image
+    from rfcore.assets import load_image
     from rfcore.data.synthetic import SyntheticFaces
 
-    photos = [letterbox(load_image(path), CALIBRATION_SIZE) for path in sorted(IMAGES.glob("*.jpg"))]
+    photos = [letterbox(load_image(path), CALIBRATION_SIZE) for path in calibration_files()]
     images = photos + [photo[:, ::-1].copy() for photo in photos] + [middle_crop(photo) for photo in photos]
     faces = SyntheticFaces(synthetic, CALIBRATION_SIZE, faces=(1, 8), min_face=10, max_face=240, seed=CALIBRATION_SEED)
     return images + [faces[i].image for i in range(len(faces))]

@@ -242,6 +242,20 @@ def resolve_weights(weights, option: str = "--weights") -> Path:
     return path
 
 
+def weights_files(weights, mesh: bool = False) -> list[Path]:
+    """Every file loading ``weights`` may read, for :func:`rfcore.files.check_not_inputs`.
+
+    Args:
+        weights: Path of the network's file, or ``None`` for :data:`DEFAULT_WEIGHTS`.
+        mesh: Also the mesh files beside it (:data:`MESH_HEAD_FILE`, :data:`MESH_DECODER_FILE`).
+
+    Raises:
+        FileNotFoundError, IsADirectoryError: As :func:`resolve_weights`.
+    """
+    path = resolve_weights(weights)
+    return [path, path.with_name(MESH_HEAD_FILE), path.with_name(MESH_DECODER_FILE)] if mesh else [path]
+
+
 def load_detector_weights(model: RetinaFace, path, preset: str | None = None) -> None:
     """Load a safetensors file into a RetinaFace, with or without a mesh head on either side.
 

@@ -1,9 +1,12 @@
 """rfcore.train: schedule, data order, checkpoints, exact resume and divergence, on a six-image folder."""
 
 import argparse
+import hashlib
 import json
 import math
+import shutil
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,6 +18,7 @@ from safetensors.torch import load_file
 from rfcore.cli import main
 from rfcore.cli.train import add_arguments
 from rfcore.config import get_config
+from rfcore.files import LOCK_FILE, FolderBusy, folder_lock
 from rfcore.loss import LossTerms
 from rfcore.model import RetinaFace
 from rfcore.train import loop as training
@@ -235,9 +239,40 @@ def test_resume_refuses_a_run_with_other_settings_and_start_refuses_to_overwrite
         train(tiny_config(faces_folder, tmp_path, batch_size=3, resume=True))
 
 
-def test_resume_without_a_checkpoint_starts_afresh(faces_folder, tmp_path):
-    result = train(tiny_config(faces_folder, tmp_path, resume=True, max_steps=1))
-    assert result.step == 1
+def test_resume_with_nothing_to_resume_is_refused_and_leaves_no_folder(faces_folder, tmp_path):
+    with pytest.raises(ValueError, match=rf"--resume: {tmp_path / 'new'} holds no checkpoint to continue from: "
+                                         "drop --resume to start a new run there"):
+        train(tiny_config(faces_folder, tmp_path / "new", resume=True, max_steps=1))
+    assert not (tmp_path / "new").exists()
+
+
+def sha256_tree(folder) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_finished_run_without_checkpoints_is_never_emptied(faces_folder, tmp_path, resume):
+    out = tmp_path / "run"
+    train(tiny_config(faces_folder, out, keep_checkpoints=1))
+    shutil.rmtree(out / "checkpoints")  # pruned, as the shipped runs are
+    before = sha256_tree(out)
+    expected = "only a finished run: log.jsonl, weights.safetensors" if resume else \
+        "holds a finished run \\(log.jsonl, weights.safetensors\\) without a checkpoint to resume"
+    with pytest.raises(ValueError, match=f"{expected}.*choose a new --out"):
+        train(tiny_config(faces_folder, out, resume=resume))
+    assert sha256_tree(out) == before
+
+
+def test_a_second_run_into_a_busy_folder_stops_at_once_naming_the_first(faces_folder, tmp_path):
+    out = tmp_path / "run"
+    with folder_lock(out, "rfcore train"):
+        (out / LOCK_FILE).write_text("4242\n")  # the PID another process would have written
+        with pytest.raises(FolderBusy, match=rf"{out} is in use by another rfcore train \(PID 4242\)"):
+            train(tiny_config(faces_folder, out))  # flock: two descriptors conflict even in one process
+    assert not out.exists()  # the lock's folder, left empty, is removed
+    assert train(tiny_config(faces_folder, out, max_steps=1)).step == 1
+    assert not (out / LOCK_FILE).exists()
 
 
 def nan_box_from_step(first_bad: int, monkeypatch):

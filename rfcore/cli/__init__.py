@@ -21,8 +21,8 @@ import os
 import sys
 
 from rfcore.cli import anchors, bench, detect, evaluation, experiment, mesh, train, weights
-from rfcore.cli.common import EXIT_DISK_FULL, error
-from rfcore.files import DiskFull
+from rfcore.cli.common import EXIT_BAD_INPUT, EXIT_DISK_FULL, EXIT_INTERRUPTED, error
+from rfcore.files import DiskFull, is_disk_full
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,17 +38,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``rfcore`` console script."""
+    """Entry point of the ``rfcore`` console script; the exit status follows :mod:`rfcore.cli.common`'s table."""
     args = build_parser().parse_args(argv)
+    if sys.stdout is None:  # started with stdout closed (`rfcore ... >&-`)
+        error(args.command, "standard output is closed: send it somewhere, e.g. > /dev/null")
+        return EXIT_BAD_INPUT
     try:
         status = args.run(args)
         sys.stdout.flush()
     except DiskFull as err:  # a write beyond the per-file loops: the JSON lines file, converted or exported weights
         error(args.command, err)
         return EXIT_DISK_FULL
+    except KeyboardInterrupt:
+        error(args.command, "interrupted (Ctrl-C); files already written are complete, none is half-written")
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # The reader closed the pipe early (e.g. `rfcore detect ... | head`): stop quietly,
-        # and point stdout at /dev/null so the interpreter's final flush cannot fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # The reader closed the pipe early (e.g. `rfcore detect ... | head`): stop quietly.
+        _silence_stdout()
         return 1
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        _silence_stdout()  # stdout is a full device (`> /dev/full`): its buffer can never be flushed
+        error(args.command, "no space left on the device of standard output; free some space or redirect it")
+        return EXIT_DISK_FULL
     return status
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

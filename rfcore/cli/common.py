@@ -1,11 +1,19 @@
-"""What the ``rfcore`` commands share: their exit statuses, error lines and common options."""
+"""What the ``rfcore`` commands share: their exit statuses, error lines and common options.
+
+Every error a user can cause ends a command with one line on stderr and one of these statuses (the README's
+table): 0 done, 1 some files failed (the others were processed) or training diverged, :data:`EXIT_BAD_INPUT`,
+:data:`EXIT_DISK_FULL`, :data:`EXIT_INTERRUPTED`.
+"""
 
 from __future__ import annotations
 
+import argparse
+import math
+import os
 import sys
 from pathlib import Path
 
-from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, PRESETS
+from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, OPENCV_MAX_PIXELS, PRESETS
 
 EXIT_DIVERGED = 1
 """Exit status of ``rfcore train`` when the loss or the weights stop being finite."""
@@ -18,20 +26,81 @@ EXIT_DISK_FULL = 3
 checkpoint)."""
 
 
+EXIT_INTERRUPTED = 130
+"""Exit status of any command stopped by Ctrl-C (SIGINT), as shells report it (128 + 2)."""
+
+
 def error(command: str, err: Exception) -> None:
     print(f"rfcore {command}: {err}", file=sys.stderr, flush=True)
 
 
+def exit_status(err: BaseException) -> int:
+    """The status of an error a user caused: :data:`EXIT_DISK_FULL` for a full device, else :data:`EXIT_BAD_INPUT`."""
+    from rfcore.files import is_disk_full
+
+    return EXIT_DISK_FULL if is_disk_full(err) else EXIT_BAD_INPUT
+
+
+def fail(command: str, err: BaseException) -> int:
+    """Print ``err`` as the one error line of ``command`` and return its :func:`exit_status`."""
+    error(command, err)
+    return exit_status(err)
+
+
+def bounded_int(option: str, low: int, high: int):
+    """An ``argparse`` type: an integer in ``[low, high]``, or an error naming ``option`` and the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} takes a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{option} must be between {low:,} and {high:,}, got {text}")
+        return value
+
+    return parse
+
+
+def finite_float(option: str, low: float = -math.inf, high: float = math.inf):
+    """An ``argparse`` type: a finite number in ``[low, high]``, or an error naming ``option``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} takes a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{option} must be a finite number, got {text}")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{option} must be between {low:g} and {high:g}, got {text}")
+        return value
+
+    return parse
+
+
+def cores() -> int:
+    """CPU cores this process may run on (its affinity where the system says, else the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+MAX_SIDE = 16_384
+"""Upper bound of every size option in pixels (a 16384^2 RGB image is 0.8 GB, a float32 network input 3.2 GB)."""
+
+
 def add_memory_options(parser, max_size_help: str) -> None:
     parser.add_argument(
-        "--max-size", type=int, default=DEFAULT_MAX_SIZE, metavar="PIXELS",
+        "--max-size", type=bounded_int("--max-size", 0, MAX_SIDE), default=DEFAULT_MAX_SIZE, metavar="PIXELS",
         help=f"{max_size_help} (default: {DEFAULT_MAX_SIZE}, which keeps one image under about 1.6 GB of memory; "
         "0: no limit). A JPEG larger than needed is decoded at 1/2, 1/4 or 1/8 size",
     )
     parser.add_argument(
-        "--max-pixels", type=int, default=MAX_DECODE_PIXELS, metavar="N",
+        "--max-pixels", type=bounded_int("--max-pixels", 0, OPENCV_MAX_PIXELS), default=MAX_DECODE_PIXELS, metavar="N",
         help=f"refuse image files that would decode to more than N pixels, before decoding them (default: "
-        f"{MAX_DECODE_PIXELS:,}, 300 MB; 0: no limit)",
+        f"{MAX_DECODE_PIXELS:,}, 300 MB; 0: OpenCV's own limit, {OPENCV_MAX_PIXELS:,})",
     )
 
 

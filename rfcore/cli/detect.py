@@ -79,6 +79,7 @@ def _add_detect(subparsers) -> None:
 def _run_detect(args) -> int:
     from rfcore.detector import Detector
     from rfcore.video import is_video
+    from rfcore.weights import weights_files
 
     videos = [path for path in args.images if is_video(path)]
     if args.out is not None and is_video(args.out) and (len(videos) != 1 or len(args.images) != 1):
@@ -94,7 +95,7 @@ def _run_detect(args) -> int:
         return 2
     drawings = _drawing_paths(args)
     try:
-        check_not_inputs([*args.images, args.weights], [args.json_file, *drawings])
+        check_not_inputs([*args.images, *weights_files(args.weights, args.mesh)], [args.json_file, *drawings])
         detector = Detector(args.weights, args.preset, threshold=args.threshold, max_size=args.max_size,
                             max_pixels=args.max_pixels, mesh=args.mesh, engine=args.engine)
     except (ImportError, OSError, ValueError) as err:
@@ -262,11 +263,12 @@ def _run_align(args) -> int:
     from rfcore.align import align_face
     from rfcore.detector import Detector
     from rfcore.image import read_image
+    from rfcore.weights import weights_files
 
     try:
         if args.out.is_file():
             raise ValueError(f"--out {args.out} is a file: give a folder for the crops")
-        check_not_inputs([*args.images, args.weights], _crops_named_like_inputs(args))
+        check_not_inputs([*args.images, *weights_files(args.weights)], _crops_named_like_inputs(args))
         detector = Detector(args.weights, args.preset, threshold=args.threshold, max_size=args.max_size,
                             max_pixels=args.max_pixels)
     except (OSError, ValueError) as err:

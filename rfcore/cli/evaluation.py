@@ -14,6 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from rfcore.cli.common import fail
 from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, PRESETS
 from rfcore.files import check_not_inputs, write_bytes, write_text
 
@@ -113,8 +114,7 @@ def run_command(args: argparse.Namespace) -> int:
             predictions, written = detect_and_write(args, truth)
         report(args, truth, predictions, written)
     except (ImportError, MemoryError, OSError, ValueError) as err:
-        print(f"rfcore eval: {err}", file=sys.stderr, flush=True)
-        return 2
+        return fail("eval", err)
     return 0
 
 
@@ -125,9 +125,10 @@ SUMMARY_FILE, FIGURE_FILE = "summary.json", "pr_curves.png"
 def input_files(args: argparse.Namespace) -> list[Path]:
     """The files ``rfcore eval`` reads besides the images and predictions: labels or ground truth, weights."""
     from rfcore.evaluation import MAT_FILES
+    from rfcore.weights import weights_files
 
     truth = [args.label_file] if args.gt_dir is None else [args.gt_dir / name for name in MAT_FILES.values()]
-    return [*truth, args.weights]
+    return [*truth, *(weights_files(args.weights) if args.pred_dir is None else [])]
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -254,7 +255,7 @@ def detect_and_write(args: argparse.Namespace, truth):
     detector = Detector(args.weights, args.preset, threshold=threshold(args), max_size=args.max_size,
                         max_pixels=args.max_pixels, tta=tta_config(args))
     pred_dir = args.out / "predictions"
-    check_not_inputs(input_files(args), [prediction_path(pred_dir, name) for name in truth.names])
+    check_not_inputs([*input_files(args), *paths], [prediction_path(pred_dir, name) for name in truth.names])
     predictions = detect_images(detector, paths, truth.names, progress=not args.quiet)
     write_predictions(pred_dir, truth, predictions)
     return predictions, pred_dir

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rfcore.cli.common import EXIT_BAD_INPUT, EXIT_DISK_FULL, EXIT_DIVERGED
+from rfcore.cli.common import EXIT_BAD_INPUT, EXIT_DISK_FULL, EXIT_DIVERGED, EXIT_INTERRUPTED
 from rfcore.config import PRESETS
 from rfcore.train.config import PAPER_LAMBDA_PIXEL, SYNTHETIC_IMAGES, TrainConfig
 
@@ -128,16 +128,24 @@ def add_parsers(subparsers) -> argparse.ArgumentParser:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run ``rfcore train`` from parsed options; the exit status (:data:`EXIT_DIVERGED` etc., 0 when done)."""
+    from rfcore.files import FolderBusy
+    from rfcore.train.checkpoint import checkpoint_dirs
     from rfcore.train.loop import TrainingDiskFull, TrainingDiverged, train
 
     try:
-        train(TrainConfig.from_args(args))
+        train_cfg = TrainConfig.from_args(args)
+        train(train_cfg)
     except TrainingDiverged as err:
         return _fail(err, EXIT_DIVERGED)
     except TrainingDiskFull as err:
         return _fail(err, EXIT_DISK_FULL)
-    except (ImportError, OSError, ValueError) as err:
+    except (FolderBusy, ImportError, OSError, ValueError) as err:
         return _fail(err, EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        last = checkpoint_dirs(train_cfg.out)
+        kept = f"the last checkpoint, {last[-1]}, is intact: continue with --resume" if last else \
+            "no checkpoint was written yet"
+        return _fail("interrupted (Ctrl-C); " + kept, EXIT_INTERRUPTED)
     return 0
 
 

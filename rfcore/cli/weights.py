@@ -40,11 +40,11 @@ def _run_export(args) -> int:
     from rfcore.config import get_config
     from rfcore.export import export_onnx
     from rfcore.model.fuse import fuse_for_inference
-    from rfcore.quantize import quantize_onnx
-    from rfcore.weights import load_model, resolve_weights
+    from rfcore.quantize import calibration_files, quantize_onnx
+    from rfcore.weights import load_model, weights_files
 
     try:
-        check_not_inputs([resolve_weights(args.weights)], [args.onnx])
+        check_not_inputs([*weights_files(args.weights), *(calibration_files() if args.int8 else [])], [args.onnx])
         cfg = get_config(args.preset)
         model = fuse_for_inference(load_model(args.weights, cfg))
         if args.int8:

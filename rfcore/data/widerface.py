@@ -7,8 +7,9 @@ images, each a header line followed by one line per face::
     # 0--Parade/some_image.jpg
     120 84 36 44 130.2 101.5 0.0 146.8 100.9 0.0 ... 147.1 119.0 0.0 0.91
 
-* the header is ``#`` and the image path (no whitespace in it; further
-  fields on the header line are ignored);
+* the header is ``#`` and the image path, relative to ``images/`` and
+  inside it (no whitespace, not absolute, no ``..``; further fields on the
+  header line are ignored); a UTF-8 byte-order mark is allowed;
 * a face line of the training file has 20 numbers: the box ``x y w h``
   (top-left corner and size in pixels), five ``lx ly flag`` triples for
   left eye, right eye, nose tip, left and right mouth corner, and a trailing
@@ -39,6 +40,7 @@ import torch.utils.data
 
 from rfcore.assets import load_image
 from rfcore.data.sample import MISSING, FaceSample
+from rfcore.files import name_problem
 from rfcore.image import check_jpeg_complete, header_size
 
 VALUES_PER_FACE = {
@@ -46,6 +48,9 @@ VALUES_PER_FACE = {
     20: "x y w h, five 'lx ly flag' triples, score",
 }
 """Accepted face-line lengths and what they hold."""
+
+LARGEST_VALUE = float(np.finfo(np.float32).max)
+"""Numbers of a face line are kept as float32: larger ones would become infinite."""
 
 LANDMARK_COLUMNS = (4, 5, 7, 8, 10, 11, 13, 14, 16, 17)
 """Columns of a 20-number face line that hold the ``(lx, ly)`` of the five points."""
@@ -119,14 +124,15 @@ def read_label_file(path, skip_bad: bool = False) -> LabelFile:
         FileNotFoundError: If the file does not exist.
         ValueError: ``"<file>:<line>: <problem>"`` for a face line with the
             wrong number of values, a value that is not a finite number, a
-            negative width or height, or a face line without an image header;
-            also for a file that is not UTF-8 text.
+            negative width or height, a face line without an image header,
+            or an image path that is absolute or climbs out of the images
+            folder; also for a file that is not UTF-8 text.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label file {path} does not exist")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is dropped
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
     blocks = _split_blocks(text.splitlines())
@@ -154,7 +160,7 @@ def _split_blocks(lines: list[str]) -> list[_Block]:
             continue
         if text.startswith("#"):
             fields = text[1:].split()
-            problem = None if fields else "a '#' header without an image path"
+            problem = name_problem(fields[0]) if fields else "a '#' header without an image path"
             blocks.append(_Block(number, fields[0] if fields else "", [], problem))
         elif not blocks:
             blocks.append(_Block(number, "", [(number, text)], "a face line before any image header"))
@@ -222,6 +228,8 @@ def parse_numbers(fields: list[str], number: int, path: Path) -> list[float]:
             value = math.nan
         if not math.isfinite(value):
             raise ValueError(f"{path}:{number}: value {k} is not a finite number: {field!r}")
+        if abs(value) > LARGEST_VALUE:
+            raise ValueError(f"{path}:{number}: value {k} is too large to be a coordinate: {field!r}")
         values.append(value)
     return values
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from rfcore.data.widerface import parse_numbers
 from rfcore.evaluation.truth import GroundTruth, xyxy_to_xywh
-from rfcore.files import write_text
+from rfcore.files import confined, write_text
 
 FACE_LINE = "x y w h score"
 """What each face line of a prediction file holds."""
@@ -74,8 +74,12 @@ class ImagePredictions:
 
 
 def prediction_path(pred_dir, name: str) -> Path:
-    """Where image ``name`` (a :attr:`GroundTruth.names` key) keeps its predictions: ``PRED_DIR/<name>.txt``."""
-    return Path(pred_dir) / f"{name}.txt"
+    """Where image ``name`` (a :attr:`GroundTruth.names` key) keeps its predictions: ``PRED_DIR/<name>.txt``.
+
+    Raises:
+        ValueError: If ``name`` is absolute or climbs out of ``pred_dir`` (:func:`rfcore.files.confined`).
+    """
+    return confined(pred_dir, f"{name}.txt", "image name from the ground truth")
 
 
 # ---------------------------------------------------------------- reading

@@ -77,8 +77,8 @@ class TrainConfig:
         threads: Torch threads per process; ``None`` leaves torch's choice.
         seed: Seed of the initial weights, the image order and the augmentation.
         out: Output folder (log, checkpoints, final weights).
-        resume: Continue from the newest checkpoint in ``out`` (start afresh
-            if there is none).
+        resume: Continue from the newest checkpoint in ``out`` (refused if
+            there is none).
         init_weights: Start from these safetensors weights (fine-tuning);
             ``"shipped"`` for the repository's MobileNet-0.25 weights;
             ``None`` trains from scratch. A mesh head missing from the file

@@ -80,7 +80,7 @@ from torch.utils.data import Dataset
 
 from rfcore.config import RetinaFaceConfig
 from rfcore.data import TrainBatch, TrainTransform, WiderFace, face_loader
-from rfcore.files import DiskFull, append_line, check_not_inputs, format_bytes
+from rfcore.files import DiskFull, append_line, check_not_inputs, folder_lock, format_bytes
 from rfcore.loss import multitask_loss
 from rfcore.matching import TargetAssigner
 from rfcore.model import RetinaFace
@@ -370,12 +370,17 @@ def train(train_cfg: TrainConfig) -> TrainResult:
         TrainingDiskFull: If the device of ``out`` fills up; the last good
             checkpoint is kept.
         FileNotFoundError, ValueError: For missing data or weights, an output
-            file that is an input, or a checkpoint that does not fit the config.
+            file that is an input, a finished run in ``out`` (:func:`check_run_folder`),
+            or a checkpoint that does not fit the config.
+        rfcore.files.FolderBusy: If another process trains into ``out``.
     """
     check_outputs(train_cfg)
     ranks = setup_ranks(train_cfg.device)
+    lock = folder_lock(train_cfg.out, "rfcore train") if ranks.rank == 0 else contextlib.nullcontext()
     try:
-        return _run(train_cfg, ranks)
+        with lock:
+            check_run_folder(train_cfg)
+            return _run(train_cfg, ranks)
     except DiskFull as err:
         raise _disk_full(err, Path(train_cfg.out)) from None
     finally:
@@ -397,7 +402,32 @@ def check_outputs(train_cfg: TrainConfig) -> None:
         inputs.append(mesh_decoder_path(train_cfg.mesh_decoder))
     if train_cfg.val not in (None, "synthetic"):
         inputs.append(Path(train_cfg.val))
-    check_not_inputs(inputs, [Path(train_cfg.out) / name for name in OUTPUT_FILES])
+    out = Path(train_cfg.out)
+    check_not_inputs(inputs, [out / name for name in OUTPUT_FILES], folders=[out / "checkpoints"])
+
+
+def check_run_folder(train_cfg: TrainConfig) -> None:
+    """Refuse to start over a run: ``out`` with checkpoints needs ``resume``, a finished run a new ``out``.
+
+    A run whose checkpoints were pruned, or that stopped before its first, keeps its log and weights: a new
+    run never empties the folder. ``resume`` with no checkpoint to resume is refused too.
+
+    Raises:
+        ValueError: Saying which of ``--resume`` or a new ``--out`` applies.
+    """
+    out = Path(train_cfg.out)
+    found = checkpoint_dirs(out)
+    results = [name for name in OUTPUT_FILES if (out / name).exists()]
+    if train_cfg.resume and not found:
+        what = (f" (only a finished run: {', '.join(results)}): choose a new --out" if results
+                else ": drop --resume to start a new run there")
+        raise ValueError(f"--resume: {out} holds no checkpoint to continue from{what}")
+    if not train_cfg.resume and found:
+        raise ValueError(f"{out} already holds checkpoints (newest {found[-1].name}); "
+                         "pass --resume to continue that run, or choose another --out")
+    if not train_cfg.resume and results:
+        raise ValueError(f"{out} holds a finished run ({', '.join(results)}) without a checkpoint to resume: "
+                         "choose a new --out (rfcore never empties a run folder)")
 
 
 def _disk_full(err: DiskFull, out: Path) -> TrainingDiskFull:
@@ -471,17 +501,12 @@ def _checkpoint_due(train_cfg: TrainConfig, step: int, steps_per_epoch: int, las
 def _start(run: _Run) -> tuple[int, Path | None]:
     """Step and checkpoint to start from: the newest checkpoint with ``resume``, else step 0."""
     train_cfg, out = run.train_cfg, Path(run.train_cfg.out)
-    found = checkpoint_dirs(out)
-    if found and not train_cfg.resume:
-        raise ValueError(f"{out} already holds checkpoints (newest {found[-1].name}); "
-                         "pass --resume to continue that run, or choose another --out")
+    found = checkpoint_dirs(out)  # checked by check_run_folder: with resume, at least one
     if run.ranks.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         for folder in remove_stale(out):
             _message(run, f"removed {folder}, a checkpoint an interrupted run left half-written", warning=True)
     if not found:
-        if run.ranks.rank == 0:
-            (out / "log.jsonl").unlink(missing_ok=True)
         return 0, None
     state = read_state(found[-1])
     check_resumable(state, train_cfg, run.ranks.world_size, found[-1])

@@ -1,0 +1,141 @@
+"""Hostile inputs: every case of a new user's worst day ends in one sentence and an exit status from the table
+(2 bad input, 3 no space, 130 interrupted) and leaves every input byte-identical (sha256 before and after).
+
+The files a command resolves by itself (default weights, mesh files, calibration pictures) are copies in a
+temporary folder, so a regression cannot harm the repository's own assets.
+"""
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import rfcore.assets
+import rfcore.weights
+from rfcore.assets import IMAGES
+from rfcore.cli import main
+from rfcore.weights import DEFAULT_WEIGHTS, MESH_DECODER_FILE, MESH_HEAD_FILE
+
+
+def sha256_tree(*paths) -> dict:
+    """``{file: sha256}`` of every file under ``paths`` (files or folders)."""
+    found = [q for p in map(Path, paths) for q in ([p] if p.is_file() else sorted(p.rglob("*"))) if q.is_file()]
+    return {str(q): hashlib.sha256(q.read_bytes()).hexdigest() for q in found}
+
+
+def one_sentence(err: str, command: str) -> str:
+    """The error output, checked to be one line from ``rfcore COMMAND:`` (no traceback)."""
+    assert err.count("\n") == 1 and err.startswith(f"rfcore {command}: "), err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """A copy of assets/weights that rfcore takes for the shipped weights."""
+    folder = tmp_path / "weights"
+    shutil.copytree(DEFAULT_WEIGHTS.parent, folder)
+    monkeypatch.setattr(rfcore.weights, "DEFAULT_WEIGHTS", folder / DEFAULT_WEIGHTS.name)
+    return folder
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "g.jpg"
+    shutil.copy(IMAGES / "grace_hopper.jpg", path)
+    return path
+
+
+# ---------------------------------------------------------------- 1. eval writes only inside --out
+
+
+@pytest.mark.parametrize("header", ["{victim}/photo.jpg", "../../victim/photo2.jpg"])
+def test_eval_refuses_image_names_that_leave_the_images_folder(tmp_path, capsys, header):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for name in ("photo", "photo2"):
+        shutil.copy(IMAGES / "grace_hopper.jpg", victim / f"{name}.jpg")
+        (victim / f"{name}.txt").write_text("precious\n")
+    data = tmp_path / "a" / "b"
+    (data / "images").mkdir(parents=True)
+    label = data / "label.txt"
+    label.write_text(f"# ok.jpg\n1 1 5 5\n# {header.format(victim=victim)}\n10 10 50 50\n")
+    shutil.copy(IMAGES / "grace_hopper.jpg", data / "images" / "ok.jpg")
+    before = sha256_tree(victim, label)
+    assert main(["eval", "--label-file", str(label), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = one_sentence(capsys.readouterr().err, "eval")
+    assert f"{label}:3: the image path " in err and ("is absolute" in err or "climbs out of the images folder" in err)
+    assert sha256_tree(victim, label) == before and not (tmp_path / "out").exists()
+
+
+def test_prediction_paths_stay_inside_their_folder(tmp_path):
+    from rfcore.evaluation.predictions import prediction_path
+
+    assert prediction_path(tmp_path, "0--Parade/a") == tmp_path / "0--Parade" / "a.txt"
+    for name in ("/etc/passwd", "../x", "a/../../x"):
+        with pytest.raises(ValueError, match=f"nothing is written outside {tmp_path}"):
+            prediction_path(tmp_path, name)
+
+
+# ---------------------------------------------------------------- 2. files a command resolves by itself
+
+
+def test_detect_refuses_to_write_over_the_default_weights(shipped, photo, capsys):
+    target = shipped / DEFAULT_WEIGHTS.name
+    before = sha256_tree(shipped, photo)
+    assert main(["detect", str(photo), "--json-file", str(target)]) == 2
+    assert f"output {target} is an input" in one_sentence(capsys.readouterr().err, "detect")
+    assert sha256_tree(shipped, photo) == before
+
+
+@pytest.mark.parametrize("name", [MESH_DECODER_FILE, MESH_HEAD_FILE])
+def test_detect_mesh_refuses_to_write_over_the_mesh_files_beside_the_weights(shipped, photo, capsys, name):
+    before = sha256_tree(shipped, photo)
+    weights = shipped / DEFAULT_WEIGHTS.name
+    assert main(["detect", str(photo), "--mesh", "--weights", str(weights), "--json-file", str(shipped / name)]) == 2
+    assert f"output {shipped / name} is an input" in one_sentence(capsys.readouterr().err, "detect")
+    assert sha256_tree(shipped, photo) == before
+
+
+def test_export_int8_refuses_to_write_over_a_calibration_picture(tmp_path, monkeypatch, capsys):
+    pictures = tmp_path / "images"
+    shutil.copytree(IMAGES, pictures)
+    monkeypatch.setattr(rfcore.assets, "IMAGES", pictures)
+    before = sha256_tree(pictures)
+    assert main(["export", "--int8", "--onnx", str(pictures / "group.jpg")]) == 2
+    assert f"output {pictures / 'group.jpg'} is an input" in one_sentence(capsys.readouterr().err, "export")
+    assert sha256_tree(pictures) == before
+
+
+# ---------------------------------------------------------------- 7. outputs only over regular files
+
+
+def special_files(tmp_path) -> dict:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    link = tmp_path / "null"
+    link.symlink_to(os.devnull)
+    return {"a character device": Path(os.devnull), "a character device (a link to it)": link,
+            "a FIFO (named pipe)": fifo, "a folder": tmp_path / "folder"}
+
+
+@pytest.mark.parametrize("command", ["detect", "export"])
+def test_outputs_naming_a_device_fifo_or_folder_are_refused_before_any_work(tmp_path, photo, capsys, command):
+    (tmp_path / "folder").mkdir()
+    for kind, target in special_files(tmp_path).items():
+        argv = ["detect", str(photo), "--json-file", str(target)] if command == "detect" else \
+            ["export", "--onnx", str(target)]
+        assert main(argv) == 2
+        err = one_sentence(capsys.readouterr().err, command)
+        assert f"output {target} is {kind.split(' (a link')[0]}, not a regular file" in err
+    assert Path(os.devnull).is_char_device() and (tmp_path / "fifo").is_fifo() and (tmp_path / "null").is_symlink()
+
+
+def test_json_file_in_a_folder_that_cannot_be_written_is_one_sentence(tmp_path, photo, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["detect", str(photo), "--json-file", str(blocker / "out.jsonl")]) == 2
+    assert f"cannot write {blocker / 'out.jsonl'}: {blocker} is a file, not a folder" in \
+        one_sentence(capsys.readouterr().err, "detect")
