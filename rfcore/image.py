@@ -13,10 +13,11 @@ A decoded image costs 3 bytes per pixel, so a 20000x20000 picture needs
 1.2 GB before the network sees it, although a 1.7 MB PNG can hold it. Three
 guards keep reading bounded:
 
-* the size in the file's header (PNG and JPEG, :func:`header_size`) is read
-  before decoding, and an image that would decode to more than
-  :data:`MAX_DECODE_PIXELS` pixels is refused with the number and how to
-  raise the limit;
+* the size in the file's header (every format rfcore reads,
+  :func:`rfcore.headers.header_size`; others are refused) is read before
+  decoding, and an image that would decode to more than
+  :data:`MAX_DECODE_PIXELS` pixels, or whose header claims more than its
+  bytes can hold, is refused with the number and how to raise the limit;
 * a JPEG that will be shrunk anyway is decoded at 1/2, 1/4 or 1/8 of its
   size by libjpeg itself (``cv2.IMREAD_REDUCED_COLOR_*``,
   :func:`jpeg_reduction`), never larger than the network input needs;
@@ -29,61 +30,17 @@ from __future__ import annotations
 
 import mmap
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from rfcore.config import MAX_DECODE_PIXELS
+from rfcore.config import MAX_DECODE_PIXELS, OPENCV_MAX_PIXELS
 from rfcore.files import check_file
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-JPEG_SOI, JPEG_SOS, JPEG_EOI = b"\xff\xd8", 0xDA, b"\xff\xd9"
-JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-"""Start-of-frame markers (they carry the size); C4, C8 and CC are other segments."""
+from rfcore.headers import FORMATS, JPEG_SOI, JpegLayout, forged_size, header_size
 
 REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
-
-
-class JpegLayout:
-    """Where the parts of a JPEG file are: its size, and where its image data starts.
-
-    Attributes:
-        size: ``(height, width)`` from the start-of-frame segment, or ``None``.
-        scan: Offset of the first scan's image data, or ``None``.
-    """
-
-    def __init__(self, data: mmap.mmap | bytes) -> None:
-        self.data, self.size, self.scan = data, None, None
-        pos = 2
-        while pos + 4 <= len(data) and data[pos] == 0xFF:
-            marker, length = data[pos + 1], int.from_bytes(data[pos + 2 : pos + 4], "big")
-            if marker == 0xFF:  # fill byte before a marker
-                pos += 1
-                continue
-            if marker in JPEG_SOF and pos + 9 <= len(data):
-                self.size = (int.from_bytes(data[pos + 5 : pos + 7], "big"), int.from_bytes(data[pos + 7 : pos + 9], "big"))
-            if marker == JPEG_SOS:
-                self.scan = pos + 2 + length
-                return
-            pos += 2 + length
-
-    def complete(self) -> bool:
-        """True if an end-of-image marker follows the image data."""
-        # 0xFF 0xD9 cannot occur inside entropy-coded data (0xFF is stuffed as 0xFF 0x00)
-        return self.scan is not None and self.data.find(JPEG_EOI, self.scan) >= 0
-
-
-def header_size(path) -> tuple[str, tuple[int, int] | None]:
-    """The format (``"png"``, ``"jpeg"`` or ``""`` for others) and ``(height, width)`` from the header, without decoding."""
-    with open(path, "rb") as f:
-        head = f.read(24)
-        if head.startswith(PNG_SIGNATURE) and head[12:16] == b"IHDR":
-            return "png", (int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big"))
-        if head.startswith(JPEG_SOI):
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return "jpeg", JpegLayout(data).size
-    return "", None
 
 
 def check_jpeg_complete(path) -> None:
@@ -97,6 +54,20 @@ def check_jpeg_complete(path) -> None:
                                  "download or a full disk): copy or export it again")
 
 
+def check_header(path) -> tuple[str, tuple[int, int]]:
+    """The format and ``(height, width)`` of an image file, from its header.
+
+    Raises:
+        ValueError: For a format whose size rfcore does not read first, or a damaged header.
+    """
+    kind, size = header_size(path)
+    if not kind:
+        raise ValueError(f"{path} is not a readable image in a format rfcore reads ({FORMATS})")
+    if size is None or 0 in size:
+        raise ValueError(f"{path} is a {kind.upper()} file whose header is damaged or cut short (no image size)")
+    return kind, size
+
+
 def jpeg_reduction(size: tuple[int, int], long_edge: int | None) -> int:
     """The largest of 8, 4, 2 whose reduced image still has a long edge of at least ``long_edge``; else 1.
 
@@ -108,14 +79,20 @@ def jpeg_reduction(size: tuple[int, int], long_edge: int | None) -> int:
 
 
 def check_pixels(path, size: tuple[int, int], reduction: int, max_pixels: int | None) -> None:
-    """Raise ``ValueError`` if decoding ``size`` reduced by ``reduction`` exceeds ``max_pixels``."""
+    """Raise ``ValueError`` if decoding ``size`` reduced by ``reduction`` exceeds ``max_pixels``.
+
+    A ``max_pixels`` of 0 or ``None`` stands for OpenCV's own limit, :data:`~rfcore.config.OPENCV_MAX_PIXELS`.
+    """
     height, width = (-(-side // reduction) for side in size)
+    if height * width > OPENCV_MAX_PIXELS:
+        raise ValueError(f"{path} is {size[1]}x{size[0]} pixels, more than OpenCV decodes "
+                         f"({OPENCV_MAX_PIXELS:,} pixels): shrink it with another tool first")
     if max_pixels and height * width > max_pixels:
         shrink = f", decoded at 1/{reduction} size: {width}x{height}" if reduction > 1 else ""
         raise ValueError(
             f"{path} is {size[1]}x{size[0]} pixels{shrink} ({height * width / 1e6:.0f} megapixels, "
             f"{3 * height * width / 1e9:.1f} GB decoded), over the limit of {max_pixels / 1e6:g} megapixels; "
-            f"to read it anyway raise the limit (command line: --max-pixels {height * width}, or 0 for none; "
+            f"to read it anyway raise the limit (command line: --max-pixels {height * width}, or 0 for OpenCV's own; "
             "Python: max_pixels=...)"
         )
 
@@ -129,6 +106,30 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, MemoryError) or (
         isinstance(err, (RuntimeError, cv2.error)) and any(m in str(err) for m in OUT_OF_MEMORY_MESSAGES)
     )
+
+
+def check_image_file(
+    path, long_edge: Callable[[tuple[int, int]], int] | None = None, max_pixels: int | None = MAX_DECODE_PIXELS
+) -> tuple[tuple[int, int], int]:
+    """Everything :func:`read_rgb` checks before decoding, without decoding.
+
+    Returns:
+        The file's ``(height, width)`` and the JPEG reduction it will be decoded at (1, 2, 4 or 8).
+
+    Raises:
+        FileNotFoundError, IsADirectoryError, ValueError: As :func:`read_rgb`, except for what only decoding finds.
+    """
+    path = check_file(path, "an image")
+    kind, size = check_header(path)
+    reduction = 1
+    if kind == "jpeg":
+        check_jpeg_complete(path)
+        reduction = jpeg_reduction(size, long_edge(size)) if long_edge else 1
+    check_pixels(path, size, reduction, max_pixels)
+    forged = forged_size(path, kind, size)
+    if forged:
+        raise ValueError(f"{path}: {forged}")
+    return size, reduction
 
 
 def read_rgb(
@@ -150,27 +151,22 @@ def read_rgb(
 
     Raises:
         FileNotFoundError, IsADirectoryError: For a missing file or a folder.
-        ValueError: For a file OpenCV cannot decode, a truncated JPEG, or one
-            over ``max_pixels``, naming the file.
+        ValueError: For a file OpenCV cannot decode, a format whose size
+            rfcore cannot read first, a damaged or forged header, a truncated
+            JPEG, or one over ``max_pixels``, naming the file.
         MemoryError: If decoding runs out of memory.
     """
-    path = check_file(path, "an image")
-    kind, size = header_size(path)
-    reduction = 1
-    if kind == "jpeg":
-        check_jpeg_complete(path)
-        reduction = jpeg_reduction(size, long_edge(size)) if size and long_edge else 1
-    if size is not None:
-        check_pixels(path, size, reduction, max_pixels)
+    path = Path(path)
+    size, reduction = check_image_file(path, long_edge, max_pixels)
     try:
         bgr = cv2.imread(str(path), REDUCED_FLAGS.get(reduction, cv2.IMREAD_COLOR))
     except cv2.error as err:
         if is_out_of_memory(err):
             raise MemoryError(f"{path}: out of memory while decoding it; free memory or lower --max-pixels") from None
-        raise ValueError(f"{path} is not a readable image (OpenCV: {err})") from None
+        raise ValueError(f"{path} is not a readable image (OpenCV: {getattr(err, 'err', '') or 'error'})") from None
     if bgr is None:
         raise ValueError(f"{path} is not a readable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (size or bgr.shape[:2])
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size
 
 
 # ---------------------------------------------------------------- arrays and network input

@@ -139,3 +139,42 @@ def test_json_file_in_a_folder_that_cannot_be_written_is_one_sentence(tmp_path, 
     assert main(["detect", str(photo), "--json-file", str(blocker / "out.jsonl")]) == 2
     assert f"cannot write {blocker / 'out.jsonl'}: {blocker} is a file, not a folder" in \
         one_sentence(capsys.readouterr().err, "detect")
+
+
+# ---------------------------------------------------------------- 5. every decoder bounded before it allocates
+
+
+@pytest.mark.parametrize(("side", "suffix", "options", "message"), [
+    (20000, ".tif", [], "is 20000x20000 pixels (400 megapixels, 1.2 GB decoded), over the limit of 100 megapixels"),
+    (20000, ".gif", [], "is 20000x20000 pixels (400 megapixels, 1.2 GB decoded), over the limit of 100 megapixels"),
+    (65000, ".jpg", [], "its header claims 65000x65000 pixels, but it holds "),
+    (60000, ".png", ["--max-pixels", "0"], "is 60000x60000 pixels, more than OpenCV decodes (1,073,741,824 pixels)"),
+])
+def test_hostile_headers_are_refused_before_decoding(tmp_path, photo, monkeypatch, capsys, side, suffix, options,
+                                                     message):
+    from rfcore.bench.memory import forge_header
+
+    hostile = forge_header(tmp_path / f"hostile{suffix}", side)
+    assert hostile.stat().st_size < 20_000
+    before = sha256_tree(hostile, photo)
+    assert main(["detect", str(hostile), str(photo), *options]) == 1  # the next file still runs
+    out, err = capsys.readouterr()
+    assert one_sentence(err, "detect").startswith(f"rfcore detect: {hostile}") and message in err
+    assert out.startswith(f"{photo}: 1 face")
+    assert sha256_tree(hostile, photo) == before
+
+
+# ---------------------------------------------------------------- FIFOs and devices never hang a batch
+
+
+def test_a_fifo_or_device_input_is_skipped_and_the_next_file_runs(tmp_path, photo, capsys):
+    for name in ("f.jpg", "f.mp4"):
+        os.mkfifo(tmp_path / name)
+    inputs = [tmp_path / "f.jpg", tmp_path / "f.mp4", Path(os.devnull), photo]
+    assert main(["detect", *map(str, inputs)]) == 1  # a FIFO opened for reading would block until a writer came
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        f"rfcore detect: {tmp_path / 'f.jpg'} is a FIFO (named pipe), not an image: rfcore reads only regular files",
+        f"rfcore detect: {tmp_path / 'f.mp4'} is a FIFO (named pipe), not a video: rfcore reads only regular files",
+        f"rfcore detect: {os.devnull} is a character device, not an image: rfcore reads only regular files"]
+    assert out.startswith(f"{photo}: 1 face")

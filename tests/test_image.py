@@ -28,7 +28,33 @@ def test_header_size_of_png_jpeg_and_other_formats(tmp_path):
     assert header_size(write(tmp_path / "a.png", image)) == ("png", (30, 70))
     assert header_size(write(tmp_path / "a.jpg", image)) == ("jpeg", (30, 70))
     assert header_size(IMAGES / "group.jpg") == ("jpeg", (540, 960))
-    assert header_size(write(tmp_path / "a.bmp", image)) == ("", None)
+
+
+ENCODED = [(".gif", "gif", ()), (".tif", "tiff", ()), (".tiff", "tiff", (cv2.IMWRITE_TIFF_COMPRESSION, 1)),
+           (".bmp", "bmp", ()), (".webp", "webp", ()), (".webp", "webp", (cv2.IMWRITE_WEBP_QUALITY, 101)),
+           (".ppm", "pnm", ()), (".ppm", "pnm", (cv2.IMWRITE_PXM_BINARY, 0)), (".pgm", "pnm", ()),
+           (".pbm", "pnm", ()), (".pam", "pnm", ()), (".pfm", "pnm", ()), (".ras", "sun", ())]
+"""Every other format whose header rfcore reads, as OpenCV writes it (lossless WebP is quality 101)."""
+
+
+@pytest.mark.parametrize(("suffix", "kind", "params"), ENCODED)
+def test_header_size_of_every_format_rfcore_reads_agrees_with_the_decoder(tmp_path, suffix, kind, params):
+    picture = (np.random.default_rng(0).random((30, 70, 3)) * 255).astype(np.uint8)
+    if suffix in (".pgm", ".pbm"):
+        picture = picture[:, :, 0]
+    if suffix == ".pfm":
+        picture = picture.astype(np.float32)
+    path = write(tmp_path / f"a{suffix}", picture, *params)
+    assert header_size(path) == (kind, (30, 70))
+    assert read_rgb(path)[0].shape == (30, 70, 3)
+
+
+def test_a_format_whose_size_rfcore_cannot_read_first_is_refused(tmp_path):
+    path = tmp_path / "a.hdr"
+    path.write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 60000 +X 60000\n")
+    assert header_size(path) == ("", None)
+    with pytest.raises(ValueError, match=rf"^{path} is not a readable image in a format rfcore reads \(PNG, JPEG, GIF, TIFF"):
+        read_rgb(path)
 
 
 @pytest.mark.parametrize(("long_edge", "expected"), [(None, 1), (5001, 1), (5000, 2), (4096, 2), (2000, 4), (1250, 8), (10, 8)])
@@ -54,7 +80,7 @@ def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path, monk
         read_rgb(path)
     assert str(caught.value) == (
         f"{path} is 20000x20000 pixels (400 megapixels, 1.2 GB decoded), over the limit of 100 megapixels; to read "
-        "it anyway raise the limit (command line: --max-pixels 400000000, or 0 for none; Python: max_pixels=...)")
+        "it anyway raise the limit (command line: --max-pixels 400000000, or 0 for OpenCV's own; Python: max_pixels=...)")
     with pytest.raises(ValueError, match="over the limit of 1 megapixels"):
         read_rgb(path, max_pixels=1_000_000)
 

@@ -1,11 +1,12 @@
 """``rfcore bench memory``: peak memory of ``rfcore detect`` on large images.
 
 Each case writes a square image of the given side (a tiled photograph, so
-the detector has faces to find) as a JPEG or PNG, runs ``rfcore detect`` on
-it in a fresh Python process, and reports that process's peak resident set
-size as the kernel counts it (``VmHWM``), so nothing but the command itself
-is measured. A run refused by a memory guard counts
-too: the point is that it stops before decoding, at a small peak.
+the detector has faces to find) as a JPEG, PNG, TIFF or GIF, or a small
+picture whose header claims that side (:func:`forge_header`, a hostile
+file), runs ``rfcore detect`` on it in a fresh Python process, and reports
+that process's peak resident set size as the kernel counts it (``VmHWM``),
+so nothing but the command itself is measured. A run refused by a memory
+guard counts too: the point is that it stops before decoding, at a small peak.
 
 The goal is a peak under :data:`PEAK_GOAL_BYTES` with the default settings,
 whatever the file's size.
@@ -29,6 +30,43 @@ PEAK_GOAL_BYTES = 2_000_000_000
 
 DEFAULT_CASES = ((6000, ".jpg"), (6000, ".png"), (20000, ".jpg"), (20000, ".png"))
 """``(side, format)`` of the measured images."""
+
+FORGED_CASES = ((65000, ".jpg"), (60000, ".png"), (20000, ".tif"), (20000, ".gif"))
+"""``(side, format)`` of the measured hostile files: a 64x64 picture whose header claims ``side x side``."""
+
+
+def forge_header(path: Path, side: int, picture_side: int = 64) -> Path:
+    """Write a ``picture_side``-pixel picture in ``path``'s format (JPEG, PNG, TIFF, GIF) whose header claims ``side``.
+
+    The file stays small (a few kB) while a decoder that believed it would allocate ``3 * side**2`` bytes or more.
+    """
+    image = np.random.default_rng(0).integers(0, 256, (picture_side, picture_side, 3), np.uint8)
+    ok, encoded = cv2.imencode(path.suffix, image)
+    if not ok:
+        raise OSError(f"could not encode a picture as {path.suffix}")
+    data = bytearray(encoded.tobytes())
+    if path.suffix in (".jpg", ".jpeg"):
+        sof = next(k for k in range(2, len(data) - 9) if data[k] == 0xFF and data[k + 1] in (0xC0, 0xC1, 0xC2))
+        data[sof + 5 : sof + 9] = side.to_bytes(2, "big") * 2  # height, width
+    elif path.suffix == ".png":
+        data[16:24] = side.to_bytes(4, "big") * 2  # IHDR width, height
+    elif path.suffix == ".gif":
+        data[6:10] = side.to_bytes(2, "little") * 2  # logical screen width, height
+    elif path.suffix in (".tif", ".tiff"):
+        _forge_tiff_sides(data, side)
+    else:
+        raise ValueError(f"cannot forge a {path.suffix} header")
+    return write_bytes(path, bytes(data))
+
+
+def _forge_tiff_sides(data: bytearray, side: int) -> None:
+    """Set ImageWidth and ImageLength of a little-endian classic TIFF's first directory to ``side``."""
+    offset = int.from_bytes(data[4:8], "little")
+    for k in range(int.from_bytes(data[offset : offset + 2], "little")):
+        entry = offset + 2 + 12 * k
+        if int.from_bytes(data[entry : entry + 2], "little") in (256, 257):
+            width = 2 if int.from_bytes(data[entry + 2 : entry + 4], "little") == 3 else 4
+            data[entry + 8 : entry + 8 + width] = side.to_bytes(width, "little")
 
 
 def write_large_image(path: Path, side: int) -> Path:
@@ -71,22 +109,24 @@ def peak_rss(args: list[str]) -> tuple[int, int, str]:
     return int(last.split()[1]), done.returncode, lines[-1] if lines else ""
 
 
-def bench_memory(cases=DEFAULT_CASES, extra_args: tuple[str, ...] = ()) -> list[dict]:
+def bench_memory(cases=DEFAULT_CASES, extra_args: tuple[str, ...] = (), forged=()) -> list[dict]:
     """Peak memory of ``rfcore detect IMAGE`` for each ``(side, format)`` case.
 
     Args:
-        cases: ``(side, suffix)`` pairs, e.g. ``(20000, ".png")``.
+        cases: ``(side, suffix)`` pairs of real images, e.g. ``(20000, ".png")``.
         extra_args: More ``rfcore detect`` options, e.g. ``("--max-pixels", "0")``.
+        forged: ``(side, suffix)`` pairs of hostile files (:func:`forge_header`), e.g. :data:`FORGED_CASES`.
 
     Returns:
-        Per case: ``side``, ``format``, ``file_bytes``, ``peak_bytes``, ``status`` and ``message``.
+        Per case: ``side``, ``format``, ``forged``, ``file_bytes``, ``peak_bytes``, ``status`` and ``message``.
     """
     results = []
     with tempfile.TemporaryDirectory() as folder:
-        for side, suffix in cases:
-            path = write_large_image(Path(folder) / f"large_{side}{suffix}", side)
+        for (side, suffix), hostile in [*((case, False) for case in cases), *((case, True) for case in forged)]:
+            path = Path(folder) / f"{'forged' if hostile else 'large'}_{side}{suffix}"
+            (forge_header if hostile else write_large_image)(path, side)
             peak, status, message = peak_rss(["detect", str(path), *extra_args])
-            results.append({"side": side, "format": suffix[1:], "file_bytes": path.stat().st_size,
+            results.append({"side": side, "format": suffix[1:], "forged": hostile, "file_bytes": path.stat().st_size,
                             "peak_bytes": peak, "status": status, "message": message})
             path.unlink()
     return results
@@ -98,8 +138,8 @@ def format_memory_report(results: list[dict], extra_args: tuple[str, ...] = ()) 
     lines = [f"peak resident memory of `rfcore detect IMAGE` ({options}), one fresh process per image"]
     for r in results:
         outcome = "detected" if r["status"] == 0 else f"exit {r['status']}: {r['message'][:110]}"
-        size = f"{r['side']}x{r['side']}"
-        lines.append(f"  {size:>11} {r['format']:<4} ({format_bytes(r['file_bytes']):>8}): "
+        size = f"{'claims ' if r.get('forged') else ''}{r['side']}x{r['side']}"
+        lines.append(f"  {size:>18} {r['format']:<4} ({format_bytes(r['file_bytes']):>8}): "
                      f"peak {format_bytes(r['peak_bytes']):>8}  {outcome}")
     worst = max(r["peak_bytes"] for r in results)
     verdict = "met" if worst < PEAK_GOAL_BYTES else "MISSED"

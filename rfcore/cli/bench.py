@@ -110,14 +110,17 @@ def _add_bench(subparsers) -> None:
     mesh.set_defaults(run=_run_bench_mesh)
     memory = kinds.add_parser(
         "memory",
-        help="peak memory of rfcore detect on 6000x6000 and 20000x20000 images",
-        description="Write square JPEG and PNG images of each side, run `rfcore detect` on each in a fresh process "
-        "and report its peak resident memory (from the kernel), against the goal of 2 GB with the default options.",
+        help="peak memory of rfcore detect on 6000x6000 and 20000x20000 images and hostile files",
+        description="Write square JPEG and PNG images of each side, and small hostile files whose header claims "
+        "a huge size (JPEG 65000^2, PNG 60000^2, TIFF and GIF 20000^2), run `rfcore detect` on each in a fresh "
+        "process and report its peak resident memory (from the kernel), against the goal of 2 GB with the default "
+        "options.",
     )
     memory.add_argument("--sides", type=int, nargs="+", default=[6000, 20000], metavar="PIXELS",
                         help="image sides (default: 6000 20000)")
-    memory.add_argument("--formats", nargs="+", default=["jpg", "png"], choices=("jpg", "png"),
+    memory.add_argument("--formats", nargs="+", default=["jpg", "png"], choices=("jpg", "png", "tif", "gif"),
                         help="file formats (default: jpg png)")
+    memory.add_argument("--no-forged", action="store_true", help="skip the hostile files")
     memory.add_argument("--max-size", type=int, metavar="PIXELS", help="pass --max-size to rfcore detect")
     memory.add_argument("--max-pixels", type=int, metavar="N", help="pass --max-pixels to rfcore detect")
     memory.set_defaults(run=_run_bench_memory)
@@ -125,7 +128,7 @@ def _add_bench(subparsers) -> None:
 
 
 def _run_bench_memory(args) -> int:
-    from rfcore.bench.memory import bench_memory, format_memory_report
+    from rfcore.bench.memory import FORGED_CASES, bench_memory, format_memory_report
 
     if min(args.sides) < 1:
         raise SystemExit(f"rfcore bench memory: --sides must be at least 1, got {min(args.sides)}")
@@ -133,7 +136,8 @@ def _run_bench_memory(args) -> int:
              if value is not None]
     extra_args = tuple(str(part) for pair in extra for part in pair)
     cases = [(side, f".{fmt}") for side in args.sides for fmt in args.formats]
-    print(format_memory_report(bench_memory(cases, extra_args), extra_args))
+    forged = () if args.no_forged else FORGED_CASES
+    print(format_memory_report(bench_memory(cases, extra_args, forged), extra_args))
     return 0
 
 

@@ -34,14 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-import cv2
 import numpy as np
 import torch.utils.data
 
-from rfcore.assets import load_image
 from rfcore.data.sample import MISSING, FaceSample
 from rfcore.files import name_problem
-from rfcore.image import check_jpeg_complete, header_size
+from rfcore.image import check_image_file, header_size, read_image
 
 VALUES_PER_FACE = {
     4: "x y w h",
@@ -310,7 +308,7 @@ class WiderFace(torch.utils.data.Dataset):
         index = range(len(self))[index]
         entry = self.entries[index]
         path = self.images / entry.image
-        sample = FaceSample(load_image(path), entry.boxes.copy(), entry.landmarks.copy(), str(path))
+        sample = FaceSample(read_image(path), entry.boxes.copy(), entry.landmarks.copy(), str(path))
         if self.transform is None:
             return sample
         return self.transform(sample, self.rng(index))
@@ -383,16 +381,15 @@ def outside_image(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def _image_error(path: Path, where: str) -> OSError | ValueError | None:
     """What is wrong with image file ``path`` (named in ``where``), or ``None``.
 
-    The file signature is read, and a JPEG is checked for its end marker
-    (a truncated JPEG decodes without an error, grey below the cut); other
-    truncated files fail when loaded.
+    Everything is checked that can be without decoding
+    (:func:`rfcore.image.check_image_file`): the header's format and size
+    within the pixel limit, and a JPEG's end marker (a truncated JPEG decodes
+    without an error, grey below the cut); other truncated files fail when loaded.
     """
-    if not path.is_file():
+    if not path.exists():
         return FileNotFoundError(f"{where}: image {path} does not exist")
-    if not cv2.haveImageReader(str(path)):
-        return ValueError(f"{where}: image {path} is not an image OpenCV can read")
     try:
-        check_jpeg_complete(path)
-    except ValueError as err:
+        check_image_file(path)
+    except (OSError, ValueError) as err:
         return ValueError(f"{where}: {err}")
     return None
