@@ -55,15 +55,21 @@ COLLINEAR_RATIO = 1e-3
 """Landmarks whose spread across their main line is below this share of the spread along it are collinear."""
 
 
+MAX_CROP_SIDE = 4096
+"""Largest side of an aligned crop (48 MB of RGB); recognisers take 112 to 224."""
+
+
 def crop_size(size) -> tuple[int, int]:
     """``(width, height)`` of a crop from an int (square) or a ``(width, height)`` pair.
 
     Raises:
-        ValueError: If ``size`` is not a positive int or a pair of them.
+        ValueError: If ``size`` is not a positive int or a pair of them, or a side exceeds :data:`MAX_CROP_SIDE`.
     """
     pair = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
     if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in pair):
         raise ValueError(f"size must be a positive int or (width, height) of positive ints, got {size!r}")
+    if max(pair) > MAX_CROP_SIDE:
+        raise ValueError(f"size must be at most {MAX_CROP_SIDE} pixels a side, got {size!r}")
     return int(pair[0]), int(pair[1])
 
 
@@ -76,10 +82,13 @@ def parse_size(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
     try:
         numbers = [int(part) for part in parts]
-        return crop_size(numbers[0] if len(numbers) == 1 else tuple(numbers))
     except ValueError:
-        expected = "SIDE or WIDTHxHEIGHT in pixels (e.g. 112 or 96x112)"
-        raise ValueError(f"crop size must be {expected}, got {text!r}") from None
+        numbers = []
+    if len(numbers) not in (1, 2) or min(numbers) < 1:
+        raise ValueError(f"crop size must be SIDE or WIDTHxHEIGHT in pixels (e.g. 112 or 96x112), got {text!r}")
+    if max(numbers) > MAX_CROP_SIDE:
+        raise ValueError(f"crop size must be at most {MAX_CROP_SIDE} pixels a side, got {text!r}")
+    return crop_size(numbers[0] if len(numbers) == 1 else tuple(numbers))
 
 
 def template_points(size=TEMPLATE_SIZE) -> np.ndarray:

@@ -192,9 +192,11 @@ def test_bench_mesh_prints_one_row_per_batch(capsys):
     assert [line.split()[0] for line in lines[2:]] == ["1", "2"]
 
 
-def test_bench_mesh_rejects_bad_sizes(capsys):
-    with pytest.raises(SystemExit, match="--size must be at least 1"):
-        main(["bench", "mesh", "--size", "0"])
+@pytest.mark.parametrize("size", ["0", "100000"])
+def test_bench_mesh_rejects_bad_sizes(capsys, size):
+    with pytest.raises(SystemExit, match="2"):
+        main(["bench", "mesh", "--size", size])
+    assert f"argument --size: must be between 1 and 1,024, got {size}" in capsys.readouterr().err
 
 
 def test_a_reader_closing_the_pipe_early_is_not_a_traceback():

@@ -178,3 +178,35 @@ def test_a_fifo_or_device_input_is_skipped_and_the_next_file_runs(tmp_path, phot
         f"rfcore detect: {tmp_path / 'f.mp4'} is a FIFO (named pipe), not a video: rfcore reads only regular files",
         f"rfcore detect: {os.devnull} is a character device, not an image: rfcore reads only regular files"]
     assert out.startswith(f"{photo}: 1 face")
+
+
+# ---------------------------------------------------------------- 6. and sizes: every number option is bounded
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["anchors", "--size", "-1", "5"], "argument --size: must be between 1 and 16,384, got -1"),
+    (["align", "g.jpg", "--out", "x", "--size", "100000"], "crop size must be at most 4096 pixels a side"),
+    (["detect", "g.jpg", "--batch", "100000"], "argument --batch: must be between 1 and 256, got 100000"),
+    (["detect", "g.jpg", "--threshold", "nan"], "argument --threshold: must be a finite number, got nan"),
+    (["eval", "--label-file", "l.txt", "--scales", "100000"], "argument --scales: must be between 16 and 16,384"),
+    (["train", "--data", "synthetic", "--workers", "100000"], "argument --workers: must be between 0 and "),
+])
+def test_options_out_of_range_are_refused_by_argparse_naming_them(capsys, argv, message):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--size", "100000"], "image_size (--size) must be at most 4,096, got 100000"),
+    (["--num-images", "1000000000"], "num_images (--num-images) must be at most 10,000,000, got 1000000000"),
+    (["--seed", "-1"], "seed (--seed) must not be negative, got -1"),
+    (["--seed", "99999999999999999999999"], "seed (--seed) must be at most 4,294,967,295, got 99999999999999999999999"),
+    (["--step-epochs", "nan"], "step_epochs (--step-epochs) must be a finite number, got nan"),
+    (["--step-epochs", "-5"], "step_epochs (--step-epochs) must not be negative, got (-5.0,)"),
+    (["--lr", "inf"], "lr (--lr) must be a finite number, got inf"),
+])
+def test_train_options_out_of_range_are_one_sentence_naming_the_option(tmp_path, capsys, options, message):
+    assert main(["train", "--data", "synthetic", "--out", str(tmp_path / "run"), *options]) == 2
+    assert one_sentence(capsys.readouterr().err, "train") == f"rfcore train: train config: {message}\n"
+    assert not (tmp_path / "run").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rfcore.cli.common import MAX_SIDE, bounded_int
 from rfcore.config import PRESETS
 
 
@@ -19,7 +20,7 @@ def _add_anchors(subparsers) -> None:
     )
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="preset name (default: paper)")
     parser.add_argument(
-        "--size", type=int, nargs=2, default=(640, 640), metavar=("HEIGHT", "WIDTH"),
+        "--size", type=bounded_int(1, MAX_SIDE), nargs=2, default=(640, 640), metavar=("HEIGHT", "WIDTH"),
         help="input size in pixels (default: 640 640)",
     )
     parser.set_defaults(run=_run_anchors)

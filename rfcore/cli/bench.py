@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rfcore.cli.common import error
+from rfcore.cli.common import MAX_SIDE, bounded_int, error
 from rfcore.config import PRESETS
 from rfcore.train.config import MESH_ANCHORS
 
@@ -36,7 +36,8 @@ def _add_bench(subparsers) -> None:
     )
     targets.add_argument("--batch", type=int, default=32, help="images per batch (default: 32)")
     targets.add_argument("--faces", type=int, default=50, help="faces per image (default: 50)")
-    targets.add_argument("--size", type=int, default=640, help="square image side in pixels (default: 640)")
+    targets.add_argument("--size", type=bounded_int(1, MAX_SIDE), default=640,
+                         help="square image side in pixels (default: 640)")
     targets.add_argument("--repeats", type=int, default=5, help="timed runs per method, median reported (default: 5)")
     targets.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     targets.set_defaults(run=_run_bench_targets)
@@ -80,7 +81,8 @@ def _add_bench(subparsers) -> None:
                        help="preset (default: mobilenet0.25)")
     train.add_argument("--batch", type=int, default=8, help="images per step (default: 8)")
     train.add_argument("--faces", type=int, default=20, help="faces per image (default: 20)")
-    train.add_argument("--size", type=int, default=640, help="square image side in pixels (default: 640)")
+    train.add_argument("--size", type=bounded_int(1, MAX_SIDE), default=640,
+                         help="square image side in pixels (default: 640)")
     train.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     train.add_argument("--repeats", type=int, default=5, help="timed steps after one warm-up, median reported (default: 5)")
     train.add_argument("--mesh", action="store_true",
@@ -100,7 +102,7 @@ def _add_bench(subparsers) -> None:
         "to 640x480 (ten faces), in alternating rounds, against the goal that the mesh adds less than 10%.",
     )
     mesh.add_argument("--batches", type=int, nargs="+", default=[1, 16], metavar="B", help="batch sizes (default: 1 16)")
-    mesh.add_argument("--size", type=int, default=32, help="crop side in pixels (default: 32)")
+    mesh.add_argument("--size", type=bounded_int(1, 1024), default=32, help="crop side in pixels (default: 32)")
     mesh.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     mesh.add_argument("--repeats", type=int, default=10, help="timed runs per figure, median reported (default: 10)")
     mesh.add_argument("--detect-repeats", type=int, default=50, metavar="N",
@@ -116,7 +118,7 @@ def _add_bench(subparsers) -> None:
         "process and report its peak resident memory (from the kernel), against the goal of 2 GB with the default "
         "options.",
     )
-    memory.add_argument("--sides", type=int, nargs="+", default=[6000, 20000], metavar="PIXELS",
+    memory.add_argument("--sides", type=bounded_int(1, 60000), nargs="+", default=[6000, 20000], metavar="PIXELS",
                         help="image sides (default: 6000 20000)")
     memory.add_argument("--formats", nargs="+", default=["jpg", "png"], choices=("jpg", "png", "tif", "gif"),
                         help="file formats (default: jpg png)")
@@ -130,8 +132,6 @@ def _add_bench(subparsers) -> None:
 def _run_bench_memory(args) -> int:
     from rfcore.bench.memory import FORGED_CASES, bench_memory, format_memory_report
 
-    if min(args.sides) < 1:
-        raise SystemExit(f"rfcore bench memory: --sides must be at least 1, got {min(args.sides)}")
     extra = [(flag, value) for flag, value in (("--max-size", args.max_size), ("--max-pixels", args.max_pixels))
              if value is not None]
     extra_args = tuple(str(part) for pair in extra for part in pair)
@@ -144,7 +144,7 @@ def _run_bench_memory(args) -> int:
 def _run_bench_mesh(args) -> int:
     from rfcore.bench.mesh import bench_mesh, bench_mesh_detect, format_mesh_detect_report, format_mesh_report
 
-    for name, value in (("--size", args.size), ("--threads", args.threads), ("--repeats", args.repeats), ("--batches", min(args.batches))):
+    for name, value in (("--threads", args.threads), ("--repeats", args.repeats), ("--batches", min(args.batches))):
         if value < 1:
             raise SystemExit(f"rfcore bench mesh: {name} must be at least 1, got {value}")
     if args.detect_repeats < 0:
@@ -163,7 +163,7 @@ def _run_bench_mesh(args) -> int:
 def _run_bench_train(args) -> int:
     from rfcore.bench.train import bench_train, format_train_report
 
-    for name in ("batch", "faces", "size", "threads", "repeats", "mesh_anchors"):
+    for name in ("batch", "faces", "threads", "repeats", "mesh_anchors"):
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
             raise SystemExit(f"rfcore bench train: {flag} must be at least 1, got {getattr(args, name)}")
@@ -181,7 +181,7 @@ def _run_bench_targets(args) -> int:
 
     from rfcore.bench.targets import bench_targets, format_targets_report
 
-    for name, value in (("--batch", args.batch), ("--faces", args.faces), ("--size", args.size), ("--repeats", args.repeats)):
+    for name, value in (("--batch", args.batch), ("--faces", args.faces), ("--repeats", args.repeats)):
         if value < 1:
             raise SystemExit(f"rfcore bench targets: {name} must be at least 1, got {value}")
     if args.threads:

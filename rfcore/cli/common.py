@@ -47,33 +47,33 @@ def fail(command: str, err: BaseException) -> int:
     return exit_status(err)
 
 
-def bounded_int(option: str, low: int, high: int):
-    """An ``argparse`` type: an integer in ``[low, high]``, or an error naming ``option`` and the range."""
+def bounded_int(low: int, high: int):
+    """An ``argparse`` type: an integer in ``[low, high]`` (argparse names the option in its error)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{option} takes a whole number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"takes a whole number, got {text!r}") from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{option} must be between {low:,} and {high:,}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be between {low:,} and {high:,}, got {text}")
         return value
 
     return parse
 
 
-def finite_float(option: str, low: float = -math.inf, high: float = math.inf):
-    """An ``argparse`` type: a finite number in ``[low, high]``, or an error naming ``option``."""
+def finite_float(low: float = -math.inf, high: float = math.inf):
+    """An ``argparse`` type: a finite number in ``[low, high]`` (argparse names the option in its error)."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{option} takes a number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"takes a number, got {text!r}") from None
         if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{option} must be a finite number, got {text}")
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{option} must be between {low:g} and {high:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {text}")
         return value
 
     return parse
@@ -87,18 +87,21 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+MAX_BATCH = 256
+"""Upper bound of every batch-size option of the inference commands (256 VGA frames are 0.9 GB of network input)."""
+
 MAX_SIDE = 16_384
 """Upper bound of every size option in pixels (a 16384^2 RGB image is 0.8 GB, a float32 network input 3.2 GB)."""
 
 
 def add_memory_options(parser, max_size_help: str) -> None:
     parser.add_argument(
-        "--max-size", type=bounded_int("--max-size", 0, MAX_SIDE), default=DEFAULT_MAX_SIZE, metavar="PIXELS",
+        "--max-size", type=bounded_int(0, MAX_SIDE), default=DEFAULT_MAX_SIZE, metavar="PIXELS",
         help=f"{max_size_help} (default: {DEFAULT_MAX_SIZE}, which keeps one image under about 1.6 GB of memory; "
         "0: no limit). A JPEG larger than needed is decoded at 1/2, 1/4 or 1/8 size",
     )
     parser.add_argument(
-        "--max-pixels", type=bounded_int("--max-pixels", 0, OPENCV_MAX_PIXELS), default=MAX_DECODE_PIXELS, metavar="N",
+        "--max-pixels", type=bounded_int(0, OPENCV_MAX_PIXELS), default=MAX_DECODE_PIXELS, metavar="N",
         help=f"refuse image files that would decode to more than N pixels, before decoding them (default: "
         f"{MAX_DECODE_PIXELS:,}, 300 MB; 0: OpenCV's own limit, {OPENCV_MAX_PIXELS:,})",
     )

@@ -9,7 +9,7 @@ import re
 import sys
 from pathlib import Path
 
-from rfcore.cli.common import add_memory_options, add_weights_options, error
+from rfcore.cli.common import MAX_BATCH, add_memory_options, add_weights_options, bounded_int, error, finite_float
 from rfcore.files import atomic_path, check_not_inputs, write_bytes
 
 
@@ -49,15 +49,16 @@ def _add_detect(subparsers) -> None:
         help="write the --json lines to PATH instead of stdout (implies --json)",
     )
     parser.add_argument(
-        "--stride", type=int, default=1, metavar="N",
+        "--stride", type=bounded_int(1, 10_000), default=1, metavar="N",
         help="videos: detect every N-th frame and draw the last detections on the frames in between (default: 1)",
     )
     parser.add_argument(
-        "--batch", type=int, default=1, metavar="N",
+        "--batch", type=bounded_int(1, MAX_BATCH), default=1, metavar="N",
         help="videos: run the network on N frames at a time (default: 1; decoding, and drawing + encoding, already "
         "overlap detection in threads of their own)",
     )
-    parser.add_argument("--threshold", type=float, default=0.5, help="face probability to exceed (default: 0.5)")
+    parser.add_argument("--threshold", type=finite_float(0, 1), default=0.5,
+                        help="face probability to exceed (default: 0.5)")
     parser.add_argument(
         "--mesh", action="store_true",
         help='also give each face its projected mesh vertices ("mesh": [[x, y] x V] in the JSON, dots in --out '
@@ -85,10 +86,6 @@ def _run_detect(args) -> int:
     if args.out is not None and is_video(args.out) and (len(videos) != 1 or len(args.images) != 1):
         error("detect", ValueError(f"--out {args.out} names one video file: give one video, or --out DIR"))
         return 2
-    for option in ("stride", "batch"):
-        if getattr(args, option) < 1:
-            error("detect", ValueError(f"--{option} must be at least 1, got {getattr(args, option)}"))
-            return 2
     if args.out is not None and not is_video(args.out) and args.out.is_file():
         error("detect", ValueError(f"--out {args.out} is a file: give a folder for the drawings (or OUT.mp4 for one "
                                     "video)"))
@@ -244,7 +241,8 @@ def _add_align(subparsers) -> None:
         help="crop size: 112 (default, the ArcFace crop), another side such as 224 (template scaled), or "
         "WIDTHxHEIGHT such as 96x112 (template scaled to the height and centred: x shifted by -8 for 96x112)",
     )
-    parser.add_argument("--threshold", type=float, default=0.5, help="face probability to exceed (default: 0.5)")
+    parser.add_argument("--threshold", type=finite_float(0, 1), default=0.5,
+                        help="face probability to exceed (default: 0.5)")
     add_memory_options(parser, "detect on images shrunk to this long edge; crops come from the original")
     add_weights_options(parser)
     parser.set_defaults(run=_run_align)

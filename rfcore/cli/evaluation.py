@@ -14,8 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from rfcore.cli.common import fail
-from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, PRESETS
+from rfcore.cli.common import MAX_SIDE, bounded_int, fail, finite_float
+from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, OPENCV_MAX_PIXELS, PRESETS
 from rfcore.files import check_not_inputs, write_bytes, write_text
 
 DESCRIPTION = (
@@ -75,21 +75,23 @@ def add_parsers(subparsers) -> argparse.ArgumentParser:
                        help="safetensors weights (default: the shipped MobileNet-0.25)")
     model.add_argument("--preset", default="mobilenet0.25", choices=sorted(PRESETS),
                        help="preset of the weights (default: mobilenet0.25)")
-    model.add_argument("--threshold", type=float,
+    model.add_argument("--threshold", type=finite_float(0, 1),
                        help=f"lowest face probability kept (default: {EVAL_THRESHOLD}; low scores still add to the AP)")
-    model.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE, metavar="PIXELS",
+    model.add_argument("--max-size", type=bounded_int(0, MAX_SIDE), default=DEFAULT_MAX_SIZE,
+                       metavar="PIXELS",
                        help=f"shrink images whose long edge is larger (default: {DEFAULT_MAX_SIZE}; 0: no limit)")
-    model.add_argument("--max-pixels", type=int, default=MAX_DECODE_PIXELS, metavar="N",
+    model.add_argument("--max-pixels", type=bounded_int(0, OPENCV_MAX_PIXELS),
+                       default=MAX_DECODE_PIXELS, metavar="N",
                        help=f"refuse image files that would decode to more pixels (default: {MAX_DECODE_PIXELS:,}; "
-                       "0: no limit)")
+                       f"0: OpenCV's own, {OPENCV_MAX_PIXELS:,})")
     tta = parser.add_argument_group("test-time augmentation [paper §4.2] (default: none, one pass at original size)")
     tta.add_argument("--flip", action="store_true", help="also detect on the mirrored image")
     scales = tta.add_mutually_exclusive_group()
-    scales.add_argument("--scales", type=int, nargs="+", metavar="PIXELS",
+    scales.add_argument("--scales", type=bounded_int(16, MAX_SIDE), nargs="+", metavar="PIXELS",
                         help="detect with the short edge resized to each of these sizes")
     scales.add_argument("--multiscale", action="store_true",
                         help="the paper's test: --flip and --scales 500 800 1100 1400 1700")
-    tta.add_argument("--vote-iou", type=float, metavar="IOU",
+    tta.add_argument("--vote-iou", type=finite_float(0, 1), metavar="IOU",
                      help="box voting IoU over the pooled passes (default: 0.4, the paper's)")
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, default=Path("runs/eval"), metavar="DIR",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rfcore.cli.common import EXIT_BAD_INPUT, EXIT_DISK_FULL, EXIT_DIVERGED, EXIT_INTERRUPTED
+from rfcore.cli.common import EXIT_BAD_INPUT, EXIT_DISK_FULL, EXIT_DIVERGED, EXIT_INTERRUPTED, bounded_int, cores
 from rfcore.config import PRESETS
 from rfcore.train.config import PAPER_LAMBDA_PIXEL, SYNTHETIC_IMAGES, TrainConfig
 
@@ -32,8 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help=f"use the first N images; for synthetic data the count (default {SYNTHETIC_IMAGES})")
     data.add_argument("--size", dest="image_size", type=int, metavar="PIXELS",
                       help="side of the square training crops (default: the preset's, 640)")
-    data.add_argument("--workers", type=int, default=d.workers, metavar="N",
-                      help=f"loader processes per rank (default {d.workers})")
+    data.add_argument("--workers", type=bounded_int(0, cores()), default=d.workers, metavar="N",
+                      help=f"loader processes per rank, at most the {cores()} cores this process may use "
+                      f"(default {d.workers})")
     data.add_argument("--val", metavar="LABELS",
                       help="validate during training on 'synthetic' (the held-out synthetic set) or a label.txt: "
                       "AP per face-size band and landmark NME, in the log and the progress bar")

@@ -11,6 +11,7 @@ command line stays fast.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from rfcore.config import RetinaFaceConfig, get_config
@@ -40,6 +41,15 @@ VAL_EVERY = 500
 
 PAPER_LAMBDA_PIXEL = 0.01
 """λ3 of the paper [§3.1]; ``--mesh`` uses it with a preset whose own λ3 is 0."""
+
+
+UPPER_BOUNDS = {"image_size": 4096, "num_images": 10_000_000, "batch_size": 4096, "epochs": 100_000,
+                "mesh_anchors": 100_000, "seed": 2**32 - 1}
+"""Largest accepted values: a 4096-pixel crop is 50 MB per image and its network activations many GB;
+seeds are those NumPy and torch both take."""
+
+OPTION_NAMES = {"image_size": "size"}
+"""Command-line options named other than their field (``--size`` sets ``image_size``)."""
 
 
 RUN_FIELDS = frozenset(
@@ -162,18 +172,28 @@ class TrainConfig:
                                                     "val_images")),
             "must not be negative": (lambda v: v >= 0, ("weight_decay", "workers", "checkpoint_every", "lr_decay",
                                                         "lambda_pixel", "warmup_epochs", "lambda_box",
-                                                        "lambda_pts")),
+                                                        "lambda_pts", "seed")),
             "must be in [0, 1)": (lambda v: 0 <= v < 1, ("momentum",)),
             "must be 'auto', 'cpu' or 'cuda'": (lambda v: v in ("auto", "cpu", "cuda"), ("device",)),
         }
+        for field in dataclasses.fields(self):
+            values = getattr(self, field.name)
+            for value in values if isinstance(values, tuple) else (values,):
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError(f"train config: {_named(field.name)} must be a finite number, got {value!r}")
         for problem, (ok, names) in rules.items():
             for name in names:
                 value = getattr(self, name)
                 if value is not None and not ok(value):  # None: the default of an optional setting
-                    raise ValueError(f"train config: {name} {problem}, got {value!r}")
+                    raise ValueError(f"train config: {_named(name)} {problem}, got {value!r}")
+        for name, bound in UPPER_BOUNDS.items():
+            if getattr(self, name) is not None and getattr(self, name) > bound:
+                raise ValueError(f"train config: {_named(name)} must be at most {bound:,}, got {getattr(self, name)!r}")
+        if any(epoch < 0 for epoch in self.step_epochs or ()):
+            raise ValueError(f"train config: {_named('step_epochs')} must not be negative, got {self.step_epochs}")
         coarsest = max(get_config(self.preset).strides)
         if self.image_size is not None and self.image_size < coarsest:
-            raise ValueError(f"train config: image_size (--size) must be at least {coarsest}, the coarsest stride of "
+            raise ValueError(f"train config: {_named('image_size')} must be at least {coarsest}, the coarsest stride of "
                              f"preset {self.preset!r}, got {self.image_size}")
 
     @classmethod
@@ -201,6 +221,11 @@ class TrainConfig:
         record = dataclasses.asdict(self)
         record["step_epochs"] = None if self.step_epochs is None else list(self.step_epochs)
         return record
+
+
+def _named(name: str) -> str:
+    """``"image_size (--size)"``: a field and its command-line option, for messages."""
+    return f"{name} (--{OPTION_NAMES.get(name, name).replace('_', '-')})"
 
 
 FROM_SCRATCH = TrainConfig(
