@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from rfcore.config import get_config
-from rfcore.files import check_not_inputs
+from rfcore.files import check_not_inputs, load_plain_tensors
 from rfcore.model import RetinaFace
 from rfcore.model.mobilenet import NEGATIVE_SLOPE
 from rfcore.model.retinaface import activation_slope
@@ -68,17 +68,11 @@ def read_checkpoint(path: str | Path) -> StateDict:
         Tensors by key.
 
     Raises:
-        ValueError: If the file does not load with ``weights_only=True`` or
-            does not hold a dict of tensors.
+        ValueError: If the file does not load with ``weights_only=True``
+            (:func:`rfcore.files.load_plain_tensors`) or does not hold a dict of tensors.
         OSError: If the file cannot be read.
     """
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
-        raise
-    except Exception as err:  # torch raises several types for a file that is not a checkpoint
-        reason = f"{type(err).__name__}: {err}"
-        raise ValueError(f"{path}: not a PyTorch checkpoint loadable with weights_only=True ({reason})") from None
+    checkpoint = load_plain_tensors(path)
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, dict):

@@ -163,11 +163,12 @@ def cache_folder() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rfcore"
 
 
-def cached_export(weights, cfg: RetinaFaceConfig) -> Path:
+def cached_export(weights, cfg: RetinaFaceConfig, rebuild: bool = False) -> Path:
     """The float ONNX export of safetensors ``weights`` (``None``: the shipped ones), made on first use.
 
     The file is ``<cache>/<weights stem>-<preset>-<first 16 hex digits of the
-    weights' SHA-256>.onnx``, so changed weights get a new export.
+    weights' SHA-256>.onnx``, so changed weights get a new export; ``rebuild``
+    exports again over a damaged entry.
 
     Raises:
         FileNotFoundError, ValueError: For missing weights or weights that do
@@ -176,7 +177,7 @@ def cached_export(weights, cfg: RetinaFaceConfig) -> Path:
     path = resolve_weights(weights)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     target = cache_folder() / f"{path.stem}-{cfg.name}-{digest}.onnx"
-    if not target.is_file():
+    if rebuild or not target.is_file():
         buffer = io.BytesIO()
         export_onnx(fuse_for_inference(load_model(path, cfg)), buffer, preset=cfg.name)
         write_bytes(target, buffer.getvalue())
@@ -195,4 +196,7 @@ def load_onnx_network(weights, cfg: RetinaFaceConfig) -> OnnxNetwork:
         if not Path(weights).is_file():
             raise FileNotFoundError(f"ONNX model {weights} not found; export one with `rfcore export --onnx {weights}`")
         return OnnxNetwork(weights, cfg)
-    return OnnxNetwork(cached_export(weights, cfg), cfg)
+    try:
+        return OnnxNetwork(cached_export(weights, cfg), cfg)
+    except ValueError:  # a damaged cache entry (a cut copy, a full disk, another version's export): make it again
+        return OnnxNetwork(cached_export(weights, cfg, rebuild=True), cfg)

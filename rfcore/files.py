@@ -279,6 +279,31 @@ def check_file(path, what: str) -> Path:
     return path
 
 
+def load_plain_tensors(path):
+    """``torch.load`` of a PyTorch checkpoint that may hold only tensors and plain containers (``weights_only``).
+
+    Raises:
+        ValueError: For a file holding other Python objects (loading them could run code from the file: the
+            message says so and never suggests loading it another way), or one that is not a checkpoint.
+        OSError: If the file cannot be read.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"{path} holds Python objects besides tensors, and loading them could run code hidden in "
+                         "the file: rfcore refused it; never load checkpoint files from sources you do not trust "
+                         "(ask for safetensors instead)") from None
+    except OSError:
+        raise
+    except Exception as err:  # torch raises several types for a file that is not a checkpoint
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: not a PyTorch checkpoint ({first_line})") from None
+
+
 # ---------------------------------------------------------------- one writer per folder
 
 

@@ -22,6 +22,7 @@ with both named.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -70,7 +71,23 @@ def save_weights(
     if bad:
         raise ValueError(f"safetensors metadata must map str to str, got {bad!r}")
     tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
-    write_bytes(path, save(tensors, metadata=metadata))
+    write_bytes(path, canonical_header(save(tensors, metadata=metadata)))
+
+
+def canonical_header(data: bytes) -> bytes:
+    """A safetensors file with its header in one order: metadata sorted by key, then tensors by offset.
+
+    The ``safetensors`` writer puts the metadata in hash-map order, which changes from one process to the next,
+    so identical content gave files that differ byte for byte (and sha256s that cannot be reproduced).
+    """
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    metadata = header.pop("__metadata__", None)
+    ordered = {} if metadata is None else {"__metadata__": dict(sorted(metadata.items()))}
+    ordered |= dict(sorted(header.items(), key=lambda item: (item[1]["data_offsets"], item[0])))
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)  # the format pads the header to a multiple of 8 bytes
+    return len(text).to_bytes(8, "little") + text + data[8 + length :]
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -128,7 +145,7 @@ def load_weights(model: nn.Module | None, path: str | Path) -> StateDict:
 
 
 def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str | Path) -> None:
-    """Check that ``state`` has exactly the keys and shapes of ``model.state_dict()``.
+    """Check that ``state`` has exactly the keys and shapes of ``model.state_dict()``, floating where it is.
 
     Args:
         model: The module to load into.
@@ -137,9 +154,12 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
 
     Raises:
         ValueError: Naming ``source`` and listing the first few missing,
-            unexpected and wrongly shaped keys.
+            unexpected and wrongly shaped keys, and those whose dtype is not
+            floating where the model's is (int8 or bool weights would load
+            silently, rounded to a network that finds nothing).
     """
-    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    reference = model.state_dict()
+    expected = {key: tuple(value.shape) for key, value in reference.items()}
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
     wrong_shape = [
@@ -147,9 +167,15 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
         for key, shape in expected.items()
         if key in state and tuple(state[key].shape) != shape
     ]
+    wrong_dtype = [
+        f"{key} {state[key].dtype}"
+        for key, value in reference.items()
+        if key in state and value.is_floating_point() and not state[key].is_floating_point()
+    ]
     problems = [
         _first_few(kind, keys)
-        for kind, keys in (("missing", missing), ("unexpected", unexpected), ("with wrong shape", wrong_shape))
+        for kind, keys in (("missing", missing), ("unexpected", unexpected), ("with wrong shape", wrong_shape),
+                           ("not floating point", wrong_dtype))
         if keys
     ]
     if problems:

@@ -210,3 +210,40 @@ def test_train_options_out_of_range_are_one_sentence_naming_the_option(tmp_path,
     assert main(["train", "--data", "synthetic", "--out", str(tmp_path / "run"), *options]) == 2
     assert one_sentence(capsys.readouterr().err, "train") == f"rfcore train: train config: {message}\n"
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- 8. weights of a non-floating dtype
+
+
+def test_detect_refuses_int8_weights_with_the_right_keys_and_shapes(tmp_path, photo, capsys):
+    import torch
+
+    from rfcore.weights import load_weights, save_weights
+
+    state = {key: value.to(torch.int8) for key, value in load_weights(None, DEFAULT_WEIGHTS).items()}
+    weights = tmp_path / "int8.safetensors"
+    save_weights(state, weights, {"preset": "mobilenet0.25"})
+    before = sha256_tree(weights, photo)
+    assert main(["detect", str(photo), "--weights", str(weights)]) == 2
+    assert "not floating point: " in one_sentence(capsys.readouterr().err, "detect")
+    assert sha256_tree(weights, photo) == before
+
+
+# ---------------------------------------------------------------- label files: a byte-order mark, huge numbers
+
+
+def test_a_label_file_with_a_byte_order_mark_is_read(tmp_path):
+    from rfcore.data.widerface import read_label_file
+
+    label = tmp_path / "label.txt"
+    label.write_bytes("\ufeff# a.jpg\n1 2 3 4\n".encode())
+    assert [entry.image for entry in read_label_file(label).entries] == ["a.jpg"]
+
+
+def test_a_face_line_beyond_float32_is_refused_with_file_and_line(tmp_path):
+    from rfcore.data.widerface import read_label_file
+
+    label = tmp_path / "label.txt"
+    label.write_text("# a.jpg\n165 142 1e39 1e39\n")
+    with pytest.raises(ValueError, match=rf"^{label}:2: value 3 is too large to be a coordinate: '1e39'$"):
+        read_label_file(label)

@@ -54,6 +54,15 @@ def test_onnx_engine_exports_the_shipped_weights_once_and_finds_the_same_faces(c
     assert cached.stat().st_mtime_ns == written and len(list(cache.glob("*"))) == 1
 
 
+def test_a_damaged_cache_entry_is_rebuilt(cache):
+    Detector(engine="onnx")
+    (cached,) = cache.glob("*.onnx")
+    whole = cached.read_bytes()
+    cached.write_bytes(whole[: len(whole) // 3])  # a cut copy or a full disk
+    assert Detector(engine="onnx").detect(GROUP)
+    assert cached.read_bytes() == whole and len(list(cache.glob("*"))) == 1
+
+
 def test_onnx_engine_runs_a_file_on_a_batch_of_two_sizes(tmp_path, float_export):
     path = tmp_path / "model.onnx"
     path.write_bytes(float_export)

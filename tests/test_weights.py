@@ -116,11 +116,45 @@ class Unpicklable:
     """A class that weights_only loading must refuse to construct."""
 
 
-def test_checkpoints_with_objects_are_not_unpickled(tmp_path):
+class Payload:
+    """Unpickling this would run ``os.system``: the shape of a malicious checkpoint."""
+
+    def __reduce__(self):
+        return os.system, ("touch pwned",)
+
+
+@pytest.mark.parametrize("content", [Unpicklable(), Payload()])
+def test_checkpoints_with_objects_are_not_unpickled_and_the_message_warns(tmp_path, monkeypatch, content):
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / "objects.pth"
-    torch.save({"model": Unpicklable()}, path)
-    with pytest.raises(ValueError, match="objects.pth.*weights_only"):
+    torch.save({"model": content}, path)
+    with pytest.raises(ValueError) as caught:
         convert_checkpoint(path)
+    assert str(caught.value) == (
+        f"{path} holds Python objects besides tensors, and loading them could run code hidden in the file: rfcore "
+        "refused it; never load checkpoint files from sources you do not trust (ask for safetensors instead)")
+    assert "weights_only=False" not in str(caught.value) and not (tmp_path / "pwned").exists()
+
+
+def test_identical_content_gives_byte_identical_safetensors(tmp_path):
+    state = {"b": torch.ones(2), "a": torch.arange(3), "empty": torch.zeros(0), "c": torch.zeros(0)}
+    metadata = {f"key{k}": str(k) for k in range(8)}  # the writer's hash map shuffled these between calls
+    for k in range(5):
+        save_weights(state, tmp_path / f"{k}.safetensors", dict(reversed(metadata.items())) if k % 2 else metadata)
+    files = {(tmp_path / f"{k}.safetensors").read_bytes() for k in range(5)}
+    assert len(files) == 1
+    assert read_metadata(tmp_path / "0.safetensors") == metadata
+    assert all(torch.equal(load_weights(None, tmp_path / "0.safetensors")[key], value) for key, value in state.items())
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.bool])
+def test_weights_of_a_non_floating_dtype_are_refused(tmp_path, dtype):
+    model = RetinaFace.from_config(get_config("mobilenet0.25"))
+    state = {key: value.to(dtype) if value.is_floating_point() else value for key, value in model.state_dict().items()}
+    save_weights(state, tmp_path / "w.safetensors")
+    with pytest.raises(ValueError, match=rf"w.safetensors: weights do not match the model; \d+ not floating point: "
+                                         rf"\S+ {dtype}"):
+        load_weights(model, tmp_path / "w.safetensors")
 
 
 def test_mismatched_checkpoint_lists_missing_unexpected_and_wrong_shapes(tmp_path, public_layout):

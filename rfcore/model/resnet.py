@@ -11,12 +11,13 @@ so the network is built with ``weights=None``; a local ImageNet checkpoint
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import torch
 import torchvision
 from torch import nn
+
+from rfcore.files import load_plain_tensors
 
 DEPTHS = ("resnet50", "resnet152")
 """Backbone names accepted by :class:`ResNetBody`."""
@@ -34,10 +35,7 @@ def load_imagenet_checkpoint(net: nn.Module, path: str | Path) -> None:
         ValueError: If the file is not a plain tensor checkpoint or its keys
             do not match ``net``.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        raise ValueError(f"{path}: not a PyTorch checkpoint of plain tensors ({err})") from None
+    state = load_plain_tensors(path)
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state_dict, got {type(state).__name__}")
     missing, unexpected = net.load_state_dict(state, strict=False)

@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from rfcore.files import fsync_dir, write_bytes, write_text
-from rfcore.weights import load_weights, save_weights
+from rfcore.weights import canonical_header, load_weights, save_weights
 
 CHECKPOINT_FORMAT = "rfcore-train-checkpoint/1"
 """The ``format`` entry of ``state.json``."""
@@ -104,7 +104,7 @@ def save_checkpoint(
         os.chmod(tmp, 0o755)
         for name, module in modules.items():
             save_weights(module.state_dict(), tmp / f"{name}.safetensors", {"step": str(state["step"])})
-        write_bytes(tmp / "optimizer.safetensors", save(optimizer_tensors(modules, optimizer)))
+        write_bytes(tmp / "optimizer.safetensors", canonical_header(save(optimizer_tensors(modules, optimizer))))
         write_text(tmp / "state.json", json.dumps({"format": CHECKPOINT_FORMAT, **state}, indent=2) + "\n")
         if final.exists():
             shutil.rmtree(final)
