@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import rfcore
 import rfcore.assets
 import rfcore.weights
 from rfcore.assets import IMAGES
@@ -247,3 +248,29 @@ def test_a_face_line_beyond_float32_is_refused_with_file_and_line(tmp_path):
     label.write_text("# a.jpg\n165 142 1e39 1e39\n")
     with pytest.raises(ValueError, match=rf"^{label}:2: value 3 is too large to be a coordinate: '1e39'$"):
         read_label_file(label)
+
+
+# ---------------------------------------------------------------- standard output full or closed
+
+
+def run_rfcore(args: list[str], stdout=None, close_stdout: bool = False):
+    """``rfcore ARGS`` in a fresh process (standard output a device, or closed as ``>&-`` does)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "rfcore", *args], stdout=stdout, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(rfcore.__file__).parents[1])},
+                          preexec_fn=(lambda: os.close(1)) if close_stdout else None)
+
+
+def test_stdout_on_a_full_device_is_exit_3_in_one_sentence(photo):
+    with open("/dev/full", "w") as full:
+        done = run_rfcore(["detect", str(photo), "--json"], full)
+    assert done.returncode == 3
+    assert done.stderr == "rfcore detect: no space left on the device of standard output; free some space or redirect it\n"
+
+
+def test_a_closed_stdout_is_exit_2_in_one_sentence_before_any_work(photo):
+    done = run_rfcore(["detect", str(photo)], close_stdout=True)
+    assert done.returncode == 2
+    assert done.stderr == "rfcore detect: standard output is closed: send it somewhere, e.g. > /dev/null\n"

@@ -314,3 +314,28 @@ def test_command_line_reports_missing_data_with_status_2(tmp_path, capsys):
     status = main(["train", "--data", str(tmp_path / "nowhere" / "label.txt"), "--out", str(tmp_path), "--quiet"])
     assert status == 2
     assert "nowhere/label.txt does not exist" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_training_is_one_sentence_exit_130_and_the_checkpoints_stay(faces_folder, tmp_path, capsys,
+                                                                                   monkeypatch):
+    out = tmp_path / "run"
+    real_step, calls = training.train_step, []
+
+    def interrupted_at_step_5(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_step", interrupted_at_step_5)
+    argv = ["train", "--data", str(faces_folder), "--out", str(out), "--size", "64", "--epochs", "2",
+            "--batch-size", "2", "--device", "cpu", "--threads", "1", "--quiet", "--checkpoint-every", "2"]
+    assert main(argv) == 130
+    last = out / "checkpoints" / "step-00000004"
+    assert capsys.readouterr().err == (f"rfcore train: interrupted (Ctrl-C); the last checkpoint, {last}, is intact: "
+                                       "continue with --resume\n")
+    kept = sha256_tree(out)
+    assert not (out / LOCK_FILE).exists() and "checkpoints/step-00000004/state.json" in kept
+    monkeypatch.undo()
+    assert main([*argv, "--resume"]) == 0
+    assert json.loads((out / "log.jsonl").read_text().splitlines()[-1])["step"] == 6
