@@ -3,6 +3,10 @@
 import importlib
 import inspect
 import pkgutil
+import signal
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -11,7 +15,16 @@ import torch
 from rfcore.boxes import NEGATIVE, POSITIVE
 import rfcore.exercises
 from rfcore.exercises import anchors, show_solution, solutions
-from rfcore.exercises.check import NOT_IMPLEMENTED, PASSED, RAISED, WRONG, Case, compare_tensors, run_check
+from rfcore.exercises.check import (
+    NOT_IMPLEMENTED,
+    PASSED,
+    RAISED,
+    TIMED_OUT,
+    WRONG,
+    Case,
+    compare_tensors,
+    run_check,
+)
 
 def all_checkers() -> dict:
     """``name -> check_<name>`` for every checker of every module of :mod:`rfcore.exercises`."""
@@ -296,3 +309,75 @@ def test_show_solution_prints_the_source_and_names_the_exercises_on_a_typo(capsy
     assert capsys.readouterr().out.startswith("def nms(boxes")
     with pytest.raises(ValueError, match="no solution named 'ioU'; exercises: chebyshev_filter, crop_boxes, decode_"):
         show_solution("ioU")
+
+
+# ---------------------------------------------------------------- anything the student's function does is a verdict
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no message")
+
+
+def never_returns(*args):
+    while True:
+        pass
+
+
+def swallows_everything(*args):
+    while True:
+        try:
+            time.sleep(0.01)
+        except Exception:  # a student's catch-all must not defeat the time limit
+            pass
+
+
+@pytest.mark.parametrize(("student", "status", "words"), [
+    (never_returns, TIMED_OUT, "your function did not return within 0.2 s"),
+    (swallows_everything, TIMED_OUT, "your function did not return within 0.2 s"),
+    (lambda *args: (_ for _ in ()).throw(Unprintable()), RAISED,
+     "your function raised Unprintable: (its message could not be printed)"),
+    (lambda *args: sys.exit(3), RAISED, "your function called sys.exit(3): return the answer instead"),
+    (lambda *args: (_ for _ in ()).throw(KeyboardInterrupt()), RAISED, "your function was interrupted"),
+])
+def test_whatever_the_function_does_becomes_a_verdict(student, status, words):
+    verdict = run_check("double", student, lambda x: x * 2, [Case("ones", (torch.ones(2),))], time_limit=0.2)
+    assert verdict.status == status and words in verdict.message, verdict.message
+
+
+def test_the_time_limit_also_holds_outside_the_main_thread():
+    verdicts, stop = [], threading.Event()
+
+    def waits_for_the_test(x):  # stops once checked, so no thread spins on after the test
+        while not stop.is_set():
+            time.sleep(0.01)
+
+    worker = threading.Thread(target=lambda: verdicts.append(
+        run_check("double", waits_for_the_test, lambda x: x * 2, [Case("ones", (torch.ones(2),))], time_limit=0.2)))
+    worker.start()
+    worker.join(10)
+    stop.set()
+    assert verdicts[0].status == TIMED_OUT
+
+
+def test_an_enclosing_timer_is_restored():
+    signal.setitimer(signal.ITIMER_REAL, 100)
+    try:
+        run_check("double", lambda x: x + x, lambda x: x * 2, [Case("ones", (torch.ones(2),))], time_limit=0.2)
+        assert 99 < signal.getitimer(signal.ITIMER_REAL)[0] <= 100
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+@pytest.mark.parametrize(("name", "mistake", "words"), [
+    ("nms", lambda boxes, scores, iou: solutions.nms(boxes, scores, iou).float(),
+     "expected dtype torch.int64, got torch.float32"),
+    ("nms", lambda boxes, scores, iou: solutions.nms(boxes, scores, iou).tolist(), "got list"),
+    ("ohem_select", lambda loss, labels, ratio: solutions.ohem_select(loss, labels, ratio).float(),
+     "expected dtype torch.bool, got torch.float32"),
+    ("ohem_select", lambda loss, labels, ratio: solutions.ohem_select(loss, labels, ratio).long(),
+     "expected dtype torch.bool, got torch.int64"),
+])
+def test_the_type_and_dtype_of_an_answer_count(name, mistake, words):
+    verdict = CHECKERS[name](mistake)
+    assert verdict.status == WRONG and words in verdict.message, verdict.message

@@ -2,23 +2,37 @@
 
 A checker runs the student's function and a reference on the same :class:`Case` inputs, compares the
 two answers with a comparison function (:func:`compare_tensors` unless told otherwise) and returns a
-:class:`Verdict` after printing its message. It never raises because of the student's code: a stub
-that raises ``NotImplementedError`` gets "not implemented yet", any other exception or a wrong answer
-gets the case, the inputs, the expected and the obtained values.
+:class:`Verdict` after printing its message. It never raises because of the student's code
+(:func:`call_student`): a stub that raises ``NotImplementedError`` gets "not implemented yet"; any other
+exception (even ``SystemExit``, ``KeyboardInterrupt`` or one whose message cannot be printed), a case
+that runs over :data:`TIME_LIMIT` seconds, or a wrong answer (values, shape, type or dtype) gets the case,
+the inputs, the expected and the obtained values.
+
+The time limit is a ``SIGALRM`` timer (``signal.setitimer``) where there is one and the checker runs in
+the main thread, as in a notebook: it interrupts a Python loop that never ends between two bytecodes,
+though not a single C call that never returns. Elsewhere (Windows, a worker thread) the function runs in
+a daemon thread that the checker stops waiting for; that thread cannot be killed and runs on unseen.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import signal
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-PASSED, NOT_IMPLEMENTED, WRONG, RAISED = "passed", "not implemented yet", "wrong", "raised an error"
-"""The four outcomes of a check."""
+PASSED, NOT_IMPLEMENTED, WRONG, RAISED, TIMED_OUT = (
+    "passed", "not implemented yet", "wrong", "raised an error", "timed out")
+"""The five outcomes of a check."""
+
+TIME_LIMIT = 20.0
+"""Seconds the student's function may take on one case; the reference solutions take milliseconds."""
 
 DIGITS = 4
 """Decimals printed for numbers in verdicts; enough to see a mistake, few enough to be the same on any CPU."""
@@ -74,6 +88,7 @@ def run_check(
     reference: Callable,
     cases: list[Case],
     compare: Comparison | None = None,
+    time_limit: float = TIME_LIMIT,
 ) -> Verdict:
     """Check ``student`` against ``reference`` on every case, print the verdict and return it.
 
@@ -86,34 +101,105 @@ def run_check(
         reference: rfcore's function (or a reference built from rfcore), same signature.
         cases: Inputs to try, easy ones first.
         compare: Comparison of answers; :func:`compare_tensors` by default.
+        time_limit: Seconds the student's function may take per case (:func:`call_student`).
 
     Returns:
         The :class:`Verdict`.
     """
     compare = compare or compare_tensors
-    verdict = _first_failure(exercise, student, reference, cases, compare) or Verdict(
+    verdict = _first_failure(exercise, student, reference, cases, compare, time_limit) or Verdict(
         exercise, PASSED, f"{exercise}: passed all {len(cases)} cases: {'; '.join(c.name for c in cases)}."
     )
     print(verdict.message)
     return verdict
 
 
-def _first_failure(exercise, student, reference, cases, compare) -> Verdict | None:
+class TimeLimitReached(BaseException):
+    """The student's function ran over its time limit.
+
+    A ``BaseException``, so a catch-all ``except Exception`` in the student's code cannot swallow it.
+    """
+
+
+def call_student(function: Callable, args: tuple, time_limit: float = TIME_LIMIT) -> tuple[Any, BaseException | None]:
+    """Call ``function(*args)`` within ``time_limit`` seconds, turning whatever happens into a value or an error.
+
+    Returns:
+        ``(answer, None)``, or ``(None, error)`` for anything it raised (any ``BaseException``) and
+        :class:`TimeLimitReached` when it ran over the limit (see the module docstring for how).
+    """
+    if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
+        return _call_with_timer(function, args, time_limit)
+    return _call_in_thread(function, args, time_limit)
+
+
+def _call_with_timer(function: Callable, args: tuple, time_limit: float) -> tuple[Any, BaseException | None]:
+    def over_time(signum, frame):
+        raise TimeLimitReached
+
+    started = time.monotonic()
+    handler = signal.signal(signal.SIGALRM, over_time)
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, time_limit)  # an enclosing timer (pytest-timeout) is restored
+    try:
+        return function(*args), None
+    except BaseException as error:  # the student's code: anything becomes a verdict
+        return None, error
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, handler)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 1e-3))
+
+
+def _call_in_thread(function: Callable, args: tuple, time_limit: float) -> tuple[Any, BaseException | None]:
+    outcome: list = [None, TimeLimitReached()]
+
+    def run() -> None:
+        try:
+            outcome[:] = [function(*args), None]
+        except BaseException as error:  # the student's code: anything becomes a verdict
+            outcome[:] = [None, error]
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(time_limit)
+    return (None, TimeLimitReached()) if worker.is_alive() else tuple(outcome)
+
+
+def _first_failure(exercise, student, reference, cases, compare, time_limit=TIME_LIMIT) -> Verdict | None:
     for case in cases:
         expected = reference(*copy.deepcopy(case.args))
-        try:
-            got = student(*copy.deepcopy(case.args))
-        except NotImplementedError:
+        got, error = call_student(student, copy.deepcopy(case.args), time_limit)
+        if isinstance(error, NotImplementedError):
             return Verdict(exercise, NOT_IMPLEMENTED,
                            f"{exercise}: not implemented yet. Replace the `raise NotImplementedError` with your "
                            "code and run the cell again.")
-        except Exception as error:  # the student's bug, reported rather than raised
-            problem = f"your function raised {type(error).__name__}: {error}"
-            return Verdict(exercise, RAISED, _describe(exercise, case, reference, problem))
-        difference = compare(expected, got)
+        if isinstance(error, TimeLimitReached):
+            problem = (f"your function did not return within {time_limit:g} s: is there a loop that never ends, "
+                       "or a loop over every element where a tensor operation would do?")
+            return Verdict(exercise, TIMED_OUT, _describe(exercise, case, reference, problem))
+        if error is not None:
+            return Verdict(exercise, RAISED, _describe(exercise, case, reference, _raised(error)))
+        try:
+            difference = compare(expected, got)
+        except Exception as failure:  # an answer whose comparison fails (a strange object) is wrong, not a crash
+            difference = f"your answer could not be compared with the expected one ({_raised(failure)})"
         if difference:
             return Verdict(exercise, WRONG, _describe(exercise, case, reference, difference))
     return None
+
+
+def _raised(error: BaseException) -> str:
+    """``"your function raised ValueError: ..."``, even for an exception whose message cannot be printed."""
+    try:
+        message = str(error)
+    except Exception:
+        message = "(its message could not be printed)"
+    if isinstance(error, SystemExit):
+        return f"your function called sys.exit({message}): return the answer instead"
+    if isinstance(error, KeyboardInterrupt):
+        return "your function was interrupted (KeyboardInterrupt: Ctrl-C or the notebook's stop button)"
+    return f"your function raised {type(error).__name__}: {message}"
 
 
 def _describe(exercise: str, case: Case, reference: Callable, problem: str) -> str:
@@ -144,7 +230,10 @@ def format_value(value) -> str:
         return repr(round(value, DIGITS))
     if isinstance(value, (tuple, list)) and len(value) <= SHOWN_VALUES:
         return "(" + ", ".join(format_value(v) for v in value) + ")"
-    return repr(value)
+    try:
+        return repr(value)
+    except Exception:  # a student's object whose repr fails
+        return f"a {type(value).__name__} that cannot be printed"
 
 
 def _rounded(array: np.ndarray):
@@ -173,6 +262,11 @@ def compare_tensors(expected, got, atol: float = 1e-4, rtol: float = 1e-4) -> st
         return None
     if got is None:
         return f"expected {format_value(expected)}, got None: is a `return` missing?"
+    for kind in (torch.Tensor, np.ndarray):
+        if isinstance(expected, kind) and not isinstance(got, kind):
+            return f"expected {format_value(expected)}, got {type(got).__name__} {format_value(got):.80}"
+    if difference := _dtype_difference(expected, got):
+        return difference
     want = _as_array(expected)
     try:
         have = _as_array(got)
@@ -190,6 +284,19 @@ def compare_tensors(expected, got, atol: float = 1e-4, rtol: float = 1e-4) -> st
     return (f"{int((~same).sum())} of {same.size} values differ; first at index {list(where)}: "
             f"expected {_rounded(want[where])}, got {_rounded(have[where])}\n"
             f"  expected {format_value(expected)}\n  got      {format_value(got)}")
+
+
+def _dtype_difference(expected, got) -> str | None:
+    """For tensors and arrays: booleans and integers need the exact dtype, floating point any floating dtype."""
+    if not isinstance(expected, (torch.Tensor, np.ndarray)):
+        return None
+    if expected.dtype == got.dtype or (_is_float(expected) and _is_float(got)):
+        return None
+    return f"expected dtype {expected.dtype}, got {got.dtype} ({format_value(got):.80})"
+
+
+def _is_float(value) -> bool:
+    return value.is_floating_point() if isinstance(value, torch.Tensor) else value.dtype.kind == "f"
 
 
 def _as_array(value) -> np.ndarray:
