@@ -103,8 +103,14 @@ def atomic_path(path, needed: int | None = None) -> Iterator[Path]:
     """
     path = Path(path)
     check_output(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    except OSError as err:
+        if is_disk_full(err):
+            raise DiskFull(path, needed) from None
+        raise OSError(err.errno, f"cannot write {path}: no file can be created in {path.parent} "
+                                 f"({err.strerror})") from None
     os.close(fd)
     tmp = Path(name)
     try:

@@ -274,3 +274,11 @@ def test_a_closed_stdout_is_exit_2_in_one_sentence_before_any_work(photo):
     done = run_rfcore(["detect", str(photo)], close_stdout=True)
     assert done.returncode == 2
     assert done.stderr == "rfcore detect: standard output is closed: send it somewhere, e.g. > /dev/null\n"
+
+
+def test_a_json_file_through_proc_self_fd_is_one_sentence(photo, tmp_path):
+    with open(tmp_path / "out.txt", "w") as out:
+        done = run_rfcore(["detect", str(photo), "--json-file", "/proc/self/fd/1"], out)
+    assert done.returncode == 2 and done.stderr == (
+        "rfcore detect: cannot write /proc/self/fd/1: no file can be created in /proc/self/fd (No such file or "
+        "directory)\n")

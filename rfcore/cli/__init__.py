@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return 1
     except OSError as err:
-        if not is_disk_full(err):
-            raise
+        if not is_disk_full(err):  # a write the command's own checks could not foresee (/proc, a vanished folder)
+            error(args.command, f"{err.filename}: {err.strerror}" if err.filename else err.strerror or err)
+            return EXIT_BAD_INPUT
         _silence_stdout()  # stdout is a full device (`> /dev/full`): its buffer can never be flushed
         error(args.command, "no space left on the device of standard output; free some space or redirect it")
         return EXIT_DISK_FULL
