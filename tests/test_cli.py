@@ -206,3 +206,11 @@ def test_a_reader_closing_the_pipe_early_is_not_a_traceback():
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 1
     assert b"Traceback" not in stderr and b"BrokenPipeError" not in stderr
+
+
+def test_building_the_parser_imports_no_deep_learning_code():
+    # `rfcore --help` parses first: torch and friends are imported only by the command that runs
+    code = ("import sys; from rfcore.cli import build_parser; build_parser();"
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'numpy', 'cv2', "
+            "'matplotlib', 'scipy', 'tqdm'}); assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONPATH=str(REPO)))

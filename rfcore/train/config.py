@@ -216,3 +216,7 @@ shows the detector at some of them).
 
 :func:`rfcore.cli.train.command_line` gives its ``rfcore train`` command; ``rfcore bench train`` measures its
 speed."""
+
+ABLATION_SEEDS = (0, 1, 2)
+"""Seeds of each variant of the ablation (:mod:`rfcore.train.ablation`): the initial weights, the image order
+and the augmentation (the images too)."""
