@@ -117,7 +117,9 @@ def install(work: Path, wheel: Path, env: dict) -> Path:
     venv = work / "venv"
     run([sys.executable, "-m", "venv", "--system-site-packages", venv], work, env)
     bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
-    run([bin_dir / "python", "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel], work, env)
+    # --force-reinstall: an rfcore outside the environment (an editable clone) must not count as installed
+    run([bin_dir / "python", "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall", "-q", wheel],
+        work, env)
     return bin_dir
 
 
