@@ -55,8 +55,8 @@ and files that would decode to more than
 (``max_pixels`` raises the limit). Running out of memory anyway raises a
 ``MemoryError`` naming the image and what to lower.
 
-The default weights ship in the repository's ``assets/weights/`` folder (see
-``assets/README.md``); pass ``weights=`` (``--weights`` on the command line)
+The default weights ship inside the package, in ``rfcore/assets/weights/`` (see
+``rfcore/assets/README.md``); pass ``weights=`` (``--weights`` on the command line)
 to use another file.
 
 ``rfcore.detect("photo.jpg")`` (or ``from rfcore import detect``) is

@@ -1,9 +1,9 @@
 """Progress bars that suit both a terminal and a log file.
 
 On a terminal a tqdm bar redraws itself in place with carriage returns. In a
-pipe or a file (``rfcore eval ... 2> log``) those redraws would pile up on
-one line, so there the bar prints one whole line at most every
-:data:`LOG_INTERVAL` seconds instead.
+pipe or a file (``rfcore eval ... 2> log``, ``rfcore train ... 2> log``)
+those redraws would pile up on one line, so there the bar prints one whole
+line at most every :data:`LOG_INTERVAL` seconds instead.
 """
 
 from __future__ import annotations
@@ -43,4 +43,5 @@ def progress_bar(iterable=None, **options) -> tqdm:
         return tqdm(iterable, dynamic_ncols=True, **options)
     if options.get("disable", False) is None:
         options["disable"] = True
-    return tqdm(iterable, file=LineStream(sys.stderr), mininterval=LOG_INTERVAL, ncols=100, **options)
+    # no width limit: a log line keeps the whole postfix (a training run's losses)
+    return tqdm(iterable, file=LineStream(sys.stderr), mininterval=LOG_INTERVAL, **options)

@@ -263,7 +263,7 @@ def resolve_weights(weights, option: str = "--weights") -> Path:
         what = "default weights file" if weights is None else "weights file"
         raise FileNotFoundError(
             f"{what} {path} not found; pass another with weights=... (command line: --weights PATH). "
-            "The default ships in the repository's assets/weights/ folder."
+            "The default ships inside the package, in rfcore/assets/weights/ (reinstall rfcore if it is missing)."
         )
     return path
 

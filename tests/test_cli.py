@@ -70,7 +70,7 @@ def test_out_writes_annotated_images(tmp_path, capsys):
     shutil.copy(IMAGE, copy)
     assert main(["detect", IMAGE, str(copy), "--out", str(tmp_path / "out"), "--threshold", "0.6"]) == 0
     text = capsys.readouterr().out
-    assert f"{IMAGE}: 1 face\n" in text and "score 0.99" in text
+    assert f"{IMAGE}: 1 face; wrote {tmp_path / 'out' / 'grace_hopper_faces.png'}\n" in text and "score 0.99" in text
     drawn = cv2.imread(str(tmp_path / "out" / "grace_hopper_faces.png"))
     original = cv2.imread(IMAGE)
     assert drawn.shape == original.shape
@@ -102,6 +102,21 @@ def test_detect_mesh_works_with_the_shipped_weights(capsys):
     x, y = np.array(face["mesh"]).T  # (289,) each
     assert len(x) == 289
     assert x1 < np.median(x) < x2 and y1 < np.median(y) < y2
+
+
+def test_detect_mesh_out_draws_wireframes_and_says_where(tmp_path, capsys):
+    assert main(["detect", IMAGE, "--json", "--out", str(tmp_path / "plain")]) == 0
+    assert main(["detect", IMAGE, "--json", "--mesh", "--out", str(tmp_path / "mesh")]) == 0
+    drawing = tmp_path / "mesh" / "grace_hopper_faces.png"
+    captured = capsys.readouterr()
+    assert f"{IMAGE}: 1 face; wrote {drawing}\n" in captured.err  # beside the JSON lines on stdout
+    (record,) = json_lines(captured.out.splitlines()[-1])
+    x1, y1, x2, y2 = np.array(record["faces"][0]["box"]).round().astype(int)
+    margin = (x2 - x1) // 2  # the mesh reaches past the box (forehead, chin)
+    plain, mesh = (cv2.imread(str(tmp_path / name / "grace_hopper_faces.png")) for name in ("plain", "mesh"))
+    changed = (plain != mesh).any(axis=2)  # (H, W) pixels the mesh drew over
+    # a wireframe of 289 vertices and their edges, not one pixel per vertex, and on the face
+    assert changed.sum() > 3 * 289 and changed[y1 - margin:y2 + margin, x1 - margin:x2 + margin].sum() == changed.sum()
 
 
 def test_detect_mesh_with_weights_without_a_mesh_head_exits_2(tmp_path, capsys):
@@ -208,3 +223,11 @@ def test_a_reader_closing_the_pipe_early_is_not_a_traceback():
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 1
     assert b"Traceback" not in stderr and b"BrokenPipeError" not in stderr
+
+
+def test_building_the_parser_imports_no_deep_learning_code():
+    # `rfcore --help` parses first: torch and friends are imported only by the command that runs
+    code = ("import sys; from rfcore.cli import build_parser; build_parser();"
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'numpy', 'cv2', "
+            "'matplotlib', 'scipy', 'tqdm'}); assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONPATH=str(REPO)))

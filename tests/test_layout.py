@@ -153,5 +153,6 @@ def test_each_shared_fact_has_one_home(fact, key):
 
 def test_the_assets_folder_has_one_home():
     homes = [path.relative_to(PACKAGE.parent).as_posix() for path in PACKAGE.rglob("*.py")
-             if any("__file__" in line and '"assets"' in line for line in path.read_text().splitlines())]
-    assert homes == ["rfcore/assets.py"]
+             if any(("__file__" in line and '"assets"' in line) or "resources.files(" in line
+                    for line in path.read_text().splitlines())]
+    assert homes == ["rfcore/assets/__init__.py"]

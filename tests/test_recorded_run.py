@@ -45,9 +45,11 @@ def test_the_shipped_weights_reproduce_the_recorded_validation_on_a_subset():
 
 def test_the_recorded_ablation_summarises_its_logs():
     from rfcore.assets import ABLATION_RUN
-    from rfcore.train.ablation import SEEDS, VARIANTS, ablation_configs, summarise
+    from rfcore.train.ablation import VARIANTS, ablation_configs, summarise
+    from rfcore.train.config import ABLATION_SEEDS
 
     recorded = json.loads((ABLATION_RUN / "ablation.json").read_text())
-    rows = summarise(ablation_configs(ABLATION_RUN, SEEDS))
-    assert [row["variant"] for row in rows] == list(VARIANTS) and all(row["seeds"] == len(SEEDS) for row in rows)
+    rows = summarise(ablation_configs(ABLATION_RUN, ABLATION_SEEDS))
+    assert [row["variant"] for row in rows] == list(VARIANTS)
+    assert all(row["seeds"] == len(ABLATION_SEEDS) for row in rows)
     assert json.loads(json.dumps(rows)) == recorded["rows"]  # JSON turns the seeds' keys into strings

@@ -202,6 +202,20 @@ def test_a_run_writes_log_checkpoints_and_weights(faces_folder, tmp_path):
     assert_same_tensors(weights(newest / "weights.safetensors"), weights(result.weights))
 
 
+def test_a_run_logged_to_a_file_prints_progress_lines_between_validations(faces_folder, tmp_path, monkeypatch,
+                                                                          capsys):
+    from rfcore import progress
+
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)  # a line at every step instead of every few seconds
+    train(tiny_config(faces_folder, tmp_path / "run", quiet=False, epochs=1))
+    err = capsys.readouterr().err  # not a terminal, as a log file
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if "step/s" in line]
+    assert {f"{step}/{STEPS_PER_EPOCH}" for step in range(1, STEPS_PER_EPOCH + 1)} <= {
+        line.split("| ")[1].split(" ")[0] for line in lines}
+    assert "cls " in lines[-1] and "box " in lines[-1]  # the step's losses, not cut short
+
+
 def test_interrupted_and_resumed_run_ends_with_identical_weights(faces_folder, tmp_path):
     uninterrupted = train(tiny_config(faces_folder, tmp_path / "a"))
 

@@ -9,5 +9,6 @@ One module per benchmark, on top of the core (which never imports them):
 * :mod:`rfcore.bench.train`: a training step, and the share of targets, loss and mesh branch in it;
 * :mod:`rfcore.bench.mesh`: decoder and soft rasteriser;
 * :mod:`rfcore.bench.evaluation`: the WIDER FACE protocol against a loop over thresholds;
-* :mod:`rfcore.bench.memory`: peak memory of ``rfcore detect`` on large images.
+* :mod:`rfcore.bench.memory`: peak memory of ``rfcore detect`` on large images;
+* :mod:`rfcore.bench.cli`: start-up of the ``rfcore`` command against ``import rfcore``.
 """

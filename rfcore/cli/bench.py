@@ -23,6 +23,7 @@ def _add_bench(subparsers) -> None:
         description="Benchmarks report medians and ratios against a peer implementation measured in the same run.",
     )
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
+    _add_bench_cli(kinds)
     targets = kinds.add_parser(
         "targets",
         help="target assignment (matching + box + landmark encoding) for a batch",
@@ -245,4 +246,26 @@ def _run_bench_eval(args: argparse.Namespace) -> int:
         print(f"rfcore bench eval: {err}", file=sys.stderr)
         return 1
     print(format_eval_report(result))
+    return 0
+
+
+def _add_bench_cli(kinds) -> None:
+    """Add the ``cli`` kind to ``rfcore bench``."""
+    startup = kinds.add_parser(
+        "cli",
+        help="start-up of the rfcore command: rfcore --help against import rfcore",
+        description="Time `rfcore --help` and `rfcore detect --help`, each run in a fresh Python process, "
+        "against `python -c 'import rfcore'` in the same rounds, against the goal of 0.5 s for the help.",
+    )
+    startup.add_argument("--repeats", type=int, default=10,
+                         help="timed runs per command, median reported (default: 10)")
+    startup.set_defaults(run=_run_bench_cli)
+
+
+def _run_bench_cli(args) -> int:
+    from rfcore.bench.cli import bench_cli, format_cli_report
+
+    if args.repeats < 1:
+        raise SystemExit(f"rfcore bench cli: --repeats must be at least 1, got {args.repeats}")
+    print(format_cli_report(bench_cli(args.repeats), args.repeats))
     return 0

@@ -110,7 +110,7 @@ def add_memory_options(parser, max_size_help: str) -> None:
 def add_weights_options(parser) -> None:
     parser.add_argument(
         "--weights", type=Path, metavar="PATH",
-        help="safetensors weights (default: assets/weights/retinaface_mobilenet0.25.safetensors in the repository)",
+        help="safetensors weights (default: the bundled rfcore/assets/weights/retinaface_mobilenet0.25.safetensors)",
     )
     parser.add_argument(
         "--preset", default="mobilenet0.25", choices=sorted(PRESETS),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import re
 import sys
@@ -61,7 +62,7 @@ def _add_detect(subparsers) -> None:
                         help="face probability to exceed (default: 0.5)")
     parser.add_argument(
         "--mesh", action="store_true",
-        help='also give each face its projected mesh vertices ("mesh": [[x, y] x V] in the JSON, dots in --out '
+        help='also give each face its projected mesh vertices ("mesh": [[x, y] x V] in the JSON, wireframes in --out '
         "drawings). The shipped weights have a mesh head trained on synthetic faces only (rfcore mesh train-head); "
         "other --weights need a mesh head inside (an `rfcore train --mesh` run) or a mesh_head.safetensors beside "
         "them, and a mesh_decoder.safetensors beside them",
@@ -110,7 +111,7 @@ def _run_detect(args) -> int:
                 error("detect", err)
                 failed = True
                 continue
-            _print_faces(path, faces, json_stream)
+            _print_faces(path, faces, json_stream, drawing)
     return 1 if failed else 0
 
 
@@ -185,17 +186,25 @@ def _drawing_path(out_dir: Path, image_path: str, used_names: set[str], suffix: 
     return out_dir / f"{_unique_name(Path(image_path).stem + '_faces', used_names)}{suffix}"
 
 
+@functools.cache
+def _mesh_triangles():
+    """``(F, 3)`` triangles of the mesh the decoder deforms (:func:`rfcore.mesh.template.face_template`)."""
+    from rfcore.mesh.template import face_template
+
+    return face_template().faces
+
+
 def _draw_faces(image, faces):
-    """The drawing of ``rfcore detect --out``: mesh dots if any, boxes with scores, landmarks."""
+    """The drawing of ``rfcore detect --out``: mesh wireframes if any, boxes with scores, landmarks."""
     import numpy as np
 
     from rfcore.viz.draw import draw_boxes, draw_landmarks
-    from rfcore.viz.mesh import draw_dense_vertices
+    from rfcore.viz.mesh import draw_face_meshes
 
     thickness = max(1, round(max(image.shape[:2]) / 400))
     if faces:
         if faces[0].mesh is not None:
-            image = draw_dense_vertices(image, np.array([face.mesh for face in faces]))
+            image = draw_face_meshes(image, np.array([face.mesh for face in faces]), _mesh_triangles())
         boxes = np.array([face.box for face in faces])
         image = draw_boxes(image, boxes, labels=[f"{face.score:.2f}" for face in faces], thickness=thickness)
         image = draw_landmarks(image, np.array([face.landmarks for face in faces]), radius=2 * thickness)
@@ -213,11 +222,16 @@ def _write_rgb(image, path: Path) -> Path:
     return write_bytes(path, encoded.tobytes())
 
 
-def _print_faces(path: str, faces, json_stream=None) -> None:
+def _print_faces(path: str, faces, json_stream=None, drawing: Path | None = None) -> None:
+    """The faces of one image as text or a JSON line, and where ``--out`` drew them."""
+    found = f"{path}: {len(faces)} face{'' if len(faces) == 1 else 's'}"
+    wrote = "" if drawing is None else f"; wrote {drawing}"
     if json_stream is not None:
         print(json.dumps({"image": path, "faces": [face.to_dict() for face in faces]}), file=json_stream, flush=True)
+        if drawing is not None:  # beside the JSON lines, never among them
+            print(found + wrote, file=sys.stderr if json_stream is sys.stdout else sys.stdout)
         return
-    print(f"{path}: {len(faces)} face{'' if len(faces) == 1 else 's'}")
+    print(found + wrote)
     for face in faces:
         box = ", ".join(f"{v:.1f}" for v in face.box)
         points = " ".join(f"({x:.1f}, {y:.1f})" for x, y in face.landmarks)

@@ -18,6 +18,7 @@ from pathlib import Path
 from rfcore.cli.common import EXIT_BAD_INPUT
 from rfcore.cli.train import command_line
 from rfcore.files import write_bytes, write_text
+from rfcore.train.config import ABLATION_SEEDS
 
 DESCRIPTION = (
     "Train the paper's ablation (Tab. 3) in miniature from scratch on synthetic faces: classification + box, "
@@ -29,15 +30,13 @@ DESCRIPTION = (
 
 def add_parsers(subparsers) -> argparse.ArgumentParser:
     """Add ``experiment ablation`` to the ``rfcore`` command line."""
-    from rfcore.train.ablation import SEEDS
-
     parser = subparsers.add_parser("experiment", help="experiments made of several training runs",
                                    description="Experiments made of several training runs.")
     kinds = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     ablation = kinds.add_parser("ablation", help="the paper's ablation (Tab. 3) in miniature", description=DESCRIPTION)
     ablation.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    ablation.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), metavar="S",
-                          help=f"seeds of each variant (default: {' '.join(map(str, SEEDS))})")
+    ablation.add_argument("--seeds", type=int, nargs="+", default=list(ABLATION_SEEDS), metavar="S",
+                          help=f"seeds of each variant (default: {' '.join(map(str, ABLATION_SEEDS))})")
     ablation.add_argument("--jobs", type=int, default=2, metavar="N",
                           help="runs at a time, one CPU thread each (default: 2)")
     ablation.add_argument("--resume", action="store_true",

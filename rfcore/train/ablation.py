@@ -22,7 +22,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from rfcore.train.config import FROM_SCRATCH, TrainConfig
+from rfcore.train.config import ABLATION_SEEDS, FROM_SCRATCH, TrainConfig
 from rfcore.train.log import parse_log, validation_records
 
 ABLATION = dataclasses.replace(
@@ -38,11 +38,7 @@ VARIANTS = {
 }
 """Each variant's changes to :data:`ABLATION`, in the order of the paper's Tab. 3."""
 
-SEEDS = (0, 1, 2)
-"""Seeds of each variant: the initial weights, the image order and the augmentation (the images too)."""
-
-
-def ablation_configs(out, seeds: Sequence[int] = SEEDS,
+def ablation_configs(out, seeds: Sequence[int] = ABLATION_SEEDS,
                      base: TrainConfig | None = None) -> dict[tuple[str, int], TrainConfig]:
     """The config of every run: ``(variant, seed) -> TrainConfig`` writing into ``out/<variant>/seed-<s>``.
 

@@ -28,6 +28,10 @@ PAPER_STEP_EPOCHS = (55.0, 68.0)
 SYNTHETIC_IMAGES = 500
 """Images of ``--data synthetic`` when ``num_images`` is not given."""
 
+ABLATION_SEEDS = (0, 1, 2)
+"""Seeds of each variant of the ablation (:mod:`rfcore.train.ablation`): the initial weights, the image order
+and the augmentation (the images too)."""
+
 MESH_ANCHORS = 16
 """Positive anchors of a batch whose mesh is rendered for ``L_pixel`` (per rank), by default.
 

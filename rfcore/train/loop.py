@@ -468,7 +468,8 @@ def _run(train_cfg: TrainConfig, ranks: Ranks) -> TrainResult:
     net = DistributedDataParallel(model, find_unused_parameters=train_cfg.mesh) if ranks.world_size > 1 else model
     assigner = TargetAssigner(cfg, (cfg.train_size, cfg.train_size), ranks.device)
     last_step = min(train_cfg.epochs * steps_per_epoch, train_cfg.max_steps or math.inf)
-    bar = progress_bar(total=last_step, initial=step, unit="step", disable=True if train_cfg.quiet or ranks.rank else None)
+    # in a log file too: a line every few seconds between validations (rfcore.progress)
+    bar = progress_bar(total=last_step, initial=step, unit="step", disable=train_cfg.quiet or ranks.rank > 0)
     values, log = None, Path(train_cfg.out) / "log.jsonl"
     with bar:
         while step < last_step:

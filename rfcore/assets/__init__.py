@@ -1,4 +1,8 @@
-"""The repository's assets folder and its sample images: the annotation format and its loader.
+"""The bundled assets (sample images, default weights, recorded runs) and the annotation format with its loader.
+
+The files ship inside this package, so a clone and an installed wheel find
+them alike (:data:`ASSETS`); in a clone the top-level ``assets/`` is a link to
+this folder. Sources and licences: ``README.md`` beside this file.
 
 An annotation is a JSON file next to its image::
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import cv2
@@ -33,15 +38,16 @@ from rfcore.anchors import check_image_size
 from rfcore.boxes import as_boxes, as_landmarks, flip_boxes, flip_landmarks
 from rfcore.files import write_bytes, write_text
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-"""The repository's ``assets/`` folder: images, annotations, weights (sources and licences in its README)."""
+ASSETS = Path(resources.files(__name__))
+"""The folder of this package: images, annotations, weights, recorded runs (sources and licences in its README)."""
 
 IMAGES = ASSETS / "images"
 """The bundled images and their annotations."""
 
 FROM_SCRATCH_RUN = ASSETS / "runs" / "synthetic-from-scratch"
-"""The recorded from-scratch training run: ``command.txt``, ``log.jsonl``, ``weights.safetensors``, ``run.json``
-(recorded by ``tools/record_run.py`` with the recipe :data:`rfcore.train.config.FROM_SCRATCH`)."""
+"""The recorded from-scratch training run: ``command.txt``, ``log.jsonl``, ``run.json`` and, in a clone only (the
+wheel leaves them out), ``weights.safetensors`` and ``snapshots/`` (recorded by ``tools/record_run.py`` with the
+recipe :data:`rfcore.train.config.FROM_SCRATCH`)."""
 
 ABLATION_RUN = ASSETS / "runs" / "ablation"
 """A recorded ``rfcore experiment ablation``: ``ablation.json`` / ``.md`` / ``.png`` and each run's log."""
