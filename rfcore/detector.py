@@ -306,7 +306,7 @@ class Detector:
         (:func:`rfcore.mesh.project_mesh_params`), then mapped through each
         face's box (:func:`rfcore.mesh.uncrop_points`, the inverse of
         :func:`rfcore.mesh.crop_faces`), grown by the head's crop margin
-        (1 for ``rfcore train --mesh``, :mod:`rfcore.mesh.selfsup` for ``rfcore mesh train-head``).
+        (1 for ``rfcore train --mesh``, :mod:`rfcore.train.mesh_head` for ``rfcore mesh train-head``).
 
         Args:
             dets: ``F`` detections with their ``mesh_params``, in image pixels.

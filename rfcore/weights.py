@@ -205,7 +205,7 @@ MESH_DECODER_FILE = "mesh_decoder.safetensors"
 """The decoder file an ``rfcore train --mesh`` run writes beside ``weights.safetensors``."""
 
 MESH_ENCODER_FILE = "mesh_encoder.safetensors"
-"""The linear encoder ``rfcore mesh pretrain`` writes beside the decoder (:mod:`rfcore.mesh.pretrain`)."""
+"""The linear encoder ``rfcore mesh pretrain`` writes beside the decoder (:mod:`rfcore.train.mesh_decoder`)."""
 
 MESH_HEAD_FILE = "mesh_head.safetensors"
 """A mesh head trained for the detector weights beside it (``rfcore mesh train-head``), ``MeshHead.`` stripped."""

@@ -1,4 +1,4 @@
-"""Tests of the self-supervised mesh head: training (rfcore.mesh.selfsup), measuring (rfcore.mesh.accuracy) and
+"""Tests of the self-supervised mesh head: training (rfcore.train.mesh_head), measuring (rfcore.evaluation.mesh) and
 loading a mesh head file beside detector weights (rfcore.weights.load_mesh_model)."""
 
 import dataclasses
@@ -13,8 +13,8 @@ from rfcore.cli.mesh import HEAD_DEFAULTS
 from rfcore.config import get_config
 from rfcore.detector import Detector
 from rfcore.mesh import MeshDecoder, build_hierarchy
-from rfcore.mesh.accuracy import dense_nme, mesh_accuracy, template_in_boxes
-from rfcore.mesh.selfsup import HeadTrainConfig, train_mesh_head
+from rfcore.evaluation.mesh import dense_nme, mesh_accuracy, template_in_boxes
+from rfcore.train.mesh_head import HeadTrainConfig, train_mesh_head
 from rfcore.model import RetinaFace
 from rfcore.weights import (
     CROP_MARGIN_KEY,

@@ -1,4 +1,4 @@
-"""Tests of rfcore.mesh.pretrain, the shipped mesh decoder and ``rfcore mesh pretrain``."""
+"""Tests of rfcore.train.mesh_decoder, the shipped mesh decoder and ``rfcore mesh pretrain``."""
 
 import dataclasses
 
@@ -9,7 +9,7 @@ from rfcore.assets import ASSETS
 from rfcore.cli import main
 from rfcore.cli.mesh import PRETRAIN_DEFAULTS
 from rfcore.mesh import MeshDecoder, build_hierarchy
-from rfcore.mesh.pretrain import (
+from rfcore.train.mesh_decoder import (
     FaceEncoder,
     PretrainConfig,
     code_distribution,

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from rfcore.mesh import MeshDecoder
 from rfcore.mesh.loss import pixel_loss
-from rfcore.mesh.pretrain import CodeDistribution
+from rfcore.train.mesh_decoder import CodeDistribution
 from rfcore.mesh.template import LANDMARK_NAMES
 from rfcore.viz import mesh as mesh_viz
 from rfcore.viz.draw import LANDMARK_COLORS, to_png

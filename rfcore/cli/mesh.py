@@ -1,11 +1,11 @@
 """``rfcore mesh``: training the pieces of the dense regression branch [paper §3.2].
 
 * ``rfcore mesh pretrain``: the mesh decoder as the decoder of an autoencoder of the synthetic face model
-  (:mod:`rfcore.mesh.pretrain`);
+  (:mod:`rfcore.train.mesh_decoder`);
 * ``rfcore mesh train-head``: the mesh head of a frozen detector, self-supervised by ``L_pixel`` through the
-  frozen decoder (:mod:`rfcore.mesh.selfsup`);
+  frozen decoder (:mod:`rfcore.train.mesh_head`);
 * ``rfcore mesh measure``: the detected meshes against the synthetic faces' ground truth
-  (:mod:`rfcore.mesh.accuracy`).
+  (:mod:`rfcore.evaluation.mesh`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def add_parsers(subparsers) -> None:
 
 PRETRAIN_DEFAULTS = {"steps": 4000, "batch_size": 128, "train_faces": 20000, "held_out_faces": 1000, "lr": 2e-3,
                      "seed": 0}
-"""The defaults of :class:`rfcore.mesh.pretrain.PretrainConfig`, repeated so that building the command line does
+"""The defaults of :class:`rfcore.train.mesh_decoder.PretrainConfig`, repeated so that building the command line does
 not import torch (a test keeps them equal)."""
 
 
@@ -73,7 +73,7 @@ def _add_pretrain(commands) -> None:
 def _run_pretrain(args: argparse.Namespace) -> int:
     import torch
 
-    from rfcore.mesh.pretrain import PretrainConfig, pretrain_decoder
+    from rfcore.train.mesh_decoder import PretrainConfig, pretrain_decoder
     from rfcore.weights import DECODER_LAYOUT_KEY, MESH_DECODER_FILE, MESH_ENCODER_FILE, save_weights
 
     try:
@@ -104,7 +104,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
 
 HEAD_DEFAULTS = {"images": 1200, "image_size": 320, "epochs": 12, "batch_size": 8, "lr": 1e-3, "mesh_anchors": 32,
                  "crop_margin": 1.5, "crop_size": 32, "seed": 0}
-"""The defaults of :class:`rfcore.mesh.selfsup.HeadTrainConfig` set from the command line (a test keeps them
+"""The defaults of :class:`rfcore.train.mesh_head.HeadTrainConfig` set from the command line (a test keeps them
 equal)."""
 
 MEASURE_IMAGES = 200
@@ -172,7 +172,7 @@ def _run_train_head(args: argparse.Namespace) -> int:
     import torch
 
     from rfcore.config import get_config
-    from rfcore.mesh.selfsup import HeadTrainConfig, train_mesh_head
+    from rfcore.train.mesh_head import HeadTrainConfig, train_mesh_head
     from rfcore.model import RetinaFace
     from rfcore.weights import (
         CROP_MARGIN_KEY,
@@ -228,8 +228,8 @@ def _run_measure(args: argparse.Namespace) -> int:
 
 def _measure(weights, args: argparse.Namespace) -> int:
     from rfcore.detector import Detector
-    from rfcore.mesh.accuracy import mesh_accuracy
-    from rfcore.mesh.selfsup import HeadTrainConfig
+    from rfcore.evaluation.mesh import mesh_accuracy
+    from rfcore.train.mesh_head import HeadTrainConfig
 
     try:
         detector = Detector(weights, args.preset, mesh=True)

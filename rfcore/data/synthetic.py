@@ -72,7 +72,6 @@ vertices or poses.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
@@ -83,37 +82,23 @@ import torch.utils.data
 from rfcore.anchors import check_image_size
 from rfcore.data.sample import FaceSample
 from rfcore.data.widerface import Transform
-from rfcore.mesh.camera import Camera, Light, camera_from_pose, project, to_view
-from rfcore.mesh.hierarchy import adjacency_matrix
-from rfcore.mesh.laplacian import eigenbasis, laplacian
+from rfcore.mesh.camera import DISTANCE, FOCAL, Camera, Light, camera_from_pose, project, to_view
+from rfcore.mesh.face_model import (
+    AMBIENT_RANGE,
+    COLOUR_MODES,
+    DEPTH_RANGE,
+    LIGHT_BOX,
+    LIGHT_INTENSITY,
+    LIGHT_TINT,
+    SHAPE_AMPLITUDE,
+    SHAPE_MODES,
+    WIDTH_RANGE,
+    face_model,
+    skin_colours,
+)
 from rfcore.mesh.render import render
-from rfcore.mesh.template import LANDMARK_NAMES, SKIN, Mesh, face_template
+from rfcore.mesh.template import LANDMARK_NAMES
 from rfcore.progress import progress_bar
-
-SHAPE_MODES, SHAPE_AMPLITUDE = 12, (0.08, 0.08, 0.2)
-"""Smooth eigenvectors that deform a face, and the spread of their coefficients in x, y and z.
-
-The eigenvectors have unit length over 289 vertices (entries of about 0.06,
-up to 0.2 at the outline), so a face moves by a few hundredths of its
-2-unit height: more in depth than in outline."""
-
-COLOUR_MODES, COLOUR_AMPLITUDE = 6, 0.6
-"""Smooth eigenvectors that vary the skin colour, and the spread of their coefficients."""
-
-WIDTH_RANGE, DEPTH_RANGE = (0.85, 1.1), (0.7, 1.3)
-"""Factors on the template's width (x) and depth (z)."""
-
-SKIN_TONES = ((0.98, 0.82, 0.70), (0.36, 0.23, 0.16))
-"""Lightest and darkest skin albedo; a face's tone lies between them."""
-
-DISTANCE, FOCAL = 4.0, 3.6
-"""Camera of every face; only the pose changes (the size comes from the crop)."""
-
-AMBIENT_RANGE, LIGHT_RANGE, LIGHT_TINT = (0.25, 0.6), (0.3, 0.9), (0.85, 1.0)
-"""Ambient light and point-light intensity per face, and the range of each channel's share of it."""
-
-LIGHT_BOX = ((-3.0, -3.0, -4.5), (3.0, 3.0, 1.5))
-"""Point lights are uniform in this view-space box (camera at the origin, faces at ``z = -4``)."""
 
 EDGE = 0.5
 """Half-width of the faces' soft edge in render pixels (the renderer's ``sigma``).
@@ -158,19 +143,6 @@ class SyntheticImage(NamedTuple):
     poses: np.ndarray
     alpha: np.ndarray
     background: np.ndarray
-
-
-class FaceModel(NamedTuple):
-    """The template and the smooth bases faces are drawn from.
-
-    Attributes:
-        mesh: The face template.
-        basis: ``(V, M)`` float64 eigenvectors of the template's Laplacian
-            with the smallest non-zero eigenvalues (the constant one skipped).
-    """
-
-    mesh: Mesh
-    basis: torch.Tensor
 
 
 class FaceDraws(NamedTuple):
@@ -225,15 +197,6 @@ class Layout(NamedTuple):
     draws: FaceDraws
     fractions: np.ndarray
     placements: list[Placement]
-
-
-@functools.cache
-def face_model() -> FaceModel:
-    """The built-in template and its smoothest Laplacian eigenvectors (computed once)."""
-    mesh = face_template()
-    _, vectors = eigenbasis(laplacian(adjacency_matrix(mesh.faces, mesh.num_vertices)))
-    modes = max(SHAPE_MODES, COLOUR_MODES)
-    return FaceModel(mesh, vectors[:, 1 : modes + 1])
 
 
 class SyntheticFaces(torch.utils.data.Dataset):
@@ -413,29 +376,10 @@ def draw_faces(rng: np.random.Generator, count: int, size_range: tuple[float, fl
     camera = camera_from_pose(angles, torch.full((count,), DISTANCE, dtype=torch.float64), FOCAL)
     light = Light(
         position=uniform(LIGHT_BOX, count, 3),
-        colour=uniform(LIGHT_RANGE, count, 1) * uniform(LIGHT_TINT, count, 3),
+        colour=uniform(LIGHT_INTENSITY, count, 1) * uniform(LIGHT_TINT, count, 3),
         ambient=uniform(AMBIENT_RANGE, count, 1).expand(count, 3),
     )
     return FaceDraws(sizes, vertices, colours, angles, camera, light)
-
-
-def skin_colours(model: FaceModel, tone: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
-    """Template colours recoloured to a skin tone with smooth variation.
-
-    Args:
-        model: The face model.
-        tone: ``(F,)`` in ``[0, 1]`` from the lightest to the darkest of :data:`SKIN_TONES`.
-        coefficients: ``(F, COLOUR_MODES, 3)`` standard normal colour-variation weights.
-
-    Returns:
-        ``(F, V, 3)`` albedo in ``[0, 1]``.
-    """
-    light, dark = torch.tensor(SKIN_TONES, dtype=tone.dtype)
-    skin = light + tone[:, None] * (dark - light)  # (F, 3)
-    # (F, V, 3): eyes and lips keep their contrast
-    base = model.mesh.colours.to(tone.dtype) * (skin / torch.tensor(SKIN, dtype=tone.dtype))[:, None]
-    variation = torch.einsum("vm,fmc->fvc", model.basis[:, :COLOUR_MODES], COLOUR_AMPLITUDE * coefficients)
-    return (base * (1 + variation)).clamp(0, 1)
 
 
 def place_faces(

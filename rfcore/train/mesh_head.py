@@ -3,7 +3,7 @@
 The mesh head is a 1x1 convolution per pyramid level that predicts, per
 anchor, the 144 numbers ``P_ST, P_cam, P_ill``. Here it learns them with no
 3D label at all: for each positive anchor of a synthetic image the
-pre-trained decoder (:mod:`rfcore.mesh.pretrain`, frozen) turns the code
+pre-trained decoder (:mod:`rfcore.train.mesh_decoder`, frozen) turns the code
 into a coloured mesh, the soft rasteriser renders it with the predicted
 camera and light, and the rendering is compared with the face crop ``I*``
 (:func:`rfcore.mesh.loss.mesh_branch_loss`, Eq. 3).

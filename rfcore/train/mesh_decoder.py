@@ -34,8 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from rfcore.data.synthetic import draw_faces, face_model
+from rfcore.data.synthetic import draw_faces
 from rfcore.mesh.decoder import CODE_SIZE, DecodedMesh, MeshDecoder
+from rfcore.mesh.face_model import face_model
 from rfcore.mesh.hierarchy import build_hierarchy
 from rfcore.progress import progress_bar
 from rfcore.weights import load_weights
