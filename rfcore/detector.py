@@ -95,7 +95,7 @@ from rfcore.postprocess import (
     rescale,
     suppress,
 )
-from rfcore.weights import load_mesh_model, load_model
+from rfcore.weights import load_mesh_model, load_model, model_preset, resolve_weights, weights_preset
 
 PAPER_TEST_SCALES = (500, 800, 1100, 1400, 1700)
 """Short-edge sizes of the paper's multi-scale test [paper §4.2]."""
@@ -140,9 +140,11 @@ class Detector:
 
     Args:
         weights: safetensors file; ``None`` for :data:`DEFAULT_WEIGHTS`.
-        preset: Preset the weights belong to.
+        preset: Preset of the weights, needed only for a file without one in
+            its metadata (:func:`rfcore.weights.weights_preset`), or for a
+            ``model`` whose layout several presets share.
         model: An already built RetinaFace (one you trained, say) instead of
-            ``weights``; its preset is still ``preset``.
+            ``weights``.
         threshold: Face probability a detection must exceed.
         nms_iou: IoU threshold of non-maximum suppression.
         top_k: Candidates per image kept before NMS.
@@ -177,7 +179,7 @@ class Detector:
     def __init__(
         self,
         weights: str | os.PathLike | None = None,
-        preset: str = "mobilenet0.25",
+        preset: str | None = None,
         *,
         model: nn.Module | None = None,
         threshold: float = 0.5,
@@ -198,18 +200,23 @@ class Detector:
         if mesh and model is not None:
             raise ValueError("mesh=True loads the network and its decoder from weights=...; it cannot use model=...")
         check_engine(engine, weights, mesh, model)
-        self.cfg = get_config(preset)
         self.decoder = self.mesh_order = self.mesh_head = None
         self.mesh_crop_margin = 1.0
+        if engine == "onnx":
+            self.model = load_onnx_network(weights, preset)
+            self.cfg = get_config(self.model.preset)
+        elif model is None:
+            weights = resolve_weights(weights)
+            self.cfg = get_config(weights_preset(weights, preset))
+        else:
+            self.cfg = get_config(model_preset(model, preset))
         if mesh:
             model, decoder, self.mesh_crop_margin = load_mesh_model(weights, self.cfg)
             # the head leaves the network: run_pass evaluates it at the candidates' anchors only
             self.mesh_head, model.MeshHead = model.MeshHead, None
             self.decoder = FoldedDecoder(decoder)
             self.mesh_order = mirror_order(decoder.template_vertices)
-        if engine == "onnx":
-            self.model = load_onnx_network(weights, self.cfg)
-        else:
+        if engine != "onnx":
             model = load_model(weights, self.cfg) if model is None else model.eval()
             self.model = fuse_for_inference(model) if fuse else model
         self.threshold, self.nms_iou, self.top_k, self.max_faces = threshold, nms_iou, top_k, max_faces

@@ -12,10 +12,10 @@ from rfcore.cli import main
 from rfcore.cli.mesh import HEAD_DEFAULTS
 from rfcore.config import get_config
 from rfcore.detector import Detector
-from rfcore.mesh import MeshDecoder, build_hierarchy
 from rfcore.evaluation.mesh import dense_nme, mesh_accuracy, template_in_boxes
-from rfcore.train.mesh_head import HeadTrainConfig, train_mesh_head
+from rfcore.mesh import MeshDecoder, build_hierarchy
 from rfcore.model import RetinaFace
+from rfcore.train.mesh_head import HeadTrainConfig, train_mesh_head
 from rfcore.weights import (
     CROP_MARGIN_KEY,
     DECODER_LAYOUT_KEY,

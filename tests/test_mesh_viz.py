@@ -9,8 +9,8 @@ from matplotlib.figure import Figure
 
 from rfcore.mesh import MeshDecoder
 from rfcore.mesh.loss import pixel_loss
-from rfcore.train.mesh_decoder import CodeDistribution
 from rfcore.mesh.template import LANDMARK_NAMES
+from rfcore.train.mesh_decoder import CodeDistribution
 from rfcore.viz import mesh as mesh_viz
 from rfcore.viz.draw import LANDMARK_COLORS, to_png
 from rfcore.viz.widgets import mesh_render_explorer

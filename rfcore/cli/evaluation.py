@@ -14,6 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from rfcore.cli.common import PRESET_HELP
 from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, PRESETS
 from rfcore.files import check_not_inputs, write_bytes, write_text
 
@@ -72,8 +73,7 @@ def add_parsers(subparsers) -> argparse.ArgumentParser:
     model = parser.add_argument_group("detector")
     model.add_argument("--weights", type=Path, metavar="PATH",
                        help="safetensors weights (default: the shipped MobileNet-0.25)")
-    model.add_argument("--preset", default="mobilenet0.25", choices=sorted(PRESETS),
-                       help="preset of the weights (default: mobilenet0.25)")
+    model.add_argument("--preset", choices=sorted(PRESETS), help=PRESET_HELP)
     model.add_argument("--threshold", type=float,
                        help=f"lowest face probability kept (default: {EVAL_THRESHOLD}; low scores still add to the AP)")
     model.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE, metavar="PIXELS",
@@ -253,6 +253,7 @@ def detect_and_write(args: argparse.Namespace, truth):
     warn_outside(truth, paths)
     detector = Detector(args.weights, args.preset, threshold=threshold(args), max_size=args.max_size,
                         max_pixels=args.max_pixels, tta=tta_config(args))
+    args.preset = detector.cfg.name  # the summary records the preset the weights hold
     pred_dir = args.out / "predictions"
     check_not_inputs(input_files(args), [prediction_path(pred_dir, name) for name in truth.names])
     predictions = detect_images(detector, paths, truth.names, progress=not args.quiet)

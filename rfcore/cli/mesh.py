@@ -172,8 +172,8 @@ def _run_train_head(args: argparse.Namespace) -> int:
     import torch
 
     from rfcore.config import get_config
-    from rfcore.train.mesh_head import HeadTrainConfig, train_mesh_head
     from rfcore.model import RetinaFace
+    from rfcore.train.mesh_head import HeadTrainConfig, train_mesh_head
     from rfcore.weights import (
         CROP_MARGIN_KEY,
         DECODER_LAYOUT_KEY,
@@ -185,13 +185,14 @@ def _run_train_head(args: argparse.Namespace) -> int:
         load_mesh_decoder,
         resolve_weights,
         save_weights,
+        weights_preset,
     )
 
     torch.set_num_threads(args.threads)
-    cfg = get_config(args.preset)
     try:
         config = HeadTrainConfig(**{name: getattr(args, name) for name in HEAD_DEFAULTS})
         weights = resolve_weights(args.weights)
+        cfg = get_config(weights_preset(weights, args.preset))
         detector = RetinaFace.from_config(cfg, mesh_head=True)
         load_detector_weights(detector, weights, cfg.name)
         decoder = load_mesh_decoder(_existing(weights.with_name(MESH_DECODER_FILE)))

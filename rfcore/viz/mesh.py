@@ -28,9 +28,9 @@ from rfcore.mesh.chebconv import ChebConv, chebyshev_response, scaled_laplacian
 from rfcore.mesh.decoder import MeshDecoder
 from rfcore.mesh.hierarchy import MeshHierarchy, adjacency_matrix
 from rfcore.mesh.laplacian import hop_distances
-from rfcore.train.mesh_decoder import CodeDistribution
 from rfcore.mesh.render import render
 from rfcore.mesh.template import LANDMARK_NAMES, Mesh
+from rfcore.train.mesh_decoder import CodeDistribution
 from rfcore.viz.draw import LANDMARK_COLORS, Rendering, check_image, side_by_side
 
 EDGE_COLOR = (200, 200, 200)
