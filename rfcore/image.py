@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 import torch
 
-from rfcore.config import MAX_DECODE_PIXELS
+from rfcore.detect_config import MAX_DECODE_PIXELS
 from rfcore.files import check_file
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

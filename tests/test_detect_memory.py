@@ -10,7 +10,7 @@ from torchvision.ops import box_iou
 
 from rfcore.assets import IMAGES
 from rfcore.bench.memory import PEAK_GOAL_BYTES, peak_rss, write_large_image
-from rfcore.config import DEFAULT_MAX_SIZE
+from rfcore.detect_config import DEFAULT_MAX_SIZE
 from rfcore.detector import Detector, TTAConfig
 from rfcore.image import read_image
 from rfcore.weights import DEFAULT_WEIGHTS, save_weights

@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "rfcore"
 LAYERS = (
     "files", "progress",  # utilities
-    "config", "anchors", "boxes", "matching", "image",  # geometry, targets, input
+    "config", "detect_config", "anchors", "boxes", "matching", "image",  # settings, geometry, targets, input
     "model", "loss", "mesh",  # the network, Eq. 1 and the mesh library
     "assets", "weights", "convert", "export", "engine",  # files of weights and graphs, the ONNX runtime
     "postprocess", "detector",  # inference

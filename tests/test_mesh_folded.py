@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from rfcore.assets import IMAGES, load_image
-from rfcore.config import get_config
+from rfcore.config import MESH_CROP_SIZE, get_config
 from rfcore.detector import Detector
 from rfcore.image import letterbox, preprocess
-from rfcore.mesh import CROP_SIZE, MeshDecoder, build_hierarchy, grow_boxes, project_mesh_params, uncrop_points
+from rfcore.mesh import MeshDecoder, build_hierarchy, grow_boxes, project_mesh_params, uncrop_points
 from rfcore.mesh.chebconv import scaled_laplacian
 from rfcore.mesh.folded import FoldedDecoder, chebyshev_matrices
 from rfcore.postprocess import cached_anchors, candidates, suppress
@@ -63,9 +63,10 @@ def test_detection_with_the_mesh_gives_the_full_head_s_meshes():
     with torch.no_grad():
         output = model(preprocess([image], cfg.pixel_mean_bgr))  # the mesh head on every anchor
         assert output.mesh_params.shape[1] == len(cached_anchors(cfg, (480, 640)))
-        found = candidates(output, cached_anchors(cfg, (480, 640)), cfg.variances, detector.threshold, detector.top_k)
-        kept = suppress(found, 1, detector.nms_iou, detector.max_faces)[0]
-        crop = (CROP_SIZE, CROP_SIZE)
+        settings = detector.config
+        found = candidates(output, cached_anchors(cfg, (480, 640)), cfg.variances, settings.threshold, settings.top_k)
+        kept = suppress(found, 1, settings.nms_iou, settings.max_faces)[0]
+        crop = (MESH_CROP_SIZE, MESH_CROP_SIZE)
         meshes = uncrop_points(project_mesh_params(decoder, kept.mesh_params, crop), grow_boxes(kept.boxes, margin), crop)
     assert len(faces) == len(kept.scores) >= 5
     torch.testing.assert_close(torch.tensor([face.box for face in faces]), kept.boxes, rtol=0, atol=1e-3)

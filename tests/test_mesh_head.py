@@ -1,7 +1,6 @@
 """Tests of the self-supervised mesh head: training (rfcore.train.mesh_head), measuring (rfcore.evaluation.mesh) and
 loading a mesh head file beside detector weights (rfcore.weights.load_mesh_model)."""
 
-import dataclasses
 import shutil
 
 import numpy as np
@@ -9,7 +8,6 @@ import pytest
 import torch
 
 from rfcore.cli import main
-from rfcore.cli.mesh import HEAD_DEFAULTS
 from rfcore.config import get_config
 from rfcore.detector import Detector
 from rfcore.evaluation.mesh import dense_nme, mesh_accuracy, template_in_boxes
@@ -30,11 +28,6 @@ from rfcore.weights import (
 )
 
 CFG = get_config("mobilenet0.25")
-
-
-def test_the_command_line_defaults_are_the_config_defaults():
-    fields = {field.name: field.default for field in dataclasses.fields(HeadTrainConfig)}
-    assert HEAD_DEFAULTS == {name: fields[name] for name in HEAD_DEFAULTS}
 
 
 def test_config_refuses_bad_values():

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from builders import train_until_crash
+from builders import assert_same_tensors, tiny_config, train_until_crash, write_faces_folder
 from safetensors.torch import load_file
-from test_train import assert_same_tensors, tiny_config, write_faces_folder
 
 from rfcore.boxes import NEGATIVE, POSITIVE
 from rfcore.config import get_config

@@ -33,6 +33,7 @@ import torch
 
 from rfcore.bench.reference import reference_model
 from rfcore.bench.timing import interleaved_medians, median_seconds
+from rfcore.detect_config import EVAL_THRESHOLD
 from rfcore.engine import ort_session
 from rfcore.image import letterbox
 
@@ -184,7 +185,7 @@ def bench_detect(
         with torch.inference_mode():
             reference = plain(contiguous)
             fused = detector.model(batch)
-            postprocess = [postprocess_timing(detector, fused, t, repeats) for t in (detector.threshold, 0.02)]
+            postprocess = [postprocess_timing(detector, fused, t, repeats) for t in (detector.config.threshold, EVAL_THRESHOLD)]
         onnx_outputs = ort_session(ours_model, 1).run(None, {"images": feed})
     finally:
         torch.set_num_threads(previous_threads)
@@ -267,7 +268,7 @@ def postprocess_timing(detector, output, threshold: float, repeats: int) -> dict
 
     seconds = median_seconds(lambda: detector.postprocess(output, VGA, threshold), repeats)
     anchors = cached_anchors(detector.cfg, VGA)
-    count = len(candidates(output, anchors, detector.cfg.variances, threshold, detector.top_k).scores)
+    count = len(candidates(output, anchors, detector.cfg.variances, threshold, detector.config.top_k).scores)
     faces = len(detector.postprocess(output, VGA, threshold)[0].scores)
     return {"threshold": threshold, "ms": 1000 * seconds, "candidates": count, "faces": faces}
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, PRESETS
+from rfcore.config import PRESETS
+from rfcore.detect_config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, DetectConfig
 
 EXIT_DIVERGED = 1
 """Exit status of ``rfcore train`` when the loss or the weights stop being finite."""
@@ -37,6 +38,12 @@ def add_memory_options(parser, max_size_help: str) -> None:
         help=f"refuse image files that would decode to more than N pixels, before decoding them (default: "
         f"{MAX_DECODE_PIXELS:,}, 300 MB; 0: no limit)",
     )
+
+
+def add_threshold_option(parser) -> None:
+    default = DetectConfig.threshold
+    parser.add_argument("--threshold", type=float, default=default,
+                        help=f"face probability to exceed (default: {default})")
 
 
 def add_weights_options(parser) -> None:

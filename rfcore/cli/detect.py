@@ -9,7 +9,7 @@ import re
 import sys
 from pathlib import Path
 
-from rfcore.cli.common import add_memory_options, add_weights_options, error
+from rfcore.cli.common import add_memory_options, add_threshold_option, add_weights_options, error
 from rfcore.files import atomic_path, check_not_inputs, write_bytes
 
 
@@ -57,7 +57,7 @@ def _add_detect(subparsers) -> None:
         help="videos: run the network on N frames at a time (default: 1; decoding, and drawing + encoding, already "
         "overlap detection in threads of their own)",
     )
-    parser.add_argument("--threshold", type=float, default=0.5, help="face probability to exceed (default: 0.5)")
+    add_threshold_option(parser)
     parser.add_argument(
         "--mesh", action="store_true",
         help='also give each face its projected mesh vertices ("mesh": [[x, y] x V] in the JSON, dots in --out '
@@ -243,7 +243,7 @@ def _add_align(subparsers) -> None:
         help="crop size: 112 (default, the ArcFace crop), another side such as 224 (template scaled), or "
         "WIDTHxHEIGHT such as 96x112 (template scaled to the height and centred: x shifted by -8 for 96x112)",
     )
-    parser.add_argument("--threshold", type=float, default=0.5, help="face probability to exceed (default: 0.5)")
+    add_threshold_option(parser)
     add_memory_options(parser, "detect on images shrunk to this long edge; crops come from the original")
     add_weights_options(parser)
     parser.set_defaults(run=_run_align)

@@ -15,7 +15,8 @@ import textwrap
 from pathlib import Path
 
 from rfcore.cli.common import PRESET_HELP
-from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, PRESETS
+from rfcore.config import PRESETS
+from rfcore.detect_config import DEFAULT_MAX_SIZE, EVAL_THRESHOLD, MAX_DECODE_PIXELS, PAPER_TEST_SCALES, TTAConfig
 from rfcore.files import check_not_inputs, write_bytes, write_text
 
 DESCRIPTION = (
@@ -39,9 +40,6 @@ examples:
   rfcore eval --gt-dir eval_tools/ground_truth --pred-dir my_predictions
   rfcore eval --label-file widerface/val/label.txt
 """
-
-EVAL_THRESHOLD = 0.02
-"""Default lowest score kept when evaluating (biubug6's setting): low-scoring faces still add to the AP."""
 
 DETECTOR_OPTIONS = {"weights": None, "threshold": None, "max_size": DEFAULT_MAX_SIZE, "max_pixels": MAX_DECODE_PIXELS,
                     "flip": False, "scales": None, "multiscale": False, "vote_iou": None}
@@ -87,9 +85,9 @@ def add_parsers(subparsers) -> argparse.ArgumentParser:
     scales.add_argument("--scales", type=int, nargs="+", metavar="PIXELS",
                         help="detect with the short edge resized to each of these sizes")
     scales.add_argument("--multiscale", action="store_true",
-                        help="the paper's test: --flip and --scales 500 800 1100 1400 1700")
+                        help=f"the paper's test: --flip and --scales {' '.join(map(str, PAPER_TEST_SCALES))}")
     tta.add_argument("--vote-iou", type=float, metavar="IOU",
-                     help="box voting IoU over the pooled passes (default: 0.4, the paper's)")
+                     help=f"box voting IoU over the pooled passes (default: {TTAConfig.vote_iou}, the paper's)")
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, default=Path("runs/eval"), metavar="DIR",
                         help="output folder: predictions/, pr_curves.png, summary.json (default: runs/eval)")
@@ -228,7 +226,6 @@ def threshold(args: argparse.Namespace) -> float:
 
 def tta_config(args: argparse.Namespace):
     """The :class:`rfcore.detector.TTAConfig` of the options, or ``None`` for a single pass."""
-    from rfcore.detector import PAPER_TEST_SCALES, TTAConfig
 
     if not (args.flip or args.scales or args.multiscale):
         return None

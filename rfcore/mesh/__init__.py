@@ -38,12 +38,11 @@ from rfcore.mesh.decoder import MeshDecoder
 from rfcore.mesh.fit import FitResult, fit_mesh
 from rfcore.mesh.hierarchy import MeshHierarchy, build_hierarchy, hierarchy_from_meshes
 from rfcore.mesh.laplacian import eigenbasis, hop_distances, laplacian, normalised_laplacian
-from rfcore.mesh.loss import CROP_SIZE, crop_faces, grow_boxes, mesh_branch_loss, pixel_loss, uncrop_points
+from rfcore.mesh.loss import crop_faces, grow_boxes, mesh_branch_loss, pixel_loss, uncrop_points
 from rfcore.mesh.render import render
 from rfcore.mesh.template import Mesh, face_template, load_obj, mirror_order
 
 __all__ = [
-    "CROP_SIZE",
     "ChebConv",
     "FitResult",
     "Mesh",

@@ -63,73 +63,26 @@ the reasons above rule out here.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from rfcore.boxes import POSITIVE, decode_boxes
-from rfcore.config import RetinaFaceConfig
+from rfcore.config import MESH_CROP_SIZE, RetinaFaceConfig
 from rfcore.data.collate import TrainBatch, face_loader
 from rfcore.data.synthetic import SyntheticFaces
 from rfcore.image import network_input_to_rgb
 from rfcore.matching import TargetAssigner
 from rfcore.mesh.decoder import MeshDecoder
 from rfcore.mesh.fit import border_colour
-from rfcore.mesh.loss import CROP_SIZE, crop_faces, grow_boxes, mesh_branch_loss
+from rfcore.mesh.loss import crop_faces, grow_boxes, mesh_branch_loss
 from rfcore.model import RetinaFace
 from rfcore.progress import progress_bar
+from rfcore.train.config import HeadTrainConfig
 from rfcore.train.model import CROP_SAMPLES, spread
 
 STATISTICS_BATCHES = 10
 """Batches whose features give the per-channel mean and standard deviation (:func:`feature_statistics`)."""
-
-
-@dataclass(frozen=True)
-class HeadTrainConfig:
-    """What :func:`train_mesh_head` does, and on which synthetic faces.
-
-    Attributes:
-        images: Synthetic training images (rendered once).
-        image_size: Their side in pixels.
-        faces: ``(low, high)`` faces per image.
-        min_face, max_face: Face sizes in pixels (longer box side).
-        max_angle: Largest pitch, yaw and roll in degrees.
-        epochs: Passes over the images.
-        batch_size: Images per step.
-        lr: Peak learning rate of Adam's one-cycle schedule.
-        mesh_anchors: Positive anchors rendered per step.
-        crop_margin: ``I*`` is the detected box grown by this factor about its centre.
-        crop_size: Side of ``I*`` and of the renderings in pixels (detection does not depend on it).
-        seed: Seed of the images (held-out images use ``seed + 1``) and of the order.
-    """
-
-    images: int = 1200
-    image_size: int = 320
-    faces: tuple[int, int] = (1, 4)
-    min_face: float = 40.0
-    max_face: float = 160.0
-    max_angle: float = 40.0
-    epochs: int = 12
-    batch_size: int = 8
-    lr: float = 1e-3
-    mesh_anchors: int = 32
-    crop_margin: float = 1.5
-    crop_size: int = CROP_SIZE
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        counts = {"images": self.images, "epochs": self.epochs, "batch_size": self.batch_size,
-                  "mesh_anchors": self.mesh_anchors, "crop_size": self.crop_size}
-        bad = {name: value for name, value in counts.items() if not (isinstance(value, int) and value >= 1)}
-        if bad or not self.lr > 0 or not self.crop_margin > 0:
-            raise ValueError(f"need positive integer counts, lr > 0 and crop_margin > 0, got "
-                             f"{bad or {'lr': self.lr, 'crop_margin': self.crop_margin}}")
-
-    def dataset(self, held_out: bool = False, length: int | None = None) -> SyntheticFaces:
-        """The synthetic training images, or ``length`` held-out ones (another seed)."""
-        return SyntheticFaces(self.images if length is None else length, self.image_size, self.faces,
-                              self.min_face, self.max_face, self.max_angle, seed=self.seed + held_out)
 
 
 def freeze_all_but_mesh_head(detector: RetinaFace, decoder: MeshDecoder) -> list[nn.Parameter]:
@@ -189,7 +142,7 @@ def detected_box_pixel_loss(
     max_anchors: int,
     statistics: Statistics,
     crop_margin: float,
-    crop_size: int = CROP_SIZE,
+    crop_size: int = MESH_CROP_SIZE,
 ) -> torch.Tensor:
     """``L_pixel`` of a batch over (a spread of) its positive anchors, each compared with its detected box's crop.
 

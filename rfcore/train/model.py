@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from rfcore.boxes import POSITIVE
+from rfcore.config import MESH_CROP_SIZE
 from rfcore.image import network_input_to_rgb
 from rfcore.matching import AnchorTargets, FaceBatch
-from rfcore.mesh import CROP_SIZE, MeshDecoder, build_hierarchy, crop_faces, mesh_branch_loss
+from rfcore.mesh import MeshDecoder, build_hierarchy, crop_faces, mesh_branch_loss
 from rfcore.model import RetinaFace, RetinaFaceOutput
 from rfcore.train.config import MESH_ANCHORS
 
@@ -80,7 +81,7 @@ def pixel_term(
     images: torch.Tensor,
     mean_bgr: Sequence[float],
     max_anchors: int | None = MESH_ANCHORS,
-    crop_size: int = CROP_SIZE,
+    crop_size: int = MESH_CROP_SIZE,
 ) -> torch.Tensor:
     """``L_pixel`` of Eq. 1 for a batch: Eq. 3 averaged over (a spread of) its positive anchors.
 
