@@ -32,7 +32,7 @@ renders them, then mapped through the box to image pixels
 the mesh head (a 1x1 convolution) runs at the candidates' anchors alone,
 as a matrix product with their feature vectors, not at every anchor of
 the image; the faces kept by NMS are decoded in one batch by the
-decoder's folded form (:class:`rfcore.mesh.folded.FoldedDecoder`), and
+decoder's folded form (:class:`rfcore.mesh.inference.InferenceDecoder`), and
 nothing is rendered. With test-time augmentation every pass
 computes the meshes of its candidates before they are pooled: a flipped
 pass mirrors them (``x -> width - x``, each vertex taking its mirror
@@ -75,12 +75,12 @@ from torch import nn
 
 from rfcore.config import MESH_CROP_SIZE, get_config
 from rfcore.detect_config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, DetectConfig, TTAConfig, is_positive_int
-from rfcore.engine import check_engine, load_onnx_network
 from rfcore.image import as_batch, input_size, is_out_of_memory, preprocess, read_rgb, to_rgb
 from rfcore.mesh import grow_boxes, mirror_order, project_mesh_params, uncrop_points
-from rfcore.mesh.folded import FoldedDecoder
+from rfcore.mesh.inference import InferenceDecoder
 from rfcore.model import RetinaFaceOutput
 from rfcore.model.fuse import fuse_for_inference
+from rfcore.onnx_backend import check_engine, load_onnx_network
 from rfcore.postprocess import (
     Detections,
     Face,
@@ -126,7 +126,7 @@ class Detector:
             needs ``weights`` of an ``rfcore train --mesh`` run
             (:func:`load_mesh_model`), not ``model``.
         engine: ``"torch"`` (eager PyTorch) or ``"onnx"`` (onnxruntime,
-            :mod:`rfcore.engine`): ``weights`` may then be an ``.onnx`` file
+            :mod:`rfcore.onnx_backend`): ``weights`` may then be an ``.onnx`` file
             of ``rfcore export`` (float or ``--int8``), and safetensors
             weights are exported once into a cache; no ``model`` or ``mesh``.
 
@@ -177,8 +177,8 @@ class Detector:
         if mesh:
             model, decoder, self.mesh_crop_margin = load_mesh_model(weights, self.cfg)
             # the head leaves the network: run_pass evaluates it at the candidates' anchors only
-            self.mesh_head, model.MeshHead = model.MeshHead, None
-            self.decoder = FoldedDecoder(decoder)
+            self.mesh_head = model.detach_mesh_head()
+            self.decoder = InferenceDecoder(decoder)
             self.mesh_order = mirror_order(decoder.template_vertices)
         if engine != "onnx":
             model = load_model(weights, self.cfg) if model is None else model.eval()

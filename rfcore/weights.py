@@ -343,10 +343,10 @@ def load_detector_weights(model: RetinaFace, path, preset: str | None = None) ->
             differs, or a tensor is not finite (:func:`check_weights`).
     """
     state = load_weights(None, path)
-    if model.MeshHead is None:
+    if model.mesh_head is None:
         state = {key: value for key, value in state.items() if not key.startswith(MESH_HEAD_PREFIX)}
     elif not any(key.startswith(MESH_HEAD_PREFIX) for key in state):
-        state = {**model.MeshHead.state_dict(prefix=MESH_HEAD_PREFIX), **state}
+        state = {**model.mesh_head.state_dict(prefix=MESH_HEAD_PREFIX), **state}
     check_weights(model, state, path, preset)
     model.load_state_dict(state)
 
@@ -426,7 +426,7 @@ def load_mesh_model(weights=None, cfg: RetinaFaceConfig | None = None) -> MeshMo
 
 
 def load_mesh_head(model: RetinaFace, weights: Path, decoder: MeshDecoder, preset: str) -> float:
-    """Fill ``model.MeshHead`` from :data:`MESH_HEAD_FILE` beside ``weights``, after checking its metadata.
+    """Fill ``model.mesh_head`` from :data:`MESH_HEAD_FILE` beside ``weights``, after checking its metadata.
 
     ``rfcore mesh train-head`` records the preset, the sha256 of the
     detector weights it was trained on, the decoder's layout and the crop margin.
@@ -454,8 +454,8 @@ def load_mesh_head(model: RetinaFace, weights: Path, decoder: MeshDecoder, prese
                          f"head was trained for {'; '.join(mismatches)}; train one for them with `rfcore mesh "
                          f"train-head --weights {weights}`")
     state = load_weights(None, head_path)
-    check_state_dict(model.MeshHead, state, head_path)
-    model.MeshHead.load_state_dict(state)
+    check_state_dict(model.mesh_head, state, head_path)
+    model.mesh_head.load_state_dict(state)
     return float(saved.get(CROP_MARGIN_KEY, "1"))
 
 

@@ -32,7 +32,7 @@ def save_mesh_run(folder: Path, zero_mesh_head: bool = False, seed: int = 0) -> 
         for param in decoder.parameters():
             param.add_(0.01 * torch.randn_like(param))
         if zero_mesh_head:
-            for param in detector.MeshHead.parameters():
+            for param in detector.mesh_head.parameters():
                 param.zero_()
     for name, module in TrainingModel(detector, decoder).saved_modules().items():
         save_weights(module.state_dict(), folder / f"{name}.safetensors")

@@ -1,4 +1,4 @@
-"""Tests of rfcore.engine: the onnx engine of the Detector, its cache and its errors."""
+"""Tests of rfcore.onnx_backend: the onnx engine of the Detector, its cache and its errors."""
 
 import io
 import sys
@@ -12,9 +12,9 @@ from rfcore.assets import IMAGES
 from rfcore.cli import main
 from rfcore.config import get_config
 from rfcore.detector import Detector
-from rfcore.engine import CACHE_ENV, OnnxNetwork
 from rfcore.export import export_onnx, with_metadata
 from rfcore.model.fuse import fuse_for_inference
+from rfcore.onnx_backend import CACHE_ENV, OnnxNetwork
 from rfcore.weights import load_model
 
 pytest.importorskip("onnxruntime")

@@ -17,10 +17,10 @@ LAYERS = (
     "files", "progress",  # utilities
     "config", "detect_config", "anchors", "boxes", "matching", "image",  # settings, geometry, targets, input
     "model", "loss", "mesh",  # the network, Eq. 1 and the mesh library
-    "assets", "weights", "convert", "export", "engine",  # files of weights and graphs, the ONNX runtime
+    "assets", "weights", "convert", "export", "onnx_backend",  # files of weights and graphs, the ONNX runtime
     "postprocess", "detector",  # inference
     "data", "quantize", "evaluation", "train",  # what uses data: calibration, measuring, learning
-    "align", "pipeline", "video",  # applications of detection
+    "align", "video_threads", "video",  # applications of detection
     "exercises", "viz", "bench", "cli", "__main__",  # on top: checks, pictures, timings, the command line
 )
 """The package's rooms from the bottom up (root modules and sub-packages): each imports only rooms below it."""

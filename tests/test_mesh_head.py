@@ -88,7 +88,7 @@ def mesh_folder(tmp_path):
     torch.manual_seed(0)
     decoder = MeshDecoder(build_hierarchy())
     save_weights(decoder.state_dict(), tmp_path / MESH_DECODER_FILE, {DECODER_LAYOUT_KEY: decoder.layout})
-    head = RetinaFace.from_config(CFG, mesh_head=True).MeshHead
+    head = RetinaFace.from_config(CFG, mesh_head=True).mesh_head
     metadata = {"preset": CFG.name, DETECTOR_SHA_KEY: file_sha256(weights), DECODER_LAYOUT_KEY: decoder.layout}
     save_weights(head.state_dict(), tmp_path / MESH_HEAD_FILE, metadata)
     return weights, head, metadata

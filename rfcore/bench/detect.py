@@ -34,8 +34,8 @@ import torch
 from rfcore.bench.reference import reference_model
 from rfcore.bench.timing import interleaved_medians, median_seconds
 from rfcore.detect_config import EVAL_THRESHOLD
-from rfcore.engine import ort_session
 from rfcore.image import letterbox
+from rfcore.onnx_backend import ort_session
 
 # ---------------------------------------------------------------- detect
 
@@ -211,7 +211,7 @@ def bench_video(detector, frames: int = 60, repeats: int = 50, rounds: int = 3, 
     runs) and then the whole loop of :func:`rfcore.video.process_video`:
     decode, detect (pre-processing, network, decoding, NMS), draw, encode,
     with decoding in a reader thread and drawing and encoding in a writer
-    thread (:mod:`rfcore.pipeline`).
+    thread (:mod:`rfcore.video_threads`).
     PyTorch and OpenCV both run on one thread each.
 
     Args:

@@ -192,7 +192,7 @@ def _draw_faces(image, faces):
     import numpy as np
 
     from rfcore.viz.draw import draw_boxes, draw_landmarks
-    from rfcore.viz.mesh import draw_dense_vertices
+    from rfcore.viz.mesh_overlay import draw_dense_vertices
 
     thickness = max(1, round(max(image.shape[:2]) / 400))
     if faces:

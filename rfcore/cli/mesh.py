@@ -221,7 +221,7 @@ def _run_train_head(args: argparse.Namespace) -> int:
         "license": LICENCE,
     }
     head_path = weights.with_name(MESH_HEAD_FILE)
-    save_weights(detector.MeshHead.state_dict(), head_path, metadata)
+    save_weights(detector.mesh_head.state_dict(), head_path, metadata)
     print(f"wrote {head_path}; L_pixel {losses[0]:.4f} at the first step, {metadata['final_l_pixel']} at the end")
     return _measure(weights, args)
 

@@ -570,14 +570,14 @@ def random_colours(rng: np.random.Generator, count: int) -> np.ndarray:
     return rng.uniform(0, 255, (count, 3)).astype(np.float32)
 
 
-def blend(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def blend_two_colours(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Colour a ``(H, W)`` field in ``[0, 1]`` by a blend of two random colours, ``(H, W, 3)`` uint8."""
     first, second = random_colours(rng, 2)
     palette = np.rint(first + np.linspace(0, 1, 256, dtype=np.float32)[:, None] * (second - first))  # (256, 3)
     return palette.astype(np.uint8)[np.rint(t * 255).astype(np.uint8)]
 
 
-def along(rng: np.random.Generator, size: tuple[int, int], angle_range: float) -> np.ndarray:
+def coordinate_along(rng: np.random.Generator, size: tuple[int, int], angle_range: float) -> np.ndarray:
     """``(H, W)`` float32 position of every pixel centre along a random direction, in longer-side units."""
     height, width = size
     scale = max(height, width)
@@ -589,15 +589,15 @@ def along(rng: np.random.Generator, size: tuple[int, int], angle_range: float) -
 
 def gradient(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     """Linear blend between two random colours along a random direction, ``(H, W, 3)`` uint8."""
-    t = along(rng, size, 2 * math.pi)
-    return blend((t - t.min()) / max(float(t.max() - t.min()), 1e-6), rng)
+    t = coordinate_along(rng, size, 2 * math.pi)
+    return blend_two_colours((t - t.min()) / max(float(t.max() - t.min()), 1e-6), rng)
 
 
 def stripes(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     """Sinusoidal stripes between two colours, random period and direction, ``(H, W, 3)`` uint8."""
-    t = along(rng, size, math.pi)
+    t = coordinate_along(rng, size, math.pi)
     periods = rng.uniform(2, 40)  # across the longer side
-    return blend(0.5 + 0.5 * np.sin((2 * math.pi * periods) * t), rng)
+    return blend_two_colours(0.5 + 0.5 * np.sin((2 * math.pi * periods) * t), rng)
 
 
 def colour_noise(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 
 from rfcore.boxes import has_landmarks
 from rfcore.evaluation.predictions import ImagePredictions
-from rfcore.evaluation.protocol import IOU_THRESHOLD, lookup, match_image, wider_iou
+from rfcore.evaluation.protocol import IOU_THRESHOLD, in_truth_order, match_image, wider_iou
 from rfcore.evaluation.truth import GroundTruth
 
 FAILURE_NME = 0.10
@@ -104,7 +104,7 @@ def evaluate_landmarks(
         ValueError: If the predictions of an image with annotated faces carry no landmarks.
     """
     errors = []
-    for name, image_predictions, boxes, points in zip(truth.names, lookup(truth, predictions), truth.boxes,
+    for name, image_predictions, boxes, points in zip(truth.names, in_truth_order(truth, predictions), truth.boxes,
                                                       truth.landmarks):
         if not has_landmarks(points).any():
             continue

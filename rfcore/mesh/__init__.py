@@ -19,7 +19,7 @@ One module per step, in the order the data flows:
 :mod:`~rfcore.mesh.branch` (144 head outputs -> rendered face),
 :mod:`~rfcore.mesh.loss` (face crops, ``L_pixel``),
 :mod:`~rfcore.mesh.fit` (analysis by synthesis: fit one crop),
-:mod:`~rfcore.mesh.folded` (the decoder's inference form, each layer one
+:mod:`~rfcore.mesh.inference` (the decoder's inference form, each layer one
 dense product, as detection decodes faces), and
 :mod:`~rfcore.mesh.face_model` (the synthetic faces' shapes, colours and light).
 

@@ -79,7 +79,7 @@ from rfcore.mesh.loss import crop_faces, grow_boxes, mesh_branch_loss
 from rfcore.model import RetinaFace
 from rfcore.progress import progress_bar
 from rfcore.train.config import HeadTrainConfig
-from rfcore.train.model import CROP_SAMPLES, spread
+from rfcore.train.model import CROP_SAMPLES, evenly_spaced
 
 STATISTICS_BATCHES = 10
 """Batches whose features give the per-channel mean and standard deviation (:func:`feature_statistics`)."""
@@ -91,11 +91,11 @@ def freeze_all_but_mesh_head(detector: RetinaFace, decoder: MeshDecoder) -> list
     Raises:
         ValueError: If the detector has no mesh head.
     """
-    if detector.MeshHead is None:
+    if detector.mesh_head is None:
         raise ValueError("training the mesh head needs a detector built with mesh_head=True")
     for module in (detector, decoder):
         module.eval().requires_grad_(False)
-    return [param.requires_grad_(True) for param in detector.MeshHead.parameters()]
+    return [param.requires_grad_(True) for param in detector.mesh_head.parameters()]
 
 
 Statistics = list[tuple[torch.Tensor, torch.Tensor]]
@@ -164,8 +164,8 @@ def detected_box_pixel_loss(
         context = detector.features(batch.images)
         box_deltas = detector.predict(context, mesh=False).box_deltas  # (B, A, 4)
     positive = (assigner(batch.faces).labels == POSITIVE).nonzero()  # (P, 2) rows of (image, anchor)
-    image, anchor = positive[spread(len(positive), max_anchors)].unbind(1)
-    params = detector.MeshHead.at(standardise(context, statistics), image, anchor)  # (P, 144)
+    image, anchor = positive[evenly_spaced(len(positive), max_anchors)].unbind(1)
+    params = detector.mesh_head.at(standardise(context, statistics), image, anchor)  # (P, 144)
     if len(image) == 0:
         return params.sum() * 0.0
     boxes = grow_boxes(decode_boxes(box_deltas[image, anchor], assigner.anchors[anchor], cfg.variances), crop_margin)
@@ -182,7 +182,7 @@ def train_mesh_head(
     config: HeadTrainConfig = HeadTrainConfig(),
     progress: bool = False,
 ) -> list[float]:
-    """Train ``detector.MeshHead`` from zero with ``L_pixel`` only, everything else frozen.
+    """Train ``detector.mesh_head`` from zero with ``L_pixel`` only, everything else frozen.
 
     Args:
         detector: Network of preset ``cfg`` with a mesh head; only the head changes.
@@ -217,6 +217,6 @@ def train_mesh_head(
             losses.append(float(loss.detach()))
             bar.update()
     bar.close()
-    detector.MeshHead.requires_grad_(False)
-    fold_statistics(detector.MeshHead, statistics)
+    detector.mesh_head.requires_grad_(False)
+    fold_statistics(detector.mesh_head, statistics)
     return losses

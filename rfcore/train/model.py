@@ -66,7 +66,7 @@ def freeze_for_fine_tuning(detector: nn.Module) -> list[nn.Module]:
     return [*norms, stem]
 
 
-def spread(count: int, limit: int | None) -> torch.Tensor:
+def evenly_spaced(count: int, limit: int | None) -> torch.Tensor:
     """``min(count, limit)`` indices into ``range(count)``, evenly spaced, first and last included."""
     if limit is None or count <= limit:
         return torch.arange(count)
@@ -103,7 +103,7 @@ def pixel_term(
         the mesh head's graph) when the batch has no positive anchor.
     """
     positive = (targets.labels == POSITIVE).nonzero()  # (P, 2) rows of (image, anchor)
-    positive = positive[spread(len(positive), max_anchors).to(positive.device)]
+    positive = positive[evenly_spaced(len(positive), max_anchors).to(positive.device)]
     image, anchor = positive.unbind(1)
     params = mesh_params_at(image, anchor)  # (P, 144)
     if len(positive) == 0:
@@ -135,7 +135,7 @@ class TrainingModel(nn.Module):
     def __init__(self, detector: RetinaFace, decoder: MeshDecoder | None = None,
                  mean_bgr: Sequence[float] = (104.0, 117.0, 123.0), max_anchors: int | None = MESH_ANCHORS) -> None:
         super().__init__()
-        if decoder is not None and detector.MeshHead is None:
+        if decoder is not None and detector.mesh_head is None:
             raise ValueError("training the mesh branch needs a detector built with mesh_head=True")
         self.detector = detector
         self.decoder = decoder
@@ -165,6 +165,6 @@ class TrainingModel(nn.Module):
             return output, None
 
         def mesh_params_at(image: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
-            return self.detector.MeshHead.at(context, image, anchor)
+            return self.detector.mesh_head.at(context, image, anchor)
 
         return output, pixel_term(self.decoder, mesh_params_at, targets, faces, images, self.mean_bgr, self.max_anchors)
