@@ -1,64 +1,17 @@
-"""Find faces in images with a trained RetinaFace.
+"""Find faces in images with a trained RetinaFace: :class:`Detector` and :func:`detect`.
 
-One image goes through these steps (the test protocol of [paper §4.2] and
-biubug6/Pytorch_Retinaface, detect.py):
+One image goes through the test protocol of [paper §4.2] (and biubug6/Pytorch_Retinaface, detect.py):
+read it as RGB within a memory budget (:meth:`Detector.load`); resize it to a ``short_edge`` and at most
+``max_size``; preprocess as the weights expect (:func:`rfcore.image.preprocess`); run the network; keep the
+anchors above the threshold, at most ``top_k``, and decode them (:func:`~rfcore.postprocess.candidates`); map
+them back to the image's pixels; suppress overlaps at ``nms_iou``, keeping at most ``max_faces``
+(:func:`~rfcore.postprocess.suppress`). Boxes and landmarks are not clipped to the image.
 
-1. read it as ``(H, W, 3)`` uint8 RGB (:meth:`Detector.load`; a file within a
-   memory budget, :mod:`rfcore.image`);
-2. resize it: optionally to a ``short_edge``, and down to a long edge of
-   ``max_size`` (:data:`rfcore.detect_config.DEFAULT_MAX_SIZE` by default, ``0`` or ``None`` for
-   no cap);
-3. preprocess as the weights expect: BGR, minus ``cfg.pixel_mean_bgr``, no
-   scaling (:func:`preprocess`);
-4. run the network: per anchor two logits, box and landmark deltas;
-5. keep anchors whose face probability ``softmax(logits)[1]`` exceeds the
-   threshold, at most ``top_k`` per image, and decode only those
-   (:func:`~rfcore.postprocess.candidates`);
-6. map them back to the original image's pixels;
-7. non-maximum suppression at IoU ``nms_iou`` with
-   :func:`torchvision.ops.batched_nms`, keeping at most ``max_faces`` per
-   image (:func:`~rfcore.postprocess.suppress`).
-
-With test-time augmentation (:class:`TTAConfig`) steps 2-6 run once per
-scale and per flip, all candidates are pooled before step 7, and each kept
-face becomes the score-weighted mean of the pooled candidates that overlap
-it (:func:`~rfcore.postprocess.box_vote`).
-
-With ``mesh=True`` (weights of an ``rfcore train --mesh`` run) each kept
-face also gets its dense mesh [paper §3.2]: the 144 mesh parameters of its
-anchor are decoded and projected into the face crop exactly as training
-renders them, then mapped through the box to image pixels
-(:meth:`Detector.mesh_vertices`). Only what the output needs is computed:
-the mesh head (a 1x1 convolution) runs at the candidates' anchors alone,
-as a matrix product with their feature vectors, not at every anchor of
-the image; the faces kept by NMS are decoded in one batch by the
-decoder's folded form (:class:`rfcore.mesh.inference.InferenceDecoder`), and
-nothing is rendered. With test-time augmentation every pass
-computes the meshes of its candidates before they are pooled: a flipped
-pass mirrors them (``x -> width - x``, each vertex taking its mirror
-partner's place, :func:`rfcore.mesh.template.mirror_order`), and a voted
-face keeps the mesh of its highest-scoring voter, since an average of
-meshes from different anchors is no face's mesh.
-
-The settings and their defaults are :mod:`rfcore.detect_config`'s. Boxes and landmarks are not clipped to the image: a
-face cut by the border keeps its full predicted extent.
-
-Memory. Detection costs about 44 bytes per pixel of network input on top
-of the decoded image (3 bytes per pixel) and the ~0.7 GB of the loaded
-libraries, so the default long-edge cap of 4096 keeps one image under about
-1.6 GB whatever its size; a JPEG above the cap is decoded at reduced size,
-and files that would decode to more than
-:data:`rfcore.detect_config.MAX_DECODE_PIXELS` pixels are refused before decoding
-(``max_pixels`` raises the limit). Running out of memory anyway raises a
-``MemoryError`` naming the image and what to lower.
-
-The default weights ship in the repository's ``assets/weights/`` folder (see
-``assets/README.md``); pass ``weights=`` (``--weights`` on the command line)
-to use another file.
-
-``rfcore.detect("photo.jpg")`` (or ``from rfcore import detect``) is
-:func:`detect` of this module; ``from rfcore.detector import Detector``
-holds a detector yourself.
+With test-time augmentation (:class:`~rfcore.detect_config.TTAConfig`) each scale and flip is one pass, the
+candidates are pooled before suppression and each kept face is the score-weighted mean of its voters
+(:func:`~rfcore.postprocess.box_vote`). With ``mesh=True`` each face also gets its dense mesh
+(:meth:`Detector.mesh_vertices`). The settings and their defaults are :mod:`rfcore.detect_config`'s; the weights
+describe themselves (:func:`rfcore.weights.weights_preset`). ``rfcore.detect("photo.jpg")`` is :func:`detect`.
 """
 
 from __future__ import annotations
@@ -104,7 +57,7 @@ class Detector:
     """A RetinaFace with its pre- and post-processing, ready to find faces.
 
     Args:
-        weights: safetensors file; ``None`` for :data:`DEFAULT_WEIGHTS`.
+        weights: safetensors file; ``None`` for :data:`rfcore.weights.DEFAULT_WEIGHTS`.
         preset: Preset of the weights, needed only for a file without one in
             its metadata (:func:`rfcore.weights.weights_preset`), or for a
             ``model`` whose layout several presets share.
@@ -217,6 +170,12 @@ class Detector:
         every network input it will give is decoded at reduced size, and
         files over ``max_pixels`` are refused. An array is checked by
         :func:`to_rgb` and kept as it is.
+
+        Detection costs about 44 bytes per pixel of network input on top of
+        the decoded image and the ~0.7 GB of the loaded libraries, so the
+        default long-edge cap (:data:`rfcore.detect_config.DEFAULT_MAX_SIZE`)
+        keeps one image under about 1.6 GB whatever its size; running out of
+        memory anyway raises a ``MemoryError`` naming the image and what to lower.
         """
         if isinstance(image, (str, os.PathLike)):
             return read_rgb(image, self.largest_input_edge, self.max_pixels)
@@ -278,6 +237,16 @@ class Detector:
         :func:`rfcore.mesh.crop_faces`), grown by the head's crop margin
         (1 for ``rfcore train --mesh``, :mod:`rfcore.train.mesh_head` for ``rfcore mesh train-head``).
 
+        Only what the output needs is computed: the mesh head (a 1x1
+        convolution) runs at the candidates' anchors alone, the kept faces are
+        decoded in one batch by :class:`rfcore.mesh.inference.InferenceDecoder`,
+        and nothing is rendered. With test-time augmentation every pass
+        computes the meshes of its candidates before they are pooled: a flipped
+        pass mirrors them (each vertex taking its mirror partner's place,
+        :func:`rfcore.mesh.template.mirror_order`), and a voted face keeps the
+        mesh of its highest-scoring voter, since an average of meshes from
+        different anchors is no face's mesh.
+
         Args:
             dets: ``F`` detections with their ``mesh_params``, in image pixels.
 
@@ -300,13 +269,15 @@ class Detector:
         Returns:
             ``N`` :class:`~rfcore.postprocess.Detections`, highest score first, with meshes if ``mesh=True``.
         """
-        if self.config.tta is None:  # meshes for the kept faces only
+        config = self.config
+        if config.tta is None:  # meshes for the kept faces only
             pool = self.run_pass(images, self.short_edge, False)
-            return [self.with_meshes(dets) for dets in suppress(pool, len(images), self.config.nms_iou, self.config.max_faces)]
+            return [self.with_meshes(dets) for dets in suppress(pool, len(images), config.nms_iou, config.max_faces)]
         # every candidate's mesh, computed in its own pass (a flipped one must be mirrored), so that voting can pick
-        pool = concat([self.run_pass(images, short_edge, flipped, True) for short_edge, flipped in self.config.tta.passes()])
-        kept = suppress(pool, len(images), self.config.nms_iou, self.config.max_faces)
-        return [box_vote(faces, pool.select(pool.image_index == i), self.config.tta.vote_iou) for i, faces in enumerate(kept)]
+        pool = concat([self.run_pass(images, short_edge, flipped, True) for short_edge, flipped in config.tta.passes()])
+        kept = suppress(pool, len(images), config.nms_iou, config.max_faces)
+        votes = config.tta.vote_iou
+        return [box_vote(faces, pool.select(pool.image_index == i), votes) for i, faces in enumerate(kept)]
 
     def run_pass(
         self, images: Sequence[np.ndarray], short_edge: int | None, flipped: bool, meshes: bool = False

@@ -278,13 +278,13 @@ DETECT_GOALS = {
     "rfcore ONNX in onnxruntime": 1.05,
     FUSED: 1.1,
 }
-"""Largest ratio to the peer each method should reach at one thread (issues 3 and 18)."""
+"""Largest ratio to the peer each method should reach at one thread."""
 
 VIDEO_GOAL = 0.9
-"""Smallest share of the network-alone frame rate that ``rfcore detect VIDEO`` should reach end to end (issue 18)."""
+"""Smallest share of the network-alone frame rate that ``rfcore detect VIDEO`` should reach end to end."""
 
 REFERENCE_GOAL = 1.0
-"""Largest ratio of the plain network's time to the biubug6-style reference's at one thread (issue 18)."""
+"""Largest ratio of the plain network's time to the biubug6-style reference's at one thread."""
 
 POSTPROCESS_GOAL_MS = 2.0
 
@@ -333,7 +333,7 @@ def video_lines(video: dict) -> list[str]:
 
 
 def goal_lines(result: dict) -> list[str]:
-    """One line per goal of issues 3 and 18: met or missed, with the measured figure."""
+    """One line per goal: met or missed, with the measured figure."""
     one_thread = {row["method"]: row["ratio"] for row in result["rows"] if row["threads"] == 1}
     lines = []
     for method, limit in DETECT_GOALS.items():

@@ -225,7 +225,7 @@ def threshold(args: argparse.Namespace) -> float:
 
 
 def tta_config(args: argparse.Namespace):
-    """The :class:`rfcore.detector.TTAConfig` of the options, or ``None`` for a single pass."""
+    """The :class:`rfcore.detect_config.TTAConfig` of the options, or ``None`` for a single pass."""
 
     if not (args.flip or args.scales or args.multiscale):
         return None

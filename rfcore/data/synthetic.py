@@ -57,9 +57,6 @@ Ground truth, in the conventions of :mod:`rfcore.data.sample`:
   of all template vertices, also those the face's own pose hides; also the
   pose of each face and the opacity of all faces per pixel.
 
-A 640 x 640 image with ten faces takes about 60 ms on one CPU core, most of
-it rendering (a few milliseconds per face thanks to ``max_render``).
-
 The ground truth is the same bit for bit on every CPU and thread count: it
 is pure geometry, computed in float64 from the random draws and rounded to
 float32 at the end, and the face model's eigenvectors have a fixed sign
@@ -220,7 +217,7 @@ class SyntheticFaces(torch.utils.data.Dataset):
         seed: Seed of the images.
         transform: Optional ``transform(sample, rng) -> sample``, e.g.
             :class:`rfcore.data.augment.TrainTransform`, drawing from
-            ``numpy.random.default_rng([seed, epoch, i])`` as in :class:`WiderFace`.
+            ``numpy.random.default_rng([seed, epoch, i])`` as in :class:`~rfcore.data.widerface.WiderFace`.
 
     Raises:
         ValueError: For a negative length, a bad face count, size range or angle.
@@ -624,7 +621,7 @@ VALIDATION = {"length": 240, "image_size": 256, "faces": (1, 5), "min_face": 10.
 
 240 images of 256 x 256 with one to five faces each, sizes 10 to 200 pixels
 (log-uniform, so roughly a third in each band of
-:data:`rfcore.evaluation.SIZE_BANDS`), drawn with a seed no training run
+:data:`rfcore.evaluation.truth.SIZE_BANDS`), drawn with a seed no training run
 uses by default (training images are ``default_rng([seed, i])`` with
 ``--seed``, 0 unless given). Defined once here and kept, so that every
 recorded figure is on the same faces."""

@@ -35,10 +35,8 @@ SYNTHETIC_IMAGES = 500
 MESH_ANCHORS = 16
 """Positive anchors of a batch whose mesh is rendered for ``L_pixel`` (per rank), by default.
 
-Cutting, decoding and soft-rasterising a face, forward and backward, cost about
-4-6 ms on two CPU cores, about 0.5% of a MobileNet-0.25 training step at 640x640:
-16 keep the whole branch near a tenth of the step (``rfcore bench train --mesh``).
-The paper, on GPUs, renders every positive."""
+A bound on the mesh branch's share of a CPU training step (``rfcore bench train --mesh`` measures it); the
+paper, on GPUs, renders every positive."""
 
 VAL_EVERY = 500
 """Steps between two validations of ``--val``, by default."""

@@ -155,8 +155,7 @@ def draw_batch(faces: ModelFaces, size: int, generator: torch.Generator) -> Mode
 def pretrain_decoder(config: PretrainConfig = PretrainConfig(), progress: bool = False) -> Pretrained:
     """Train a :class:`MeshDecoder` over the default hierarchy as the decoder of an autoencoder.
 
-    Uses the threads torch is set to; one thread takes about 5 minutes at
-    the default settings.
+    Uses the threads torch is set to.
 
     Args:
         config: Steps, batch, data sizes, learning rate and seed.

@@ -2,62 +2,16 @@
 
 The mesh head is a 1x1 convolution per pyramid level that predicts, per
 anchor, the 144 numbers ``P_ST, P_cam, P_ill``. Here it learns them with no
-3D label at all: for each positive anchor of a synthetic image the
-pre-trained decoder (:mod:`rfcore.train.mesh_decoder`, frozen) turns the code
-into a coloured mesh, the soft rasteriser renders it with the predicted
-camera and light, and the rendering is compared with the face crop ``I*``
-(:func:`rfcore.mesh.loss.mesh_branch_loss`, Eq. 3).
+3D label at all: for each positive anchor of a synthetic image the frozen,
+pre-trained decoder (:mod:`rfcore.train.mesh_decoder`) turns the code into a
+coloured mesh, the soft rasteriser renders it with the predicted camera and
+light, and the rendering is compared with the face crop ``I*``
+(:func:`rfcore.mesh.loss.mesh_branch_loss`). The detector stays frozen and
+the head starts at zero (:func:`train_mesh_head` says why).
 
-One change from ``rfcore train --mesh`` (:func:`rfcore.train.model.pixel_term`):
-``I*`` is cut from the box the frozen detector predicts for the anchor, not
-from the true box. Detection maps a mesh through the detected box
-(:meth:`rfcore.detector.Detector.mesh_vertices`), and the shipped
-detector's boxes, learnt on WIDER FACE, sit differently on a synthetic face
-than its tight true box; a head trained in true boxes would carry that
-offset into every detected mesh. Those boxes are also tighter than the
-synthetic faces, so ``I*`` is cut from the box grown by ``crop_margin``
-(1.5) about its centre, which shows the whole face and some background
-around it; detection maps the mesh back through the same grown box
-(the margin is recorded in the head's file). And the face is rendered over the mean
-colour of the crop's border (:func:`rfcore.mesh.fit.border_colour`), as
-:func:`rfcore.mesh.fit.fit_mesh` does, not over black: over black, a face
-blown up to cover the whole crop in its average colour beats a
-well-placed one wherever the background is bright, and a head learns
-exactly that.
-
-The detector is frozen too, for three reasons: the shipped weights were
-trained on WIDER FACE, which is not here to keep its detection terms
-honest, so fine-tuning on synthetic faces with ``L_pixel`` alone could only
-make it worse on photographs; ``rfcore detect`` without ``--mesh`` stays
-exactly as it was; and only the head's 2 x 3 x (64 x 288 + 288) numbers
-learn, which takes minutes on one CPU core.
-
-The head starts at zero: every anchor then describes the template, frontal,
-in the middle of its crop, lit from the camera (:mod:`rfcore.mesh.camera`),
-so the first renderings already overlap the faces and ``L_pixel`` has
-gradients to follow.
-
-What limits it (measured on held-out synthetic faces with the generator's
-ground truth; issue 16 asks for a dense-vertex NME half the template's).
-The error is placement, not shape: the head's meshes come out about 10%
-too large and off-centre by about 5% of the face in each direction;
-giving each mesh its best position and size alone takes a third off the
-NME, the predicted 3D shape seen through the true camera is within 4%, and
-the true shape seen through the head's camera is as wrong as the head. The
-head is also far from what ``L_pixel`` can reach on the same crops: fitting
-the 144 values to each crop by gradient descent (:func:`rfcore.mesh.fit.fit_mesh`)
-halves ``L_pixel`` (0.21 against 0.41) and reaches a median NME of about
-6%, but it fails on some faces (its mean NME is about the head's), and a
-lower ``L_pixel`` is not always a better mesh: a head trained at three
-times the learning rate ends lower and more than twice as wrong. A bigger
-crop (64 pixels), a narrower margin (1.25), a sharper soft edge and a
-two-layer head instead of the 1x1 convolution all left the NME within half
-a point; training three times longer (the default, 12 epochs) took
-0.6 points off. The 64 numbers the frozen detector computes at an anchor were learnt
-to score a face and place its box and five landmarks, and a head reading
-only them cannot tell much more about pose and shape: going further means
-features that learn for the mesh too, i.e. fine-tuning the detector, which
-the reasons above rule out here.
+It offers :func:`train_mesh_head` and its pieces: :func:`freeze_all_but_mesh_head`,
+:func:`feature_statistics` and :func:`fold_statistics`; the settings are
+:class:`rfcore.train.config.HeadTrainConfig`, the command ``rfcore mesh train-head``.
 """
 
 from __future__ import annotations
@@ -183,6 +137,30 @@ def train_mesh_head(
     progress: bool = False,
 ) -> list[float]:
     """Train ``detector.mesh_head`` from zero with ``L_pixel`` only, everything else frozen.
+
+    One change from ``rfcore train --mesh`` (:func:`rfcore.train.model.pixel_term`):
+    ``I*`` is cut from the box the frozen detector predicts for the anchor, not
+    from the true box. Detection maps a mesh through the detected box
+    (:meth:`rfcore.detector.Detector.mesh_vertices`), and the shipped
+    detector's boxes, learnt on WIDER FACE, sit differently on a synthetic
+    face than its tight true box; a head trained in true boxes would carry
+    that offset into every detected mesh. Those boxes are also tighter than
+    the synthetic faces, so ``I*`` is cut from the box grown by
+    ``crop_margin`` about its centre; detection maps the mesh back through
+    the same grown box (the margin is recorded in the head's file). The face
+    is rendered over the mean colour of the crop's border
+    (:func:`rfcore.mesh.fit.border_colour`), not over black: over black, a
+    face blown up to cover the whole crop in its average colour beats a
+    well-placed one wherever the background is bright, and a head learns
+    exactly that.
+
+    The detector is frozen because the shipped weights were trained on WIDER
+    FACE, which is not here to keep its detection terms honest (``L_pixel``
+    alone on synthetic faces could only make it worse on photographs), and
+    so that ``rfcore detect`` without ``--mesh`` stays exactly as it was. The
+    head starts at zero: every anchor then describes the template, frontal,
+    in the middle of its crop, lit from the camera, so the first renderings
+    already overlap the faces and ``L_pixel`` has gradients to follow.
 
     Args:
         detector: Network of preset ``cfg`` with a mesh head; only the head changes.

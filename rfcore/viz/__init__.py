@@ -28,7 +28,7 @@ Conventions:
 Bad input. The ``render_*`` functions are what sliders call, so input that
 a control can produce (a face box outside the image or of zero size, an
 unknown pyramid level or anchor size, inverted thresholds) never raises.
-Every ``render_*`` returns a :class:`Rendering`; on bad input its
+Every ``render_*`` returns a :class:`~rfcore.viz.draw.Rendering`; on bad input its
 ``message`` says what is wrong and its ``image`` is the input image, dimmed,
 with that message written across the top. An argument no control can
 produce (an image that is not ``(H, W, 3)`` uint8) raises ``ValueError``.

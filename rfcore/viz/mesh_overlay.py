@@ -52,7 +52,7 @@ def draw_face_meshes(image, meshes, faces: torch.Tensor, color=(255, 255, 255)) 
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB.
-        meshes: ``(N, V, 2)`` projected vertices in image pixels (e.g. :attr:`rfcore.detector.Face.mesh` of N faces).
+        meshes: ``(N, V, 2)`` projected vertices in image pixels (e.g. :attr:`rfcore.postprocess.Face.mesh` of N faces).
         faces: ``(F, 3)`` triangles of the mesh.
         color: Line colour.
     """
