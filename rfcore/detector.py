@@ -1,67 +1,17 @@
-"""Find faces in images with a trained RetinaFace.
+"""Find faces in images with a trained RetinaFace: :class:`Detector` and :func:`detect`.
 
-One image goes through these steps (the test protocol of [paper §4.2] and
-biubug6/Pytorch_Retinaface, detect.py):
+One image goes through the test protocol of [paper §4.2] (and biubug6/Pytorch_Retinaface, detect.py):
+read it as RGB within a memory budget (:meth:`Detector.load`); resize it to a ``short_edge`` and at most
+``max_size``; preprocess as the weights expect (:func:`rfcore.image.preprocess`); run the network; keep the
+anchors above the threshold, at most ``top_k``, and decode them (:func:`~rfcore.postprocess.candidates`); map
+them back to the image's pixels; suppress overlaps at ``nms_iou``, keeping at most ``max_faces``
+(:func:`~rfcore.postprocess.suppress`). Boxes and landmarks are not clipped to the image.
 
-1. read it as ``(H, W, 3)`` uint8 RGB (:meth:`Detector.load`; a file within a
-   memory budget, :mod:`rfcore.image`);
-2. resize it: optionally to a ``short_edge``, and down to a long edge of
-   ``max_size`` (:data:`rfcore.config.DEFAULT_MAX_SIZE` by default, ``0`` or ``None`` for
-   no cap);
-3. preprocess as the weights expect: BGR, minus ``cfg.pixel_mean_bgr``, no
-   scaling (:func:`preprocess`);
-4. run the network: per anchor two logits, box and landmark deltas;
-5. keep anchors whose face probability ``softmax(logits)[1]`` exceeds the
-   threshold, at most ``top_k`` per image, and decode only those
-   (:func:`~rfcore.postprocess.candidates`);
-6. map them back to the original image's pixels;
-7. non-maximum suppression at IoU ``nms_iou`` with
-   :func:`torchvision.ops.batched_nms`, keeping at most ``max_faces`` per
-   image (:func:`~rfcore.postprocess.suppress`).
-
-With test-time augmentation (:class:`TTAConfig`) steps 2-6 run once per
-scale and per flip, all candidates are pooled before step 7, and each kept
-face becomes the score-weighted mean of the pooled candidates that overlap
-it (:func:`~rfcore.postprocess.box_vote`).
-
-With ``mesh=True`` (weights of an ``rfcore train --mesh`` run) each kept
-face also gets its dense mesh [paper §3.2]: the 144 mesh parameters of its
-anchor are decoded and projected into the face crop exactly as training
-renders them, then mapped through the box to image pixels
-(:meth:`Detector.mesh_vertices`). Only what the output needs is computed:
-the mesh head (a 1x1 convolution) runs at the candidates' anchors alone,
-as a matrix product with their feature vectors, not at every anchor of
-the image; the faces kept by NMS are decoded in one batch by the
-decoder's folded form (:class:`rfcore.mesh.folded.FoldedDecoder`), and
-nothing is rendered. With test-time augmentation every pass
-computes the meshes of its candidates before they are pooled: a flipped
-pass mirrors them (``x -> width - x``, each vertex taking its mirror
-partner's place, :func:`rfcore.mesh.template.mirror_order`), and a voted
-face keeps the mesh of its highest-scoring voter, since an average of
-meshes from different anchors is no face's mesh.
-
-Defaults: threshold 0.5 (biubug6 uses 0.6 in its demo and 0.02 to evaluate
-on WIDER FACE, where low-scoring faces still add to the AP), top-k 5000
-before NMS, NMS IoU 0.4 and at most 750 faces per image (biubug6's
-evaluation settings). Boxes and landmarks are not clipped to the image: a
-face cut by the border keeps its full predicted extent.
-
-Memory. Detection costs about 44 bytes per pixel of network input on top
-of the decoded image (3 bytes per pixel) and the ~0.7 GB of the loaded
-libraries, so the default long-edge cap of 4096 keeps one image under about
-1.6 GB whatever its size; a JPEG above the cap is decoded at reduced size,
-and files that would decode to more than
-:data:`rfcore.config.MAX_DECODE_PIXELS` pixels are refused before decoding
-(``max_pixels`` raises the limit). Running out of memory anyway raises a
-``MemoryError`` naming the image and what to lower.
-
-The default weights ship inside the package, in ``rfcore/assets/weights/`` (see
-``rfcore/assets/README.md``); pass ``weights=`` (``--weights`` on the command line)
-to use another file.
-
-``rfcore.detect("photo.jpg")`` (or ``from rfcore import detect``) is
-:func:`detect` of this module; ``from rfcore.detector import Detector``
-holds a detector yourself.
+With test-time augmentation (:class:`~rfcore.detect_config.TTAConfig`) each scale and flip is one pass, the
+candidates are pooled before suppression and each kept face is the score-weighted mean of its voters
+(:func:`~rfcore.postprocess.box_vote`). With ``mesh=True`` each face also gets its dense mesh
+(:meth:`Detector.mesh_vertices`). The settings and their defaults are :mod:`rfcore.detect_config`'s; the weights
+describe themselves (:func:`rfcore.weights.weights_preset`). ``rfcore.detect("photo.jpg")`` is :func:`detect`.
 """
 
 from __future__ import annotations
@@ -70,20 +20,20 @@ import copy
 import functools
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, get_config
-from rfcore.engine import check_engine, load_onnx_network
+from rfcore.config import MESH_CROP_SIZE, get_config
+from rfcore.detect_config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, DetectConfig, TTAConfig, is_positive_int
 from rfcore.image import as_batch, input_size, is_out_of_memory, preprocess, read_rgb, to_rgb
-from rfcore.mesh import CROP_SIZE, grow_boxes, mirror_order, project_mesh_params, uncrop_points
-from rfcore.mesh.folded import FoldedDecoder
+from rfcore.mesh import grow_boxes, mirror_order, project_mesh_params, uncrop_points
+from rfcore.mesh.inference import InferenceDecoder
 from rfcore.model import RetinaFaceOutput
 from rfcore.model.fuse import fuse_for_inference
+from rfcore.onnx_backend import check_engine, load_onnx_network
 from rfcore.postprocess import (
     Detections,
     Face,
@@ -95,11 +45,7 @@ from rfcore.postprocess import (
     rescale,
     suppress,
 )
-from rfcore.weights import load_mesh_model, load_model
-
-PAPER_TEST_SCALES = (500, 800, 1100, 1400, 1700)
-"""Short-edge sizes of the paper's multi-scale test [paper §4.2]."""
-
+from rfcore.weights import load_mesh_model, load_model, model_preset, resolve_weights, weights_preset
 
 ImageLike = str | os.PathLike | np.ndarray
 
@@ -107,53 +53,25 @@ ImageLike = str | os.PathLike | np.ndarray
 # ---------------------------------------------------------------- the detector
 
 
-@dataclass(frozen=True)
-class TTAConfig:
-    """Test-time augmentation [paper §4.2]: flip, several scales, box voting.
-
-    Attributes:
-        flip: Also run on the horizontally flipped image.
-        scales: Short-edge sizes to run at; ``None`` stands for the
-            detector's own input size (the original size by default).
-            ``(None,)`` with ``flip=True`` is flip-only.
-        vote_iou: IoU above which a candidate votes for a kept face.
-    """
-
-    flip: bool = True
-    scales: tuple[int | None, ...] = PAPER_TEST_SCALES
-    vote_iou: float = 0.4
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "scales", tuple(self.scales))  # hashable, so detectors can be cached
-        if not self.scales or not all(s is None or is_positive_int(s) for s in self.scales):
-            raise ValueError(f"scales must be positive ints or None, at least one, got {self.scales!r}")
-        if not 0.0 < self.vote_iou < 1.0:
-            raise ValueError(f"vote_iou must be in (0, 1), got {self.vote_iou}")
-
-    def passes(self) -> list[tuple[int | None, bool]]:
-        """``(short_edge, flipped)`` of every network run."""
-        return [(scale, flipped) for scale in self.scales for flipped in ((False, True) if self.flip else (False,))]
-
-
 class Detector:
     """A RetinaFace with its pre- and post-processing, ready to find faces.
 
     Args:
-        weights: safetensors file; ``None`` for :data:`DEFAULT_WEIGHTS`.
-        preset: Preset the weights belong to.
+        weights: safetensors file; ``None`` for :data:`rfcore.weights.DEFAULT_WEIGHTS`.
+        preset: Preset of the weights, needed only for a file without one in
+            its metadata (:func:`rfcore.weights.weights_preset`), or for a
+            ``model`` whose layout several presets share.
         model: An already built RetinaFace (one you trained, say) instead of
-            ``weights``; its preset is still ``preset``.
-        threshold: Face probability a detection must exceed.
-        nms_iou: IoU threshold of non-maximum suppression.
-        top_k: Candidates per image kept before NMS.
-        max_faces: Faces per image kept after NMS.
+            ``weights``.
+        threshold, nms_iou, top_k, max_faces, tta: Which detections are kept
+            (:class:`~rfcore.detect_config.DetectConfig`, whose defaults
+            these are); the detector holds them as :attr:`config`.
         short_edge: Resize so the short edge has this many pixels (``None``:
             original size).
-        max_size: Cap on the long edge after that (:data:`rfcore.config.DEFAULT_MAX_SIZE`;
+        max_size: Cap on the long edge after that (:data:`rfcore.detect_config.DEFAULT_MAX_SIZE`;
             ``0`` or ``None``: no cap).
         max_pixels: Refuse image files that would decode to more pixels
-            (:data:`rfcore.config.MAX_DECODE_PIXELS`; ``0`` or ``None``: no limit).
-        tta: Test-time augmentation, or ``None`` for one pass.
+            (:data:`rfcore.detect_config.MAX_DECODE_PIXELS`; ``0`` or ``None``: no limit).
         fuse: Run the inference form of the network
             (:func:`rfcore.model.fuse.fuse_for_inference`), same outputs up
             to float rounding, faster on CPU.
@@ -161,7 +79,7 @@ class Detector:
             needs ``weights`` of an ``rfcore train --mesh`` run
             (:func:`load_mesh_model`), not ``model``.
         engine: ``"torch"`` (eager PyTorch) or ``"onnx"`` (onnxruntime,
-            :mod:`rfcore.engine`): ``weights`` may then be an ``.onnx`` file
+            :mod:`rfcore.onnx_backend`): ``weights`` may then be an ``.onnx`` file
             of ``rfcore export`` (float or ``--int8``), and safetensors
             weights are exported once into a cache; no ``model`` or ``mesh``.
 
@@ -177,43 +95,48 @@ class Detector:
     def __init__(
         self,
         weights: str | os.PathLike | None = None,
-        preset: str = "mobilenet0.25",
+        preset: str | None = None,
         *,
         model: nn.Module | None = None,
-        threshold: float = 0.5,
-        nms_iou: float = 0.4,
-        top_k: int = 5000,
-        max_faces: int = 750,
+        threshold: float = DetectConfig.threshold,
+        nms_iou: float = DetectConfig.nms_iou,
+        top_k: int = DetectConfig.top_k,
+        max_faces: int = DetectConfig.max_faces,
         short_edge: int | None = None,
         max_size: int | None = DEFAULT_MAX_SIZE,
         max_pixels: int | None = MAX_DECODE_PIXELS,
-        tta: TTAConfig | None = None,
+        tta: TTAConfig | None = DetectConfig.tta,
         fuse: bool = True,
         mesh: bool = False,
         engine: str = "torch",
     ) -> None:
-        check_options(threshold, nms_iou, top_k, max_faces, short_edge, max_size, max_pixels)
+        self.config = DetectConfig(threshold, nms_iou, top_k, max_faces, tta)
+        check_input_options(short_edge, max_size, max_pixels)
         if model is not None and weights is not None:
             raise ValueError("pass either weights or model, not both")
         if mesh and model is not None:
             raise ValueError("mesh=True loads the network and its decoder from weights=...; it cannot use model=...")
         check_engine(engine, weights, mesh, model)
-        self.cfg = get_config(preset)
         self.decoder = self.mesh_order = self.mesh_head = None
         self.mesh_crop_margin = 1.0
+        if engine == "onnx":
+            self.model = load_onnx_network(weights, preset)
+            self.cfg = get_config(self.model.preset)
+        elif model is None:
+            weights = resolve_weights(weights)
+            self.cfg = get_config(weights_preset(weights, preset))
+        else:
+            self.cfg = get_config(model_preset(model, preset))
         if mesh:
             model, decoder, self.mesh_crop_margin = load_mesh_model(weights, self.cfg)
             # the head leaves the network: run_pass evaluates it at the candidates' anchors only
-            self.mesh_head, model.MeshHead = model.MeshHead, None
-            self.decoder = FoldedDecoder(decoder)
+            self.mesh_head = model.detach_mesh_head()
+            self.decoder = InferenceDecoder(decoder)
             self.mesh_order = mirror_order(decoder.template_vertices)
-        if engine == "onnx":
-            self.model = load_onnx_network(weights, self.cfg)
-        else:
+        if engine != "onnx":
             model = load_model(weights, self.cfg) if model is None else model.eval()
             self.model = fuse_for_inference(model) if fuse else model
-        self.threshold, self.nms_iou, self.top_k, self.max_faces = threshold, nms_iou, top_k, max_faces
-        self.short_edge, self.max_size, self.max_pixels, self.tta = short_edge, max_size, max_pixels, tta
+        self.short_edge, self.max_size, self.max_pixels = short_edge, max_size, max_pixels
 
     def detect(self, images, color: str | None = None) -> list[Face] | list[list[Face]]:
         """Find the faces in one image or a batch.
@@ -247,6 +170,12 @@ class Detector:
         every network input it will give is decoded at reduced size, and
         files over ``max_pixels`` are refused. An array is checked by
         :func:`to_rgb` and kept as it is.
+
+        Detection costs about 44 bytes per pixel of network input on top of
+        the decoded image and the ~0.7 GB of the loaded libraries, so the
+        default long-edge cap (:data:`rfcore.detect_config.DEFAULT_MAX_SIZE`)
+        keeps one image under about 1.6 GB whatever its size; running out of
+        memory anyway raises a ``MemoryError`` naming the image and what to lower.
         """
         if isinstance(image, (str, os.PathLike)):
             return read_rgb(image, self.largest_input_edge, self.max_pixels)
@@ -255,7 +184,7 @@ class Detector:
 
     def largest_input_edge(self, size: tuple[int, int]) -> int:
         """The longest network-input edge any pass gives an image of ``size = (height, width)``."""
-        passes = [(self.short_edge, False)] if self.tta is None else self.tta.passes()
+        passes = [(self.short_edge, False)] if self.config.tta is None else self.config.tta.passes()
         return max(max(input_size(*size, short_edge, self.max_size)) for short_edge, _ in passes)
 
     def detect_loaded(self, loaded: Sequence[tuple[np.ndarray, tuple[int, int]]]) -> list[list[Face]]:
@@ -306,7 +235,17 @@ class Detector:
         (:func:`rfcore.mesh.project_mesh_params`), then mapped through each
         face's box (:func:`rfcore.mesh.uncrop_points`, the inverse of
         :func:`rfcore.mesh.crop_faces`), grown by the head's crop margin
-        (1 for ``rfcore train --mesh``, :mod:`rfcore.mesh.selfsup` for ``rfcore mesh train-head``).
+        (1 for ``rfcore train --mesh``, :mod:`rfcore.train.mesh_head` for ``rfcore mesh train-head``).
+
+        Only what the output needs is computed: the mesh head (a 1x1
+        convolution) runs at the candidates' anchors alone, the kept faces are
+        decoded in one batch by :class:`rfcore.mesh.inference.InferenceDecoder`,
+        and nothing is rendered. With test-time augmentation every pass
+        computes the meshes of its candidates before they are pooled: a flipped
+        pass mirrors them (each vertex taking its mirror partner's place,
+        :func:`rfcore.mesh.template.mirror_order`), and a voted face keeps the
+        mesh of its highest-scoring voter, since an average of meshes from
+        different anchors is no face's mesh.
 
         Args:
             dets: ``F`` detections with their ``mesh_params``, in image pixels.
@@ -316,8 +255,9 @@ class Detector:
         """
         if self.decoder is None:
             return None
-        crop_points = project_mesh_params(self.decoder, dets.mesh_params, (CROP_SIZE, CROP_SIZE))
-        return uncrop_points(crop_points, grow_boxes(dets.boxes, self.mesh_crop_margin), (CROP_SIZE, CROP_SIZE))
+        crop = (MESH_CROP_SIZE, MESH_CROP_SIZE)
+        crop_points = project_mesh_params(self.decoder, dets.mesh_params, crop)
+        return uncrop_points(crop_points, grow_boxes(dets.boxes, self.mesh_crop_margin), crop)
 
     @torch.inference_mode()
     def detect_same_size(self, images: Sequence[np.ndarray]) -> list[Detections]:
@@ -329,13 +269,15 @@ class Detector:
         Returns:
             ``N`` :class:`~rfcore.postprocess.Detections`, highest score first, with meshes if ``mesh=True``.
         """
-        if self.tta is None:  # meshes for the kept faces only
+        config = self.config
+        if config.tta is None:  # meshes for the kept faces only
             pool = self.run_pass(images, self.short_edge, False)
-            return [self.with_meshes(dets) for dets in suppress(pool, len(images), self.nms_iou, self.max_faces)]
+            return [self.with_meshes(dets) for dets in suppress(pool, len(images), config.nms_iou, config.max_faces)]
         # every candidate's mesh, computed in its own pass (a flipped one must be mirrored), so that voting can pick
-        pool = concat([self.run_pass(images, short_edge, flipped, True) for short_edge, flipped in self.tta.passes()])
-        kept = suppress(pool, len(images), self.nms_iou, self.max_faces)
-        return [box_vote(faces, pool.select(pool.image_index == i), self.tta.vote_iou) for i, faces in enumerate(kept)]
+        pool = concat([self.run_pass(images, short_edge, flipped, True) for short_edge, flipped in config.tta.passes()])
+        kept = suppress(pool, len(images), config.nms_iou, config.max_faces)
+        votes = config.tta.vote_iou
+        return [box_vote(faces, pool.select(pool.image_index == i), votes) for i, faces in enumerate(kept)]
 
     def run_pass(
         self, images: Sequence[np.ndarray], short_edge: int | None, flipped: bool, meshes: bool = False
@@ -361,7 +303,7 @@ class Detector:
             context = self.model.features(network_input)
             output, mesh_params_at = self.model.predict(context), functools.partial(self.mesh_head.at, context)
         anchors = cached_anchors(self.cfg, size)
-        dets = candidates(output, anchors, self.cfg.variances, self.threshold, self.top_k, mesh_params_at)
+        dets = candidates(output, anchors, self.cfg.variances, self.config.threshold, self.config.top_k, mesh_params_at)
         if meshes:
             dets = self.with_meshes(dets)
         if flipped:
@@ -376,18 +318,14 @@ class Detector:
         What :meth:`detect` does after the network, without TTA; results are
         in network-input pixels. ``threshold`` overrides the detector's.
         """
-        threshold = self.threshold if threshold is None else threshold
-        dets = candidates(output, cached_anchors(self.cfg, size), self.cfg.variances, threshold, self.top_k)
-        return suppress(dets, output.logits.shape[0], self.nms_iou, self.max_faces)
+        threshold = self.config.threshold if threshold is None else threshold
+        dets = candidates(output, cached_anchors(self.cfg, size), self.cfg.variances, threshold, self.config.top_k)
+        return suppress(dets, output.logits.shape[0], self.config.nms_iou, self.config.max_faces)
 
 
-def check_options(threshold, nms_iou, top_k, max_faces, short_edge, max_size, max_pixels=None) -> None:
-    """Raise ``ValueError`` naming the first out-of-range detector option."""
+def check_input_options(short_edge, max_size, max_pixels) -> None:
+    """Raise ``ValueError`` naming the first out-of-range input-size option."""
     checks = (
-        ("threshold", threshold, 0.0 <= threshold < 1.0, "in [0, 1)"),
-        ("nms_iou", nms_iou, 0.0 < nms_iou <= 1.0, "in (0, 1]"),
-        ("top_k", top_k, is_positive_int(top_k), "a positive int"),
-        ("max_faces", max_faces, is_positive_int(max_faces), "a positive int"),
         ("short_edge", short_edge, short_edge is None or is_positive_int(short_edge), "None or a positive int"),
         ("max_size", max_size, max_size in (None, 0) or is_positive_int(max_size), "None, 0 or a positive int"),
         ("max_pixels", max_pixels, max_pixels in (None, 0) or is_positive_int(max_pixels), "None, 0 or a positive int"),
@@ -395,11 +333,6 @@ def check_options(threshold, nms_iou, top_k, max_faces, short_edge, max_size, ma
     for name, value, ok, expected in checks:
         if not ok:
             raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-
-def is_positive_int(value) -> bool:
-    """True for an ``int`` of at least 1."""
-    return isinstance(value, int) and value >= 1
 
 
 @functools.lru_cache(maxsize=4)

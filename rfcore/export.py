@@ -18,7 +18,7 @@ outputs but applies the softmax inside).
 The file's metadata (``metadata_props``) says what it is: ``rfcore.preset``
 (the preset of the weights) and ``rfcore.precision`` (``float32`` here,
 ``int8`` after :mod:`rfcore.quantize`), so that the ``onnx`` engine of
-:class:`rfcore.detector.Detector` (:mod:`rfcore.engine`) can refuse a file of
+:class:`rfcore.detector.Detector` (:mod:`rfcore.onnx_backend`) can refuse a file of
 another preset or one that rfcore did not write.
 
 The export uses PyTorch's TorchScript-based exporter (``dynamo=False``),

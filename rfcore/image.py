@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 import torch
 
-from rfcore.config import MAX_DECODE_PIXELS, OPENCV_MAX_PIXELS
+from rfcore.detect_config import MAX_DECODE_PIXELS, OPENCV_MAX_PIXELS
 from rfcore.files import check_file
 from rfcore.headers import FORMATS, JPEG_SOI, JpegLayout, forged_size, header_size
 
@@ -81,7 +81,7 @@ def jpeg_reduction(size: tuple[int, int], long_edge: int | None) -> int:
 def check_pixels(path, size: tuple[int, int], reduction: int, max_pixels: int | None) -> None:
     """Raise ``ValueError`` if decoding ``size`` reduced by ``reduction`` exceeds ``max_pixels``.
 
-    A ``max_pixels`` of 0 or ``None`` stands for OpenCV's own limit, :data:`~rfcore.config.OPENCV_MAX_PIXELS`.
+    A ``max_pixels`` of 0 or ``None`` stands for OpenCV's own limit, :data:`~rfcore.detect_config.OPENCV_MAX_PIXELS`.
     """
     height, width = (-(-side // reduction) for side in size)
     if height * width > OPENCV_MAX_PIXELS:

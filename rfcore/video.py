@@ -13,7 +13,7 @@ parts are separate so that each can be tested on its own:
 * :func:`open_writer` writes MPEG-4 Part 2 (``mp4v``), an encoder the
   FFmpeg inside the opencv-python wheels always has;
 * :func:`process_video` decodes in a thread ahead of the loop and encodes in
-  a thread behind it (:mod:`rfcore.pipeline`).
+  a thread behind it (:mod:`rfcore.video_threads`).
 
 Stride. With ``stride=N`` the detector runs on frames 0, N, 2N, ...; a frame
 in between is drawn with the faces of the last detected frame (its JSON
@@ -44,8 +44,8 @@ import cv2
 import numpy as np
 
 from rfcore.files import atomic_path, check_file, check_not_inputs
-from rfcore.pipeline import ReadAhead, WriteBehind
 from rfcore.progress import progress_bar
+from rfcore.video_threads import ReadAhead, WriteBehind
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 """File name endings ``rfcore detect`` treats as videos (any letter case)."""
@@ -357,7 +357,7 @@ def process_video(
     """Read a video, detect faces, draw them and write the annotated video.
 
     Decoding runs in a thread ahead of detection, and drawing and encoding
-    in a thread behind it (:mod:`rfcore.pipeline`), so the three overlap;
+    in a thread behind it (:mod:`rfcore.video_threads`), so the three overlap;
     frames stay in order and an error in either thread is raised here. The
     stage times of the summary say where the time went
     (:attr:`VideoSummary.stage_seconds`); ``on_frame`` sees each frame as

@@ -21,6 +21,7 @@ with both named.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -33,7 +34,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from rfcore.assets import ASSETS
-from rfcore.config import PRESETS, RetinaFaceConfig
+from rfcore.config import PRESETS, RetinaFaceConfig, get_config
 from rfcore.files import write_bytes
 from rfcore.mesh import MeshDecoder, build_hierarchy
 from rfcore.model import RetinaFace
@@ -106,6 +107,19 @@ def read_keys(path: str | Path) -> list[str]:
         ValueError: If the file is not a safetensors file.
     """
     return _read_header(path)[1]
+
+
+def read_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """``key -> shape`` of the tensors of a safetensors file (without reading them).
+
+    Raises:
+        ValueError: If the file is not a safetensors file.
+    """
+    try:
+        with safe_open(path, framework="pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except SafetensorError as err:
+        raise ValueError(f"{path}: not a safetensors file ({err})") from None
 
 
 def _read_header(path) -> tuple[dict[str, str], list[str]]:
@@ -198,7 +212,7 @@ def check_weights(model: nn.Module, state: Mapping[str, torch.Tensor], path, pre
             (:func:`check_state_dict`), or naming the tensors that hold NaN or
             infinite values.
     """
-    saved = read_metadata(path).get("preset")
+    saved = read_metadata(path).get(PRESET_KEY)
     if preset is not None and saved is not None and saved != preset and saved in PRESETS:
         raise ValueError(f"{path}: these weights are {saved} (file metadata), you asked for {preset}: "
                          f"pass preset={saved!r} (command line: --preset {saved})")
@@ -224,6 +238,75 @@ def in_model_order(model: nn.Module, state: Mapping[str, torch.Tensor]) -> State
 # ---------------------------------------------------------------- the default weights and loading a network
 
 
+PRESET_KEY = "preset"
+"""Metadata key of a weights file: the preset its network was built from (every file rfcore writes has it)."""
+
+MESH_HEAD_PREFIX = "MeshHead."
+"""Key prefix of the mesh head's tensors in a weights file (the name of the public checkpoints' convention)."""
+
+
+@functools.cache
+def preset_layout(preset: str) -> dict[str, tuple[int, ...]]:
+    """``key -> shape`` of the network of ``preset`` without mesh head (built on the meta device: no memory)."""
+    with torch.device("meta"):
+        model = RetinaFace.from_config(get_config(preset))
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def presets_fitting(shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
+    """The presets whose network has exactly these keys and shapes (a mesh head's tensors left out)."""
+    network = {key: tuple(shape) for key, shape in shapes.items() if not key.startswith(MESH_HEAD_PREFIX)}
+    return [name for name in PRESETS if preset_layout(name) == network]
+
+
+def weights_preset(path, preset: str | None = None) -> str:
+    """The preset of a weights file: its metadata's; for a file without, ``preset`` or the one its tensors fit.
+
+    Args:
+        path: The safetensors file.
+        preset: The preset the caller names (``--preset``); needed only for a
+            file without metadata whose tensors fit several presets or none.
+
+    Raises:
+        ValueError: In one sentence, if ``preset`` is not the file's (by its
+            metadata or its tensors), or no preset can be told.
+    """
+    saved = read_metadata(path).get(PRESET_KEY)
+    if saved in PRESETS:
+        if preset is not None and preset != saved:
+            raise ValueError(f"{path}: these weights are {saved} (file metadata), not {preset}: leave out the "
+                             f"preset (--preset) to use the file's")
+        return saved
+    if preset is not None and preset not in PRESETS:
+        get_config(preset)  # raises, naming the presets
+    fits = presets_fitting(read_shapes(path))
+    if preset is not None and (preset in fits or not fits):
+        return preset  # nothing fits: loading lists the keys that do not
+    if preset is not None:
+        raise ValueError(f"{path}: these weights have no preset in their metadata and their tensors are those of "
+                         f"{fits[0]}, not {preset}: pass --preset {fits[0]} (preset={fits[0]!r})")
+    if len(fits) == 1:
+        return fits[0]
+    raise ValueError(f"{path}: these weights have no preset in their metadata and their tensors fit "
+                     f"{'none of' if not fits else 'several of'} rfcore's presets ({', '.join(PRESETS)}): name one "
+                     "with --preset (preset=...)")
+
+
+def model_preset(model: nn.Module, preset: str | None = None) -> str:
+    """``preset``, or the one preset whose network has ``model``'s keys and shapes.
+
+    Raises:
+        ValueError: If no single preset fits the model, asking for ``preset``.
+    """
+    if preset is not None:
+        return get_config(preset).name
+    fits = presets_fitting({key: tuple(value.shape) for key, value in model.state_dict().items()})
+    if len(fits) != 1:
+        raise ValueError(f"the model's tensors fit {'several' if fits else 'none'} of rfcore's presets "
+                         f"({', '.join(PRESETS)}): name its preset with preset=...")
+    return fits[0]
+
+
 DEFAULT_WEIGHTS = ASSETS / "weights" / "retinaface_mobilenet0.25.safetensors"
 """Weights used when none are given: MobileNet-0.25 trained on WIDER FACE."""
 
@@ -231,7 +314,7 @@ MESH_DECODER_FILE = "mesh_decoder.safetensors"
 """The decoder file an ``rfcore train --mesh`` run writes beside ``weights.safetensors``."""
 
 MESH_ENCODER_FILE = "mesh_encoder.safetensors"
-"""The linear encoder ``rfcore mesh pretrain`` writes beside the decoder (:mod:`rfcore.mesh.pretrain`)."""
+"""The linear encoder ``rfcore mesh pretrain`` writes beside the decoder (:mod:`rfcore.train.mesh_decoder`)."""
 
 MESH_HEAD_FILE = "mesh_head.safetensors"
 """A mesh head trained for the detector weights beside it (``rfcore mesh train-head``), ``MeshHead.`` stripped."""
@@ -300,27 +383,29 @@ def load_detector_weights(model: RetinaFace, path, preset: str | None = None) ->
             differs, or a tensor is not finite (:func:`check_weights`).
     """
     state = load_weights(None, path)
-    if model.MeshHead is None:
-        state = {key: value for key, value in state.items() if not key.startswith("MeshHead.")}
-    elif not any(key.startswith("MeshHead.") for key in state):
-        state = {**model.MeshHead.state_dict(prefix="MeshHead."), **state}
+    if model.mesh_head is None:
+        state = {key: value for key, value in state.items() if not key.startswith(MESH_HEAD_PREFIX)}
+    elif not any(key.startswith(MESH_HEAD_PREFIX) for key in state):
+        state = {**model.mesh_head.state_dict(prefix=MESH_HEAD_PREFIX), **state}
     check_weights(model, state, path, preset)
     model.load_state_dict(state)
 
 
-def load_model(weights, cfg: RetinaFaceConfig) -> RetinaFace:
-    """A RetinaFace of preset ``cfg`` without mesh head, weights from a safetensors file, in eval mode.
+def load_model(weights=None, cfg: RetinaFaceConfig | None = None) -> RetinaFace:
+    """A RetinaFace without mesh head, weights from a safetensors file, in eval mode.
 
     Args:
         weights: Path of the file, or ``None`` for :data:`DEFAULT_WEIGHTS`.
-        cfg: The preset the weights belong to.
+        cfg: The preset of the weights; ``None`` for the file's (:func:`weights_preset`).
 
     Raises:
-        ValueError: If the tensors do not fit the preset's network (naming
-            the preset the file says it holds), or are not finite.
+        ValueError: If ``cfg`` is not the file's preset, or the tensors do not
+            fit the preset's network or are not finite.
     """
+    path = resolve_weights(weights)
+    cfg = get_config(weights_preset(path, None if cfg is None else cfg.name))
     model = RetinaFace.from_config(cfg)
-    load_detector_weights(model, resolve_weights(weights), cfg.name)
+    load_detector_weights(model, path, cfg.name)
     return model.eval()
 
 
@@ -339,7 +424,7 @@ class MeshModel(NamedTuple):
     crop_margin: float
 
 
-def load_mesh_model(weights, cfg: RetinaFaceConfig) -> MeshModel:
+def load_mesh_model(weights=None, cfg: RetinaFaceConfig | None = None) -> MeshModel:
     """A RetinaFace with its mesh head, and the mesh decoder.
 
     The network comes from ``weights``; its mesh head from the same file if
@@ -350,7 +435,7 @@ def load_mesh_model(weights, cfg: RetinaFaceConfig) -> MeshModel:
 
     Args:
         weights: Path of the network's file, or ``None`` for :data:`DEFAULT_WEIGHTS`.
-        cfg: The preset the weights belong to.
+        cfg: The preset of the weights; ``None`` for the file's (:func:`weights_preset`).
 
     Returns:
         The :class:`MeshModel`.
@@ -361,13 +446,14 @@ def load_mesh_model(weights, cfg: RetinaFaceConfig) -> MeshModel:
         FileNotFoundError: If the decoder file is missing.
     """
     path = resolve_weights(weights)
-    head_inside = any(key.startswith("MeshHead.") for key in read_keys(path))
+    head_inside = any(key.startswith(MESH_HEAD_PREFIX) for key in read_keys(path))
     if not head_inside and not path.with_name(MESH_HEAD_FILE).is_file():
         raise ValueError(
             f"{path} has no mesh head (no MeshHead.* tensors) and there is no {MESH_HEAD_FILE} beside it; "
             f"mesh=True (--mesh) needs the weights.safetensors and {MESH_DECODER_FILE} of an `rfcore train --mesh` "
             f"run, or a head trained for these weights with `rfcore mesh train-head --weights {path}`"
         )
+    cfg = get_config(weights_preset(path, None if cfg is None else cfg.name))
     model = RetinaFace.from_config(cfg, mesh_head=True)
     load_detector_weights(model, path, cfg.name)
     decoder_path = path.with_name(MESH_DECODER_FILE)
@@ -380,7 +466,7 @@ def load_mesh_model(weights, cfg: RetinaFaceConfig) -> MeshModel:
 
 
 def load_mesh_head(model: RetinaFace, weights: Path, decoder: MeshDecoder, preset: str) -> float:
-    """Fill ``model.MeshHead`` from :data:`MESH_HEAD_FILE` beside ``weights``, after checking its metadata.
+    """Fill ``model.mesh_head`` from :data:`MESH_HEAD_FILE` beside ``weights``, after checking its metadata.
 
     ``rfcore mesh train-head`` records the preset, the sha256 of the
     detector weights it was trained on, the decoder's layout and the crop margin.
@@ -408,8 +494,8 @@ def load_mesh_head(model: RetinaFace, weights: Path, decoder: MeshDecoder, prese
                          f"head was trained for {'; '.join(mismatches)}; train one for them with `rfcore mesh "
                          f"train-head --weights {weights}`")
     state = load_weights(None, head_path)
-    check_state_dict(model.MeshHead, state, head_path)
-    model.MeshHead.load_state_dict(state)
+    check_state_dict(model.mesh_head, state, head_path)
+    model.mesh_head.load_state_dict(state)
     return float(saved.get(CROP_MARGIN_KEY, "1"))
 
 

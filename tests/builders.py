@@ -1,5 +1,5 @@
-"""Test data written to disk (a mesh training run's weights, WIDER FACE ground-truth ``.mat`` files), and a
-training run that crashes.
+"""Test data written to disk (a mesh training run's weights, WIDER FACE ground-truth ``.mat`` files, a tiny
+face folder), small training configs and runs that crash, and comparisons of their outputs.
 
 Plain functions, imported by the test modules (``from builders import ...``);
 fixtures live in ``conftest.py``.
@@ -32,7 +32,7 @@ def save_mesh_run(folder: Path, zero_mesh_head: bool = False, seed: int = 0) -> 
         for param in decoder.parameters():
             param.add_(0.01 * torch.randn_like(param))
         if zero_mesh_head:
-            for param in detector.MeshHead.parameters():
+            for param in detector.mesh_head.parameters():
                 param.zero_()
     for name, module in TrainingModel(detector, decoder).saved_modules().items():
         save_weights(module.state_dict(), folder / f"{name}.safetensors")
@@ -97,3 +97,56 @@ def train_until_crash(config, step: int) -> None:
             training.train(config)
     finally:
         training.train_step = real_step
+
+
+def write_faces_folder(root, count=6, seed=0):
+    """``count`` noise images of 80x100 with two faces each (with landmarks) in the label.txt layout."""
+    import cv2
+    import numpy as np
+
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(count):
+        cv2.imwrite(str(root / "images" / f"{i}.png"), rng.integers(0, 256, (80, 100, 3), dtype=np.uint8))
+        lines.append(f"# {i}.png")
+        for _ in range(2):
+            x, y, w = rng.uniform(5, 50), rng.uniform(5, 40), rng.uniform(12, 30)
+            points = " ".join(f"{x + w * a:.1f} {y + w * b:.1f} 0.0"
+                              for a, b in [(0.3, 0.3), (0.7, 0.3), (0.5, 0.5), (0.35, 0.75), (0.65, 0.75)])
+            lines.append(f"{x:.1f} {y:.1f} {w:.1f} {1.2 * w:.1f} {points} 0.9")
+    (root / "label.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def tiny_config(data, out, **overrides):
+    """A :class:`rfcore.train.config.TrainConfig` of two epochs over ``data`` at 64 pixels, quiet, on one thread."""
+    from rfcore.train.config import TrainConfig
+
+    settings = dict(data=str(data), out=str(out), image_size=64, epochs=2, batch_size=2, device="cpu",
+                    threads=1, quiet=True, checkpoint_every=2)
+    return TrainConfig(**{**settings, **overrides})
+
+
+def read_tensors(path) -> dict:
+    """The tensors of a safetensors file by key."""
+    from safetensors.torch import load_file
+
+    return load_file(path)
+
+
+def assert_same_tensors(a: dict, b: dict):
+    """Assert two state dicts hold the same keys and bit-identical tensors."""
+    import torch
+
+    assert a.keys() == b.keys()
+    different = [key for key in a if not torch.equal(a[key], b[key])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+def log_terms(out):
+    """The records of a run's ``log.jsonl`` without their timings."""
+    import json
+
+    lines = (out / "log.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]

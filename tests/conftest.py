@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 
 import pytest
-from builders import save_mesh_run
+from builders import save_mesh_run, write_faces_folder
 
 from rfcore.mesh.hierarchy import build_hierarchy
 from rfcore.mesh.template import face_template
@@ -38,6 +38,12 @@ def public_layout():
 def mesh_weights(tmp_path_factory):
     """``weights.safetensors`` of a random ``--mesh`` run, ``mesh_decoder.safetensors`` beside it."""
     return save_mesh_run(tmp_path_factory.mktemp("mesh_run"))
+
+
+@pytest.fixture(scope="module")
+def faces_folder(tmp_path_factory):
+    """A six-image WIDER FACE style folder of noise with two faces each (:func:`builders.write_faces_folder`)."""
+    return write_faces_folder(tmp_path_factory.mktemp("faces"))
 
 
 @pytest.fixture(scope="module")

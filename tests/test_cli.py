@@ -17,7 +17,7 @@ from rfcore.assets import load_annotation
 from rfcore.cli import main
 from rfcore.config import get_config
 from rfcore.model import RetinaFace
-from rfcore.weights import load_weights, read_metadata
+from rfcore.weights import load_weights, read_metadata, save_weights
 
 REPO = Path(__file__).resolve().parents[1]
 ANNOTATION = REPO / "assets" / "images" / "grace_hopper.json"
@@ -81,6 +81,39 @@ def test_out_writes_annotated_images(tmp_path, capsys):
 def test_detect_reports_missing_weights(tmp_path, capsys):
     assert main(["detect", IMAGE, "--weights", str(tmp_path / "none.safetensors")]) == 2
     assert "none.safetensors not found" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def resnet50_files(tmp_path_factory):
+    """Seeded random ResNet-50 weights (float16, to keep the file small), with and without preset metadata."""
+    folder = tmp_path_factory.mktemp("resnet50")
+    torch.manual_seed(0)
+    state = {key: value.half() if value.is_floating_point() else value
+             for key, value in RetinaFace.from_config(get_config("resnet50")).state_dict().items()}
+    save_weights(state, folder / "described.safetensors", {"preset": "resnet50"})
+    save_weights(state, folder / "bare.safetensors")
+    return folder / "described.safetensors", folder / "bare.safetensors"
+
+
+@pytest.mark.parametrize("which", ["mobilenet0.25", "resnet50 with metadata", "resnet50 without metadata"])
+def test_detect_reads_the_preset_from_the_weights(which, resnet50_files, tmp_path, capsys):
+    weights = {"mobilenet0.25": SHIPPED, "resnet50 with metadata": resnet50_files[0],
+               "resnet50 without metadata": resnet50_files[1]}[which]
+    small = str(tmp_path / "small.png")
+    cv2.imwrite(small, cv2.resize(cv2.imread(IMAGE), (96, 112)))
+    assert main(["detect", small, "--json", "--weights", str(weights), "--max-size", "128"]) == 0
+    check_record(json_lines(capsys.readouterr().out)[0], small)
+
+
+def test_detect_with_a_preset_the_weights_are_not_says_so_in_one_sentence(resnet50_files, capsys):
+    described, bare = resnet50_files
+    assert main(["detect", IMAGE, "--weights", str(described), "--preset", "mobilenet0.25"]) == 2
+    assert capsys.readouterr().err == (f"rfcore detect: {described}: these weights are resnet50 (file metadata), not "
+                                       "mobilenet0.25: leave out the preset (--preset) to use the file's\n")
+    assert main(["detect", IMAGE, "--weights", str(bare), "--preset", "mobilenet0.25"]) == 2
+    assert capsys.readouterr().err == (f"rfcore detect: {bare}: these weights have no preset in their metadata and "
+                                       "their tensors are those of resnet50, not mobilenet0.25: pass --preset "
+                                       "resnet50 (preset='resnet50')\n")
 
 
 def test_detect_mesh_writes_meshes_and_draws_them(tmp_path, capsys, mesh_weights):

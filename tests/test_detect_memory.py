@@ -10,7 +10,7 @@ from torchvision.ops import box_iou
 
 from rfcore.assets import IMAGES
 from rfcore.bench.memory import PEAK_GOAL_BYTES, peak_rss, write_large_image
-from rfcore.config import DEFAULT_MAX_SIZE
+from rfcore.detect_config import DEFAULT_MAX_SIZE
 from rfcore.detector import Detector, TTAConfig
 from rfcore.image import read_image
 from rfcore.weights import DEFAULT_WEIGHTS, save_weights
@@ -90,8 +90,8 @@ def test_a_weights_folder_names_the_files_inside(tmp_path):
 def test_a_preset_mismatch_says_what_the_file_holds():
     with pytest.raises(ValueError) as caught:
         Detector(preset="resnet50")
-    assert str(caught.value) == (f"{DEFAULT_WEIGHTS}: these weights are mobilenet0.25 (file metadata), you asked for "
-                                 "resnet50: pass preset='mobilenet0.25' (command line: --preset mobilenet0.25)")
+    assert str(caught.value) == (f"{DEFAULT_WEIGHTS}: these weights are mobilenet0.25 (file metadata), not resnet50: "
+                                 "leave out the preset (--preset) to use the file's")
 
 
 def test_weights_that_are_not_finite_are_refused(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests of rfcore.engine: the onnx engine of the Detector, its cache and its errors."""
+"""Tests of rfcore.onnx_backend: the onnx engine of the Detector, its cache and its errors."""
 
 import io
 import sys
@@ -12,9 +12,9 @@ from rfcore.assets import IMAGES
 from rfcore.cli import main
 from rfcore.config import get_config
 from rfcore.detector import Detector
-from rfcore.engine import CACHE_ENV, OnnxNetwork
 from rfcore.export import export_onnx, with_metadata
 from rfcore.model.fuse import fuse_for_inference
+from rfcore.onnx_backend import CACHE_ENV, OnnxNetwork
 from rfcore.weights import load_model
 
 pytest.importorskip("onnxruntime")
@@ -95,9 +95,21 @@ def test_a_file_that_is_not_onnx_is_named(tmp_path):
 def test_a_model_of_another_preset_is_refused(tmp_path, float_export):
     path = tmp_path / "resnet.onnx"
     path.write_bytes(with_metadata(float_export, {"rfcore.preset": "resnet50"}))
-    with pytest.raises(ValueError, match=r"resnet.onnx was exported for preset resnet50, not mobilenet0.25: pass "
-                                         r"--preset resnet50"):
-        OnnxNetwork(path, get_config("mobilenet0.25"))
+    with pytest.raises(ValueError, match=r"resnet.onnx was exported for preset resnet50, not mobilenet0.25: leave "
+                                         r"out the preset \(--preset\) to use the file's"):
+        OnnxNetwork(path, "mobilenet0.25")
+    assert OnnxNetwork(path).preset == "resnet50"
+
+
+def test_an_export_without_a_preset_needs_one(tmp_path, float_export):
+    path = tmp_path / "old.onnx"
+    model = onnx.load_from_string(float_export)
+    del model.metadata_props[:]
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(ValueError, match=r"old.onnx has no preset in its metadata \(an older export\): name it with "
+                                         r"--preset"):
+        OnnxNetwork(path)
+    assert OnnxNetwork(path, "mobilenet0.25").preset == "mobilenet0.25"
 
 
 def test_missing_onnxruntime_says_how_to_install_it(monkeypatch, cache):

@@ -12,7 +12,7 @@ from builders import write_wider_mat
 from rfcore.assets import load_annotation
 from rfcore.cli import main
 from rfcore.cli.evaluation import add_parsers, tta_config
-from rfcore.detector import PAPER_TEST_SCALES
+from rfcore.detect_config import PAPER_TEST_SCALES
 
 REPO = Path(__file__).resolve().parents[1]
 PICTURES = {"0--Parade/grace_hopper": "grace_hopper", "0--Parade/astronaut": "astronaut", "1--Group/group": "group"}

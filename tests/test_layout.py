@@ -1,17 +1,29 @@
-"""The package's layout: imports point down, never in a circle, and each shared fact has one home.
+"""The package's layout: every import points down a declared order of rooms, never in a circle, and each shared
+fact has one home.
 
 The import graph is read from the source with ``ast`` (every ``import`` anywhere in a module, also inside
 functions), so the tests see what a reader clicking through the code sees.
 """
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rfcore"
-ON_TOP = ("rfcore.viz", "rfcore.bench", "rfcore.cli")
-"""The layers that sit on the core: pictures, benchmarks, the command line."""
+LAYERS = (
+    "files", "progress", "headers",  # utilities: safe writing, progress, image file headers
+    "config", "detect_config", "anchors", "boxes", "matching", "image",  # settings, geometry, targets, input
+    "model", "loss", "mesh",  # the network, Eq. 1 and the mesh library
+    "assets", "weights", "convert", "export", "onnx_backend",  # files of weights and graphs, the ONNX runtime
+    "postprocess", "detector",  # inference
+    "data", "quantize", "evaluation", "train",  # what uses data: calibration, measuring, learning
+    "align", "video_threads", "video",  # applications of detection
+    "exercises", "viz", "bench", "cli", "__main__",  # on top: checks, pictures, timings, the command line
+)
+"""The package's rooms from the bottom up (root modules and sub-packages): each imports only rooms below it."""
 
 
 def module_name(path: Path, package: Path) -> str:
@@ -47,14 +59,34 @@ def resolve_from(node: ast.ImportFrom, module: str, is_package: bool, modules) -
     return found
 
 
-def is_on_top(module: str) -> bool:
-    return any(module == layer or module.startswith(layer + ".") for layer in ON_TOP) or module == "rfcore.__main__"
+def room(module: str) -> str:
+    """The sub-package or root module ``module`` belongs to: ``rfcore.mesh.camera -> mesh``, ``rfcore -> rfcore``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
 
 
-def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
-    """``(core module, module on top)`` pairs where the core imports a layer that sits on it."""
-    return sorted((module, target) for module, targets in graph.items() if not is_on_top(module)
-                  for target in targets if is_on_top(target))
+def upward_imports(graph: dict[str, set[str]], layers: tuple[str, ...] = LAYERS) -> list[tuple[str, str]]:
+    """``(module, imported module)`` pairs whose room does not sit below the importer's room.
+
+    The package's front page (``rfcore/__init__.py``) may import any room, as a package's ``__init__`` imports
+    its own members, and importing it (``from rfcore import boxes``) names no room. A module in a room that
+    ``layers`` does not list is an error: a new room is placed first.
+    """
+    rank = {name: level for level, name in enumerate(layers)}
+    unplaced = sorted({room(module) for module in graph} - set(rank) - {"rfcore"})
+    assert not unplaced, f"rooms missing from LAYERS: {unplaced}"
+    return sorted((module, target) for module, targets in graph.items() if module != "rfcore"
+                  for target in targets - {"rfcore"}
+                  if room(target) != room(module) and rank[room(target)] > rank[room(module)])
+
+
+def room_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The import graph between rooms (the front page left out)."""
+    rooms: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        if module != "rfcore":
+            rooms.setdefault(room(module), set()).update(room(t) for t in targets - {"rfcore"} if room(t) != room(module))
+    return rooms
 
 
 def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -86,29 +118,49 @@ def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_the_core_never_imports_pictures_benchmarks_or_the_command_line():
+def test_every_import_points_down():
     assert upward_imports(import_graph()) == []
 
 
-def test_there_is_no_import_circle():
-    assert find_circle(import_graph()) is None
+def test_there_is_no_import_circle_between_modules_or_rooms():
+    graph = import_graph()
+    assert find_circle(graph) is None
+    assert find_circle(room_graph(graph)) is None
+
+
+def test_the_core_does_not_load_pictures_or_widgets():
+    code = (
+        "import sys, rfcore.config, rfcore.anchors, rfcore.boxes, rfcore.matching, rfcore.assets;"
+        "loaded = [m for m in ('rfcore.viz', 'rfcore.viz.widgets', 'ipywidgets', 'matplotlib') if m in sys.modules];"
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_the_checks_catch_an_upward_import_and_a_circle(tmp_path):
     package = tmp_path / "rfcore"
     for name, source in {
-        "__init__.py": "",
+        "__init__.py": "from rfcore.viz.anchors import picture\n",  # the front page may import any room
         "anchors.py": "from rfcore.viz.anchors import picture\n",  # upward
-        "boxes.py": "import rfcore.loss\n",
+        "boxes.py": "import rfcore.loss\n",  # upward too, and half of a circle
         "loss.py": "def f():\n    from rfcore import boxes\n",  # circle through a function-level import
+        "mesh/__init__.py": "from rfcore.mesh import camera\n",
+        "mesh/camera.py": "def g():\n    from rfcore.train.mesh_head import h\n",  # the mesh library reaching up
+        "train/__init__.py": "",
+        "train/mesh_head.py": "from rfcore.mesh.camera import g\n",
         "viz/__init__.py": "",
         "viz/anchors.py": "import numpy\n",
     }.items():
         (package / name).parent.mkdir(parents=True, exist_ok=True)
         (package / name).write_text(source)
     graph = import_graph(package)
-    assert upward_imports(graph) == [("rfcore.anchors", "rfcore.viz.anchors")]
+    layers = ("anchors", "boxes", "loss", "mesh", "train", "viz")
+    assert upward_imports(graph, layers) == [("rfcore.anchors", "rfcore.viz.anchors"), ("rfcore.boxes", "rfcore.loss"),
+                                             ("rfcore.mesh.camera", "rfcore.train.mesh_head")]
     assert find_circle(graph) == ["rfcore.boxes", "rfcore.loss", "rfcore.boxes"]
+    assert find_circle(room_graph(graph)) == ["boxes", "loss", "boxes"]
+    with pytest.raises(AssertionError, match=r"missing from LAYERS: \['train'\]"):
+        upward_imports(graph, ("anchors", "boxes", "loss", "mesh", "viz"))
 
 
 def module_constants(package: Path = PACKAGE) -> list[tuple[str, str, object]]:

@@ -1,15 +1,15 @@
-"""rfcore.mesh.folded: the folded decoder gives the decoder's meshes, and detection with the mesh its full-head meshes."""
+"""rfcore.mesh.inference: the folded decoder gives the decoder's meshes, and detection with the mesh its full-head meshes."""
 
 import pytest
 import torch
 
 from rfcore.assets import IMAGES, load_image
-from rfcore.config import get_config
+from rfcore.config import MESH_CROP_SIZE, get_config
 from rfcore.detector import Detector
 from rfcore.image import letterbox, preprocess
-from rfcore.mesh import CROP_SIZE, MeshDecoder, build_hierarchy, grow_boxes, project_mesh_params, uncrop_points
+from rfcore.mesh import MeshDecoder, build_hierarchy, grow_boxes, project_mesh_params, uncrop_points
 from rfcore.mesh.chebconv import scaled_laplacian
-from rfcore.mesh.folded import FoldedDecoder, chebyshev_matrices
+from rfcore.mesh.inference import InferenceDecoder, chebyshev_matrices
 from rfcore.postprocess import cached_anchors, candidates, suppress
 from rfcore.weights import load_mesh_model
 
@@ -27,9 +27,9 @@ def test_the_folded_decoder_gives_the_decoder_s_meshes(channels, K):
     torch.manual_seed(0)
     decoder = trained_looking(MeshDecoder(build_hierarchy(), channels=channels, K=K))
     code = torch.randn(5, 128)
-    assert FoldedDecoder(decoder)(code[:0]).vertices.shape == (0, 289, 3)  # no face, no mesh
+    assert InferenceDecoder(decoder)(code[:0]).vertices.shape == (0, 289, 3)  # no face, no mesh
     with torch.no_grad():
-        expected, got = decoder(code), FoldedDecoder(decoder)(code)
+        expected, got = decoder(code), InferenceDecoder(decoder)(code)
     assert (expected.vertices - decoder.template_vertices).abs().max() > 0.1  # the last layer moves the vertices
     torch.testing.assert_close(got.vertices, expected.vertices, rtol=0, atol=1e-5)
     torch.testing.assert_close(got.colours, expected.colours, rtol=0, atol=1e-5)
@@ -50,7 +50,7 @@ def test_chebyshev_matrices_follow_the_recursion_on_a_vector():
 
 def test_the_folded_decoder_refuses_a_bad_code():
     with pytest.raises(ValueError, match=r"expected \(B, 128\) codes, got \(2, 7\)"):
-        FoldedDecoder(MeshDecoder(build_hierarchy()))(torch.zeros(2, 7))
+        InferenceDecoder(MeshDecoder(build_hierarchy()))(torch.zeros(2, 7))
 
 
 def test_detection_with_the_mesh_gives_the_full_head_s_meshes():
@@ -63,9 +63,10 @@ def test_detection_with_the_mesh_gives_the_full_head_s_meshes():
     with torch.no_grad():
         output = model(preprocess([image], cfg.pixel_mean_bgr))  # the mesh head on every anchor
         assert output.mesh_params.shape[1] == len(cached_anchors(cfg, (480, 640)))
-        found = candidates(output, cached_anchors(cfg, (480, 640)), cfg.variances, detector.threshold, detector.top_k)
-        kept = suppress(found, 1, detector.nms_iou, detector.max_faces)[0]
-        crop = (CROP_SIZE, CROP_SIZE)
+        settings = detector.config
+        found = candidates(output, cached_anchors(cfg, (480, 640)), cfg.variances, settings.threshold, settings.top_k)
+        kept = suppress(found, 1, settings.nms_iou, settings.max_faces)[0]
+        crop = (MESH_CROP_SIZE, MESH_CROP_SIZE)
         meshes = uncrop_points(project_mesh_params(decoder, kept.mesh_params, crop), grow_boxes(kept.boxes, margin), crop)
     assert len(faces) == len(kept.scores) >= 5
     torch.testing.assert_close(torch.tensor([face.box for face in faces]), kept.boxes, rtol=0, atol=1e-3)

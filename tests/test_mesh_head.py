@@ -1,7 +1,6 @@
-"""Tests of the self-supervised mesh head: training (rfcore.mesh.selfsup), measuring (rfcore.mesh.accuracy) and
+"""Tests of the self-supervised mesh head: training (rfcore.train.mesh_head), measuring (rfcore.evaluation.mesh) and
 loading a mesh head file beside detector weights (rfcore.weights.load_mesh_model)."""
 
-import dataclasses
 import shutil
 
 import numpy as np
@@ -9,13 +8,12 @@ import pytest
 import torch
 
 from rfcore.cli import main
-from rfcore.cli.mesh import HEAD_DEFAULTS
 from rfcore.config import get_config
 from rfcore.detector import Detector
+from rfcore.evaluation.mesh import dense_nme, mesh_accuracy, template_in_boxes
 from rfcore.mesh import MeshDecoder, build_hierarchy
-from rfcore.mesh.accuracy import dense_nme, mesh_accuracy, template_in_boxes
-from rfcore.mesh.selfsup import HeadTrainConfig, train_mesh_head
 from rfcore.model import RetinaFace
+from rfcore.train.mesh_head import HeadTrainConfig, train_mesh_head
 from rfcore.weights import (
     CROP_MARGIN_KEY,
     DECODER_LAYOUT_KEY,
@@ -30,11 +28,6 @@ from rfcore.weights import (
 )
 
 CFG = get_config("mobilenet0.25")
-
-
-def test_the_command_line_defaults_are_the_config_defaults():
-    fields = {field.name: field.default for field in dataclasses.fields(HeadTrainConfig)}
-    assert HEAD_DEFAULTS == {name: fields[name] for name in HEAD_DEFAULTS}
 
 
 def test_config_refuses_bad_values():
@@ -95,7 +88,7 @@ def mesh_folder(tmp_path):
     torch.manual_seed(0)
     decoder = MeshDecoder(build_hierarchy())
     save_weights(decoder.state_dict(), tmp_path / MESH_DECODER_FILE, {DECODER_LAYOUT_KEY: decoder.layout})
-    head = RetinaFace.from_config(CFG, mesh_head=True).MeshHead
+    head = RetinaFace.from_config(CFG, mesh_head=True).mesh_head
     metadata = {"preset": CFG.name, DETECTOR_SHA_KEY: file_sha256(weights), DECODER_LAYOUT_KEY: decoder.layout}
     save_weights(head.state_dict(), tmp_path / MESH_HEAD_FILE, metadata)
     return weights, head, metadata

@@ -1,15 +1,13 @@
-"""Tests of rfcore.mesh.pretrain, the shipped mesh decoder and ``rfcore mesh pretrain``."""
+"""Tests of rfcore.train.mesh_decoder, the shipped mesh decoder and ``rfcore mesh pretrain``."""
 
-import dataclasses
 
 import pytest
 import torch
 
 from rfcore.assets import ASSETS
 from rfcore.cli import main
-from rfcore.cli.mesh import PRETRAIN_DEFAULTS
 from rfcore.mesh import MeshDecoder, build_hierarchy
-from rfcore.mesh.pretrain import (
+from rfcore.train.mesh_decoder import (
     FaceEncoder,
     PretrainConfig,
     code_distribution,
@@ -31,11 +29,6 @@ from rfcore.weights import (
 )
 
 SHIPPED = ASSETS / "weights"
-
-
-def test_the_command_line_defaults_are_the_config_defaults():
-    fields = {field.name: field.default for field in dataclasses.fields(PretrainConfig)}
-    assert PRETRAIN_DEFAULTS == fields
 
 
 def test_config_refuses_bad_values():

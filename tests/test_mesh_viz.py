@@ -9,9 +9,10 @@ from matplotlib.figure import Figure
 
 from rfcore.mesh import MeshDecoder
 from rfcore.mesh.loss import pixel_loss
-from rfcore.mesh.pretrain import CodeDistribution
 from rfcore.mesh.template import LANDMARK_NAMES
+from rfcore.train.mesh_decoder import CodeDistribution
 from rfcore.viz import mesh as mesh_viz
+from rfcore.viz import mesh_overlay
 from rfcore.viz.draw import LANDMARK_COLORS, to_png
 from rfcore.viz.widgets import mesh_render_explorer
 
@@ -35,7 +36,7 @@ def test_wireframe_counts_and_colours_the_landmarks(template):
     for k, name in enumerate(LANDMARK_NAMES):
         assert pixel(rendering.image, *pixels[template.landmarks[name]]) == LANDMARK_COLORS[k]
     assert pixel(rendering.image, 2, 2) == (255, 255, 255)
-    assert (rendering.image == mesh_viz.EDGE_COLOR).all(axis=-1).sum() > 1000
+    assert (rendering.image == mesh_overlay.EDGE_COLOR).all(axis=-1).sum() > 1000
 
 
 def test_signal_colours_are_white_at_zero_red_up_blue_down():
@@ -117,7 +118,7 @@ def test_render_fit_reports_the_pixel_loss():
 
 def test_draw_dense_vertices_sets_single_pixels():
     image = np.zeros((10, 12, 3), np.uint8)
-    out = mesh_viz.draw_dense_vertices(image, [[[2.5, 3.2], [11.9, 9.9], [-1.0, 4.0], [12.0, 2.0]]])
+    out = mesh_overlay.draw_dense_vertices(image, [[[2.5, 3.2], [11.9, 9.9], [-1.0, 4.0], [12.0, 2.0]]])
     assert out.sum(axis=-1).nonzero()[0].tolist() == [3, 9]
     assert pixel(out, 2, 3) == (255, 255, 255) and pixel(out, 11, 9) == (255, 255, 255)
 
@@ -158,12 +159,12 @@ def test_render_faces_puts_one_picture_per_mesh(template):
 def test_meshes_are_drawn_where_their_vertices_are(template):
     image = np.zeros((50, 60, 3), np.uint8)
     mesh = template.vertices[None, :, :2] * 10 + torch.tensor([30.0, 25.0])  # (1, V, 2) pixels
-    drawn = mesh_viz.draw_face_meshes(image, mesh, template.faces, color=(0, 255, 0))
+    drawn = mesh_overlay.draw_face_meshes(image, mesh, template.faces, color=(0, 255, 0))
     lit = drawn[..., 1].nonzero()
     assert image.max() == 0 and drawn[..., [0, 2]].max() == 0
     assert lit[0].min() >= 24 - 10 and lit[0].max() <= 26 + 13 and lit[1].min() >= 29 - 10
     boxes = torch.tensor([[20.0, 15.0, 40.0, 35.0]])
-    comparison = mesh_viz.render_mesh_comparison(image, boxes, {"a": mesh, "b": mesh + 100}, template.faces, size=40)
+    comparison = mesh_overlay.render_mesh_comparison(image, boxes, {"a": mesh, "b": mesh + 100}, template.faces, size=40)
     assert comparison.image.shape == (40, 2 * 40 + 4, 3)
     assert comparison.image[:, :40].max() == 255 and comparison.image[20:, 44:].max() == 0  # "b" is outside its panel
 

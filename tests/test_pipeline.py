@@ -1,12 +1,12 @@
-"""Tests of rfcore.pipeline and the threaded, batched video loop: order kept, errors surfaced, same faces."""
+"""Tests of rfcore.video_threads and the threaded, batched video loop: order kept, errors surfaced, same faces."""
 
 import threading
 
 import numpy as np
 import pytest
 
-from rfcore.pipeline import ReadAhead, WriteBehind
 from rfcore.video import Frame, annotate_frames, due_frames, first_frame, process_video, write_pan_video
+from rfcore.video_threads import ReadAhead, WriteBehind
 
 
 def test_read_ahead_keeps_order_and_runs_in_another_thread():

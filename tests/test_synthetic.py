@@ -11,8 +11,9 @@ from torchvision.ops import box_iou
 
 from rfcore.config import get_config
 from rfcore.data import FaceSample, SyntheticFaces, TrainTransform, collate_faces, face_loader
-from rfcore.data.synthetic import face_model, image_left_first, render_crop
+from rfcore.data.synthetic import image_left_first, render_crop
 from rfcore.mesh.camera import Light, to_view
+from rfcore.mesh.face_model import face_model
 from rfcore.mesh.template import LANDMARK_NAMES, PATCHES
 
 SIZE = (160, 224)  # (height, width): small and not square

@@ -8,11 +8,9 @@ import shutil
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
-from builders import train_until_crash
+from builders import assert_same_tensors, log_terms, read_tensors, tiny_config, train_until_crash
 from safetensors.torch import load_file
 
 from rfcore.cli import main
@@ -29,49 +27,6 @@ from rfcore.train.loop import TrainingDiverged, build_dataset, build_model, lear
 from rfcore.weights import save_weights
 
 STEPS_PER_EPOCH = 3  # six images, batch 2
-
-
-def write_faces_folder(root, count=6, seed=0):
-    """``count`` noise images of 80x100 with two faces each (with landmarks) in the label.txt layout."""
-    (root / "images").mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    lines = []
-    for i in range(count):
-        cv2.imwrite(str(root / "images" / f"{i}.png"), rng.integers(0, 256, (80, 100, 3), dtype=np.uint8))
-        lines.append(f"# {i}.png")
-        for _ in range(2):
-            x, y, w = rng.uniform(5, 50), rng.uniform(5, 40), rng.uniform(12, 30)
-            points = " ".join(f"{x + w * a:.1f} {y + w * b:.1f} 0.0"
-                              for a, b in [(0.3, 0.3), (0.7, 0.3), (0.5, 0.5), (0.35, 0.75), (0.65, 0.75)])
-            lines.append(f"{x:.1f} {y:.1f} {w:.1f} {1.2 * w:.1f} {points} 0.9")
-    (root / "label.txt").write_text("\n".join(lines) + "\n")
-    return root
-
-
-@pytest.fixture(scope="module")
-def faces_folder(tmp_path_factory):
-    return write_faces_folder(tmp_path_factory.mktemp("faces"))
-
-
-def tiny_config(data, out, **overrides) -> TrainConfig:
-    settings = dict(data=str(data), out=str(out), image_size=64, epochs=2, batch_size=2, device="cpu",
-                    threads=1, quiet=True, checkpoint_every=2)
-    return TrainConfig(**{**settings, **overrides})
-
-
-def weights(path):
-    return load_file(path)
-
-
-def assert_same_tensors(a: dict, b: dict):
-    assert a.keys() == b.keys()
-    different = [key for key in a if not torch.equal(a[key], b[key])]
-    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
-
-
-def log_terms(out):
-    lines = (out / "log.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
 
 
 # ---------------------------------------------------------------- schedule
@@ -199,7 +154,7 @@ def test_a_run_writes_log_checkpoints_and_weights(faces_folder, tmp_path):
     params = dict(model.named_parameters())
     assert {k.removeprefix("momentum/weights/") for k in optimizer if k.startswith("momentum/")} == params.keys()
     assert optimizer["rng/torch"].dtype == torch.uint8
-    assert_same_tensors(weights(newest / "weights.safetensors"), weights(result.weights))
+    assert_same_tensors(read_tensors(newest / "weights.safetensors"), read_tensors(result.weights))
 
 
 def test_a_run_logged_to_a_file_prints_progress_lines_between_validations(faces_folder, tmp_path, monkeypatch,
@@ -227,7 +182,7 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(faces_folder, t
     resumed = train(tiny_config(faces_folder, tmp_path / "b", resume=True))
 
     assert resumed.step == uninterrupted.step == 6
-    assert_same_tensors(weights(resumed.weights), weights(uninterrupted.weights))
+    assert_same_tensors(read_tensors(resumed.weights), read_tensors(uninterrupted.weights))
     assert_same_tensors(load_file(resumed.checkpoint / "optimizer.safetensors"),
                         load_file(uninterrupted.checkpoint / "optimizer.safetensors"))
     assert log_terms(tmp_path / "b") == log_terms(tmp_path / "a")  # step 5 logged once, same numbers
@@ -242,7 +197,7 @@ def test_a_run_stopped_at_an_epoch_end_resumes_exactly(faces_folder, tmp_path):
     resumed = train(tiny_config(faces_folder, tmp_path / "b", checkpoint_every=0, resume=True))
 
     assert (resumed.step, resumed.finished) == (6, True)
-    assert_same_tensors(weights(resumed.weights), weights(uninterrupted.weights))
+    assert_same_tensors(read_tensors(resumed.weights), read_tensors(uninterrupted.weights))
 
 
 def test_resume_refuses_a_run_with_other_settings_and_start_refuses_to_overwrite(faces_folder, tmp_path):
@@ -310,7 +265,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(faces_folder,
 
     assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-00000003", "step-00000004"]
     assert not (tmp_path / "weights.safetensors").exists()
-    kept = weights(checkpoint_dirs(tmp_path)[-1] / "weights.safetensors")
+    kept = read_tensors(checkpoint_dirs(tmp_path)[-1] / "weights.safetensors")
     assert all(torch.isfinite(t).all() for t in kept.values() if t.is_floating_point())
     assert [r["step"] for r in log_terms(tmp_path)] == [1, 2, 3, 4]
 

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import torch
+from builders import write_faces_folder
 from safetensors.torch import load_file
-from test_train import write_faces_folder
 
 from rfcore.config import get_config
 from rfcore.model import RetinaFace

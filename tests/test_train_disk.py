@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_train import log_terms, tiny_config, write_faces_folder
+from builders import log_terms, tiny_config, write_faces_folder
 
 from rfcore import files
 from rfcore.cli import main

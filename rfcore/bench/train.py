@@ -4,8 +4,8 @@ A step is :func:`rfcore.train.loop.train_step` itself: forward, target assignmen
 multi-task loss, backward and SGD update, on a batch already in memory (so no
 loading or augmentation is timed). Target assignment and the loss (its forward
 computation, recording the graph as in training) are then timed on their own
-on the same batch to give their share of the step. The goal of issue 5
-is a share under 10%: the network, not the bookkeeping, should dominate.
+on the same batch to give their share of the step: the network, not the
+bookkeeping, should dominate.
 
 :func:`bench_recipe` puts the recorded from-scratch run's setting
 (:data:`rfcore.train.config.FROM_SCRATCH`: small synthetic images, rendered
@@ -15,8 +15,7 @@ colouring and batching the kept images at every step.
 
 With ``mesh=True`` the same steps are also timed with the mesh branch, as
 ``rfcore train --mesh`` trains it: mesh head, decoder and ``L_pixel`` on up to
-``MESH_ANCHORS`` positives per step. The goal of issue 4 is that the whole
-branch adds under 15% to the step.
+``MESH_ANCHORS`` positives per step.
 """
 
 from __future__ import annotations
@@ -47,7 +46,8 @@ MESH_GOAL = 0.15
 
 
 def memory_batch(preset_name: str, batch: int, faces: int, size: int, seed: int = 0) -> TrainBatch:
-    """A training batch of noise images with WIDER-like faces (:func:`rfcore.bench.random_faces`) clipped to them."""
+    """A training batch of noise images with WIDER-like faces (:func:`rfcore.bench.targets.random_faces`) clipped
+    to them."""
     cfg = get_config(preset_name)
     rng = np.random.default_rng(seed)
     images = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(batch)]

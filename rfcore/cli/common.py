@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, OPENCV_MAX_PIXELS, PRESETS
+from rfcore.config import PRESETS
+from rfcore.detect_config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, OPENCV_MAX_PIXELS, DetectConfig
 
 EXIT_DIVERGED = 1
 """Exit status of ``rfcore train`` when the loss or the weights stop being finite."""
@@ -25,9 +26,12 @@ EXIT_DISK_FULL = 3
 """Exit status of any command when the device it writes to fills up (``rfcore train`` keeps its last good
 checkpoint)."""
 
-
 EXIT_INTERRUPTED = 130
 """Exit status of any command stopped by Ctrl-C (SIGINT), as shells report it (128 + 2)."""
+
+PRESET_HELP = ("preset of the weights, needed only for a file without one in its metadata whose tensors do not "
+               "tell it (rfcore's files record theirs)")
+"""``--preset`` of every command that loads weights: the file names its own."""
 
 
 def error(command: str, err: Exception) -> None:
@@ -107,12 +111,16 @@ def add_memory_options(parser, max_size_help: str) -> None:
     )
 
 
+def add_threshold_option(parser) -> None:
+    default = DetectConfig.threshold
+    parser.add_argument("--threshold", type=finite_float(0, 1), default=default,
+                        help=f"face probability to exceed (default: {default})")
+
+
 def add_weights_options(parser) -> None:
     parser.add_argument(
         "--weights", type=Path, metavar="PATH",
         help="safetensors weights (default: the bundled rfcore/assets/weights/retinaface_mobilenet0.25.safetensors)",
     )
-    parser.add_argument(
-        "--preset", default="mobilenet0.25", choices=sorted(PRESETS),
-        help="preset of the weights (default: mobilenet0.25)",
-    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), help=PRESET_HELP)
+

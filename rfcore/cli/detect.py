@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from rfcore.cli.common import MAX_BATCH, add_memory_options, add_weights_options, bounded_int, error, finite_float
+from rfcore.cli.common import MAX_BATCH, add_memory_options, add_threshold_option, add_weights_options, bounded_int, error
 from rfcore.files import atomic_path, check_not_inputs, write_bytes
 
 
@@ -58,8 +58,7 @@ def _add_detect(subparsers) -> None:
         help="videos: run the network on N frames at a time (default: 1; decoding, and drawing + encoding, already "
         "overlap detection in threads of their own)",
     )
-    parser.add_argument("--threshold", type=finite_float(0, 1), default=0.5,
-                        help="face probability to exceed (default: 0.5)")
+    add_threshold_option(parser)
     parser.add_argument(
         "--mesh", action="store_true",
         help='also give each face its projected mesh vertices ("mesh": [[x, y] x V] in the JSON, wireframes in --out '
@@ -199,7 +198,7 @@ def _draw_faces(image, faces):
     import numpy as np
 
     from rfcore.viz.draw import draw_boxes, draw_landmarks
-    from rfcore.viz.mesh import draw_face_meshes
+    from rfcore.viz.mesh_overlay import draw_face_meshes
 
     thickness = max(1, round(max(image.shape[:2]) / 400))
     if faces:
@@ -255,8 +254,7 @@ def _add_align(subparsers) -> None:
         help="crop size: 112 (default, the ArcFace crop), another side such as 224 (template scaled), or "
         "WIDTHxHEIGHT such as 96x112 (template scaled to the height and centred: x shifted by -8 for 96x112)",
     )
-    parser.add_argument("--threshold", type=finite_float(0, 1), default=0.5,
-                        help="face probability to exceed (default: 0.5)")
+    add_threshold_option(parser)
     add_memory_options(parser, "detect on images shrunk to this long edge; crops come from the original")
     add_weights_options(parser)
     parser.set_defaults(run=_run_align)

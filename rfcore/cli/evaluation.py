@@ -14,8 +14,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-from rfcore.cli.common import MAX_SIDE, bounded_int, fail, finite_float
-from rfcore.config import DEFAULT_MAX_SIZE, MAX_DECODE_PIXELS, OPENCV_MAX_PIXELS, PRESETS
+from rfcore.cli.common import MAX_SIDE, PRESET_HELP, bounded_int, fail, finite_float
+from rfcore.config import PRESETS
+from rfcore.detect_config import (DEFAULT_MAX_SIZE, EVAL_THRESHOLD, MAX_DECODE_PIXELS, OPENCV_MAX_PIXELS,
+                                  PAPER_TEST_SCALES, TTAConfig)
 from rfcore.files import check_not_inputs, write_bytes, write_text
 
 DESCRIPTION = (
@@ -39,9 +41,6 @@ examples:
   rfcore eval --gt-dir eval_tools/ground_truth --pred-dir my_predictions
   rfcore eval --label-file widerface/val/label.txt
 """
-
-EVAL_THRESHOLD = 0.02
-"""Default lowest score kept when evaluating (biubug6's setting): low-scoring faces still add to the AP."""
 
 DETECTOR_OPTIONS = {"weights": None, "threshold": None, "max_size": DEFAULT_MAX_SIZE, "max_pixels": MAX_DECODE_PIXELS,
                     "flip": False, "scales": None, "multiscale": False, "vote_iou": None}
@@ -73,8 +72,7 @@ def add_parsers(subparsers) -> argparse.ArgumentParser:
     model = parser.add_argument_group("detector")
     model.add_argument("--weights", type=Path, metavar="PATH",
                        help="safetensors weights (default: the shipped MobileNet-0.25)")
-    model.add_argument("--preset", default="mobilenet0.25", choices=sorted(PRESETS),
-                       help="preset of the weights (default: mobilenet0.25)")
+    model.add_argument("--preset", choices=sorted(PRESETS), help=PRESET_HELP)
     model.add_argument("--threshold", type=finite_float(0, 1),
                        help=f"lowest face probability kept (default: {EVAL_THRESHOLD}; low scores still add to the AP)")
     model.add_argument("--max-size", type=bounded_int(0, MAX_SIDE), default=DEFAULT_MAX_SIZE,
@@ -90,9 +88,9 @@ def add_parsers(subparsers) -> argparse.ArgumentParser:
     scales.add_argument("--scales", type=bounded_int(16, MAX_SIDE), nargs="+", metavar="PIXELS",
                         help="detect with the short edge resized to each of these sizes")
     scales.add_argument("--multiscale", action="store_true",
-                        help="the paper's test: --flip and --scales 500 800 1100 1400 1700")
+                        help=f"the paper's test: --flip and --scales {' '.join(map(str, PAPER_TEST_SCALES))}")
     tta.add_argument("--vote-iou", type=finite_float(0, 1), metavar="IOU",
-                     help="box voting IoU over the pooled passes (default: 0.4, the paper's)")
+                     help=f"box voting IoU over the pooled passes (default: {TTAConfig.vote_iou}, the paper's)")
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, default=Path("runs/eval"), metavar="DIR",
                         help="output folder: predictions/, pr_curves.png, summary.json (default: runs/eval)")
@@ -230,8 +228,7 @@ def threshold(args: argparse.Namespace) -> float:
 
 
 def tta_config(args: argparse.Namespace):
-    """The :class:`rfcore.detector.TTAConfig` of the options, or ``None`` for a single pass."""
-    from rfcore.detector import PAPER_TEST_SCALES, TTAConfig
+    """The :class:`rfcore.detect_config.TTAConfig` of the options, or ``None`` for a single pass."""
 
     if not (args.flip or args.scales or args.multiscale):
         return None
@@ -256,6 +253,7 @@ def detect_and_write(args: argparse.Namespace, truth):
     warn_outside(truth, paths)
     detector = Detector(args.weights, args.preset, threshold=threshold(args), max_size=args.max_size,
                         max_pixels=args.max_pixels, tta=tta_config(args))
+    args.preset = detector.cfg.name  # the summary records the preset the weights hold
     pred_dir = args.out / "predictions"
     check_not_inputs([*input_files(args), *paths], [prediction_path(pred_dir, name) for name in truth.names])
     predictions = detect_images(detector, paths, truth.names, progress=not args.quiet)

@@ -1,11 +1,11 @@
 """``rfcore mesh``: training the pieces of the dense regression branch [paper §3.2].
 
 * ``rfcore mesh pretrain``: the mesh decoder as the decoder of an autoencoder of the synthetic face model
-  (:mod:`rfcore.mesh.pretrain`);
+  (:mod:`rfcore.train.mesh_decoder`);
 * ``rfcore mesh train-head``: the mesh head of a frozen detector, self-supervised by ``L_pixel`` through the
-  frozen decoder (:mod:`rfcore.mesh.selfsup`);
+  frozen decoder (:mod:`rfcore.train.mesh_head`);
 * ``rfcore mesh measure``: the detected meshes against the synthetic faces' ground truth
-  (:mod:`rfcore.mesh.accuracy`).
+  (:mod:`rfcore.evaluation.mesh`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from rfcore.cli.common import EXIT_BAD_INPUT, add_weights_options, error
+from rfcore.train.config import HeadTrainConfig, PretrainConfig
 
 LICENCE = "MIT (rfcore's own)"
 """Licence recorded in the metadata of the weights these commands write."""
@@ -33,10 +34,15 @@ def add_parsers(subparsers) -> None:
     _add_measure(commands)
 
 
-PRETRAIN_DEFAULTS = {"steps": 4000, "batch_size": 128, "train_faces": 20000, "held_out_faces": 1000, "lr": 2e-3,
-                     "seed": 0}
-"""The defaults of :class:`rfcore.mesh.pretrain.PretrainConfig`, repeated so that building the command line does
-not import torch (a test keeps them equal)."""
+PRETRAIN_OPTIONS = (
+    ("--steps", int, "Adam steps"),
+    ("--batch-size", int, "faces per step"),
+    ("--train-faces", int, "faces drawn once for training"),
+    ("--held-out-faces", int, "faces drawn from another stream to measure the errors"),
+    ("--lr", float, "peak learning rate of the one-cycle schedule"),
+    ("--seed", int, "seed of the faces, the initial weights and the batches"),
+)
+"""The fields of :class:`~rfcore.train.config.PretrainConfig` set from the command line (defaults: the config's)."""
 
 
 def _add_pretrain(commands) -> None:
@@ -53,17 +59,7 @@ def _add_pretrain(commands) -> None:
         "assets/weights/.",
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created)")
-    for flag, kind, help_text in (
-        ("--steps", int, "Adam steps"),
-        ("--batch-size", int, "faces per step"),
-        ("--train-faces", int, "faces drawn once for training"),
-        ("--held-out-faces", int, "faces drawn from another stream to measure the errors"),
-        ("--lr", float, "peak learning rate of the one-cycle schedule"),
-        ("--seed", int, "seed of the faces, the initial weights and the batches"),
-    ):
-        default = PRETRAIN_DEFAULTS[flag[2:].replace("-", "_")]
-        parser.add_argument(flag, type=kind, default=default, metavar="N" if kind is int else "LR",
-                            help=f"{help_text} (default {default:g})")
+    add_config_options(parser, PRETRAIN_OPTIONS, PretrainConfig())
     parser.add_argument("--threads", type=int, default=1, metavar="N",
                         help="torch threads (default 1: the shipped files were made on one thread)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -73,11 +69,11 @@ def _add_pretrain(commands) -> None:
 def _run_pretrain(args: argparse.Namespace) -> int:
     import torch
 
-    from rfcore.mesh.pretrain import PretrainConfig, pretrain_decoder
+    from rfcore.train.mesh_decoder import pretrain_decoder
     from rfcore.weights import DECODER_LAYOUT_KEY, MESH_DECODER_FILE, MESH_ENCODER_FILE, save_weights
 
     try:
-        config = PretrainConfig(**{name: getattr(args, name) for name in PRETRAIN_DEFAULTS})
+        config = PretrainConfig(**config_values(args, PRETRAIN_OPTIONS))
     except ValueError as err:
         error("mesh pretrain", err)
         return EXIT_BAD_INPUT
@@ -102,10 +98,18 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-HEAD_DEFAULTS = {"images": 1200, "image_size": 320, "epochs": 12, "batch_size": 8, "lr": 1e-3, "mesh_anchors": 32,
-                 "crop_margin": 1.5, "crop_size": 32, "seed": 0}
-"""The defaults of :class:`rfcore.mesh.selfsup.HeadTrainConfig` set from the command line (a test keeps them
-equal)."""
+HEAD_OPTIONS = (
+    ("--images", int, "synthetic training images, rendered once"),
+    ("--image-size", int, "their side in pixels"),
+    ("--epochs", int, "passes over the images"),
+    ("--batch-size", int, "images per step"),
+    ("--lr", float, "peak learning rate of Adam's one-cycle schedule"),
+    ("--mesh-anchors", int, "positive anchors rendered for L_pixel per step"),
+    ("--crop-margin", float, "factor the detected box is grown by to cut the face crop I*"),
+    ("--crop-size", int, "side of I* and of the renderings in pixels (detection does not depend on it)"),
+    ("--seed", int, "seed of the images (held-out images use seed + 1) and of their order"),
+)
+"""The fields of :class:`~rfcore.train.config.HeadTrainConfig` set from the command line (defaults: the config's)."""
 
 MEASURE_IMAGES = 200
 """Held-out synthetic images ``rfcore mesh measure`` and ``train-head`` run the detector on."""
@@ -126,20 +130,7 @@ def _add_train_head(commands) -> None:
         "(about 9 minutes of one core of the shared machine) it writes the file shipped in assets/weights/.",
     )
     add_weights_options(parser)
-    for flag, kind, help_text in (
-        ("--images", int, "synthetic training images, rendered once"),
-        ("--image-size", int, "their side in pixels"),
-        ("--epochs", int, "passes over the images"),
-        ("--batch-size", int, "images per step"),
-        ("--lr", float, "peak learning rate of Adam's one-cycle schedule"),
-        ("--mesh-anchors", int, "positive anchors rendered for L_pixel per step"),
-        ("--crop-margin", float, "factor the detected box is grown by to cut the face crop I*"),
-        ("--crop-size", int, "side of I* and of the renderings in pixels (detection does not depend on it)"),
-        ("--seed", int, "seed of the images (held-out images use seed + 1) and of their order"),
-    ):
-        default = HEAD_DEFAULTS[flag[2:].replace("-", "_")]
-        parser.add_argument(flag, type=kind, default=default, metavar="N" if kind is int else ("LR" if flag == "--lr" else "X"),
-                            help=f"{help_text} (default {default:g})")
+    add_config_options(parser, HEAD_OPTIONS, HeadTrainConfig())
     _add_run_options(parser)
     parser.set_defaults(run=_run_train_head)
 
@@ -154,11 +145,25 @@ def _add_measure(commands) -> None:
         "and the median absolute pitch, yaw and roll errors of the mesh head's camera, in degrees.",
     )
     add_weights_options(parser)
-    parser.add_argument("--seed", type=int, default=HEAD_DEFAULTS["seed"],
-                        help=f"seed of the training images; the held-out ones use seed + 1 (default "
-                        f"{HEAD_DEFAULTS['seed']})")
+    seed = HeadTrainConfig.seed
+    parser.add_argument("--seed", type=int, default=seed,
+                        help=f"seed of the training images; the held-out ones use seed + 1 (default {seed})")
     _add_run_options(parser)
     parser.set_defaults(run=_run_measure)
+
+
+def add_config_options(parser, options, defaults) -> None:
+    """``--flag`` per ``(flag, type, help)`` of ``options``, its default the field of the ``defaults`` config."""
+    for flag, kind, help_text in options:
+        default = getattr(defaults, flag[2:].replace("-", "_"))
+        metavar = "N" if kind is int else ("LR" if flag == "--lr" else "X")
+        parser.add_argument(flag, type=kind, default=default, metavar=metavar,
+                            help=f"{help_text} (default {default:g})")
+
+
+def config_values(args: argparse.Namespace, options) -> dict:
+    """``field -> value`` of the config fields ``options`` set from the command line."""
+    return {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _, _ in options}
 
 
 def _add_run_options(parser) -> None:
@@ -172,8 +177,8 @@ def _run_train_head(args: argparse.Namespace) -> int:
     import torch
 
     from rfcore.config import get_config
-    from rfcore.mesh.selfsup import HeadTrainConfig, train_mesh_head
     from rfcore.model import RetinaFace
+    from rfcore.train.mesh_head import train_mesh_head
     from rfcore.weights import (
         CROP_MARGIN_KEY,
         DECODER_LAYOUT_KEY,
@@ -185,13 +190,14 @@ def _run_train_head(args: argparse.Namespace) -> int:
         load_mesh_decoder,
         resolve_weights,
         save_weights,
+        weights_preset,
     )
 
     torch.set_num_threads(args.threads)
-    cfg = get_config(args.preset)
     try:
-        config = HeadTrainConfig(**{name: getattr(args, name) for name in HEAD_DEFAULTS})
+        config = HeadTrainConfig(**config_values(args, HEAD_OPTIONS))
         weights = resolve_weights(args.weights)
+        cfg = get_config(weights_preset(weights, args.preset))
         detector = RetinaFace.from_config(cfg, mesh_head=True)
         load_detector_weights(detector, weights, cfg.name)
         decoder = load_mesh_decoder(_existing(weights.with_name(MESH_DECODER_FILE)))
@@ -205,8 +211,9 @@ def _run_train_head(args: argparse.Namespace) -> int:
         DETECTOR_SHA_KEY: file_sha256(weights),
         DECODER_LAYOUT_KEY: decoder.layout,
         CROP_MARGIN_KEY: f"{config.crop_margin:g}",
-        "source": "rfcore mesh train-head " + " ".join(f"--{name.replace('_', '-')} {getattr(args, name)}"
-                                                       for name in HEAD_DEFAULTS) + f" --threads {args.threads}",
+        "source": "rfcore mesh train-head " + " ".join(f"--{name.replace('_', '-')} {value}" for name, value
+                                                       in config_values(args, HEAD_OPTIONS).items())
+                  + f" --threads {args.threads}",
         "data": f"{config.images} synthetic images of {config.image_size} pixels (rfcore.data.synthetic, seed "
                 f"{config.seed}, faces {config.faces}, sizes {config.min_face:g}-{config.max_face:g} px, angles "
                 f"up to {config.max_angle:g} degrees); L_pixel only, detector {weights.name} and decoder frozen",
@@ -214,7 +221,7 @@ def _run_train_head(args: argparse.Namespace) -> int:
         "license": LICENCE,
     }
     head_path = weights.with_name(MESH_HEAD_FILE)
-    save_weights(detector.MeshHead.state_dict(), head_path, metadata)
+    save_weights(detector.mesh_head.state_dict(), head_path, metadata)
     print(f"wrote {head_path}; L_pixel {losses[0]:.4f} at the first step, {metadata['final_l_pixel']} at the end")
     return _measure(weights, args)
 
@@ -228,8 +235,7 @@ def _run_measure(args: argparse.Namespace) -> int:
 
 def _measure(weights, args: argparse.Namespace) -> int:
     from rfcore.detector import Detector
-    from rfcore.mesh.accuracy import mesh_accuracy
-    from rfcore.mesh.selfsup import HeadTrainConfig
+    from rfcore.evaluation.mesh import mesh_accuracy
 
     try:
         detector = Detector(weights, args.preset, mesh=True)

@@ -41,11 +41,11 @@ def _run_export(args) -> int:
     from rfcore.export import export_onnx
     from rfcore.model.fuse import fuse_for_inference
     from rfcore.quantize import calibration_files, quantize_onnx
-    from rfcore.weights import load_model, weights_files
+    from rfcore.weights import load_model, resolve_weights, weights_files, weights_preset
 
     try:
         check_not_inputs([*weights_files(args.weights), *(calibration_files() if args.int8 else [])], [args.onnx])
-        cfg = get_config(args.preset)
+        cfg = get_config(weights_preset(resolve_weights(args.weights), args.preset))
         model = fuse_for_inference(load_model(args.weights, cfg))
         if args.int8:
             buffer = io.BytesIO()

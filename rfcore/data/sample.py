@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-MISSING = -1.0
-"""Landmark coordinate of a face without landmark annotation."""
+from rfcore.boxes import MISSING, has_landmarks
+
+__all__ = ["MISSING", "FaceSample"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class FaceSample:
     @property
     def has_landmarks(self) -> np.ndarray:
         """``(F,)`` bool: the face has a landmark annotation."""
-        return ~(self.landmarks == MISSING).reshape(-1, 10).all(axis=1)
+        return has_landmarks(self.landmarks)
 
     @property
     def image_size(self) -> tuple[int, int]:

@@ -57,9 +57,6 @@ Ground truth, in the conventions of :mod:`rfcore.data.sample`:
   of all template vertices, also those the face's own pose hides; also the
   pose of each face and the opacity of all faces per pixel.
 
-A 640 x 640 image with ten faces takes about 60 ms on one CPU core, most of
-it rendering (a few milliseconds per face thanks to ``max_render``).
-
 The ground truth is the same bit for bit on every CPU and thread count: it
 is pure geometry, computed in float64 from the random draws and rounded to
 float32 at the end, and the face model's eigenvectors have a fixed sign
@@ -72,7 +69,6 @@ vertices or poses.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
@@ -83,37 +79,23 @@ import torch.utils.data
 from rfcore.anchors import check_image_size
 from rfcore.data.sample import FaceSample
 from rfcore.data.widerface import Transform
-from rfcore.mesh.camera import Camera, Light, camera_from_pose, project, to_view
-from rfcore.mesh.hierarchy import adjacency_matrix
-from rfcore.mesh.laplacian import eigenbasis, laplacian
+from rfcore.mesh.camera import DISTANCE, FOCAL, Camera, Light, camera_from_pose, project, to_view
+from rfcore.mesh.face_model import (
+    AMBIENT_RANGE,
+    COLOUR_MODES,
+    DEPTH_RANGE,
+    LIGHT_BOX,
+    LIGHT_INTENSITY,
+    LIGHT_TINT,
+    SHAPE_AMPLITUDE,
+    SHAPE_MODES,
+    WIDTH_RANGE,
+    face_model,
+    skin_colours,
+)
 from rfcore.mesh.render import render
-from rfcore.mesh.template import LANDMARK_NAMES, SKIN, Mesh, face_template
+from rfcore.mesh.template import LANDMARK_NAMES
 from rfcore.progress import progress_bar
-
-SHAPE_MODES, SHAPE_AMPLITUDE = 12, (0.08, 0.08, 0.2)
-"""Smooth eigenvectors that deform a face, and the spread of their coefficients in x, y and z.
-
-The eigenvectors have unit length over 289 vertices (entries of about 0.06,
-up to 0.2 at the outline), so a face moves by a few hundredths of its
-2-unit height: more in depth than in outline."""
-
-COLOUR_MODES, COLOUR_AMPLITUDE = 6, 0.6
-"""Smooth eigenvectors that vary the skin colour, and the spread of their coefficients."""
-
-WIDTH_RANGE, DEPTH_RANGE = (0.85, 1.1), (0.7, 1.3)
-"""Factors on the template's width (x) and depth (z)."""
-
-SKIN_TONES = ((0.98, 0.82, 0.70), (0.36, 0.23, 0.16))
-"""Lightest and darkest skin albedo; a face's tone lies between them."""
-
-DISTANCE, FOCAL = 4.0, 3.6
-"""Camera of every face; only the pose changes (the size comes from the crop)."""
-
-AMBIENT_RANGE, LIGHT_RANGE, LIGHT_TINT = (0.25, 0.6), (0.3, 0.9), (0.85, 1.0)
-"""Ambient light and point-light intensity per face, and the range of each channel's share of it."""
-
-LIGHT_BOX = ((-3.0, -3.0, -4.5), (3.0, 3.0, 1.5))
-"""Point lights are uniform in this view-space box (camera at the origin, faces at ``z = -4``)."""
 
 EDGE = 0.5
 """Half-width of the faces' soft edge in render pixels (the renderer's ``sigma``).
@@ -158,19 +140,6 @@ class SyntheticImage(NamedTuple):
     poses: np.ndarray
     alpha: np.ndarray
     background: np.ndarray
-
-
-class FaceModel(NamedTuple):
-    """The template and the smooth bases faces are drawn from.
-
-    Attributes:
-        mesh: The face template.
-        basis: ``(V, M)`` float64 eigenvectors of the template's Laplacian
-            with the smallest non-zero eigenvalues (the constant one skipped).
-    """
-
-    mesh: Mesh
-    basis: torch.Tensor
 
 
 class FaceDraws(NamedTuple):
@@ -227,15 +196,6 @@ class Layout(NamedTuple):
     placements: list[Placement]
 
 
-@functools.cache
-def face_model() -> FaceModel:
-    """The built-in template and its smoothest Laplacian eigenvectors (computed once)."""
-    mesh = face_template()
-    _, vectors = eigenbasis(laplacian(adjacency_matrix(mesh.faces, mesh.num_vertices)))
-    modes = max(SHAPE_MODES, COLOUR_MODES)
-    return FaceModel(mesh, vectors[:, 1 : modes + 1])
-
-
 class SyntheticFaces(torch.utils.data.Dataset):
     """Images of rendered faces over procedural backgrounds, deterministic for a seed.
 
@@ -257,7 +217,7 @@ class SyntheticFaces(torch.utils.data.Dataset):
         seed: Seed of the images.
         transform: Optional ``transform(sample, rng) -> sample``, e.g.
             :class:`rfcore.data.augment.TrainTransform`, drawing from
-            ``numpy.random.default_rng([seed, epoch, i])`` as in :class:`WiderFace`.
+            ``numpy.random.default_rng([seed, epoch, i])`` as in :class:`~rfcore.data.widerface.WiderFace`.
 
     Raises:
         ValueError: For a negative length, a bad face count, size range or angle.
@@ -413,29 +373,10 @@ def draw_faces(rng: np.random.Generator, count: int, size_range: tuple[float, fl
     camera = camera_from_pose(angles, torch.full((count,), DISTANCE, dtype=torch.float64), FOCAL)
     light = Light(
         position=uniform(LIGHT_BOX, count, 3),
-        colour=uniform(LIGHT_RANGE, count, 1) * uniform(LIGHT_TINT, count, 3),
+        colour=uniform(LIGHT_INTENSITY, count, 1) * uniform(LIGHT_TINT, count, 3),
         ambient=uniform(AMBIENT_RANGE, count, 1).expand(count, 3),
     )
     return FaceDraws(sizes, vertices, colours, angles, camera, light)
-
-
-def skin_colours(model: FaceModel, tone: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
-    """Template colours recoloured to a skin tone with smooth variation.
-
-    Args:
-        model: The face model.
-        tone: ``(F,)`` in ``[0, 1]`` from the lightest to the darkest of :data:`SKIN_TONES`.
-        coefficients: ``(F, COLOUR_MODES, 3)`` standard normal colour-variation weights.
-
-    Returns:
-        ``(F, V, 3)`` albedo in ``[0, 1]``.
-    """
-    light, dark = torch.tensor(SKIN_TONES, dtype=tone.dtype)
-    skin = light + tone[:, None] * (dark - light)  # (F, 3)
-    # (F, V, 3): eyes and lips keep their contrast
-    base = model.mesh.colours.to(tone.dtype) * (skin / torch.tensor(SKIN, dtype=tone.dtype))[:, None]
-    variation = torch.einsum("vm,fmc->fvc", model.basis[:, :COLOUR_MODES], COLOUR_AMPLITUDE * coefficients)
-    return (base * (1 + variation)).clamp(0, 1)
 
 
 def place_faces(
@@ -626,14 +567,14 @@ def random_colours(rng: np.random.Generator, count: int) -> np.ndarray:
     return rng.uniform(0, 255, (count, 3)).astype(np.float32)
 
 
-def blend(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def blend_two_colours(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Colour a ``(H, W)`` field in ``[0, 1]`` by a blend of two random colours, ``(H, W, 3)`` uint8."""
     first, second = random_colours(rng, 2)
     palette = np.rint(first + np.linspace(0, 1, 256, dtype=np.float32)[:, None] * (second - first))  # (256, 3)
     return palette.astype(np.uint8)[np.rint(t * 255).astype(np.uint8)]
 
 
-def along(rng: np.random.Generator, size: tuple[int, int], angle_range: float) -> np.ndarray:
+def coordinate_along(rng: np.random.Generator, size: tuple[int, int], angle_range: float) -> np.ndarray:
     """``(H, W)`` float32 position of every pixel centre along a random direction, in longer-side units."""
     height, width = size
     scale = max(height, width)
@@ -645,15 +586,15 @@ def along(rng: np.random.Generator, size: tuple[int, int], angle_range: float) -
 
 def gradient(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     """Linear blend between two random colours along a random direction, ``(H, W, 3)`` uint8."""
-    t = along(rng, size, 2 * math.pi)
-    return blend((t - t.min()) / max(float(t.max() - t.min()), 1e-6), rng)
+    t = coordinate_along(rng, size, 2 * math.pi)
+    return blend_two_colours((t - t.min()) / max(float(t.max() - t.min()), 1e-6), rng)
 
 
 def stripes(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     """Sinusoidal stripes between two colours, random period and direction, ``(H, W, 3)`` uint8."""
-    t = along(rng, size, math.pi)
+    t = coordinate_along(rng, size, math.pi)
     periods = rng.uniform(2, 40)  # across the longer side
-    return blend(0.5 + 0.5 * np.sin((2 * math.pi * periods) * t), rng)
+    return blend_two_colours(0.5 + 0.5 * np.sin((2 * math.pi * periods) * t), rng)
 
 
 def colour_noise(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
@@ -680,7 +621,7 @@ VALIDATION = {"length": 240, "image_size": 256, "faces": (1, 5), "min_face": 10.
 
 240 images of 256 x 256 with one to five faces each, sizes 10 to 200 pixels
 (log-uniform, so roughly a third in each band of
-:data:`rfcore.evaluation.SIZE_BANDS`), drawn with a seed no training run
+:data:`rfcore.evaluation.truth.SIZE_BANDS`), drawn with a seed no training run
 uses by default (training images are ``default_rng([seed, i])`` with
 ``--seed``, 0 unless given). Defined once here and kept, so that every
 recorded figure is on the same faces."""

@@ -9,6 +9,8 @@
 * :mod:`~rfcore.evaluation.landmarks`: NME, the cumulative error distribution
   and the failure rate [paper §4.5];
 * :mod:`~rfcore.evaluation.run`: run a detector over a set and score it;
+* :mod:`~rfcore.evaluation.mesh`: detected meshes against the synthetic faces'
+  exact vertices and poses;
 * :mod:`~rfcore.bench.evaluation`: ``rfcore bench eval``, against a loop over
   thresholds.
 

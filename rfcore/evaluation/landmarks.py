@@ -21,9 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rfcore.boxes import has_landmarks
 from rfcore.evaluation.predictions import ImagePredictions
-from rfcore.evaluation.protocol import IOU_THRESHOLD, lookup, match_image, wider_iou
-from rfcore.evaluation.truth import GroundTruth, annotated
+from rfcore.evaluation.protocol import IOU_THRESHOLD, in_truth_order, match_image, wider_iou
+from rfcore.evaluation.truth import GroundTruth
 
 FAILURE_NME = 0.10
 """A face whose NME is above this is a failure [paper §4.5]."""
@@ -88,7 +89,7 @@ def image_landmark_errors(
     match = match_image(iou, np.ones(len(boxes), dtype=bool), iou_threshold)
     found = np.flatnonzero(match.true_positive)
     faces = match.face[found]
-    measured = annotated(landmarks[faces])
+    measured = has_landmarks(landmarks[faces])
     detections, faces = order[found[measured]], faces[measured]
     return landmark_nme(predictions.landmarks[detections], landmarks[faces], boxes[faces])
 
@@ -103,14 +104,14 @@ def evaluate_landmarks(
         ValueError: If the predictions of an image with annotated faces carry no landmarks.
     """
     errors = []
-    for name, image_predictions, boxes, points in zip(truth.names, lookup(truth, predictions), truth.boxes,
+    for name, image_predictions, boxes, points in zip(truth.names, in_truth_order(truth, predictions), truth.boxes,
                                                       truth.landmarks):
-        if not annotated(points).any():
+        if not has_landmarks(points).any():
             continue
         if image_predictions.landmarks is None:
             raise ValueError(f"the predictions of {name!r} have no landmarks to compare with its annotated faces")
         errors.append(image_landmark_errors(image_predictions, boxes, points, iou_threshold))
-    count = sum(int(annotated(points).sum()) for points in truth.landmarks)
+    count = sum(int(has_landmarks(points).sum()) for points in truth.landmarks)
     return LandmarkResult(np.concatenate([np.zeros(0), *errors]), count)
 
 

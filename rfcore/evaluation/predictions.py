@@ -67,7 +67,7 @@ class ImagePredictions:
 
     @classmethod
     def from_faces(cls, faces: Sequence) -> ImagePredictions:
-        """From the :class:`rfcore.detector.Face` list of one image, landmarks included."""
+        """From the :class:`rfcore.postprocess.Face` list of one image, landmarks included."""
         return cls.from_xyxy(
             [face.box for face in faces], [face.score for face in faces], [face.landmarks for face in faces]
         )

@@ -211,7 +211,7 @@ def sorted_image(predictions: ImagePredictions, scores: np.ndarray) -> tuple[np.
     return predictions.boxes[order], scores[order]
 
 
-def lookup(truth: GroundTruth, predictions: Mapping[str, ImagePredictions]) -> list[ImagePredictions]:
+def in_truth_order(truth: GroundTruth, predictions: Mapping[str, ImagePredictions]) -> list[ImagePredictions]:
     """The predictions of every image of ``truth``, in its order.
 
     Raises:
@@ -243,7 +243,7 @@ def evaluate(
     Raises:
         KeyError: If an image has no predictions.
     """
-    per_image = lookup(truth, predictions)
+    per_image = in_truth_order(truth, predictions)
     normalised = normalise_scores([p.scores for p in per_image])
     counted = {name: [] for name in truth.subsets}
     true_positives = {name: [] for name in truth.subsets}

@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from rfcore.boxes import has_landmarks
 from rfcore.data.sample import MISSING, FaceSample
 from rfcore.data.widerface import read_label_file
 
@@ -101,12 +102,7 @@ class GroundTruth:
 
     def has_landmarks(self) -> bool:
         """Whether any face has a landmark annotation."""
-        return any(annotated(points).any() for points in self.landmarks)
-
-
-def annotated(landmarks: np.ndarray) -> np.ndarray:
-    """``(F, 5, 2)`` points -> ``(F,)`` bool: the face has a landmark annotation (not all ``-1``)."""
-    return ~(landmarks == MISSING).reshape(-1, 10).all(axis=1)  # (F, 5, 2) -> (F, 10)
+        return any(has_landmarks(points).any() for points in self.landmarks)
 
 
 def first_duplicate(names: Sequence[str]) -> str | None:

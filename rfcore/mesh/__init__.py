@@ -19,17 +19,16 @@ One module per step, in the order the data flows:
 :mod:`~rfcore.mesh.branch` (144 head outputs -> rendered face),
 :mod:`~rfcore.mesh.loss` (face crops, ``L_pixel``),
 :mod:`~rfcore.mesh.fit` (analysis by synthesis: fit one crop),
-:mod:`~rfcore.mesh.folded` (the decoder's inference form, each layer one
-dense product, as detection decodes faces). The
-pictures of notebook 04 are in :mod:`rfcore.viz.mesh`, the timings in
-:mod:`rfcore.bench.mesh`: they sit on top of this package.
+:mod:`~rfcore.mesh.inference` (the decoder's inference form, each layer one
+dense product, as detection decodes faces), and
+:mod:`~rfcore.mesh.face_model` (the synthetic faces' shapes, colours and light).
 
-Three modules learn and measure with synthetic faces, so they import
-:mod:`rfcore.data` and are not imported here (import them by name):
-:mod:`~rfcore.mesh.pretrain` (the decoder, pre-trained as an autoencoder of
-the face model), :mod:`~rfcore.mesh.selfsup` (the mesh head, from
-``L_pixel`` alone) and :mod:`~rfcore.mesh.accuracy` (detected meshes
-against the ground truth).
+The package is a library like :mod:`rfcore.model`: it imports nothing that
+trains, detects, loads weights or makes data. Pre-training the decoder and
+training the head live in :mod:`rfcore.train.mesh_decoder` and
+:mod:`rfcore.train.mesh_head`, the measurement in :mod:`rfcore.evaluation.mesh`;
+the pictures of notebook 04 in :mod:`rfcore.viz.mesh`, the timings in
+:mod:`rfcore.bench.mesh`.
 """
 
 from rfcore.mesh.branch import project_mesh_params, render_mesh_params, split_mesh_params
@@ -39,12 +38,11 @@ from rfcore.mesh.decoder import MeshDecoder
 from rfcore.mesh.fit import FitResult, fit_mesh
 from rfcore.mesh.hierarchy import MeshHierarchy, build_hierarchy, hierarchy_from_meshes
 from rfcore.mesh.laplacian import eigenbasis, hop_distances, laplacian, normalised_laplacian
-from rfcore.mesh.loss import CROP_SIZE, crop_faces, grow_boxes, mesh_branch_loss, pixel_loss, uncrop_points
+from rfcore.mesh.loss import crop_faces, grow_boxes, mesh_branch_loss, pixel_loss, uncrop_points
 from rfcore.mesh.render import render
 from rfcore.mesh.template import Mesh, face_template, load_obj, mirror_order
 
 __all__ = [
-    "CROP_SIZE",
     "ChebConv",
     "FitResult",
     "Mesh",

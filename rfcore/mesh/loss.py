@@ -17,16 +17,13 @@ import math
 import torch
 from torchvision.ops import roi_align
 
+from rfcore.config import MESH_CROP_SIZE
 from rfcore.mesh.branch import render_mesh_params
 from rfcore.mesh.decoder import MeshDecoder
 
-CROP_SIZE = 32
-"""Side of the face crops ``I*`` and of the rendered faces, in pixels: training renders at this size, and
-detection projects the mesh through the same crop (pixel positions do not depend on it)."""
-
 
 def crop_faces(
-    images: torch.Tensor, boxes: torch.Tensor | list[torch.Tensor], size: int = CROP_SIZE, samples: int = -1
+    images: torch.Tensor, boxes: torch.Tensor | list[torch.Tensor], size: int = MESH_CROP_SIZE, samples: int = -1
 ) -> torch.Tensor:
     """Cut face boxes out of images and resize them: ``I*`` of Eq. 3.
 

@@ -162,6 +162,16 @@ class RetinaFace(nn.Module):
         self.LandmarkHead = LevelHeads(values_per_anchor=10, **heads)
         self.MeshHead = LevelHeads(values_per_anchor=MESH_PARAMS, **heads) if mesh_head else None
 
+    @property
+    def mesh_head(self) -> LevelHeads | None:
+        """The mesh head (its tensors are ``MeshHead.*`` in weights files), or ``None``."""
+        return self.MeshHead
+
+    def detach_mesh_head(self) -> LevelHeads | None:
+        """Take the mesh head out of the network and return it; the network then predicts no mesh."""
+        head, self.MeshHead = self.MeshHead, None
+        return head
+
     @classmethod
     def from_config(
         cls, cfg: RetinaFaceConfig, mesh_head: bool = False, imagenet_checkpoint: str | Path | None = None

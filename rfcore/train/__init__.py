@@ -8,6 +8,8 @@ Modules, in the order a run uses them:
 * :mod:`rfcore.train.loop`: the learning-rate schedule, :func:`~rfcore.train.loop.train_step` and
   :func:`~rfcore.train.loop.train`, with its log, exact resume and torchrun support;
 * :mod:`rfcore.train.checkpoint`: atomic, fsync'd checkpoints.
+* :mod:`rfcore.train.mesh_decoder`: the mesh decoder, pre-trained as an autoencoder of the synthetic face model;
+* :mod:`rfcore.train.mesh_head`: the mesh head of a frozen detector, trained with ``L_pixel`` alone.
 
 The package imports none of them, so ``from rfcore.train.config import TrainConfig`` stays light; the command
 line that fills a config is :mod:`rfcore.cli.train`.

@@ -4,8 +4,9 @@
 recipe [§4.2]; every field is also a command-line option of ``rfcore train``
 (``--batch-size`` sets ``batch_size``; :mod:`rfcore.cli.train`), and the
 preset supplies what it defines (training size, loss weights, OHEM ratio).
-This module imports no deep-learning code, so building the ``rfcore``
-command line stays fast.
+:class:`PretrainConfig` and :class:`HeadTrainConfig` set the mesh branch's
+training (``rfcore mesh``). This module imports no deep-learning code, so
+building the ``rfcore`` command line stays fast.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from rfcore.config import RetinaFaceConfig, get_config
+from rfcore.config import MESH_CROP_SIZE, RetinaFaceConfig, get_config
+
+if TYPE_CHECKING:
+    from rfcore.data.synthetic import SyntheticFaces
 
 PAPER_EPOCHS = 80
 """Epochs of the paper's schedule; its marks below scale with the configured epoch count."""
@@ -35,10 +40,8 @@ and the augmentation (the images too)."""
 MESH_ANCHORS = 16
 """Positive anchors of a batch whose mesh is rendered for ``L_pixel`` (per rank), by default.
 
-Cutting, decoding and soft-rasterising a face, forward and backward, cost about
-4-6 ms on two CPU cores, about 0.5% of a MobileNet-0.25 training step at 640x640:
-16 keep the whole branch near a tenth of the step (``rfcore bench train --mesh``).
-The paper, on GPUs, renders every positive."""
+A bound on the mesh branch's share of a CPU training step (``rfcore bench train --mesh`` measures it); the
+paper, on GPUs, renders every positive."""
 
 VAL_EVERY = 500
 """Steps between two validations of ``--val``, by default."""
@@ -245,3 +248,84 @@ shows the detector at some of them).
 
 :func:`rfcore.cli.train.command_line` gives its ``rfcore train`` command; ``rfcore bench train`` measures its
 speed."""
+
+
+# ---------------------------------------------------------------- the mesh branch
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """What :func:`rfcore.train.mesh_decoder.pretrain_decoder` does (``rfcore mesh pretrain``).
+
+    Attributes:
+        steps: Adam steps.
+        batch_size: Faces per step.
+        train_faces: Faces drawn once for training.
+        held_out_faces: Faces drawn from another stream, for the errors.
+        lr: Peak learning rate of the one-cycle schedule.
+        seed: Seed of the faces, the initial weights and the batches.
+    """
+
+    steps: int = 4000
+    batch_size: int = 128
+    train_faces: int = 20000
+    held_out_faces: int = 1000
+    lr: float = 2e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        counts = {"steps": self.steps, "batch_size": self.batch_size, "train_faces": self.train_faces,
+                  "held_out_faces": self.held_out_faces}
+        bad = {name: value for name, value in counts.items() if not (isinstance(value, int) and value >= 1)}
+        if bad or not self.lr > 0:
+            raise ValueError(f"need positive integer counts and lr > 0, got {bad or {'lr': self.lr}}")
+
+
+@dataclass(frozen=True)
+class HeadTrainConfig:
+    """What :func:`rfcore.train.mesh_head.train_mesh_head` does, and on which synthetic faces (``rfcore mesh
+    train-head``).
+
+    Attributes:
+        images: Synthetic training images (rendered once).
+        image_size: Their side in pixels.
+        faces: ``(low, high)`` faces per image.
+        min_face, max_face: Face sizes in pixels (longer box side).
+        max_angle: Largest pitch, yaw and roll in degrees.
+        epochs: Passes over the images.
+        batch_size: Images per step.
+        lr: Peak learning rate of Adam's one-cycle schedule.
+        mesh_anchors: Positive anchors rendered per step.
+        crop_margin: ``I*`` is the detected box grown by this factor about its centre.
+        crop_size: Side of ``I*`` and of the renderings in pixels (detection does not depend on it).
+        seed: Seed of the images (held-out images use ``seed + 1``) and of the order.
+    """
+
+    images: int = 1200
+    image_size: int = 320
+    faces: tuple[int, int] = (1, 4)
+    min_face: float = 40.0
+    max_face: float = 160.0
+    max_angle: float = 40.0
+    epochs: int = 12
+    batch_size: int = 8
+    lr: float = 1e-3
+    mesh_anchors: int = 32
+    crop_margin: float = 1.5
+    crop_size: int = MESH_CROP_SIZE
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        counts = {"images": self.images, "epochs": self.epochs, "batch_size": self.batch_size,
+                  "mesh_anchors": self.mesh_anchors, "crop_size": self.crop_size}
+        bad = {name: value for name, value in counts.items() if not (isinstance(value, int) and value >= 1)}
+        if bad or not self.lr > 0 or not self.crop_margin > 0:
+            raise ValueError(f"need positive integer counts, lr > 0 and crop_margin > 0, got "
+                             f"{bad or {'lr': self.lr, 'crop_margin': self.crop_margin}}")
+
+    def dataset(self, held_out: bool = False, length: int | None = None) -> SyntheticFaces:
+        """The synthetic training images, or ``length`` held-out ones (another seed)."""
+        from rfcore.data.synthetic import SyntheticFaces
+
+        return SyntheticFaces(self.images if length is None else length, self.image_size, self.faces,
+                              self.min_face, self.max_face, self.max_angle, seed=self.seed + held_out)

@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from rfcore.boxes import POSITIVE
+from rfcore.config import MESH_CROP_SIZE
 from rfcore.image import network_input_to_rgb
 from rfcore.matching import AnchorTargets, FaceBatch
-from rfcore.mesh import CROP_SIZE, MeshDecoder, build_hierarchy, crop_faces, mesh_branch_loss
+from rfcore.mesh import MeshDecoder, build_hierarchy, crop_faces, mesh_branch_loss
 from rfcore.model import RetinaFace, RetinaFaceOutput
 from rfcore.train.config import MESH_ANCHORS
 
@@ -65,7 +66,7 @@ def freeze_for_fine_tuning(detector: nn.Module) -> list[nn.Module]:
     return [*norms, stem]
 
 
-def spread(count: int, limit: int | None) -> torch.Tensor:
+def evenly_spaced(count: int, limit: int | None) -> torch.Tensor:
     """``min(count, limit)`` indices into ``range(count)``, evenly spaced, first and last included."""
     if limit is None or count <= limit:
         return torch.arange(count)
@@ -80,7 +81,7 @@ def pixel_term(
     images: torch.Tensor,
     mean_bgr: Sequence[float],
     max_anchors: int | None = MESH_ANCHORS,
-    crop_size: int = CROP_SIZE,
+    crop_size: int = MESH_CROP_SIZE,
 ) -> torch.Tensor:
     """``L_pixel`` of Eq. 1 for a batch: Eq. 3 averaged over (a spread of) its positive anchors.
 
@@ -102,7 +103,7 @@ def pixel_term(
         the mesh head's graph) when the batch has no positive anchor.
     """
     positive = (targets.labels == POSITIVE).nonzero()  # (P, 2) rows of (image, anchor)
-    positive = positive[spread(len(positive), max_anchors).to(positive.device)]
+    positive = positive[evenly_spaced(len(positive), max_anchors).to(positive.device)]
     image, anchor = positive.unbind(1)
     params = mesh_params_at(image, anchor)  # (P, 144)
     if len(positive) == 0:
@@ -134,7 +135,7 @@ class TrainingModel(nn.Module):
     def __init__(self, detector: RetinaFace, decoder: MeshDecoder | None = None,
                  mean_bgr: Sequence[float] = (104.0, 117.0, 123.0), max_anchors: int | None = MESH_ANCHORS) -> None:
         super().__init__()
-        if decoder is not None and detector.MeshHead is None:
+        if decoder is not None and detector.mesh_head is None:
             raise ValueError("training the mesh branch needs a detector built with mesh_head=True")
         self.detector = detector
         self.decoder = decoder
@@ -164,6 +165,6 @@ class TrainingModel(nn.Module):
             return output, None
 
         def mesh_params_at(image: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
-            return self.detector.MeshHead.at(context, image, anchor)
+            return self.detector.mesh_head.at(context, image, anchor)
 
         return output, pixel_term(self.decoder, mesh_params_at, targets, faces, images, self.mean_bgr, self.max_anchors)

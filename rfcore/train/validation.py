@@ -20,13 +20,11 @@ from torch import nn
 from rfcore.data.sample import FaceSample
 from rfcore.data.synthetic import validation_set
 from rfcore.data.widerface import WiderFace
+from rfcore.detect_config import EVAL_THRESHOLD
 from rfcore.detector import Detector
 from rfcore.evaluation.run import detect_images, size_band_summary
 from rfcore.evaluation.truth import truth_from_samples
 from rfcore.progress import progress_bar
-
-VAL_THRESHOLD = 0.02
-"""Lowest score a validation detection keeps: low-scoring faces still add to the AP (as on WIDER FACE)."""
 
 
 def validation_samples(val: str, limit: int | None = None, progress: bool = False) -> list[FaceSample]:
@@ -62,6 +60,6 @@ class Validator:
     def __call__(self, network: nn.Module) -> dict:
         """AP per size band and NME of ``network`` (not modified), with the seconds it took."""
         started = time.perf_counter()
-        detector = Detector(model=copy.deepcopy(network), preset=self.preset, threshold=VAL_THRESHOLD, max_size=None)
+        detector = Detector(model=copy.deepcopy(network), preset=self.preset, threshold=EVAL_THRESHOLD, max_size=None)
         predictions = detect_images(detector, self.images, self.truth.names, progress=False)
         return {**size_band_summary(self.truth, predictions), "seconds": round(time.perf_counter() - started, 2)}

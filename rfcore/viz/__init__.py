@@ -10,6 +10,7 @@ imports it. Modules, one per notebook topic after the shared primitives:
 * :mod:`rfcore.viz.loss`: the anchors behind each term of Eq. 1 (notebook 02);
 * :mod:`rfcore.viz.landmarks`: normalised box and landmark targets (notebook 03);
 * :mod:`rfcore.viz.mesh`: meshes, signals on them, renderings and fits (notebook 04);
+* :mod:`rfcore.viz.mesh_overlay`: meshes drawn on images (`rfcore detect --mesh`, notebooks 00 and 04);
 * :mod:`rfcore.viz.network`: the FPN merge, SSH branches, deformable sampling grids, receptive and effective
   fields, the training augmentation (notebook 05);
 * :mod:`rfcore.viz.train`: loss curves of a run (notebook 06);
@@ -27,7 +28,7 @@ Conventions:
 Bad input. The ``render_*`` functions are what sliders call, so input that
 a control can produce (a face box outside the image or of zero size, an
 unknown pyramid level or anchor size, inverted thresholds) never raises.
-Every ``render_*`` returns a :class:`Rendering`; on bad input its
+Every ``render_*`` returns a :class:`~rfcore.viz.draw.Rendering`; on bad input its
 ``message`` says what is wrong and its ``image`` is the input image, dimmed,
 with that message written across the top. An argument no control can
 produce (an image that is not ``(H, W, 3)`` uint8) raises ``ValueError``.

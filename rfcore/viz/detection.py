@@ -46,7 +46,7 @@ def render_alignment_grid(
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB image the faces were found in.
-        faces: ``F >= 1`` :class:`rfcore.detector.Face` objects or ``(5, 2)``
+        faces: ``F >= 1`` :class:`rfcore.postprocess.Face` objects or ``(5, 2)``
             landmark arrays.
         size: Crop size, an int or ``(width, height)`` (see :mod:`rfcore.align`).
         columns: Tiles per row.
@@ -86,7 +86,7 @@ def plot_alignment(image, faces: Sequence, size=TEMPLATE_SIZE, columns: int = 5)
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB image.
-        faces: ``F >= 1`` :class:`rfcore.detector.Face` objects (boxes, scores, landmarks).
+        faces: ``F >= 1`` :class:`rfcore.postprocess.Face` objects (boxes, scores, landmarks).
         size: Crop size, an int or ``(width, height)``.
         columns: Crops per row of the grid.
 

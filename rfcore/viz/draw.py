@@ -148,7 +148,7 @@ def draw_faces(image, faces, color=FACE_COLOR, thickness: int | None = None, sco
     Args:
         image: ``(H, W, 3)`` uint8 RGB image.
         faces: ``F`` faces with ``box`` ``(x1, y1, x2, y2)``, ``score`` and
-            five ``(x, y)`` ``landmarks``, such as :class:`rfcore.detector.Face`.
+            five ``(x, y)`` ``landmarks``, such as :class:`rfcore.postprocess.Face`.
         color: One RGB triple for all boxes, or ``(F, 3)`` one per face.
         thickness: Box line width in pixels; ``None``: one pixel per 400 of
             the image's long side, at least one.

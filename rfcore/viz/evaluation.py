@@ -22,16 +22,16 @@ def draw_nms(image, candidate_boxes, candidate_scores, kept_faces, region=None) 
     """Non-maximum suppression in two panels: every candidate box coloured by its score, then the faces kept.
 
     Candidates are drawn lowest score first, so the best box of each bundle
-    lies on top, in the viridis scale of :func:`rfcore.viz.iou_colors`
+    lies on top, in the viridis scale of :func:`rfcore.viz.draw.iou_colors`
     (purple for low scores, yellow for high). The kept faces are drawn by
-    :func:`rfcore.viz.draw_faces`.
+    :func:`rfcore.viz.draw.draw_faces`.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB image.
         candidate_boxes: ``(C, 4)`` boxes ``(x1, y1, x2, y2)`` before NMS.
         candidate_scores: ``(C,)`` their scores in ``[0, 1]``.
         kept_faces: The faces after NMS, with ``box``, ``score`` and
-            ``landmarks`` (such as :class:`rfcore.detector.Face`).
+            ``landmarks`` (such as :class:`rfcore.postprocess.Face`).
         region: Optional ``(x1, y1, x2, y2)`` that both panels are cut to.
 
     Returns:

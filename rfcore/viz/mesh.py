@@ -1,4 +1,4 @@
-"""Pictures of the mesh branch for notebook 04: pure functions returning images or figures.
+"""Pictures that explain the mesh branch in notebook 04: pure functions returning images or figures.
 
 The conventions of :mod:`rfcore.viz` hold: images are ``(H, W, 3)`` uint8
 RGB arrays drawn with OpenCV without anti-aliasing, ``render_*`` functions
@@ -10,6 +10,8 @@ Meshes are drawn seen from the front (``x`` right, ``y`` up), scaled to
 fill a square panel. A per-vertex signal is shown as dots coloured from
 blue (negative) through white (0) to red (positive); vertices where it is
 exactly 0 get a small grey dot, so the support of a signal is visible.
+Meshes drawn on photographs (wireframes, vertex dots) are
+:mod:`rfcore.viz.mesh_overlay`'s.
 """
 
 from __future__ import annotations
@@ -28,14 +30,13 @@ from rfcore.mesh.chebconv import ChebConv, chebyshev_response, scaled_laplacian
 from rfcore.mesh.decoder import MeshDecoder
 from rfcore.mesh.hierarchy import MeshHierarchy, adjacency_matrix
 from rfcore.mesh.laplacian import hop_distances
-from rfcore.mesh.pretrain import CodeDistribution
 from rfcore.mesh.render import render
 from rfcore.mesh.template import LANDMARK_NAMES, Mesh
+from rfcore.train.mesh_decoder import CodeDistribution
 from rfcore.viz.draw import LANDMARK_COLORS, Rendering, check_image, side_by_side
+from rfcore.viz.mesh_overlay import BACKGROUND, draw_wireframe, mesh_edges
 
-EDGE_COLOR = (200, 200, 200)
 ZERO_COLOR = (150, 150, 150)
-BACKGROUND = 255
 SIGNAL_CMAP = "RdBu_r"
 MARGIN = 0.1
 """Empty border of a mesh panel, as a fraction of its side."""
@@ -54,22 +55,6 @@ def front_pixels(vertices: torch.Tensor, size: int) -> np.ndarray:
     scale = size * (1 - 2 * MARGIN) / max(float((high - low).max()), 1e-9)
     centred = (xy - (low + high) / 2) * scale
     return np.stack([size / 2 + centred[:, 0], size / 2 - centred[:, 1]], axis=1)
-
-
-def mesh_edges(faces: torch.Tensor, num_vertices: int) -> np.ndarray:
-    """``(E, 2)`` vertex pairs, each edge once (``i < j``)."""
-    rows, cols = adjacency_matrix(faces, num_vertices).indices()
-    keep = rows < cols
-    return torch.stack([rows[keep], cols[keep]], dim=1).numpy()
-
-
-def draw_wireframe(image: np.ndarray, pixels: np.ndarray, faces: torch.Tensor, color=EDGE_COLOR) -> np.ndarray:
-    """Draw every mesh edge between ``(V, 2)`` pixel positions (on a copy)."""
-    canvas = check_image(image).copy()
-    points = np.rint(pixels).astype(np.int32)
-    lines = points[mesh_edges(faces, len(pixels))]  # (E, 2, 2)
-    cv2.polylines(canvas, list(lines), False, color, 1, cv2.LINE_8)
-    return canvas
 
 
 def signal_colors(values: np.ndarray, limit: float | None = None) -> np.ndarray:
@@ -415,65 +400,6 @@ def render_fit(crop: torch.Tensor, rendered: torch.Tensor, scale: int = 4) -> Re
         panels.append(np.repeat(np.repeat(pixels, scale, axis=0), scale, axis=1))
     caption = f"crop I*, rendering R, |R - I*| summed over rgb (white = 3): L_pixel = {loss:.4f}"
     return Rendering(side_by_side(panels), caption, "", {"loss": loss})
-
-
-def draw_dense_vertices(image, vertices, color=(255, 255, 255)) -> np.ndarray:
-    """Single-pixel dots at ``(F, V, 2)`` projected vertices of every face (on a copy)."""
-    canvas = check_image(image).copy()
-    height, width = canvas.shape[:2]
-    points = np.floor(np.asarray(vertices, dtype=np.float64).reshape(-1, 2)).astype(int)
-    inside = (points[:, 0] >= 0) & (points[:, 0] < width) & (points[:, 1] >= 0) & (points[:, 1] < height)
-    canvas[points[inside, 1], points[inside, 0]] = color
-    return canvas
-
-
-def draw_face_meshes(image, meshes, faces: torch.Tensor, color=(255, 255, 255)) -> np.ndarray:
-    """Wireframes of detected or true meshes on an image (on a copy).
-
-    Args:
-        image: ``(H, W, 3)`` uint8 RGB.
-        meshes: ``(N, V, 2)`` projected vertices in image pixels (e.g. :attr:`rfcore.detector.Face.mesh` of N faces).
-        faces: ``(F, 3)`` triangles of the mesh.
-        color: Line colour.
-    """
-    canvas = check_image(image).copy()
-    for pixels in np.asarray(meshes, dtype=np.float64):
-        canvas = draw_wireframe(canvas, pixels, faces, color)
-    return canvas
-
-
-def render_mesh_comparison(image, boxes, meshes: dict[str, torch.Tensor], faces: torch.Tensor, size: int = 140,
-                           margin: float = 0.2) -> Rendering:
-    """Each face cut out once per set of meshes (the truth, a prediction, a baseline), its wireframe drawn on it.
-
-    Args:
-        image: ``(H, W, 3)`` uint8 RGB.
-        boxes: ``(N, 4)`` face boxes ``(x1, y1, x2, y2)``, one row of panels each.
-        meshes: Column title -> ``(N, V, 2)`` projected vertices in image pixels.
-        faces: ``(F, 3)`` triangles.
-        size: Side of each panel.
-        margin: Border added around each box, as a fraction of its larger side.
-
-    Returns:
-        A :class:`Rendering` with ``N`` rows and one column per entry of ``meshes``.
-    """
-    image = check_image(image)
-    rows = []
-    for index, box in enumerate(torch.as_tensor(boxes, dtype=torch.float64)):
-        side = float((box[2:] - box[:2]).max()) * (1 + 2 * margin)
-        origin = (box[:2] + box[2:]).numpy() / 2 - side / 2
-        scale = size / side
-        window = np.array([[scale, 0, -origin[0] * scale], [0, scale, -origin[1] * scale]])  # image -> panel
-        panel = cv2.warpAffine(image, window, (size, size), flags=cv2.INTER_LINEAR, borderValue=(BACKGROUND,) * 3)
-        row = []
-        for title, points in meshes.items():
-            pixels = (np.asarray(points[index], dtype=np.float64) - origin) * scale  # (V, 2) panel pixels
-            drawn = draw_wireframe(panel, pixels, faces, (255, 255, 255))
-            if index == 0:
-                cv2.putText(drawn, title, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1, cv2.LINE_8)
-            row.append(drawn)
-        rows.append(side_by_side(row))
-    return Rendering(np.concatenate(rows, axis=0), f"{len(rows)} faces: " + ", ".join(meshes))
 
 
 # ---------------------------------------------------------------- plots

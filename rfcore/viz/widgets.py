@@ -75,7 +75,7 @@ class Explorer:
 def anchor_explorer(image, face_box, cfg: RetinaFaceConfig, level=0) -> Explorer:
     """Pick a pyramid level, an anchor size and a position; see the anchor and its IoU.
 
-    Wires :func:`rfcore.viz.render_anchor_level`.
+    Wires :func:`rfcore.viz.anchors.render_anchor_level`.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB image.
@@ -104,7 +104,7 @@ def anchor_explorer(image, face_box, cfg: RetinaFaceConfig, level=0) -> Explorer
 def landmark_explorer(image, face_box, landmarks, cfg: RetinaFaceConfig) -> Explorer:
     """Move and scale a face; see its best anchor and the normalised box and landmark targets.
 
-    Wires :func:`rfcore.viz.render_moved_face`.
+    Wires :func:`rfcore.viz.landmarks.render_moved_face`.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB image.
@@ -130,7 +130,7 @@ def landmark_explorer(image, face_box, landmarks, cfg: RetinaFaceConfig) -> Expl
 def threshold_explorer(image, faces, truth_boxes=None, lowest: float = 0.02, value: float = 0.5) -> Explorer:
     """Move the score threshold; see which faces pass it and, with an annotation, which are right.
 
-    Wires :func:`rfcore.viz.render_threshold`.
+    Wires :func:`rfcore.viz.detection.render_threshold`.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB image.

@@ -25,10 +25,11 @@ from typing import NamedTuple
 import torch
 from torchvision.ops import box_iou
 
-from rfcore.data.synthetic import DISTANCE, FOCAL, SyntheticFaces, face_model
+from rfcore.data.synthetic import SyntheticFaces
 from rfcore.detector import Detector
 from rfcore.mesh.branch import split_mesh_params
-from rfcore.mesh.camera import angles_from_params, camera_from_pose, project, to_view
+from rfcore.mesh.camera import DISTANCE, FOCAL, angles_from_params, camera_from_pose, project, to_view
+from rfcore.mesh.face_model import face_model
 
 FOUND_IOU = 0.5
 """IoU above which a detection is the mesh of a true face."""

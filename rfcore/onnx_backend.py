@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 
-from rfcore.config import RetinaFaceConfig
+from rfcore.config import get_config
 from rfcore.export import INPUT_NAME, OUTPUT_NAMES, PRECISION_KEY, PRESET_KEY, export_onnx
 from rfcore.files import write_bytes
 from rfcore.model import RetinaFaceOutput
 from rfcore.model.fuse import fuse_for_inference
-from rfcore.weights import load_model, resolve_weights
+from rfcore.weights import load_model, resolve_weights, weights_preset
 
 ENGINES = ("torch", "onnx")
 """What runs the network of a :class:`rfcore.detector.Detector`: eager PyTorch or onnxruntime."""
@@ -94,10 +94,12 @@ class OnnxNetwork:
 
     Args:
         path: The ``.onnx`` file (float or int8).
-        cfg: The preset the detector runs; the file must have been exported for it.
+        preset: The preset of the export, needed only for a file without one
+            in its metadata; otherwise it must be the file's.
         threads: onnxruntime intra-op threads (default: ``torch.get_num_threads()``).
 
     Attributes:
+        preset: The export's preset, from the file's metadata.
         precision: ``"float32"`` or ``"int8"``, from the file's metadata.
 
     Raises:
@@ -105,7 +107,7 @@ class OnnxNetwork:
         ValueError: If the file is not an rfcore export, or of another preset.
     """
 
-    def __init__(self, path: str | os.PathLike, cfg: RetinaFaceConfig, threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, preset: str | None = None, threads: int | None = None) -> None:
         self.path = Path(path)
         errors = import_onnxruntime().capi.onnxruntime_pybind11_state  # its exception types derive from Exception
         try:
@@ -115,7 +117,8 @@ class OnnxNetwork:
                              "`rfcore export --onnx OUT` (add --int8 for the int8 model)") from None
         self.output_names = [output.name for output in self.session.get_outputs()]
         metadata = self.session.get_modelmeta().custom_metadata_map
-        check_exported(self.path, [i.name for i in self.session.get_inputs()], self.output_names, metadata, cfg)
+        self.preset = check_exported(self.path, [i.name for i in self.session.get_inputs()], self.output_names,
+                                     metadata, preset)
         self.precision = metadata.get(PRECISION_KEY, "float32")
 
     def __call__(self, images: torch.Tensor) -> RetinaFaceOutput:
@@ -136,12 +139,12 @@ def first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
-def check_exported(path: Path, inputs: list[str], outputs: list[str], metadata: dict, cfg: RetinaFaceConfig) -> None:
-    """Raise ``ValueError`` unless the graph is an rfcore export of preset ``cfg``.
+def check_exported(path: Path, inputs: list[str], outputs: list[str], metadata: dict, preset: str | None) -> str:
+    """The preset of an rfcore export; ``ValueError`` unless the graph is one, of ``preset`` if given.
 
     The input and output names must be those of :func:`rfcore.export.export_onnx`;
-    the preset in the metadata (files exported before it was recorded have
-    none) must be ``cfg.name``.
+    the preset is the metadata's (files exported before it was recorded have
+    none, and then ``preset`` names it).
     """
     expected = list(OUTPUT_NAMES[: len(outputs)])
     if inputs != [INPUT_NAME] or outputs != expected or len(outputs) < 3:
@@ -150,10 +153,14 @@ def check_exported(path: Path, inputs: list[str], outputs: list[str], metadata: 
             f"['{INPUT_NAME}'] and {list(OUTPUT_NAMES[:3])}): export one with `rfcore export --onnx OUT [--int8]`, "
             "or turn a public ONNX RetinaFace into weights with `rfcore convert SRC DST.safetensors`"
         )
-    preset = metadata.get(PRESET_KEY)
-    if preset is not None and preset != cfg.name:
-        raise ValueError(f"{path} was exported for preset {preset}, not {cfg.name}: pass --preset {preset} "
-                         f"(preset={preset!r}), or export {cfg.name} weights")
+    saved = metadata.get(PRESET_KEY)
+    if saved is not None and preset is not None and saved != preset:
+        raise ValueError(f"{path} was exported for preset {saved}, not {preset}: leave out the preset (--preset) to "
+                         "use the file's")
+    if saved is None and preset is None:
+        raise ValueError(f"{path} has no preset in its metadata (an older export): name it with --preset "
+                         "(preset=...)")
+    return saved or preset
 
 
 def cache_folder() -> Path:
@@ -163,7 +170,7 @@ def cache_folder() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rfcore"
 
 
-def cached_export(weights, cfg: RetinaFaceConfig, rebuild: bool = False) -> Path:
+def cached_export(weights, preset: str | None = None, rebuild: bool = False) -> Path:
     """The float ONNX export of safetensors ``weights`` (``None``: the shipped ones), made on first use.
 
     The file is ``<cache>/<weights stem>-<preset>-<first 16 hex digits of the
@@ -175,6 +182,7 @@ def cached_export(weights, cfg: RetinaFaceConfig, rebuild: bool = False) -> Path
             not fit the preset (:func:`rfcore.weights.load_model`).
     """
     path = resolve_weights(weights)
+    cfg = get_config(weights_preset(path, preset))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     target = cache_folder() / f"{path.stem}-{cfg.name}-{digest}.onnx"
     if rebuild or not target.is_file():
@@ -184,7 +192,7 @@ def cached_export(weights, cfg: RetinaFaceConfig, rebuild: bool = False) -> Path
     return target
 
 
-def load_onnx_network(weights, cfg: RetinaFaceConfig) -> OnnxNetwork:
+def load_onnx_network(weights, preset: str | None = None) -> OnnxNetwork:
     """The ``onnx`` engine for ``weights``: an ``.onnx`` file as it is, safetensors through :func:`cached_export`.
 
     Raises:
@@ -195,8 +203,8 @@ def load_onnx_network(weights, cfg: RetinaFaceConfig) -> OnnxNetwork:
     if weights is not None and Path(weights).suffix.lower() == ".onnx":
         if not Path(weights).is_file():
             raise FileNotFoundError(f"ONNX model {weights} not found; export one with `rfcore export --onnx {weights}`")
-        return OnnxNetwork(weights, cfg)
+        return OnnxNetwork(weights, preset)
     try:
-        return OnnxNetwork(cached_export(weights, cfg), cfg)
+        return OnnxNetwork(cached_export(weights, preset))
     except ValueError:  # a damaged cache entry (a cut copy, a full disk, another version's export): make it again
-        return OnnxNetwork(cached_export(weights, cfg, rebuild=True), cfg)
+        return OnnxNetwork(cached_export(weights, preset, rebuild=True))

@@ -2,134 +2,41 @@
 
 The mesh head is a 1x1 convolution per pyramid level that predicts, per
 anchor, the 144 numbers ``P_ST, P_cam, P_ill``. Here it learns them with no
-3D label at all: for each positive anchor of a synthetic image the
-pre-trained decoder (:mod:`rfcore.mesh.pretrain`, frozen) turns the code
-into a coloured mesh, the soft rasteriser renders it with the predicted
-camera and light, and the rendering is compared with the face crop ``I*``
-(:func:`rfcore.mesh.loss.mesh_branch_loss`, Eq. 3).
+3D label at all: for each positive anchor of a synthetic image the frozen,
+pre-trained decoder (:mod:`rfcore.train.mesh_decoder`) turns the code into a
+coloured mesh, the soft rasteriser renders it with the predicted camera and
+light, and the rendering is compared with the face crop ``I*``
+(:func:`rfcore.mesh.loss.mesh_branch_loss`). The detector stays frozen and
+the head starts at zero (:func:`train_mesh_head` says why).
 
-One change from ``rfcore train --mesh`` (:func:`rfcore.train.model.pixel_term`):
-``I*`` is cut from the box the frozen detector predicts for the anchor, not
-from the true box. Detection maps a mesh through the detected box
-(:meth:`rfcore.detector.Detector.mesh_vertices`), and the shipped
-detector's boxes, learnt on WIDER FACE, sit differently on a synthetic face
-than its tight true box; a head trained in true boxes would carry that
-offset into every detected mesh. Those boxes are also tighter than the
-synthetic faces, so ``I*`` is cut from the box grown by ``crop_margin``
-(1.5) about its centre, which shows the whole face and some background
-around it; detection maps the mesh back through the same grown box
-(the margin is recorded in the head's file). And the face is rendered over the mean
-colour of the crop's border (:func:`rfcore.mesh.fit.border_colour`), as
-:func:`rfcore.mesh.fit.fit_mesh` does, not over black: over black, a face
-blown up to cover the whole crop in its average colour beats a
-well-placed one wherever the background is bright, and a head learns
-exactly that.
-
-The detector is frozen too, for three reasons: the shipped weights were
-trained on WIDER FACE, which is not here to keep its detection terms
-honest, so fine-tuning on synthetic faces with ``L_pixel`` alone could only
-make it worse on photographs; ``rfcore detect`` without ``--mesh`` stays
-exactly as it was; and only the head's 2 x 3 x (64 x 288 + 288) numbers
-learn, which takes minutes on one CPU core.
-
-The head starts at zero: every anchor then describes the template, frontal,
-in the middle of its crop, lit from the camera (:mod:`rfcore.mesh.camera`),
-so the first renderings already overlap the faces and ``L_pixel`` has
-gradients to follow.
-
-What limits it (measured on held-out synthetic faces with the generator's
-ground truth; issue 16 asks for a dense-vertex NME half the template's).
-The error is placement, not shape: the head's meshes come out about 10%
-too large and off-centre by about 5% of the face in each direction;
-giving each mesh its best position and size alone takes a third off the
-NME, the predicted 3D shape seen through the true camera is within 4%, and
-the true shape seen through the head's camera is as wrong as the head. The
-head is also far from what ``L_pixel`` can reach on the same crops: fitting
-the 144 values to each crop by gradient descent (:func:`rfcore.mesh.fit.fit_mesh`)
-halves ``L_pixel`` (0.21 against 0.41) and reaches a median NME of about
-6%, but it fails on some faces (its mean NME is about the head's), and a
-lower ``L_pixel`` is not always a better mesh: a head trained at three
-times the learning rate ends lower and more than twice as wrong. A bigger
-crop (64 pixels), a narrower margin (1.25), a sharper soft edge and a
-two-layer head instead of the 1x1 convolution all left the NME within half
-a point; training three times longer (the default, 12 epochs) took
-0.6 points off. The 64 numbers the frozen detector computes at an anchor were learnt
-to score a face and place its box and five landmarks, and a head reading
-only them cannot tell much more about pose and shape: going further means
-features that learn for the mesh too, i.e. fine-tuning the detector, which
-the reasons above rule out here.
+It offers :func:`train_mesh_head` and its pieces: :func:`freeze_all_but_mesh_head`,
+:func:`feature_statistics` and :func:`fold_statistics`; the settings are
+:class:`rfcore.train.config.HeadTrainConfig`, the command ``rfcore mesh train-head``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from rfcore.boxes import POSITIVE, decode_boxes
-from rfcore.config import RetinaFaceConfig
+from rfcore.config import MESH_CROP_SIZE, RetinaFaceConfig
 from rfcore.data.collate import TrainBatch, face_loader
 from rfcore.data.synthetic import SyntheticFaces
 from rfcore.image import network_input_to_rgb
 from rfcore.matching import TargetAssigner
 from rfcore.mesh.decoder import MeshDecoder
 from rfcore.mesh.fit import border_colour
-from rfcore.mesh.loss import CROP_SIZE, crop_faces, grow_boxes, mesh_branch_loss
+from rfcore.mesh.loss import crop_faces, grow_boxes, mesh_branch_loss
 from rfcore.model import RetinaFace
 from rfcore.progress import progress_bar
-from rfcore.train.model import CROP_SAMPLES, spread
+from rfcore.train.config import HeadTrainConfig
+from rfcore.train.model import CROP_SAMPLES, evenly_spaced
 
 STATISTICS_BATCHES = 10
 """Batches whose features give the per-channel mean and standard deviation (:func:`feature_statistics`)."""
-
-
-@dataclass(frozen=True)
-class HeadTrainConfig:
-    """What :func:`train_mesh_head` does, and on which synthetic faces.
-
-    Attributes:
-        images: Synthetic training images (rendered once).
-        image_size: Their side in pixels.
-        faces: ``(low, high)`` faces per image.
-        min_face, max_face: Face sizes in pixels (longer box side).
-        max_angle: Largest pitch, yaw and roll in degrees.
-        epochs: Passes over the images.
-        batch_size: Images per step.
-        lr: Peak learning rate of Adam's one-cycle schedule.
-        mesh_anchors: Positive anchors rendered per step.
-        crop_margin: ``I*`` is the detected box grown by this factor about its centre.
-        crop_size: Side of ``I*`` and of the renderings in pixels (detection does not depend on it).
-        seed: Seed of the images (held-out images use ``seed + 1``) and of the order.
-    """
-
-    images: int = 1200
-    image_size: int = 320
-    faces: tuple[int, int] = (1, 4)
-    min_face: float = 40.0
-    max_face: float = 160.0
-    max_angle: float = 40.0
-    epochs: int = 12
-    batch_size: int = 8
-    lr: float = 1e-3
-    mesh_anchors: int = 32
-    crop_margin: float = 1.5
-    crop_size: int = CROP_SIZE
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        counts = {"images": self.images, "epochs": self.epochs, "batch_size": self.batch_size,
-                  "mesh_anchors": self.mesh_anchors, "crop_size": self.crop_size}
-        bad = {name: value for name, value in counts.items() if not (isinstance(value, int) and value >= 1)}
-        if bad or not self.lr > 0 or not self.crop_margin > 0:
-            raise ValueError(f"need positive integer counts, lr > 0 and crop_margin > 0, got "
-                             f"{bad or {'lr': self.lr, 'crop_margin': self.crop_margin}}")
-
-    def dataset(self, held_out: bool = False, length: int | None = None) -> SyntheticFaces:
-        """The synthetic training images, or ``length`` held-out ones (another seed)."""
-        return SyntheticFaces(self.images if length is None else length, self.image_size, self.faces,
-                              self.min_face, self.max_face, self.max_angle, seed=self.seed + held_out)
 
 
 def freeze_all_but_mesh_head(detector: RetinaFace, decoder: MeshDecoder) -> list[nn.Parameter]:
@@ -138,11 +45,11 @@ def freeze_all_but_mesh_head(detector: RetinaFace, decoder: MeshDecoder) -> list
     Raises:
         ValueError: If the detector has no mesh head.
     """
-    if detector.MeshHead is None:
+    if detector.mesh_head is None:
         raise ValueError("training the mesh head needs a detector built with mesh_head=True")
     for module in (detector, decoder):
         module.eval().requires_grad_(False)
-    return [param.requires_grad_(True) for param in detector.MeshHead.parameters()]
+    return [param.requires_grad_(True) for param in detector.mesh_head.parameters()]
 
 
 Statistics = list[tuple[torch.Tensor, torch.Tensor]]
@@ -189,7 +96,7 @@ def detected_box_pixel_loss(
     max_anchors: int,
     statistics: Statistics,
     crop_margin: float,
-    crop_size: int = CROP_SIZE,
+    crop_size: int = MESH_CROP_SIZE,
 ) -> torch.Tensor:
     """``L_pixel`` of a batch over (a spread of) its positive anchors, each compared with its detected box's crop.
 
@@ -211,8 +118,8 @@ def detected_box_pixel_loss(
         context = detector.features(batch.images)
         box_deltas = detector.predict(context, mesh=False).box_deltas  # (B, A, 4)
     positive = (assigner(batch.faces).labels == POSITIVE).nonzero()  # (P, 2) rows of (image, anchor)
-    image, anchor = positive[spread(len(positive), max_anchors)].unbind(1)
-    params = detector.MeshHead.at(standardise(context, statistics), image, anchor)  # (P, 144)
+    image, anchor = positive[evenly_spaced(len(positive), max_anchors)].unbind(1)
+    params = detector.mesh_head.at(standardise(context, statistics), image, anchor)  # (P, 144)
     if len(image) == 0:
         return params.sum() * 0.0
     boxes = grow_boxes(decode_boxes(box_deltas[image, anchor], assigner.anchors[anchor], cfg.variances), crop_margin)
@@ -229,7 +136,31 @@ def train_mesh_head(
     config: HeadTrainConfig = HeadTrainConfig(),
     progress: bool = False,
 ) -> list[float]:
-    """Train ``detector.MeshHead`` from zero with ``L_pixel`` only, everything else frozen.
+    """Train ``detector.mesh_head`` from zero with ``L_pixel`` only, everything else frozen.
+
+    One change from ``rfcore train --mesh`` (:func:`rfcore.train.model.pixel_term`):
+    ``I*`` is cut from the box the frozen detector predicts for the anchor, not
+    from the true box. Detection maps a mesh through the detected box
+    (:meth:`rfcore.detector.Detector.mesh_vertices`), and the shipped
+    detector's boxes, learnt on WIDER FACE, sit differently on a synthetic
+    face than its tight true box; a head trained in true boxes would carry
+    that offset into every detected mesh. Those boxes are also tighter than
+    the synthetic faces, so ``I*`` is cut from the box grown by
+    ``crop_margin`` about its centre; detection maps the mesh back through
+    the same grown box (the margin is recorded in the head's file). The face
+    is rendered over the mean colour of the crop's border
+    (:func:`rfcore.mesh.fit.border_colour`), not over black: over black, a
+    face blown up to cover the whole crop in its average colour beats a
+    well-placed one wherever the background is bright, and a head learns
+    exactly that.
+
+    The detector is frozen because the shipped weights were trained on WIDER
+    FACE, which is not here to keep its detection terms honest (``L_pixel``
+    alone on synthetic faces could only make it worse on photographs), and
+    so that ``rfcore detect`` without ``--mesh`` stays exactly as it was. The
+    head starts at zero: every anchor then describes the template, frontal,
+    in the middle of its crop, lit from the camera, so the first renderings
+    already overlap the faces and ``L_pixel`` has gradients to follow.
 
     Args:
         detector: Network of preset ``cfg`` with a mesh head; only the head changes.
@@ -264,6 +195,6 @@ def train_mesh_head(
             losses.append(float(loss.detach()))
             bar.update()
     bar.close()
-    detector.MeshHead.requires_grad_(False)
-    fold_statistics(detector.MeshHead, statistics)
+    detector.mesh_head.requires_grad_(False)
+    fold_statistics(detector.mesh_head, statistics)
     return losses

@@ -65,7 +65,7 @@ class FoldedConv(nn.Module):
         return (self.operator @ stacked).unflatten(1, (batch, channels)).transpose(0, 1) + self.bias
 
 
-class FoldedDecoder(nn.Module):
+class InferenceDecoder(nn.Module):
     """A trained :class:`~rfcore.mesh.decoder.MeshDecoder` for inference, each layer folded (:class:`FoldedConv`).
 
     Args:

@@ -27,17 +27,18 @@ nothing but the generated meshes, so it works for any face data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from rfcore.data.synthetic import draw_faces, face_model
+from rfcore.data.synthetic import draw_faces
 from rfcore.mesh.decoder import CODE_SIZE, DecodedMesh, MeshDecoder
+from rfcore.mesh.face_model import face_model
 from rfcore.mesh.hierarchy import build_hierarchy
 from rfcore.progress import progress_bar
+from rfcore.train.config import PretrainConfig
 from rfcore.weights import load_weights
 
 SHAPE_SCALE, COLOUR_SCALE = 0.05, 0.2
@@ -45,34 +46,6 @@ SHAPE_SCALE, COLOUR_SCALE = 0.05, 0.2
 
 COLOUR_WEIGHT, CODE_WEIGHT = 2.0, 1e-4
 """Weights of the colour error and of the code penalty in the pre-training loss."""
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """What :func:`pretrain_decoder` does.
-
-    Attributes:
-        steps: Adam steps.
-        batch_size: Faces per step.
-        train_faces: Faces drawn once for training.
-        held_out_faces: Faces drawn from another stream, for the errors.
-        lr: Peak learning rate of the one-cycle schedule.
-        seed: Seed of the faces, the initial weights and the batches.
-    """
-
-    steps: int = 4000
-    batch_size: int = 128
-    train_faces: int = 20000
-    held_out_faces: int = 1000
-    lr: float = 2e-3
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        counts = {"steps": self.steps, "batch_size": self.batch_size, "train_faces": self.train_faces,
-                  "held_out_faces": self.held_out_faces}
-        bad = {name: value for name, value in counts.items() if not (isinstance(value, int) and value >= 1)}
-        if bad or not self.lr > 0:
-            raise ValueError(f"need positive integer counts and lr > 0, got {bad or {'lr': self.lr}}")
 
 
 class ModelFaces(NamedTuple):
@@ -182,8 +155,7 @@ def draw_batch(faces: ModelFaces, size: int, generator: torch.Generator) -> Mode
 def pretrain_decoder(config: PretrainConfig = PretrainConfig(), progress: bool = False) -> Pretrained:
     """Train a :class:`MeshDecoder` over the default hierarchy as the decoder of an autoencoder.
 
-    Uses the threads torch is set to; one thread takes about 5 minutes at
-    the default settings.
+    Uses the threads torch is set to.
 
     Args:
         config: Steps, batch, data sizes, learning rate and seed.
