@@ -629,15 +629,72 @@ def test_every_checker_says_which_rfcore_functions_answer_it_and_they_exist():
     assert sorted(ANSWERED_BY) == sorted(CHECKERS)
     for name, answers in ANSWERED_BY.items():
         for answer in answers:
-            module, _, rest = answer.partition(".")
-            while rest:  # the longest importable module prefix, then attributes
-                head, _, tail = rest.partition(".")
-                try:
-                    importlib.import_module(f"{module}.{head}")
-                except ModuleNotFoundError:
-                    break
-                module, rest = f"{module}.{head}", tail
-            thing = importlib.import_module(module)
-            for attribute in rest.split("."):
-                thing = getattr(thing, attribute)
-            assert qualified_name(thing) == answer, name
+            assert qualified_name(pkgutil.resolve_name(answer)) == answer, name
+
+
+def imported_names(cells: list[ast.Module], notebook: Path) -> dict:
+    """What the notebook's import statements bind, executed in a fresh namespace."""
+    namespace = {}
+    for cell in cells:
+        imports = [node for node in cell.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+        exec(compile(ast.Module(imports, type_ignores=[]), str(notebook), "exec"), namespace)  # noqa: S102 (imports only)
+    namespace.pop("__builtins__", None)
+    return namespace
+
+
+def answers_shown_early(notebook: Path) -> list[str]:
+    """Each cell that shows (``show_source``) the answer of an exercise that a later cell asks for."""
+    cells = code_cells(notebook)
+    namespace = imported_names(cells, notebook)
+    asked = {}  # exercise -> index of the first code cell that checks it
+    for index, cell in enumerate(cells):
+        for call in called(cell, "check_"):
+            asked.setdefault(call.func.id.removeprefix("check_"), index)
+    found = []
+    for index, cell in enumerate(cells):
+        for call in called(cell, "show_source"):
+            shown = qualified_name(eval(compile(ast.Expression(call.args[0]), str(notebook), "eval"), namespace))
+            found += [f"{notebook.name}: code cell {index} shows {shown}, which answers exercise {exercise} asked in "
+                      f"code cell {first}" for exercise, first in asked.items()
+                      if shown in ANSWERED_BY.get(exercise, ()) and index < first]
+    return found
+
+
+def stubs_hiding_imports(notebook: Path) -> list[str]:
+    """Each function or class a cell defines under the name of something the notebook imports."""
+    cells = code_cells(notebook)
+    imported = imported_names(cells, notebook)
+    return [f"{notebook.name}: code cell {index} defines {node.name}, which hides the import of that name "
+            f"(call the stub my_{node.name})" for index, cell in enumerate(cells) for node in ast.walk(cell)
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in imported]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+def test_no_notebook_shows_the_answer_of_an_exercise_before_asking_it(notebook):
+    assert answers_shown_early(notebook) == []
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+def test_no_stub_hides_a_function_the_notebook_imports(notebook):
+    assert stubs_hiding_imports(notebook) == []
+
+
+def test_the_notebook_walk_finds_an_answer_shown_early_and_a_hidden_import(tmp_path):
+    cells = [("from rfcore.exercises.loss import check_ohem_select\nfrom rfcore.loss import ohem_select\n"
+              "from rfcore.viz.source import show_source"),
+             "show_source(ohem_select)",
+             "def ohem_select(cls_loss, labels, ratio):\n    raise NotImplementedError\n\n\ncheck_ohem_select(ohem_select)"]
+    notebook = tmp_path / "99_example.ipynb"
+    notebook.write_text(json.dumps({"cells": [{"cell_type": "code", "source": source} for source in cells]}))
+    assert answers_shown_early(notebook) == [(
+        "99_example.ipynb: code cell 1 shows rfcore.loss.ohem_select, which answers exercise ohem_select asked in "
+        "code cell 2")]
+    assert stubs_hiding_imports(notebook) == [(
+        "99_example.ipynb: code cell 2 defines ohem_select, which hides the import of that name (call the stub "
+        "my_ohem_select)")]
+
+
+def test_every_checker_is_used_by_a_notebook():
+    used = {call.func.id.removeprefix("check_") for notebook in NOTEBOOKS for cell in code_cells(notebook)
+            for call in called(cell, "check_")}
+    assert sorted(set(CHECKERS) - used) == []
