@@ -113,7 +113,8 @@ def check_receptive_field_start(receptive_field_start) -> Verdict:
         Case("a dilated 3x3, padded by 2", ([(3, 1, 2, 2)],), "dilation spreads the taps: the centre of the taps "
              "of cell 0 lies (k - 1) d / 2 cells after the first one, which sits p cells before 0"),
         Case("a 2x2 stride-2 pooling, then a 3x3 padded by 1", ([(2, 2, 1, 0), (3, 1, 1, 1)],),
-             "each layer moves the start by its shift in its input's cells, times the jump of its input"),
+             "a layer adds to the size and moves the start in units of its input's jump: multiply by the jump "
+             "before the layer's own stride, then update the jump"),
         Case("stride 8 as in MobileNet's P3", (mobilenet_to_p3,),
              "compare the start with the anchor centre (0 + 0.5) * 8 of notebook 01"),
         Case("six random padded layers", (random_stack,)),
