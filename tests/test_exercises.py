@@ -1,30 +1,25 @@
 """The checkers pass every solution, catch the typical mistakes, and never raise because of the student's code."""
 
+import ast
 import importlib
 import inspect
+import json
 import pkgutil
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from rfcore.boxes import NEGATIVE, POSITIVE
 import rfcore.exercises
-from rfcore.exercises import anchors, show_solution, solutions
-from rfcore.exercises.check import (
-    NOT_IMPLEMENTED,
-    PASSED,
-    RAISED,
-    TIMED_OUT,
-    WRONG,
-    Case,
-    compare_tensors,
-    run_check,
-)
+from rfcore.boxes import NEGATIVE, POSITIVE
+from rfcore.exercises import ANSWERED_BY, anchors, show_solution, solutions
+from rfcore.exercises.check import NOT_IMPLEMENTED, PASSED, RAISED, TIMED_OUT, WRONG, Case, compare_tensors, run_check
+
 
 def all_checkers() -> dict:
     """``name -> check_<name>`` for every checker of every module of :mod:`rfcore.exercises`."""
@@ -307,7 +302,7 @@ def test_the_verdict_leaves_nothing_for_ipython_to_display_twice():
 def test_show_solution_prints_the_source_and_names_the_exercises_on_a_typo(capsys):
     show_solution("nms")
     assert capsys.readouterr().out.startswith("def nms(boxes")
-    with pytest.raises(ValueError, match="no solution named 'ioU'; exercises: chebyshev_filter, crop_boxes, decode_"):
+    with pytest.raises(ValueError, match=r"no solution named 'ioU'; exercises: (\w+, )+iou, "):
         show_solution("ioU")
 
 
@@ -381,3 +376,399 @@ def test_an_enclosing_timer_is_restored():
 def test_the_type_and_dtype_of_an_answer_count(name, mistake, words):
     verdict = CHECKERS[name](mistake)
     assert verdict.status == WRONG and words in verdict.message, verdict.message
+# ================================================================ notebooks 01-05 and 07: new checkers, and the notebooks
+
+
+def ratio_anchors_stretched(rows, cols, stride, sizes, ratios):
+    anchors = solutions.ratio_anchors(rows, cols, stride, sizes, ratios)
+    root = torch.tensor(ratios).sqrt().repeat(rows * cols * len(sizes))  # (count,) sqrt(r) of each anchor
+    return torch.cat([anchors[:, :2], anchors[:, 2:] * root[:, None]], dim=1)  # w = s, h = s r: the area grows
+
+
+def ratio_anchors_width_over_height(rows, cols, stride, sizes, ratios):
+    return solutions.ratio_anchors(rows, cols, stride, sizes, [1 / r for r in ratios])
+
+
+def ratio_anchors_ratio_major(rows, cols, stride, sizes, ratios):
+    per_ratio = [solutions.ratio_anchors(rows, cols, stride, sizes, (r,)).reshape(rows * cols, len(sizes), 4)
+                 for r in ratios]
+    return torch.stack(per_ratio, dim=1).reshape(-1, 4)  # the sizes of one ratio consecutive
+
+
+def enclosing(boxes1, boxes2):
+    low = torch.minimum(boxes1[:, None, :2], boxes2[None, :, :2])
+    return torch.maximum(boxes1[:, None, 2:], boxes2[None, :, 2:]) - low  # (N, M, 2) sides
+
+
+def centre_distance(boxes1, boxes2):
+    return (((boxes1[:, None, :2] + boxes1[:, None, 2:]) - (boxes2[None, :, :2] + boxes2[None, :, 2:])) / 2).norm(dim=2)
+
+
+def diou_not_squared(boxes1, boxes2):
+    return solutions.iou(boxes1, boxes2) - centre_distance(boxes1, boxes2) / enclosing(boxes1, boxes2).norm(dim=2)
+
+
+def diou_enclosing_area(boxes1, boxes2):
+    return solutions.iou(boxes1, boxes2) - centre_distance(boxes1, boxes2) ** 2 / enclosing(boxes1, boxes2).prod(dim=2)
+
+
+def focal_alpha_everywhere(logits, labels, alpha, gamma):
+    positives = torch.where(labels == POSITIVE, POSITIVE, NEGATIVE)
+    unweighted = solutions.focal_loss(logits, positives, 0.5, gamma) * 2
+    return torch.where(labels == -1, 0.0, alpha * unweighted)
+
+
+def focal_face_probability(logits, labels, alpha, gamma):
+    log_p = torch.log_softmax(logits, dim=-1)
+    positive = labels == POSITIVE
+    log_p_t = torch.where(positive, log_p[..., 1], log_p[..., 0])
+    loss = -torch.where(positive, alpha, 1 - alpha) * (1 - log_p[..., 1].exp()) ** gamma * log_p_t
+    return torch.where(labels == -1, 0.0, loss)
+
+
+def focal_ignored_kept(logits, labels, alpha, gamma):
+    return solutions.focal_loss(logits, torch.where(labels == -1, NEGATIVE, labels), alpha, gamma)
+
+
+def giou_matrix(boxes, targets):
+    return 1 - torchvision_generalized_box_iou(boxes, targets)
+
+
+def giou_over_union(boxes, targets):
+    """Divides the empty part of the enclosing box by the union instead of by the enclosing box."""
+    areas = (boxes[:, 2:] - boxes[:, :2]).prod(dim=1) + (targets[:, 2:] - targets[:, :2]).prod(dim=1)  # |A| + |B|
+    low, high = torch.maximum(boxes[:, :2], targets[:, :2]), torch.minimum(boxes[:, 2:], targets[:, 2:])
+    union = areas - (high - low).clamp(min=0).prod(dim=1)
+    enclosing_area = (torch.maximum(boxes[:, 2:], targets[:, 2:]) - torch.minimum(boxes[:, :2], targets[:, :2])).prod(1)
+    return 1 - ((areas - union) / union - (enclosing_area - union) / union)
+
+
+def ltrb_width_only(boxes, anchors):
+    return solutions.encode_ltrb(boxes, torch.cat([anchors[:, :3], anchors[:, 2:3]], dim=1))
+
+
+def ltrb_signs_flipped(boxes, anchors):
+    return -solutions.encode_ltrb(boxes, anchors)
+
+
+def ltrb_order_lrtb(boxes, anchors):
+    return solutions.encode_ltrb(boxes, anchors)[:, [0, 2, 1, 3]]
+
+
+def wing_without_join(x, width, epsilon):
+    return torch.where(x.abs() < width, width * torch.log(1 + x.abs() / epsilon), x.abs() - width)
+
+
+def wing_without_one(x, width, epsilon):
+    return torch.where(x.abs() < width, width * torch.log(x.abs() / epsilon), x.abs() - width
+                       + width * torch.log(torch.tensor(1 + width / epsilon)))
+
+
+def wing_signed(x, width, epsilon):
+    return torch.where(x.abs() < width, width * torch.log1p(x / epsilon), solutions.wing_loss(x, width, epsilon))
+
+
+def gain_unscaled(theta, eigenvalues, lambda_max):
+    return solutions.chebyshev_gain(theta, (eigenvalues + 1) * lambda_max / 2, lambda_max)  # T_k(lambda)
+
+
+def gain_monomials(theta, eigenvalues, lambda_max):
+    x = 2 * eigenvalues / lambda_max - 1
+    return sum(t * x**k for k, t in enumerate(theta.to(eigenvalues.dtype)))
+
+
+def gain_lambda_max_two(theta, eigenvalues, lambda_max):
+    return solutions.chebyshev_gain(theta, eigenvalues, 2.0)
+
+
+def start_jump_first(layers):
+    size, jump, start = 1, 1, 0.5
+    for kernel, stride, dilation, padding in layers:
+        jump *= stride
+        size += (kernel - 1) * dilation * jump
+        start += ((kernel - 1) * dilation / 2 - padding) * jump
+    return size, jump, start
+
+
+def start_without_padding(layers):
+    return solutions.receptive_field_start([(k, s, d, 0) for k, s, d, _ in layers])
+
+
+def start_from_zero(layers):
+    size, jump, start = solutions.receptive_field_start(layers)
+    return size, jump, start - 0.5
+
+
+def start_without_dilation(layers):
+    size, jump, _ = solutions.receptive_field_start(layers)
+    return size, jump, solutions.receptive_field_start([(k, s, 1, p) for k, s, _, p in layers])[2]
+
+
+def vote_unweighted(kept_boxes, pool_boxes, pool_scores, iou_threshold):
+    return solutions.box_vote(kept_boxes, pool_boxes, torch.ones_like(pool_scores), iou_threshold)
+
+
+def vote_for_every_overlap(kept_boxes, pool_boxes, pool_scores, iou_threshold):
+    weights = (solutions.iou(kept_boxes, pool_boxes) > iou_threshold) * pool_scores  # (K, M)
+    return weights @ pool_boxes / weights.sum(dim=1, keepdim=True)
+
+
+def vote_at_or_above(kept_boxes, pool_boxes, pool_scores, iou_threshold):
+    return solutions.box_vote(kept_boxes, pool_boxes, pool_scores, iou_threshold - 1e-6)
+
+
+def match_duplicates_count(iou, counts):
+    found = iou.max(axis=1) >= 0.5
+    return found & counts[iou.argmax(axis=1)], ~found | counts[iou.argmax(axis=1)]
+
+
+def match_falls_back(iou, counts):
+    true_positive, counted, taken = np.zeros(len(iou), bool), np.ones(len(iou), bool), set()
+    for d, overlaps in enumerate(iou):
+        free = [g for g in np.argsort(-overlaps) if g not in taken and overlaps[g] >= 0.5]
+        if free:
+            taken.add(free[0])
+            true_positive[d], counted[d] = bool(counts[free[0]]), bool(counts[free[0]])
+    return true_positive, counted
+
+
+def match_ignored_are_false(iou, counts):
+    true_positive, _ = solutions.match_detections(iou, counts)
+    return true_positive, np.ones(len(iou), bool)
+
+
+def match_above(iou, counts):
+    return solutions.match_detections(np.where(iou == 0.5, 0.49, iou), counts)
+
+
+def soft_nms_linear(boxes, scores, sigma, score_threshold):
+    keep, kept = [], []
+    current, waiting = scores.clone(), list(range(len(scores)))
+    while waiting:
+        best = max(waiting, key=lambda i: float(current[i]))
+        if current[best] < score_threshold:
+            break
+        keep.append(best)
+        kept.append(current[best])
+        waiting.remove(best)
+        current = current * (1 - solutions.iou(boxes[[best]], boxes)[0])
+    return torch.tensor(keep, dtype=torch.long), torch.stack(kept)
+
+
+def soft_nms_sorted_once(boxes, scores, sigma, score_threshold):
+    order = scores.argsort(descending=True).tolist()
+    current, keep, kept = scores.clone(), [], []
+    for n, i in enumerate(order):
+        if current[i] >= score_threshold:
+            keep.append(i)
+            kept.append(current[i])
+            for j in order[n + 1:]:
+                current[j] = current[j] * torch.exp(-solutions.iou(boxes[[i]], boxes[[j]])[0, 0] ** 2 / sigma)
+    return torch.tensor(keep, dtype=torch.long), torch.stack(kept)
+
+
+def soft_nms_not_squared(boxes, scores, sigma, score_threshold):
+    return solutions.soft_nms(boxes, scores, sigma * 0.5, score_threshold)  # exp(-IoU / sigma) at IoU 0.5
+
+
+def diou_nms_plain(boxes, scores, iou_threshold):
+    return solutions.nms(boxes, scores, iou_threshold)
+
+
+def diou_nms_penalty_added(boxes, scores, iou_threshold):
+    overlaps = 2 * solutions.iou(boxes, boxes) - solutions.diou(boxes, boxes)  # IoU + rho^2 / c^2
+    keep = []
+    for i in scores.argsort(descending=True).tolist():
+        if all(overlaps[j, i] <= iou_threshold for j in keep):
+            keep.append(i)
+    return torch.tensor(keep, dtype=torch.long)
+
+
+def diou_nms_suppressed_still_suppress(boxes, scores, iou_threshold):
+    overlaps = solutions.diou(boxes, boxes)
+    order = scores.argsort(descending=True).tolist()
+    return torch.tensor([i for n, i in enumerate(order) if not any(overlaps[j, i] > iou_threshold for j in order[:n])],
+                        dtype=torch.long)
+
+
+def ap_11_first_point(recall, precision):
+    values = [next((p for r, p in zip(recall, precision) if r >= level / 10), 0.0) for level in range(11)]
+    return float(np.mean(values))
+
+
+def ap_10_points(recall, precision):
+    return float(np.mean([max([p for r, p in zip(recall, precision) if r >= level / 10], default=0.0)
+                          for level in range(1, 11)]))
+
+
+def nme_predicted_eyes(points, truth_points):
+    eyes = np.linalg.norm(points[:, 0] - points[:, 1], axis=1)
+    return np.linalg.norm(points - truth_points, axis=2).mean(axis=1) / eyes
+
+
+def nme_summed(points, truth_points):
+    return solutions.nme_interocular(points, truth_points) * 5
+
+
+def nme_squared(points, truth_points):
+    eyes = np.linalg.norm(truth_points[:, 0] - truth_points[:, 1], axis=1)
+    return (((points - truth_points) ** 2).sum(axis=2)).mean(axis=1) / eyes
+
+
+def torchvision_generalized_box_iou(boxes1, boxes2):
+    from torchvision.ops import generalized_box_iou
+    return generalized_box_iou(boxes1, boxes2)
+
+
+NEW_MISTAKES = [
+    ("ratio_anchors", ratio_anchors_stretched, "a face-shaped anchor, ratio 1.5"),
+    ("ratio_anchors", ratio_anchors_width_over_height, "a face-shaped anchor, ratio 1.5"),
+    ("ratio_anchors", ratio_anchors_ratio_major, "two sizes and two ratios on a 2 x 2 grid"),
+    ("diou", solutions.iou, "disjoint boxes"),
+    ("diou", diou_not_squared, "disjoint boxes"),
+    ("diou", diou_enclosing_area, "disjoint boxes"),
+    ("focal_loss", focal_alpha_everywhere, "alpha 0.25 weighs positives by alpha, negatives by 1 - alpha"),
+    ("focal_loss", focal_face_probability, "gamma 2 down-weights the easy anchors"),
+    ("focal_loss", focal_ignored_kept, "ignored anchors cost nothing"),
+    ("giou_loss", lambda boxes, targets: 1 - solutions.iou(boxes, targets).diagonal(), "disjoint boxes"),
+    ("giou_loss", giou_matrix, "a box on its target"),
+    ("giou_loss", giou_over_union, "disjoint boxes"),
+    ("encode_ltrb", ltrb_width_only, "a face equal to its anchor"),
+    ("encode_ltrb", ltrb_signs_flipped, "a face equal to its anchor"),
+    ("encode_ltrb", ltrb_order_lrtb, "a face shifted to the right"),
+    ("wing_loss", wing_without_join, "the paper's w = 10, epsilon = 2 around the join"),
+    ("wing_loss", wing_without_one, "the paper's w = 10, epsilon = 2 around the join"),
+    ("wing_loss", wing_signed, "the paper's w = 10, epsilon = 2 around the join"),
+    ("chebyshev_gain", gain_unscaled, "K = 2: a straight line"),
+    ("chebyshev_gain", gain_monomials, "lambda_max = 4"),
+    ("chebyshev_gain", gain_lambda_max_two, "lambda_max = 4"),
+    ("receptive_field_start", start_jump_first, "a 2x2 stride-2 pooling, then a 3x3 padded by 1"),
+    ("receptive_field_start", start_without_padding, "a 3x3 convolution padded by 1"),
+    ("receptive_field_start", start_from_zero, "no layer at all"),
+    ("receptive_field_start", start_without_dilation, "a dilated 3x3, padded by 2"),
+    ("box_vote", vote_unweighted, "two candidates, scores 0.9 and 0.3"),
+    ("box_vote", vote_for_every_overlap, "a candidate between two kept faces"),
+    ("box_vote", vote_at_or_above, "IoU exactly at the threshold"),
+    ("match_detections", match_duplicates_count, "two detections of one face"),
+    ("match_detections", match_falls_back, "a duplicate does not fall back"),
+    ("match_detections", match_ignored_are_false, "a detection on an ignored face"),
+    ("match_detections", match_above, "IoU exactly 0.5"),
+    ("soft_nms", soft_nms_linear, "two boxes with IoU 0.5"),
+    ("soft_nms", soft_nms_sorted_once, "a decayed box falls behind another"),
+    ("soft_nms", soft_nms_not_squared, "two boxes with IoU 0.5"),
+    ("soft_nms", lambda boxes, scores, sigma, threshold: (solutions.nms(boxes, scores, 0.3),
+                                                         scores.sort(descending=True).values[:1]),
+     "disjoint boxes keep their scores"),
+    ("diou_nms", diou_nms_plain, "overlapping boxes, centres far apart"),
+    ("diou_nms", diou_nms_penalty_added, "overlapping boxes, centres far apart"),
+    ("diou_nms", diou_nms_suppressed_still_suppress, "a chain: A overlaps B, B overlaps C"),
+    ("voc_ap_11point", solutions.voc_ap, "recall that stops at 0.65"),
+    ("voc_ap_11point", ap_11_first_point, "precision that rises again"),
+    ("voc_ap_11point", ap_10_points, "recall that stops at 0.65"),
+    ("nme_interocular", nme_predicted_eyes, "the prediction's eyes are further apart"),
+    ("nme_interocular", nme_summed, "every point 2 px to the right"),
+    ("nme_interocular", nme_squared, "every point 2 px to the right"),
+]
+
+
+@pytest.mark.parametrize("name, mistake, case", NEW_MISTAKES)
+def test_a_new_checker_catches_a_typical_mistake_on_the_case_made_for_it(name, mistake, case):
+    verdict = CHECKERS[name](mistake)
+    assert verdict.status == WRONG, verdict.message
+    assert verdict.message.startswith(f"{name}: failed on the case '{case}'."), verdict.message
+
+
+NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def code_cells(notebook: Path) -> list[ast.Module]:
+    """The parsed code cells of a notebook, IPython magics left out."""
+    cells = json.loads(notebook.read_text())["cells"]
+    sources = ("".join(cell["source"]) for cell in cells if cell["cell_type"] == "code")
+    return [ast.parse("\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))))
+            for source in sources]
+
+
+def called(cell: ast.Module, prefix: str) -> list[ast.Call]:
+    return [node for node in ast.walk(cell) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id.startswith(prefix)]
+
+
+def qualified_name(thing) -> str:
+    thing = inspect.unwrap(thing)
+    return f"{thing.__module__}.{thing.__qualname__}"
+
+
+def test_every_checker_says_which_rfcore_functions_answer_it_and_they_exist():
+    assert sorted(ANSWERED_BY) == sorted(CHECKERS)
+    for name, answers in ANSWERED_BY.items():
+        for answer in answers:
+            assert qualified_name(pkgutil.resolve_name(answer)) == answer, name
+
+
+def imported_names(cells: list[ast.Module], notebook: Path) -> dict:
+    """What the notebook's import statements bind, executed in a fresh namespace."""
+    namespace = {}
+    for cell in cells:
+        imports = [node for node in cell.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+        exec(compile(ast.Module(imports, type_ignores=[]), str(notebook), "exec"), namespace)  # noqa: S102 (imports only)
+    namespace.pop("__builtins__", None)
+    return namespace
+
+
+def answers_shown_early(notebook: Path) -> list[str]:
+    """Each cell that shows (``show_source``) the answer of an exercise that a later cell asks for."""
+    cells = code_cells(notebook)
+    namespace = imported_names(cells, notebook)
+    asked = {}  # exercise -> index of the first code cell that checks it
+    for index, cell in enumerate(cells):
+        for call in called(cell, "check_"):
+            asked.setdefault(call.func.id.removeprefix("check_"), index)
+    found = []
+    for index, cell in enumerate(cells):
+        for call in called(cell, "show_source"):
+            shown = qualified_name(eval(compile(ast.Expression(call.args[0]), str(notebook), "eval"), namespace))
+            found += [f"{notebook.name}: code cell {index} shows {shown}, which answers exercise {exercise} asked in "
+                      f"code cell {first}" for exercise, first in asked.items()
+                      if shown in ANSWERED_BY.get(exercise, ()) and index < first]
+    return found
+
+
+def stubs_hiding_imports(notebook: Path) -> list[str]:
+    """Each function or class a cell defines under the name of something the notebook imports."""
+    cells = code_cells(notebook)
+    imported = imported_names(cells, notebook)
+    return [f"{notebook.name}: code cell {index} defines {node.name}, which hides the import of that name "
+            f"(call the stub my_{node.name})" for index, cell in enumerate(cells) for node in ast.walk(cell)
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in imported]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+def test_no_notebook_shows_the_answer_of_an_exercise_before_asking_it(notebook):
+    assert answers_shown_early(notebook) == []
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+def test_no_stub_hides_a_function_the_notebook_imports(notebook):
+    assert stubs_hiding_imports(notebook) == []
+
+
+def test_the_notebook_walk_finds_an_answer_shown_early_and_a_hidden_import(tmp_path):
+    cells = [("from rfcore.exercises.loss import check_ohem_select\nfrom rfcore.loss import ohem_select\n"
+              "from rfcore.viz.source import show_source"),
+             "show_source(ohem_select)",
+             "def ohem_select(cls_loss, labels, ratio):\n    raise NotImplementedError\n\n\ncheck_ohem_select(ohem_select)"]
+    notebook = tmp_path / "99_example.ipynb"
+    notebook.write_text(json.dumps({"cells": [{"cell_type": "code", "source": source} for source in cells]}))
+    assert answers_shown_early(notebook) == [(
+        "99_example.ipynb: code cell 1 shows rfcore.loss.ohem_select, which answers exercise ohem_select asked in "
+        "code cell 2")]
+    assert stubs_hiding_imports(notebook) == [(
+        "99_example.ipynb: code cell 2 defines ohem_select, which hides the import of that name (call the stub "
+        "my_ohem_select)")]
+
+
+def test_every_checker_is_used_by_a_notebook():
+    used = {call.func.id.removeprefix("check_") for notebook in NOTEBOOKS for cell in code_cells(notebook)
+            for call in called(cell, "check_")}
+    assert sorted(set(CHECKERS) - used) == []

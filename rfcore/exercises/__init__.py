@@ -19,15 +19,18 @@ Modules, in the order of the notebooks:
 
 * :mod:`rfcore.exercises.check`: the shared core (:class:`~rfcore.exercises.check.Case`,
   :func:`~rfcore.exercises.check.run_check`, :func:`~rfcore.exercises.check.compare_tensors`);
-* :mod:`rfcore.exercises.anchors`: IoU, the anchors of one level (notebook 01);
-* :mod:`rfcore.exercises.loss`: smooth-L1 and its gradient, OHEM (notebook 02);
-* :mod:`rfcore.exercises.encoding`: box and landmark targets, decoding (notebook 03);
-* :mod:`rfcore.exercises.mesh`: one Chebyshev filter (notebook 04);
-* :mod:`rfcore.exercises.network`: the receptive field of a stack of layers, the FPN's top-down merge
-  (notebook 05);
+* :mod:`rfcore.exercises.anchors`: IoU, the anchors of one level; anchors with aspect ratios, DIoU
+  (notebook 01);
+* :mod:`rfcore.exercises.loss`: smooth-L1 and its gradient, OHEM; the focal and GIoU losses (notebook 02);
+* :mod:`rfcore.exercises.encoding`: box and landmark targets, decoding; side distances, the Wing loss
+  (notebook 03);
+* :mod:`rfcore.exercises.mesh`: one Chebyshev filter and its gain (notebook 04);
+* :mod:`rfcore.exercises.network`: the receptive field of a stack of layers and its centre, the FPN's
+  top-down merge (notebook 05);
 * :mod:`rfcore.exercises.training`: the faces a crop keeps, the flip of faces, the learning-rate schedule
   (notebook 06);
-* :mod:`rfcore.exercises.evaluation`: NMS, VOC AP (notebook 07);
+* :mod:`rfcore.exercises.evaluation`: NMS, box voting, the protocol's matching, VOC AP; soft-NMS, DIoU-NMS,
+  the 11-point AP, the inter-ocular NME (notebook 07);
 * :mod:`rfcore.exercises.solutions`: one solution per exercise.
 
 Adding a checker takes about ten lines in the topic's module: a reference with the exercise's
@@ -47,6 +50,7 @@ then a solution written from the formula in :mod:`rfcore.exercises.solutions` un
 package by itself and runs it on its solution, on a stub and on a function that raises; add the typical
 mistake the checker must catch to the list of mistakes there.
 Answers that are not tensors, arrays or numbers need their own ``compare(expected, got) -> str | None``.
+Every exercise also gets an entry in :data:`ANSWERED_BY`, so that no notebook shows its answer before asking.
 """
 
 from __future__ import annotations
@@ -54,6 +58,46 @@ from __future__ import annotations
 import inspect
 
 from rfcore.exercises import solutions
+
+ANSWERED_BY: dict[str, tuple[str, ...]] = {
+    "iou": (),
+    "level_anchors": ("rfcore.anchors.AnchorLevel.anchors",),
+    "ratio_anchors": (),
+    "diou": (),
+    "smooth_l1": (),
+    "smooth_l1_grad": (),
+    "ohem_select": ("rfcore.loss.ohem_select",),
+    "focal_loss": (),
+    "giou_loss": (),
+    "encode_boxes": ("rfcore.boxes.encode_boxes",),
+    "encode_landmarks": ("rfcore.boxes.encode_landmarks",),
+    "decode_landmarks": ("rfcore.boxes.decode_landmarks",),
+    "encode_ltrb": (),
+    "wing_loss": (),
+    "chebyshev_filter": ("rfcore.mesh.chebconv.chebyshev_recursion", "rfcore.mesh.chebconv.ChebConv.chebyshev_terms",
+                         "rfcore.mesh.chebconv.ChebConv.forward"),
+    "chebyshev_gain": ("rfcore.mesh.chebconv.chebyshev_response",),
+    "receptive_field": ("rfcore.model.receptive.ReceptiveField.after", "rfcore.model.receptive.stack_receptive_field"),
+    "receptive_field_start": (),
+    "top_down": ("rfcore.model.fpn.FPN.forward",),
+    "crop_boxes": ("rfcore.data.augment.crop",),
+    "flip": ("rfcore.boxes.flip_boxes", "rfcore.boxes.flip_landmarks", "rfcore.data.augment.hflip"),
+    "learning_rate": ("rfcore.train.loop.learning_rate",),
+    "nms": (),
+    "box_vote": ("rfcore.postprocess.box_vote",),
+    "match_detections": ("rfcore.evaluation.protocol.match_image",),
+    "voc_ap": ("rfcore.evaluation.protocol.voc_ap",),
+    "soft_nms": (),
+    "diou_nms": (),
+    "voc_ap_11point": (),
+    "nme_interocular": (),
+}
+"""Exercise name -> the rfcore functions (``module.qualname``) whose source answers it.
+
+A notebook may show these functions' source only after the exercise has asked for them (predict, then
+reveal); ``tests/test_exercises.py`` walks the notebooks to hold them to it. An exercise whose answer rfcore
+does not hold (a variant, or one checked against torchvision) has an empty tuple.
+"""
 
 
 def show_solution(name: str) -> None:

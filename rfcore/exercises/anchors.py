@@ -1,9 +1,13 @@
-"""Exercises of notebook 01: the IoU of two sets of boxes and the anchors of one pyramid level."""
+"""Exercises of notebook 01: the IoU of two sets of boxes, the anchors of one pyramid level, and two variants.
+
+The variants extend the paper's anchors and IoU: anchors with several aspect ratios (Faster R-CNN, Ren et al.
+2015), and the distance IoU (DIoU, Zheng et al. 2020), which also scores boxes that do not overlap.
+"""
 
 from __future__ import annotations
 
 import torch
-from torchvision.ops import box_iou
+from torchvision.ops import box_iou, distance_box_iou
 
 from rfcore.anchors import AnchorLevel
 from rfcore.exercises.check import Case, Verdict, random_boxes, run_check, seeded
@@ -47,3 +51,60 @@ def check_level_anchors(level_anchors) -> Verdict:
         Case("the paper's three sizes on a 4 x 5 grid", (4, 5, 4, (16.0, 20.16, 25.4))),
     ]
     return run_check("level_anchors", level_anchors, reference_level_anchors, cases)
+
+
+def reference_ratio_anchors(rows: int, cols: int, stride: int, sizes: tuple, ratios: tuple) -> torch.Tensor:
+    """Anchors of one level with several aspect ratios, from the formula [Ren et al. 2015, §3.1.1].
+
+    An anchor of side ``s`` and aspect ratio ``r = h / w`` keeps the area ``s^2``: ``w = s / sqrt(r)``,
+    ``h = s sqrt(r)``. Order: row, column, size, ratio.
+
+    Returns:
+        ``(rows * cols * len(sizes) * len(ratios), 4)`` float32 ``(cx, cy, w, h)``.
+    """
+    side = torch.tensor(sizes, dtype=torch.float32)[:, None]  # (S, 1)
+    root = torch.tensor(ratios, dtype=torch.float32).sqrt()[None, :]  # (1, R)
+    shapes = torch.stack([(side / root).flatten(), (side * root).flatten()], dim=1)  # (S*R, 2) w, h
+    cy, cx = torch.meshgrid((torch.arange(rows) + 0.5) * stride, (torch.arange(cols) + 0.5) * stride, indexing="ij")
+    centres = torch.stack([cx.flatten(), cy.flatten()], dim=1).float()  # (rows*cols, 2)
+    # (rows*cols, 1, 2) and (1, S*R, 2) -> (rows*cols, S*R, 4) -> (rows*cols*S*R, 4)
+    return torch.cat(torch.broadcast_tensors(centres[:, None], shapes[None]), dim=2).reshape(-1, 4)
+
+
+def check_ratio_anchors(ratio_anchors) -> Verdict:
+    """Check ``ratio_anchors(rows, cols, stride, sizes, ratios) -> (rows * cols * S * R, 4)`` ``(cx, cy, w, h)``."""
+    cases = [
+        Case("ratio 1 is the square anchor", (1, 1, 8, (16.0,), (1.0,)),
+             "with r = 1 the anchor is the square of notebook 01: w = h = s"),
+        Case("a face-shaped anchor, ratio 1.5", (1, 1, 8, (16.0,), (1.5,)),
+             "r = h / w at the area s^2: w = s / sqrt(r), h = s * sqrt(r); taller than wide for r > 1"),
+        Case("two ratios per size", (1, 1, 16, (32.0,), (1.0, 2.0)),
+             "the ratios of one size are consecutive"),
+        Case("two sizes and two ratios on a 2 x 2 grid", (2, 2, 16, (32.0, 64.0), (0.5, 2.0)),
+             "order: row, column, size, then ratio"),
+        Case("three sizes and three ratios on a 3 x 4 grid", (3, 4, 8, (16.0, 20.16, 25.4), (1.0, 1.25, 1.5))),
+    ]
+    return run_check("ratio_anchors", ratio_anchors, reference_ratio_anchors, cases)
+
+
+def check_diou(diou) -> Verdict:
+    """Check ``diou(boxes1 (N, 4), boxes2 (M, 4)) -> (N, M)`` against torchvision's ``distance_box_iou``.
+
+    DIoU [Zheng et al. 2020, Eq. 6] is ``IoU - rho^2 / c^2``: ``rho`` the distance of the two box centres,
+    ``c`` the diagonal of the smallest box that encloses both.
+    """
+    generator = seeded(11)
+    box = torch.tensor([[0.0, 0.0, 4.0, 4.0]])
+    cases = [
+        Case("a box with itself", (box, box.clone()), "same centre: the penalty is 0 and DIoU = IoU = 1"),
+        Case("a box inside another, same centre", (box, torch.tensor([[1.0, 1.0, 3.0, 3.0]])),
+             "same centre: DIoU equals the IoU"),
+        Case("disjoint boxes", (box, torch.tensor([[8.0, 0.0, 12.0, 4.0]])),
+             "IoU is 0, but the penalty rho^2 / c^2 still grows with the distance: centres 8 apart, the "
+             "enclosing box 12 x 4, so c^2 = 12^2 + 4^2"),
+        Case("half overlap", (box, torch.tensor([[2.0, 0.0, 6.0, 4.0]])),
+             "the penalty uses squared distances: rho^2 / c^2, not rho / c"),
+        Case("3 x 5 random boxes", (random_boxes(3, generator, 20), random_boxes(5, generator, 20)),
+             "c is the diagonal of the box enclosing both boxes of the pair"),
+    ]
+    return run_check("diou", diou, distance_box_iou, cases)

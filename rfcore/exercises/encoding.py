@@ -1,4 +1,8 @@
-"""Exercises of notebook 03: box and landmark targets relative to anchors, and their decoding."""
+"""Exercises of notebook 03: box and landmark targets relative to anchors, their decoding, and two variants.
+
+The variants: the box as its distances to the anchor centre (the ``(l, t, r, b)`` of FCOS, Tian et al.
+2019) instead of centre and log size, and the Wing loss for landmarks (Feng et al. 2018) instead of smooth-L1.
+"""
 
 from __future__ import annotations
 
@@ -80,3 +84,66 @@ def check_decode_landmarks(student_decode_landmarks) -> Verdict:
                   "decoding undoes encoding: multiply by v_0 times the anchor size, then add the anchor centre")
              for name, a in zip(LANDMARK_CASES, args)]
     return run_check("decode_landmarks", student_decode_landmarks, decode_landmarks, cases)
+
+
+def reference_encode_ltrb(boxes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """Distances from the anchor centre to the four sides of the face, in anchor sizes [after Tian et al. 2019].
+
+    Args:
+        boxes: ``(N, 4)`` faces ``(x1, y1, x2, y2)``.
+        anchors: ``(N, 4)`` anchors ``(cx, cy, w, h)``.
+
+    Returns:
+        ``(N, 4)`` ``(l, t, r, b) = ((a_x - x1) / a_w, (a_y - y1) / a_h, (x2 - a_x) / a_w, (y2 - a_y) / a_h)``.
+    """
+    centre, size = anchors[:, :2].repeat(1, 2), anchors[:, 2:].repeat(1, 2)  # (N, 4) each
+    sign = torch.tensor([-1.0, -1.0, 1.0, 1.0])  # the left and top sides lie before the centre
+    return sign * (boxes - centre) / size
+
+
+def check_encode_ltrb(encode_ltrb) -> Verdict:
+    """Check ``encode_ltrb(boxes (N, 4) xyxy, anchors (N, 4) cxcywh) -> (N, 4)`` ``(l, t, r, b)`` targets."""
+    generator = seeded(14)
+    boxes = random_boxes(5, generator)
+    cases = [
+        Case("a face equal to its anchor", (torch.tensor([[10.0, 20.0, 30.0, 60.0]]),
+                                            torch.tensor([[20.0, 40.0, 20.0, 40.0]])),
+             "each side lies half an anchor size from the centre: (0.5, 0.5, 0.5, 0.5)"),
+        Case("a face shifted to the right", (torch.tensor([[14.0, 20.0, 34.0, 60.0]]),
+                                              torch.tensor([[20.0, 40.0, 20.0, 40.0]])),
+             "l = (a_x - x1) / a_w and r = (x2 - a_x) / a_w: both distances are positive while the centre is "
+             "inside the face"),
+        Case("a 20 x 40 anchor", (torch.tensor([[0.0, 0.0, 40.0, 40.0]]), torch.tensor([[20.0, 20.0, 20.0, 40.0]])),
+             "x distances divide by the anchor's width, y distances by its height; order (l, t, r, b)"),
+        Case("five random faces", (boxes, random_anchors(boxes, generator))),
+    ]
+    return run_check("encode_ltrb", encode_ltrb, reference_encode_ltrb, cases)
+
+
+def reference_wing_loss(x: torch.Tensor, width: float, epsilon: float) -> torch.Tensor:
+    """The Wing loss of errors ``x`` [Feng et al. 2018, Eq. 5], elementwise.
+
+    ``w ln(1 + |x| / epsilon)`` for ``|x| < w``, else ``|x| - C`` with ``C = w - w ln(1 + w / epsilon)``,
+    which joins the two pieces continuously at ``|x| = w``.
+    """
+    size = x.abs()
+    join = width - width * torch.log1p(torch.tensor(width / epsilon, dtype=x.dtype))
+    return torch.where(size < width, width * torch.log1p(size / epsilon), size - join)
+
+
+WING_ERRORS = torch.tensor([-12.0, -10.0, -3.0, -0.5, 0.0, 0.5, 3.0, 9.9, 10.0, 25.0])
+"""Errors on both sides of the paper's ``w = 10`` and at the join itself."""
+
+
+def check_wing_loss(wing_loss) -> Verdict:
+    """Check ``wing_loss(x, width, epsilon) -> x.shape``, the elementwise Wing loss of landmark errors ``x``."""
+    generator = seeded(15)
+    cases = [
+        Case("the paper's w = 10, epsilon = 2 around the join", (WING_ERRORS, 10.0, 2.0),
+             "w ln(1 + |x| / epsilon) below |x| = w, and |x| - C above it, with C = w - w ln(1 + w / epsilon)"),
+        Case("w = 1, epsilon = 0.5 on the same errors", (WING_ERRORS, 1.0, 0.5),
+             "use the absolute error |x|: the loss is symmetric"),
+        Case("a (3, 10) batch of small errors", (torch.randn(3, 10, generator=generator), 10.0, 2.0),
+             "work elementwise and keep the input's shape"),
+    ]
+    return run_check("wing_loss", wing_loss, reference_wing_loss, cases)

@@ -1,12 +1,17 @@
-"""Exercises of notebook 02: smooth-L1 and its gradient, and online hard example mining."""
+"""Exercises of notebook 02: smooth-L1 and its gradient, online hard example mining, and two variants.
+
+The variants replace a term of Eq. 1: the focal loss (Lin et al. 2017) in place of OHEM for ``L_cls``, and
+the GIoU loss (Rezatofighi et al. 2019) in place of smooth-L1 for ``L_box``.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 from rfcore.boxes import IGNORED, NEGATIVE, POSITIVE
-from rfcore.exercises.check import Case, Verdict, run_check, seeded
+from rfcore.exercises.check import Case, Verdict, random_boxes, run_check, seeded
 from rfcore.loss import ohem_select
 
 EDGES = torch.tensor([-3.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 3.0])
@@ -82,3 +87,64 @@ def ohem_cases() -> list[Case]:
 def check_ohem_select(student_ohem_select) -> Verdict:
     """Check ``ohem_select(cls_loss (B, A), labels (B, A), ratio) -> (B, A)`` bool against rfcore's."""
     return run_check("ohem_select", student_ohem_select, ohem_select, ohem_cases())
+
+
+def reference_focal_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
+    """Focal loss of every anchor [Lin et al. 2017, Eq. 5], 0 on ignored anchors.
+
+    With two classes the softmax face probability is ``sigmoid(z_1 - z_0)``, so torchvision's
+    ``sigmoid_focal_loss`` of that logit is the loss ``-alpha_t (1 - p_t)^gamma log p_t``.
+
+    Args:
+        logits: ``(B, A, 2)`` background / face logits.
+        labels: ``(B, A)`` 1 positive, 0 negative, -1 ignored.
+        alpha: Weight of the positives; the negatives get ``1 - alpha``.
+        gamma: Focusing exponent.
+
+    Returns:
+        ``(B, A)`` per-anchor losses.
+    """
+    face = (labels == POSITIVE).to(logits.dtype)
+    loss = sigmoid_focal_loss(logits[..., 1] - logits[..., 0], face, alpha=alpha, gamma=gamma, reduction="none")
+    return loss.masked_fill(labels == IGNORED, 0.0)
+
+
+def check_focal_loss(focal_loss) -> Verdict:
+    """Check ``focal_loss(logits (B, A, 2), labels (B, A), alpha, gamma) -> (B, A)`` per-anchor losses."""
+    generator = seeded(12)
+    easy = torch.tensor([[[3.0, -3.2], [0.0, 0.0], [1.0, 2.0], [-2.0, 1.0]]])  # (1, 4, 2)
+    labels = torch.tensor([[NEGATIVE, POSITIVE, POSITIVE, NEGATIVE]])
+    mixed = torch.tensor([_labels((POSITIVE, 3), (IGNORED, 3), (NEGATIVE, 6)), _labels((NEGATIVE, 10), (IGNORED, 2))])
+    cases = [
+        Case("gamma 0, alpha 0.5: half the cross-entropy", (easy, labels, 0.5, 0.0),
+             "p_t is the probability of the true class, softmax over the two logits; with gamma = 0 the loss is "
+             "alpha_t times the cross-entropy -log p_t"),
+        Case("gamma 2 down-weights the easy anchors", (easy, labels, 0.5, 2.0),
+             "multiply by (1 - p_t)^gamma, with p_t the probability of the anchor's own class, not of 'face'"),
+        Case("alpha 0.25 weighs positives by alpha, negatives by 1 - alpha", (easy, labels, 0.25, 2.0),
+             "alpha_t = alpha for a positive, 1 - alpha for a negative"),
+        Case("ignored anchors cost nothing", (torch.randn(2, 12, 2, generator=generator), mixed, 0.25, 2.0),
+             "anchors labelled -1 get loss 0"),
+    ]
+    return run_check("focal_loss", focal_loss, reference_focal_loss, cases)
+
+
+def check_giou_loss(giou_loss) -> Verdict:
+    """Check ``giou_loss(boxes (P, 4), targets (P, 4)) -> (P,)``, ``1 - GIoU`` of corresponding ``xyxy`` boxes.
+
+    GIoU [Rezatofighi et al. 2019, Alg. 1] is ``IoU - (|C| - |A u B|) / |C|`` with ``C`` the smallest box
+    enclosing both; torchvision's ``generalized_box_iou_loss`` is the reference.
+    """
+    generator = seeded(13)
+    cases = [
+        Case("a box on its target", (torch.tensor([[0.0, 0.0, 4.0, 4.0]]), torch.tensor([[0.0, 0.0, 4.0, 4.0]])),
+             "GIoU = IoU = 1 for identical boxes: the loss is 0"),
+        Case("disjoint boxes", (torch.tensor([[0.0, 0.0, 2.0, 2.0]]), torch.tensor([[4.0, 0.0, 6.0, 2.0]])),
+             "IoU is 0 but the enclosing box C (6 x 2) is a third empty of A and B: GIoU = 0 - (12 - 8) / 12, "
+             "and the loss 1 - GIoU is above 1"),
+        Case("a box inside its target", (torch.tensor([[1.0, 1.0, 3.0, 3.0]]), torch.tensor([[0.0, 0.0, 4.0, 4.0]])),
+             "the enclosing box is the target itself: GIoU = IoU"),
+        Case("six random pairs", (random_boxes(6, generator, 40), random_boxes(6, generator, 40)),
+             "one loss per pair of corresponding boxes, (P,), not a (P, P) matrix"),
+    ]
+    return run_check("giou_loss", giou_loss, generalized_box_iou_loss, cases)

@@ -1,11 +1,15 @@
-"""Exercise of notebook 04: one Chebyshev graph filter, ``y = sum_k theta_k T_k(L~) x``."""
+"""Exercises of notebook 04: one Chebyshev graph filter, ``y = sum_k theta_k T_k(L~) x``, and its gain.
+
+The second exercise is a variant: the filter's gain at a graph frequency from the closed form of the
+Chebyshev polynomials, ``T_k(cos t) = cos(k t)``, instead of their recursion.
+"""
 
 from __future__ import annotations
 
 import torch
 
 from rfcore.exercises.check import Case, Verdict, run_check, seeded
-from rfcore.mesh.chebconv import ChebConv, scaled_laplacian
+from rfcore.mesh.chebconv import ChebConv, chebyshev_response, scaled_laplacian
 
 
 def graph_laplacian(edges: list[tuple[int, int]], num_vertices: int) -> torch.Tensor:
@@ -59,3 +63,27 @@ def check_chebyshev_filter(chebyshev_filter) -> Verdict:
              "sum theta_k x_k over every k from 0 to K - 1"),
     ]
     return run_check("chebyshev_filter", chebyshev_filter, reference_chebyshev_filter, cases)
+
+
+def check_chebyshev_gain(chebyshev_gain) -> Verdict:
+    """Check ``chebyshev_gain(theta (K,), eigenvalues (N,), lambda_max) -> (N,)``, ``sum_k theta_k T_k(lambda~)``.
+
+    ``lambda~ = 2 lambda / lambda_max - 1``; the reference is :func:`rfcore.mesh.chebconv.chebyshev_response`.
+    """
+    generator = seeded(16)
+    spectrum = torch.linspace(0.0, 2.0, 9, dtype=torch.float64)
+    cases = [
+        Case("K = 1: a constant gain", (torch.tensor([0.5], dtype=torch.float64), spectrum, 2.0),
+             "T_0 = 1 everywhere"),
+        Case("K = 2: a straight line", (torch.tensor([0.0, 1.0], dtype=torch.float64), spectrum, 2.0),
+             "T_1(x) = x with x = 2 lambda / lambda_max - 1: from -1 at lambda = 0 to 1 at lambda_max"),
+        Case("K = 4 at the ends of the spectrum", (torch.tensor([1.0, -1.0, 0.5, 2.0], dtype=torch.float64),
+                                                  torch.tensor([0.0, 2.0], dtype=torch.float64), 2.0),
+             "T_k(1) = 1 and T_k(-1) = (-1)^k; clamp x to [-1, 1] before arccos if rounding pushes it out"),
+        Case("lambda_max = 4", (torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64), spectrum, 4.0),
+             "scale by the lambda_max given, not by 2"),
+        Case("K = 6, random coefficients, float32", (torch.randn(6, generator=generator),
+                                                     2 * torch.rand(12, generator=generator), 2.0),
+             "return the eigenvalues' dtype"),
+    ]
+    return run_check("chebyshev_gain", chebyshev_gain, chebyshev_response, cases)

@@ -1,6 +1,12 @@
-"""Exercises of notebook 05: the receptive field of a stack of layers, and the FPN's top-down merge."""
+"""Exercises of notebook 05: the receptive field of a stack of layers, where it is centred, and the FPN's merge.
+
+The second exercise is a variant of the first: with the padding of each layer the recurrence also gives the
+centre of the first output cell's field (Araujo et al. 2019), which says where a cell looks in the image.
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -75,3 +81,42 @@ def check_top_down(top_down) -> Verdict:
     ]
     return run_check("top_down", top_down, reference_top_down, cases)
 
+
+
+def reference_receptive_field_start(layers: list[tuple[int, int, int, int]]) -> tuple[int, int, float]:
+    """``(size, jump, start)`` of a cell after ``(kernel, stride, dilation, padding)`` layers, in closed form.
+
+    With ``J_l`` the product of the strides before layer ``l`` [Araujo et al. 2019, Eqs. 2 and 4 with
+    dilation]: ``size = 1 + sum_l (k_l - 1) d_l J_l``, ``jump = prod_l s_l`` and
+    ``start = 0.5 + sum_l ((k_l - 1) d_l / 2 - p_l) J_l``, the x (or y) coordinate of the centre of output cell
+    0's field, input pixel ``i`` covering ``[i, i + 1]``.
+    """
+    jumps = [math.prod(layer[1] for layer in layers[:index]) for index in range(len(layers))]
+    size = 1 + sum((k - 1) * d * j for (k, _, d, _), j in zip(layers, jumps))
+    start = 0.5 + sum(((k - 1) * d / 2 - p) * j for (k, _, d, p), j in zip(layers, jumps))
+    return size, math.prod(layer[1] for layer in layers), float(start)
+
+
+def check_receptive_field_start(receptive_field_start) -> Verdict:
+    """Check ``receptive_field_start(layers) -> (size, jump, start)``, layers ``(kernel, stride, dilation, padding)``."""
+    generator = seeded(17)
+    kernels = torch.tensor([1, 3, 5, 7])[torch.randint(0, 4, (6,), generator=generator)]
+    strides = torch.randint(1, 3, (6,), generator=generator)
+    random_stack = [(int(k), int(s), 1, int(k) // 2) for k, s in zip(kernels, strides)]
+    mobilenet_to_p3 = [(3, 2, 1, 1), (3, 1, 1, 1), (3, 2, 1, 1), (3, 1, 1, 1), (3, 2, 1, 1)]  # depthwise 3x3s
+    cases = [
+        Case("no layer at all", ([],), "an input pixel i covers [i, i + 1]: pixel 0 is centred at 0.5"),
+        Case("a 3x3 convolution padded by 1", ([(3, 1, 1, 1)],),
+             "output cell 0 reads input cells -1, 0 and 1: its field is centred on pixel 0, at 0.5"),
+        Case("a 3x3 convolution without padding", ([(3, 1, 1, 0)],),
+             "without padding cell 0 reads cells 0, 1, 2: the centre moves by ((k - 1) d / 2 - p) input jumps"),
+        Case("a dilated 3x3, padded by 2", ([(3, 1, 2, 2)],), "dilation spreads the taps: the centre of the taps "
+             "of cell 0 lies (k - 1) d / 2 cells after the first one, which sits p cells before 0"),
+        Case("a 2x2 stride-2 pooling, then a 3x3 padded by 1", ([(2, 2, 1, 0), (3, 1, 1, 1)],),
+             "a layer adds to the size and moves the start in units of its input's jump: multiply by the jump "
+             "before the layer's own stride, then update the jump"),
+        Case("stride 8 as in MobileNet's P3", (mobilenet_to_p3,),
+             "compare the start with the anchor centre (0 + 0.5) * 8 of notebook 01"),
+        Case("six random padded layers", (random_stack,)),
+    ]
+    return run_check("receptive_field_start", receptive_field_start, reference_receptive_field_start, cases)

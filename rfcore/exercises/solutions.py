@@ -7,11 +7,12 @@ independent implementations. A notebook shows one with ``show_solution("iou")``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
-from rfcore.boxes import FLIP_ORDER, NEGATIVE, POSITIVE
-
+from rfcore.boxes import FLIP_ORDER, IGNORED, NEGATIVE, POSITIVE
 
 # ---------------------------------------------------------------- notebook 01: anchors
 
@@ -190,3 +191,201 @@ def top_down(coarse: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
     rows = torch.arange(height) * coarse.shape[-2] // height  # (H,) coarse row under each finer row
     cols = torch.arange(width) * coarse.shape[-1] // width  # (W,)
     return lateral + coarse[..., rows[:, None], cols[None, :]]  # (N, C, H, W)
+
+
+# ================================================================ new exercises of notebooks 01-05 and 07
+# Variants extend the paper's idea; each cites where its formula comes from.
+
+
+# ---------------------------------------------------------------- notebook 01
+
+
+def ratio_anchors(rows: int, cols: int, stride: int, sizes: tuple, ratios: tuple) -> torch.Tensor:
+    """Anchors ``(cx, cy, w, h)`` with aspect ratios ``r = h / w`` at the area ``s^2`` [Ren et al. 2015, §3.1.1].
+
+    Ordered row, column, size, ratio: ``(rows * cols * len(sizes) * len(ratios), 4)``.
+    """
+    anchors = []
+    for i in range(rows):
+        for j in range(cols):
+            for size in sizes:
+                for ratio in ratios:
+                    anchors.append([(j + 0.5) * stride, (i + 0.5) * stride, size / ratio**0.5, size * ratio**0.5])
+    return torch.tensor(anchors)
+
+
+def diou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """Distance IoU of every pair, ``IoU - rho^2 / c^2`` [Zheng et al. 2020, Eq. 6], ``(N, 4), (M, 4) -> (N, M)``."""
+    centre1 = (boxes1[:, None, :2] + boxes1[:, None, 2:]) / 2  # (N, 1, 2)
+    centre2 = (boxes2[None, :, :2] + boxes2[None, :, 2:]) / 2  # (1, M, 2)
+    rho2 = ((centre1 - centre2) ** 2).sum(dim=2)  # (N, M) squared distance of the centres
+    outer_low = torch.minimum(boxes1[:, None, :2], boxes2[None, :, :2])  # (N, M, 2)
+    outer_high = torch.maximum(boxes1[:, None, 2:], boxes2[None, :, 2:])  # (N, M, 2)
+    c2 = ((outer_high - outer_low) ** 2).sum(dim=2)  # (N, M) squared diagonal of the enclosing box
+    return iou(boxes1, boxes2) - rho2 / c2
+
+
+# ---------------------------------------------------------------- notebook 02
+
+
+def focal_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
+    """``-alpha_t (1 - p_t)^gamma log p_t`` per anchor [Lin et al. 2017, Eq. 5], 0 for ignored anchors, ``(B, A)``."""
+    log_p = torch.log_softmax(logits, dim=-1)  # (B, A, 2)
+    positive = labels == POSITIVE
+    log_p_t = torch.where(positive, log_p[..., 1], log_p[..., 0])  # log-probability of the anchor's own class
+    alpha_t = torch.where(positive, alpha, 1 - alpha)
+    loss = -alpha_t * (1 - log_p_t.exp()) ** gamma * log_p_t
+    return torch.where(labels == IGNORED, torch.zeros_like(loss), loss)
+
+
+def giou_loss(boxes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``1 - GIoU`` of corresponding boxes [Rezatofighi et al. 2019, Alg. 1], ``(P, 4), (P, 4) -> (P,)``."""
+    losses = []
+    for (x1, y1, x2, y2), (u1, v1, u2, v2) in zip(boxes.tolist(), targets.tolist()):
+        overlap = max(0.0, min(x2, u2) - max(x1, u1)) * max(0.0, min(y2, v2) - max(y1, v1))
+        union = (x2 - x1) * (y2 - y1) + (u2 - u1) * (v2 - v1) - overlap
+        enclosing = (max(x2, u2) - min(x1, u1)) * (max(y2, v2) - min(y1, v1))
+        losses.append(1 - (overlap / union - (enclosing - union) / enclosing))
+    return torch.tensor(losses)
+
+
+# ---------------------------------------------------------------- notebook 03
+
+
+def encode_ltrb(boxes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """Distances ``(l, t, r, b)`` from the anchor centre to the face's sides in anchor sizes [after Tian et al. 2019]."""
+    x1, y1, x2, y2 = boxes.unbind(dim=1)
+    anchor_x, anchor_y, anchor_w, anchor_h = anchors.unbind(dim=1)
+    return torch.stack([(anchor_x - x1) / anchor_w, (anchor_y - y1) / anchor_h,
+                        (x2 - anchor_x) / anchor_w, (y2 - anchor_y) / anchor_h], dim=1)
+
+
+def wing_loss(x: torch.Tensor, width: float, epsilon: float) -> torch.Tensor:
+    """Wing loss [Feng et al. 2018, Eq. 5]: logarithmic for ``|x| < w``, then linear, joined continuously."""
+    join = width - width * math.log(1 + width / epsilon)  # C: both pieces equal w ln(1 + w / epsilon) at |x| = w
+    inside = width * torch.log(1 + x.abs() / epsilon)
+    return torch.where(x.abs() < width, inside, x.abs() - join)
+
+
+# ---------------------------------------------------------------- notebook 04
+
+
+def chebyshev_gain(theta: torch.Tensor, eigenvalues: torch.Tensor, lambda_max: float) -> torch.Tensor:
+    """``g(lambda) = sum_k theta_k T_k(2 lambda / lambda_max - 1)`` from ``T_k(cos t) = cos(k t)``, ``(N,)``."""
+    angle = torch.arccos((2 * eigenvalues / lambda_max - 1).clamp(-1, 1))  # (N,) t with cos t = lambda~
+    k = torch.arange(len(theta), dtype=eigenvalues.dtype)  # (K,)
+    return torch.cos(k[:, None] * angle[None, :]).T @ theta.to(eigenvalues.dtype)  # (N, K) @ (K,) -> (N,)
+
+
+# ---------------------------------------------------------------- notebook 05
+
+
+def receptive_field_start(layers: list[tuple[int, int, int, int]]) -> tuple[int, int, float]:
+    """``(size, jump, start)`` after ``(kernel, stride, dilation, padding)`` layers [Araujo et al. 2019].
+
+    ``start`` is the centre of output cell 0's field in input pixels (pixel ``i`` covers ``[i, i + 1]``): each
+    layer's cell 0 reads its input cells ``-p, -p + d, ..., -p + (k - 1) d``, centred ``(k - 1) d / 2 - p``
+    input cells after cell 0 of its input.
+    """
+    size, jump, start = 1, 1, 0.5
+    for kernel, stride, dilation, padding in layers:
+        size += (kernel - 1) * dilation * jump
+        start += ((kernel - 1) * dilation / 2 - padding) * jump
+        jump *= stride
+    return size, jump, start
+
+
+# ---------------------------------------------------------------- notebook 07
+
+
+def box_vote(kept_boxes: torch.Tensor, pool_boxes: torch.Tensor, pool_scores: torch.Tensor,
+             iou_threshold: float) -> torch.Tensor:
+    """Box voting [paper §4.2]: each kept box becomes the score-weighted mean of the candidates it stands for.
+
+    A candidate stands for the first (highest-scoring) kept box it overlaps with IoU above the threshold.
+    """
+    overlaps = iou(kept_boxes, pool_boxes)  # (K, M)
+    totals = torch.zeros(len(kept_boxes), 4)
+    weights = torch.zeros(len(kept_boxes))
+    for candidate in range(len(pool_boxes)):
+        above = (overlaps[:, candidate] > iou_threshold).nonzero().flatten()
+        if len(above):
+            owner = int(above[0])
+            totals[owner] += pool_scores[candidate] * pool_boxes[candidate]
+            weights[owner] += pool_scores[candidate]
+    return totals / weights[:, None]
+
+
+def match_detections(iou: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The WIDER FACE matching of one image's detections (by descending score) with its faces.
+
+    Each detection takes the face it overlaps most; with IoU >= 0.5 on an ignored face it is left out (not
+    counted), on a counted face it is a true positive if that face is not taken yet; otherwise a false positive.
+
+    Returns:
+        ``(D,)`` bool true positives and ``(D,)`` bool counted (true or false positive).
+    """
+    true_positive = np.zeros(len(iou), dtype=bool)
+    counted = np.ones(len(iou), dtype=bool)
+    taken = set()
+    for detection, overlaps in enumerate(iou):
+        face = int(np.argmax(overlaps))
+        if overlaps[face] < 0.5:
+            continue  # no face: a false positive
+        if not counts[face]:
+            counted[detection] = False  # an ignored face: neither true nor false
+        elif face not in taken:
+            taken.add(face)
+            true_positive[detection] = True
+    return true_positive, counted
+
+
+def soft_nms(boxes: torch.Tensor, scores: torch.Tensor, sigma: float,
+             score_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian soft-NMS [Bodla et al. 2017]: each kept box multiplies the others' scores by ``exp(-IoU^2 / sigma)``.
+
+    Returns:
+        ``(K,)`` int64 indices in the order they are kept and ``(K,)`` their scores at that moment.
+    """
+    current = scores.tolist()
+    waiting = list(range(len(boxes)))
+    keep, kept_scores = [], []
+    while waiting:
+        best = max(waiting, key=lambda i: current[i])
+        if current[best] < score_threshold:
+            break
+        keep.append(best)
+        kept_scores.append(current[best])
+        waiting.remove(best)
+        overlaps = iou(boxes[[best]], boxes)[0]  # (N,)
+        for other in waiting:
+            current[other] *= math.exp(-float(overlaps[other]) ** 2 / sigma)
+    return torch.tensor(keep, dtype=torch.long), torch.tensor(kept_scores, dtype=scores.dtype)
+
+
+def diou_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy NMS that removes a box when its DIoU with a kept one is above the threshold [Zheng et al. 2020]."""
+    overlaps = diou(boxes, boxes)  # (N, N)
+    keep = []
+    for i in scores.argsort(descending=True).tolist():
+        if all(overlaps[j, i] <= iou_threshold for j in keep):
+            keep.append(i)
+    return torch.tensor(keep, dtype=torch.long)
+
+
+def voc_ap_11point(recall, precision) -> float:
+    """Mean over ``t = 0, 0.1, ..., 1`` of the best precision at recall ``>= t`` [Everingham et al. 2010, §4.2]."""
+    total = 0.0
+    for level in range(11):
+        reached = [p for r, p in zip(recall, precision) if r >= level / 10]
+        total += max(reached) if reached else 0.0
+    return total / 11
+
+
+def nme_interocular(points: np.ndarray, truth_points: np.ndarray) -> np.ndarray:
+    """Mean landmark distance divided by the annotated eyes' distance (300-W, Sagonas et al. 2016), ``(F,)``."""
+    errors = []
+    for predicted, truth in zip(points, truth_points):
+        eyes = math.dist(truth[0], truth[1])
+        errors.append(sum(math.dist(p, g) for p, g in zip(predicted, truth)) / 5 / eyes)
+    return np.array(errors)
