@@ -39,7 +39,7 @@ MANIFEST = "widerface.json"
 """File in the arranged folder listing the parts put there, their archives and files."""
 
 HF_DATA = "https://huggingface.co/datasets/CUHK-CSE/wider_face/resolve/main/data/"
-"""The Hugging Face copy of the official archives that the WIDER FACE site links to."""
+"""The Hugging Face copy of the official archives (same names and sizes as the Google Drive originals)."""
 
 GOOGLE_DRIVE = "https://drive.usercontent.google.com/download?id={id}&export=download&confirm=t"
 

@@ -32,13 +32,15 @@ def epilog() -> str:
     """The parts, where each comes from and its licence; the layout; examples."""
     lines = ["parts (default: all):"]
     for part in PARTS.values():
-        lines.append(f"  {part.name:<13}{part.archive}: {part.what}")
+        lines += textwrap.wrap(f"{part.archive}: {part.what}", 100, initial_indent=f"  {part.name:<13}",
+                               subsequent_indent=" " * 15)
         lines += textwrap.wrap(f"from {part.source}; {part.licence}", 100, initial_indent=" " * 15,
                                subsequent_indent=" " * 15)
     lines += [
-        "The images are fetched from the Hugging Face copy the WIDER FACE site links to, then Google Drive; MD5s",
-        "and Drive ids are torchvision's (torchvision.datasets.WIDERFace). WIDER FACE is for non-commercial",
-        "research only: by fetching it you accept its terms.",
+        "",
+        "The images come from the Hugging Face copy of the official archives (CUHK-CSE/wider_face), else Google",
+        "Drive; MD5s and Drive ids are torchvision's (torchvision.datasets.WIDERFace). WIDER FACE is for",
+        "non-commercial research only: by fetching it you accept its terms.",
         "",
         "DIR afterwards: train/images, train/label.txt, val/images, val/label.txt, ground_truth/*.mat,",
         "wider_face_split/, archives/, widerface.json (what was arranged from which archive)",
