@@ -197,11 +197,15 @@ class WiderFaceFolder:
             raise FileNotFoundError(f"WIDER FACE in {self.root} ({option}) lacks {files}: fetch them with "
                                     f"`{self.command(parts)}`")
 
+    def describe(self, parts=tuple(PARTS)) -> str:
+        """One sentence: whether ``parts`` are all there, or which are missing and the command that fetches them."""
+        missing = self.missing(parts)
+        if not missing:
+            return f"WIDER FACE in {self.root}: {', '.join(parts)} found"
+        return f"WIDER FACE in {self.root}: {', '.join(missing)} not found; run `{self.command(parts)}`"
+
     def __str__(self) -> str:
-        if not self.missing():
-            return f"WIDER FACE is complete in {self.root}"
-        have = ", ".join(self.present) or "no part"
-        return f"WIDER FACE in {self.root}: {have} found; to fetch the rest run `{self.command()}`"
+        return self.describe()
 
 
 def find_widerface(folder) -> WiderFaceFolder:

@@ -166,6 +166,7 @@ def test_download_arranges_every_part_read_by_eval_and_train(published, server, 
         ["wider_face_val.mat", "wider_easy_val.mat", "wider_medium_val.mat", "wider_hard_val.mat"])
     assert not list(root.rglob(".*"))  # no temporary file or folder left
     assert wa.find_widerface(root).present == tuple(wa.PARTS)
+    assert wa.find_widerface(root).describe(wa.EVAL_PARTS) == f"WIDER FACE in {root}: val, ground-truth found"
 
     requests = len(server.requests)
     assert fetch(root, "--mirror", server.url) == 0  # all there: nothing fetched again
@@ -319,8 +320,10 @@ def test_an_unknown_part_is_named_before_anything_happens(server, tmp_path, caps
 def test_a_folder_without_the_data_says_what_to_run(tmp_path, capsys):
     folder = wa.find_widerface(tmp_path)
     assert not folder.can_evaluate and not folder.can_train
-    assert str(folder) == (f"WIDER FACE in {tmp_path}: no part found; to fetch the rest run "
+    assert str(folder) == (f"WIDER FACE in {tmp_path}: train, val, boxes, landmarks, ground-truth not found; run "
                            f"`rfcore data widerface {tmp_path} --parts train val boxes landmarks ground-truth`")
+    assert folder.describe(wa.EVAL_PARTS) == (f"WIDER FACE in {tmp_path}: val, ground-truth not found; run "
+                                              f"`rfcore data widerface {tmp_path} --parts val ground-truth`")
     assert main(["eval", "--widerface", str(tmp_path), "--out", str(tmp_path / "e")]) == 2
     assert f"`rfcore data widerface {tmp_path} --parts val ground-truth`" in one_line(capsys.readouterr().err)
     assert main(["train", "--data", "widerface", "--out", str(tmp_path / "r")]) == 2

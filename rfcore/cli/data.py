@@ -90,7 +90,7 @@ def run_widerface(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         error(command, err)
         return EXIT_BAD_INPUT
-    print(folder)
+    print(folder.describe(args.parts))
     if folder.can_evaluate:
         print(f"evaluate: rfcore eval --widerface {folder.root}")
     if folder.can_train:
