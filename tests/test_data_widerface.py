@@ -295,6 +295,25 @@ def test_a_full_disk_during_a_download_keeps_every_file(published, server, tmp_p
     assert not (root / "val").exists()
 
 
+def test_a_full_disk_while_unpacking_leaves_no_half_folder(published, archives, tmp_path, capsys, monkeypatch):
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    (downloads / "WIDER_val.zip").write_bytes(archives["WIDER_val.zip"])
+    real_open, opened = open, []
+
+    def open_until_full(path, mode="r", *args, **kwargs):
+        opened.append(path)
+        if "w" in mode and len(opened) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(wa, "open", open_until_full, raising=False)
+    root = tmp_path / "w"
+    assert fetch(root, "--from", downloads, "--parts", "val") == EXIT_DISK_FULL
+    assert "no space left on the device while writing" in one_line(capsys.readouterr().err)
+    assert len(opened) == 2 and list(root.rglob("*")) == [root / "val"]  # the staging folder is gone
+
+
 def test_an_output_folder_holding_an_input_archive_is_refused(published, archives, tmp_path, capsys):
     root = tmp_path / "w"
     inside = root / "val" / "images"
