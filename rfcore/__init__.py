@@ -22,7 +22,9 @@ loading a network with or without its mesh head), :mod:`rfcore.convert`
 (public checkpoints and ONNX in), :mod:`rfcore.export` (ONNX out),
 :mod:`rfcore.assets` (the bundled samples), :mod:`rfcore.files` (every
 write: outputs that are never inputs, files that appear whole) and
-:mod:`rfcore.progress` (progress bars for terminals and logs).
+:mod:`rfcore.progress` (progress bars for terminals and logs);
+:mod:`rfcore.download` and :mod:`rfcore.widerface_archives` (WIDER FACE
+fetched, checked and arranged, only when ``rfcore data`` asks).
 
 On top of the core, which never imports them: :mod:`rfcore.viz` (pictures
 and widgets for the notebooks), :mod:`rfcore.bench` (benchmarks) and

@@ -9,8 +9,10 @@ line at most every :data:`LOG_INTERVAL` seconds instead.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 LOG_INTERVAL = 5.0
 """Seconds between progress lines when stderr is not a terminal."""
@@ -39,6 +41,8 @@ def progress_bar(iterable=None, **options) -> tqdm:
         **options: Other ``tqdm`` options (``total``, ``unit``, ``desc`` ...);
             ``disable=None`` shows the bar on a terminal only, as in tqdm.
     """
+    from tqdm import tqdm  # here, so that building the command line's parser stays light
+
     if sys.stderr.isatty():
         return tqdm(iterable, dynamic_ncols=True, **options)
     if options.get("disable", False) is None:

@@ -14,12 +14,12 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rfcore"
 LAYERS = (
-    "files", "progress", "headers",  # utilities: safe writing, progress, image file headers
+    "files", "progress", "headers", "download",  # utilities: safe writing, progress, image file headers, fetching
     "config", "detect_config", "anchors", "boxes", "matching", "image",  # settings, geometry, targets, input
     "model", "loss", "mesh",  # the network, Eq. 1 and the mesh library
     "assets", "weights", "convert", "export", "onnx_backend",  # files of weights and graphs, the ONNX runtime
     "postprocess", "detector",  # inference
-    "data", "quantize", "evaluation", "train",  # what uses data: calibration, measuring, learning
+    "widerface_archives", "data", "quantize", "evaluation", "train",  # data: fetched, read; calibration, measuring, learning
     "align", "video_threads", "video",  # applications of detection
     "exercises", "viz", "bench", "cli", "__main__",  # on top: checks, pictures, timings, the command line
 )

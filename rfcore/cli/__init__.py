@@ -6,6 +6,7 @@
 * :mod:`rfcore.cli.experiment`: ``experiment ablation``;
 * :mod:`rfcore.cli.mesh`: ``mesh pretrain``, ``mesh train-head`` and ``mesh measure``;
 * :mod:`rfcore.cli.evaluation`: ``eval``;
+* :mod:`rfcore.cli.data`: ``data widerface`` (the only command that downloads);
 * :mod:`rfcore.cli.weights`: ``export`` and ``convert``;
 * :mod:`rfcore.cli.bench`: ``bench`` and its kinds;
 * :mod:`rfcore.cli.common`: exit statuses, error lines, shared options.
@@ -20,7 +21,7 @@ import argparse
 import os
 import sys
 
-from rfcore.cli import anchors, bench, detect, evaluation, experiment, mesh, train, weights
+from rfcore.cli import anchors, bench, data, detect, evaluation, experiment, mesh, train, weights
 from rfcore.cli.common import EXIT_BAD_INPUT, EXIT_DISK_FULL, EXIT_INTERRUPTED, error
 from rfcore.files import DiskFull, is_disk_full
 
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="RetinaFace you can read, run and learn from.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for family in (anchors, bench, detect, evaluation, experiment, mesh, train, weights):
+    for family in (anchors, bench, data, detect, evaluation, experiment, mesh, train, weights):
         family.add_parsers(subparsers)
     return parser
 

@@ -35,7 +35,10 @@ the WIDER FACE validation set, as the official downloads unpack:
              wider_medium_val.mat, wider_hard_val.mat (from eval_tools.zip)
   --images   WIDER_val/images: one folder per event, e.g.
              0--Parade/0_Parade_marchingband_1_20.jpg (from WIDER_val.zip)
+or, arranged by `rfcore data widerface DIR --parts val ground-truth`:
+  --widerface DIR   DIR/ground_truth and DIR/val/images
 examples:
+  rfcore eval --widerface data/widerface
   rfcore eval --gt-dir eval_tools/ground_truth --images WIDER_val/images
   rfcore eval --gt-dir eval_tools/ground_truth --images WIDER_val/images --multiscale --limit 100
   rfcore eval --gt-dir eval_tools/ground_truth --pred-dir my_predictions
@@ -61,6 +64,8 @@ def add_parsers(subparsers) -> argparse.ArgumentParser:
     source.add_argument("--gt-dir", type=Path, metavar="DIR",
                         help="folder of the official ground truth: wider_face_val.mat and "
                         "wider_{easy,medium,hard}_val.mat")
+    source.add_argument("--widerface", type=Path, metavar="DIR",
+                        help="a folder arranged by `rfcore data widerface`: its ground_truth/ and val/images/")
     source.add_argument("--label-file", type=Path, metavar="FILE",
                         help="evaluate on a label.txt-layout set instead; every face counts (subset 'all')")
     data.add_argument("--images", type=Path, metavar="DIR",
@@ -102,6 +107,7 @@ def add_parsers(subparsers) -> argparse.ArgumentParser:
 def run_command(args: argparse.Namespace) -> int:
     """Run ``rfcore eval`` from parsed options; the exit status (2 for missing data or bad options)."""
     try:
+        use_widerface(args)
         check_arguments(args)
         check_not_inputs(input_files(args), [args.out / SUMMARY_FILE, args.out / FIGURE_FILE])
         truth = load_truth(args)
@@ -129,6 +135,23 @@ def input_files(args: argparse.Namespace) -> list[Path]:
 
     truth = [args.label_file] if args.gt_dir is None else [args.gt_dir / name for name in MAT_FILES.values()]
     return [*truth, *(weights_files(args.weights) if args.pred_dir is None else [])]
+
+
+def use_widerface(args: argparse.Namespace) -> None:
+    """With ``--widerface DIR``: ``--gt-dir`` and (unless given) ``--images`` from its layout.
+
+    Raises:
+        FileNotFoundError: Naming what is missing and the command that fetches it.
+    """
+    if args.widerface is None:
+        return
+    from rfcore.widerface_archives import EVAL_PARTS, GROUND_TRUTH, VAL_IMAGES, find_widerface
+
+    wider = find_widerface(args.widerface)
+    wider.require(("ground-truth",) if args.pred_dir is not None else EVAL_PARTS, "--widerface")
+    args.gt_dir = wider.path(GROUND_TRUTH)
+    if args.images is None and args.pred_dir is None:
+        args.images = wider.path(VAL_IMAGES)
 
 
 def check_arguments(args: argparse.Namespace) -> None:

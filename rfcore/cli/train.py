@@ -26,7 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     data = parser.add_argument_group("data")
     data.add_argument("--data", required=True, metavar="LABELS",
-                      help="label.txt of a WIDER FACE style folder (or the folder), or 'synthetic'")
+                      help="label.txt of a WIDER FACE style folder (or the folder), 'synthetic', or 'widerface' "
+                      "(the train/ folder of --widerface DIR)")
+    data.add_argument("--widerface", metavar="DIR",
+                      help="a folder arranged by `rfcore data widerface`, read by --data widerface and --val widerface")
     data.add_argument("--images", metavar="DIR", help="images folder (default: images/ beside label.txt)")
     data.add_argument("--num-images", type=int, metavar="N",
                       help=f"use the first N images; for synthetic data the count (default {SYNTHETIC_IMAGES})")
@@ -36,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help=f"loader processes per rank, at most the {cores()} cores this process may use "
                       f"(default {d.workers})")
     data.add_argument("--val", metavar="LABELS",
-                      help="validate during training on 'synthetic' (the held-out synthetic set) or a label.txt: "
+                      help="validate during training on 'synthetic' (the held-out synthetic set), a label.txt, or "
+                      "'widerface' (the val/ folder of --widerface DIR): "
                       "AP per face-size band and landmark NME, in the log and the progress bar")
     data.add_argument("--val-every", type=int, default=d.val_every, metavar="N",
                       help=f"validate every N steps and after the last (default {d.val_every})")
@@ -134,6 +138,7 @@ def run_command(args: argparse.Namespace) -> int:
     from rfcore.train.loop import TrainingDiskFull, TrainingDiverged, train
 
     try:
+        use_widerface(args)
         train_cfg = TrainConfig.from_args(args)
         train(train_cfg)
     except TrainingDiverged as err:
@@ -148,6 +153,29 @@ def run_command(args: argparse.Namespace) -> int:
             "no checkpoint was written yet"
         return _fail("interrupted (Ctrl-C); " + kept, EXIT_INTERRUPTED)
     return 0
+
+
+def use_widerface(args: argparse.Namespace) -> None:
+    """Replace ``--data widerface`` and ``--val widerface`` by the label files of ``--widerface DIR``.
+
+    Raises:
+        ValueError: For ``widerface`` without ``--widerface``.
+        FileNotFoundError: Naming what is missing and the command that fetches it.
+    """
+    named = [option for option in ("data", "val") if getattr(args, option) == "widerface"]
+    if not named:
+        return
+    if args.widerface is None:
+        raise ValueError(f"--{named[0]} widerface needs --widerface DIR, a folder arranged by `rfcore data widerface`")
+    from rfcore.widerface_archives import TRAIN_LABELS, TRAIN_PARTS, VAL_LABELS, find_widerface
+
+    wider = find_widerface(args.widerface)
+    if "data" in named:
+        wider.require(TRAIN_PARTS, "--data widerface")
+        args.data = str(wider.path(TRAIN_LABELS))
+    if "val" in named:
+        wider.require(("val", "landmarks"), "--val widerface")
+        args.val = str(wider.path(VAL_LABELS))
 
 
 def _fail(err: Exception, status: int) -> int:

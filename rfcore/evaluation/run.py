@@ -92,9 +92,8 @@ def size_band_summary(truth: GroundTruth, predictions: Mapping[str, ImagePredict
         predictions: Image key -> detections with landmarks, for every image of ``truth``.
 
     Returns:
-        JSON-ready ``{"ap": {band: AP}, "nme": {band: mean NME}, "faces": {band: count},
-        "detections": count}`` for the bands ``all, small, medium, large``; NaN (no face
-        in a band, or none found) written as ``None``.
+        JSON-ready ``{"ap": {band: AP}, "nme": {band: mean NME}, "faces": {band: count}, "detections": count}``
+        for the bands ``all, small, medium, large``; NaN (no face in a band, or none found) written as ``None``.
     """
     truth = with_size_bands(truth)
     curves = evaluate(truth, predictions)

@@ -7,7 +7,7 @@ model (:mod:`rfcore.data.synthetic`): the template stretched in width and
 depth and deformed along smooth Laplacian eigenvectors, recoloured to a
 skin tone with smooth colour variation. Pre-training teaches
 :class:`~rfcore.mesh.decoder.MeshDecoder` to generate exactly those faces,
-as the decoder half of an autoencoder:
+as the decoder half of an autoencoder::
 
     P_ST = W [ (xyz - xyz_template) / SHAPE_SCALE , (rgb - rgb_template) / COLOUR_SCALE ]
 
