@@ -183,9 +183,10 @@ def check_not_inputs(inputs: Iterable, outputs: Iterable, folders: Iterable = ()
         ValueError: Naming the output, the input it would overwrite and what to do.
     """
     inputs = [Path(p) for p in inputs if p is not None]
+    index = {key: path for path in reversed(inputs) for key in _identities(path)}  # the first input wins
     for output in (Path(p) for p in outputs if p is not None):
         check_output(output)
-        clash = next((p for p in inputs if same_file(p, output)), None)
+        clash = next((index[key] for key in _identities(output) if key in index), None)
         if clash is not None:
             same = "" if str(clash) == str(output) else f" (the same file as input {clash})"
             raise ValueError(f"output {output} is an input{same}: rfcore never writes over a file it reads; "
@@ -195,6 +196,15 @@ def check_not_inputs(inputs: Iterable, outputs: Iterable, folders: Iterable = ()
         if inside is not None:
             raise ValueError(f"input {inside} lies inside {folder}, which this command prunes: copy it elsewhere "
                              "first. Nothing was read or written.")
+
+
+def _identities(path) -> list:
+    """What makes two paths one file (:func:`same_file`): the real path, and device and inode if it exists."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return [os.path.realpath(path)]
+    return [os.path.realpath(path), (info.st_dev, info.st_ino)]
 
 
 def is_inside(path, folder) -> bool:

@@ -195,7 +195,7 @@ def test_convert_checkpoint(tmp_path, capsys):
     assert main(["convert", str(src), str(dst), "--preset", "mobilenet0.25"]) == 0
     converted = load_weights(None, dst)
     assert all(torch.equal(converted[key], value) for key, value in state.items())
-    assert main(["convert", str(src), str(dst), "--preset", "resnet50"]) == 1
+    assert main(["convert", str(src), str(dst), "--preset", "resnet50"]) == 2
     assert "mobilenet0.25_Final.pth" in capsys.readouterr().err
 
 

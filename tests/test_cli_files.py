@@ -67,7 +67,7 @@ def test_convert_onto_its_source_is_refused(tmp_path, capsys):
     src = tmp_path / "x.pth"
     torch.save(load_weights(None, DEFAULT_WEIGHTS), src)
     before = checksum(src)
-    assert main(["convert", str(src), str(src)]) == 1
+    assert main(["convert", str(src), str(src)]) == 2
     assert f"output {src} {REFUSED}" in capsys.readouterr().err
     assert checksum(src) == before
 

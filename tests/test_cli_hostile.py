@@ -282,3 +282,39 @@ def test_a_json_file_through_proc_self_fd_is_one_sentence(photo, tmp_path):
     assert done.returncode == 2 and done.stderr == (
         "rfcore detect: cannot write /proc/self/fd/1: no file can be created in /proc/self/fd (No such file or "
         "directory)\n")
+
+
+# ---------------------------------------------------------------- 3. the shipped run folder, as the report tried it
+
+
+def test_train_over_the_shipped_run_refuses_and_leaves_it_byte_identical(tmp_path, capsys):
+    from rfcore.assets import ASSETS
+
+    run = tmp_path / "synthetic-from-scratch"
+    shutil.copytree(ASSETS / "runs" / "synthetic-from-scratch", run)
+    before = sha256_tree(run)
+    argv = ["train", "--data", "synthetic", "--num-images", "4", "--size", "64", "--batch-size", "2", "--epochs", "1",
+            "--quiet", "--device", "cpu", "--out", str(run)]
+    assert main(argv) == 2
+    assert one_sentence(capsys.readouterr().err, "train") == (
+        f"rfcore train: {run} holds a finished run (log.jsonl, weights.safetensors) without a checkpoint to resume: "
+        "choose a new --out (rfcore never empties a run folder)\n")
+    assert sha256_tree(run) == before and not (run / ".rfcore.lock").exists()
+
+
+def test_eval_on_a_full_disk_exits_3(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from rfcore import files
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    shutil.copy(IMAGES / "grace_hopper.jpg", data / "images" / "a.jpg")
+    (data / "label.txt").write_text("# a.jpg\n180 110 170 215\n")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    assert main(["eval", "--label-file", str(data / "label.txt"), "--out", str(tmp_path / "out"), "--quiet"]) == 3
+    assert "no space left on the device while writing " in one_sentence(capsys.readouterr().err, "eval")

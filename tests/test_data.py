@@ -151,16 +151,24 @@ def test_missing_image_is_reported_by_path(tmp_path):
 def test_unreadable_image_is_reported_by_path(tmp_path):
     root = write_dataset(tmp_path, lines("# x.png", "1 2 3 4", "# notes.jpg"), {"x.png": (20, 20)})
     (root / "images" / "notes.jpg").write_text("not an image")
-    with pytest.raises(ValueError, match=re.escape(f"image {root / 'images' / 'notes.jpg'} is not an image")):
+    with pytest.raises(ValueError, match=re.escape(f"image {root / 'images' / 'notes.jpg'} is not a readable image")):
         WiderFace(root)
 
 
-def test_corrupt_image_fails_on_load_with_its_path(tmp_path):
+def test_a_damaged_header_is_refused_when_the_dataset_is_built(tmp_path):
     root = write_dataset(tmp_path, lines("# broken.png"))
-    png_signature = b"\x89PNG\r\n\x1a\n"
-    (root / "images" / "broken.png").write_bytes(png_signature + b"garbage" * 10)
-    dataset = WiderFace(root)  # the signature looks fine
-    with pytest.raises(FileNotFoundError, match=re.escape(str(root / "images" / "broken.png"))):
+    (root / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    with pytest.raises(ValueError, match=re.escape(f"label.txt:1: image {root / 'images' / 'broken.png'} is a PNG "
+                                                   "file whose header is damaged")):
+        WiderFace(root)
+
+
+def test_corrupt_image_data_fails_on_load_with_its_path(tmp_path):
+    root = write_dataset(tmp_path, lines("# broken.png"))
+    header = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR" + (2).to_bytes(4, "big") * 2 + b"\x08\x02\x00\x00\x00"
+    (root / "images" / "broken.png").write_bytes(header + b"garbage" * 10)
+    dataset = WiderFace(root)  # the header looks fine
+    with pytest.raises(ValueError, match=re.escape(f"{root / 'images' / 'broken.png'} is not a readable image")):
         dataset[0]
 
 
@@ -278,7 +286,7 @@ def test_a_truncated_jpeg_is_named_with_its_label_line(tmp_path):
     root = write_dataset(tmp_path, lines("# a.jpg", "1 2 3 4", "# b.png", "1 2 3 4"), {"b.png": (20, 20)})
     whole = cv2.imencode(".jpg", np.full((40, 40, 3), 90, np.uint8))[1].tobytes()
     (root / "images" / "a.jpg").write_bytes(whole[: len(whole) - 40])
-    with pytest.raises(ValueError, match=re.escape(f"{root / 'label.txt'}:1: {root / 'images' / 'a.jpg'} is a "
+    with pytest.raises(ValueError, match=re.escape(f"{root / 'label.txt'}:1: image {root / 'images' / 'a.jpg'} is a "
                                                    "truncated JPEG")):
         WiderFace(root)
     with pytest.warns(UserWarning, match="skipped 1 bad image"):

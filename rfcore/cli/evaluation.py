@@ -230,7 +230,7 @@ def warn_outside(truth, paths: list[Path]) -> None:
     import numpy as np
 
     from rfcore.data.widerface import outside_image
-    from rfcore.image import header_size
+    from rfcore.headers import header_size
 
     notes = []
     for path, boxes in zip(paths, truth.boxes):

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from rfcore.cli.common import EXIT_BAD_INPUT, add_weights_options, error
+from rfcore.files import check_not_inputs
 from rfcore.train.config import HeadTrainConfig, PretrainConfig
 
 LICENCE = "MIT (rfcore's own)"
@@ -74,6 +75,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
 
     try:
         config = PretrainConfig(**config_values(args, PRETRAIN_OPTIONS))
+        check_not_inputs([], [args.out / MESH_DECODER_FILE, args.out / MESH_ENCODER_FILE])  # before the work
     except ValueError as err:
         error("mesh pretrain", err)
         return EXIT_BAD_INPUT
@@ -201,6 +203,7 @@ def _run_train_head(args: argparse.Namespace) -> int:
         detector = RetinaFace.from_config(cfg, mesh_head=True)
         load_detector_weights(detector, weights, cfg.name)
         decoder = load_mesh_decoder(_existing(weights.with_name(MESH_DECODER_FILE)))
+        check_not_inputs([weights, weights.with_name(MESH_DECODER_FILE)], [weights.with_name(MESH_HEAD_FILE)])
     except (OSError, ValueError) as err:
         error("mesh train-head", err)
         return EXIT_BAD_INPUT

