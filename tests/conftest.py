@@ -28,6 +28,13 @@ def read_key_list(path: Path) -> dict[str, tuple[int, ...]]:
     return layout
 
 
+def pytest_collection_modifyitems(items):
+    """Notebooks (nbval) run for a minute or more each: they are ``slow``."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def public_layout():
     """``preset -> {key: shape}`` of the public biubug6 checkpoints."""

@@ -25,6 +25,7 @@ def test_the_variants_are_the_papers_three():
     assert steps == 1536 and ablation.ABLATION.val == "synthetic"
 
 
+@pytest.mark.slow
 def test_the_command_runs_every_variant_and_seed_and_summarises(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(ablation, "ABLATION", TINY)
     assert main(["experiment", "ablation", "--out", str(tmp_path), "--seeds", "0", "1", "--jobs", "2"]) == 0

@@ -8,6 +8,7 @@ from rfcore.cli import main
 from rfcore.detector import Detector
 
 
+@pytest.mark.slow
 def test_both_detectors_time_the_ten_faces_of_the_same_image():
     threads = torch.get_num_threads()
     result = bench_mesh_detect(threads=1, repeats=1)
@@ -27,6 +28,7 @@ def test_the_report_gives_the_goal_s_verdict(ratio, verdict):
     assert report.splitlines()[-1] == f"goal: the mesh adds < 10% per image with up to 10 faces: {verdict}"
 
 
+@pytest.mark.slow
 def test_the_plain_detector_shares_the_network_and_gives_no_meshes():
     meshed = Detector(mesh=True, threshold=0.0, max_faces=3)
     plain = meshed.without_mesh()
@@ -38,6 +40,7 @@ def test_the_plain_detector_shares_the_network_and_gives_no_meshes():
     assert [face.box for face in without] == [face.box for face in with_mesh]
 
 
+@pytest.mark.slow
 def test_the_command_prints_the_detection_part_and_refuses_a_negative_count(capsys):
     args = ["bench", "mesh", "--batches", "1", "--repeats", "1", "--threads", "1"]
     assert main([*args, "--detect-repeats", "1"]) == 0

@@ -1,5 +1,6 @@
 """Tests of rfcore.bench.reference: the biubug6-style network computes exactly what rfcore's computes."""
 
+import pytest
 import torch
 
 from rfcore.bench.reference import ReferenceRetinaFace, reference_model
@@ -15,6 +16,7 @@ def test_reference_has_the_public_checkpoint_keys_of_rfcore():
     assert all(theirs[key].shape == ours[key].shape for key in ours)
 
 
+@pytest.mark.slow
 def test_reference_gives_rfcores_outputs_with_rfcores_weights():
     plain = load_model(None, get_config("mobilenet0.25"))
     reference = reference_model(plain.state_dict())

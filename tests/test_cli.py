@@ -48,6 +48,7 @@ def test_detect_json_finds_the_face(capsys):
     assert box_iou(torch.tensor([face["box"]]), load_annotation(ANNOTATION).boxes).item() > 0.7
 
 
+@pytest.mark.slow
 def test_missing_file_fails_but_good_image_is_still_processed(tmp_path, capsys):
     missing = str(tmp_path / "missing.jpg")
     unreadable = tmp_path / "notes.png"
@@ -64,6 +65,7 @@ def test_missing_file_fails_but_good_image_is_still_processed(tmp_path, capsys):
     assert [p.name for p in out.iterdir()] == ["grace_hopper_faces.png"]
 
 
+@pytest.mark.slow
 def test_out_writes_annotated_images(tmp_path, capsys):
     copy = tmp_path / "other" / "grace_hopper.jpg"
     copy.parent.mkdir()
@@ -96,6 +98,7 @@ def resnet50_files(tmp_path_factory):
 
 
 @pytest.mark.parametrize("which", ["mobilenet0.25", "resnet50 with metadata", "resnet50 without metadata"])
+@pytest.mark.slow
 def test_detect_reads_the_preset_from_the_weights(which, resnet50_files, tmp_path, capsys):
     weights = {"mobilenet0.25": SHIPPED, "resnet50 with metadata": resnet50_files[0],
                "resnet50 without metadata": resnet50_files[1]}[which]
@@ -116,6 +119,7 @@ def test_detect_with_a_preset_the_weights_are_not_says_so_in_one_sentence(resnet
                                        "resnet50 (preset='resnet50')\n")
 
 
+@pytest.mark.slow
 def test_detect_mesh_writes_meshes_and_draws_them(tmp_path, capsys, mesh_weights):
     args = ["detect", IMAGE, "--weights", str(mesh_weights), "--mesh", "--threshold", "0.45", "--json"]
     assert main([*args, "--out", str(tmp_path / "out")]) == 0
@@ -127,6 +131,7 @@ def test_detect_mesh_writes_meshes_and_draws_them(tmp_path, capsys, mesh_weights
     assert (tmp_path / "out" / "grace_hopper_faces.png").is_file()
 
 
+@pytest.mark.slow
 def test_detect_mesh_works_with_the_shipped_weights(capsys):
     assert main(["detect", IMAGE, "--mesh", "--json"]) == 0
     (record,) = json_lines(capsys.readouterr().out)
@@ -159,6 +164,7 @@ def test_detect_mesh_with_weights_without_a_mesh_head_exits_2(tmp_path, capsys):
     assert "plain.safetensors has no mesh head" in err and "rfcore mesh train-head --weights" in err
 
 
+@pytest.mark.slow
 def test_console_script_runs(tmp_path):
     script = shutil.which("rfcore")
     if script is None:
@@ -177,6 +183,7 @@ def test_console_script_runs(tmp_path):
 # ---------------------------------------------------------------- export and convert
 
 
+@pytest.mark.slow
 def test_export_writes_onnx(tmp_path, capsys):
     onnx = pytest.importorskip("onnx")
     path = tmp_path / "model" / "retinaface.onnx"
@@ -217,6 +224,7 @@ def test_convert_checks_its_arguments(args, capsys):
 # ---------------------------------------------------------------- bench detect
 
 
+@pytest.mark.slow
 def test_bench_detect_prints_the_table(capsys):
     pytest.importorskip("retinaface.weights")
     assert main(["bench", "detect", "--repeats", "1", "--threads", "1"]) == 0
@@ -227,12 +235,14 @@ def test_bench_detect_prints_the_table(capsys):
     assert "post-processing (decode + NMS)" in out and "goal: post-processing" in out
 
 
+@pytest.mark.slow
 def test_bench_detect_names_a_missing_peer(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
     assert main(["bench", "detect", "--repeats", "1", "--threads", "1"]) == 2
     assert "onnxruntime is not installed" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_mesh_prints_one_row_per_batch(capsys):
     assert main(["bench", "mesh", "--batches", "1", "2", "--repeats", "1", "--threads", "1", "--detect-repeats", "0"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -247,6 +257,7 @@ def test_bench_mesh_rejects_bad_sizes(capsys, size):
     assert f"argument --size: must be between 1 and 1,024, got {size}" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_reader_closing_the_pipe_early_is_not_a_traceback():
     process = subprocess.Popen(
         [sys.executable, "-m", "rfcore", "anchors", "--preset", "paper"],

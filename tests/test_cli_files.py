@@ -72,6 +72,7 @@ def test_convert_onto_its_source_is_refused(tmp_path, capsys):
     assert checksum(src) == before
 
 
+@pytest.mark.slow
 def test_export_onto_the_weights_is_refused_and_a_failed_export_leaves_the_old_file(tmp_path, monkeypatch, capsys):
     weights = tmp_path / "w.safetensors"
     weights.write_bytes(DEFAULT_WEIGHTS.read_bytes())
@@ -100,6 +101,7 @@ def test_align_refuses_an_input_its_crops_would_replace(tmp_path, capsys):
     assert f"{REFUSED}" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_json_file_appears_whole_or_keeps_its_old_contents(photo, tmp_path, monkeypatch, capsys):
     out = tmp_path / "faces.jsonl"
     out.write_text("old\n")

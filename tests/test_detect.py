@@ -75,6 +75,7 @@ def test_finds_grace_hopper_with_landmarks(detector, truth):
     assert errors.mean() < 0.05 and errors.max() < 0.08
 
 
+@pytest.mark.slow
 def test_module_is_callable_and_faces_serialise(truth):
     from rfcore import detect
 
@@ -86,6 +87,7 @@ def test_module_is_callable_and_faces_serialise(truth):
     assert isinstance(faces[0], Face) and hash(faces[0]) == hash(faces[0])
 
 
+@pytest.mark.slow
 def test_paths_and_arrays_in_every_layout_agree(detector, truth, image):
     reference = detector.detect(truth.image_path)
     assert detector.detect(image, color="RGB") == reference
@@ -98,6 +100,7 @@ def test_paths_and_arrays_in_every_layout_agree(detector, truth, image):
         assert box_iou(torch.tensor([face.box]), truth.boxes).item() > 0.6
 
 
+@pytest.mark.slow
 def test_batch_of_different_sizes(detector, truth, image):
     small = cv2.resize(image, (256, 300))
     batch = detector.detect([truth.image_path, small, image], color="RGB")
@@ -112,6 +115,7 @@ def test_batch_of_different_sizes(detector, truth, image):
     assert detector.detect([]) == []
 
 
+@pytest.mark.slow
 def test_threshold_and_input_size(truth, image):
     assert Detector(threshold=0.9999999).detect(image, color="RGB") == []
     (face,) = Detector(short_edge=256, max_size=300).detect(image, color="RGB")
@@ -122,6 +126,7 @@ def test_threshold_and_input_size(truth, image):
     assert input_size(600, 512, None, 300) == (300, 256)
 
 
+@pytest.mark.slow
 def test_fused_and_plain_detectors_agree(detector, image):
     assert_same_faces(Detector(fuse=False).detect(image, color="RGB"), detector.detect(image, color="RGB"))
 
@@ -272,6 +277,7 @@ def test_flip_mirrors_boxes_and_swaps_left_and_right():
 # ---------------------------------------------------------------- test-time augmentation
 
 
+@pytest.mark.slow
 def test_flip_test_is_mirror_symmetric(truth, image):
     flip_only = Detector(tta=TTAConfig(flip=True, scales=(None,)))
     width = image.shape[1]
@@ -286,6 +292,7 @@ def test_flip_test_is_mirror_symmetric(truth, image):
     assert box_iou(boxes, truth.boxes).item() > 0.7
 
 
+@pytest.mark.slow
 def test_plain_detection_is_nearly_mirror_symmetric(detector, truth, image):
     # Without the flip test the network alone is only roughly mirror-symmetric.
     direct = as_tensors(detector.detect(image, color="RGB"))
@@ -295,6 +302,7 @@ def test_plain_detection_is_nearly_mirror_symmetric(detector, truth, image):
     assert (direct[1] - back[1]).norm(dim=-1).mean() < 0.05 * ((x2 - x1) * (y2 - y1)).sqrt()
 
 
+@pytest.mark.slow
 def test_multi_scale_flip_test_finds_the_face(truth, image):
     tta = TTAConfig(flip=True, scales=(300, None))
     assert tta.passes() == [(300, False), (300, True), (None, False), (None, True)]
@@ -340,6 +348,7 @@ def mesh_by_hand(weights, image, box):
     return torch.stack([x1 + crop[0, :, 0] * (x2 - x1) / 32, y1 + crop[0, :, 1] * (y2 - y1) / 32], dim=1)
 
 
+@pytest.mark.slow
 def test_mesh_detector_gives_each_face_its_projected_mesh(mesh_weights):
     image = noise_image()
     faces = Detector(mesh_weights, mesh=True, threshold=0.0, max_faces=4).detect(image, color="RGB")
@@ -353,6 +362,7 @@ def test_mesh_detector_gives_each_face_its_projected_mesh(mesh_weights):
     assert torch.allclose(torch.tensor(faces[0].mesh), expected, atol=1e-3 * scale)
 
 
+@pytest.mark.slow
 def test_no_faces_give_no_meshes(mesh_weights):
     empty = Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, 5, 2), torch.zeros(0, dtype=torch.long),
                        torch.zeros(0, 144))
@@ -365,6 +375,7 @@ def test_without_mesh_faces_have_none_and_no_mesh_key(detector, image):
     assert face.mesh is None and "mesh" not in face.to_dict()
 
 
+@pytest.mark.slow
 def test_weights_with_a_mesh_head_also_detect_without_mesh(mesh_weights):
     image = noise_image(seed=2)
     with_mesh = Detector(mesh_weights, mesh=True, threshold=0.0, max_faces=4).detect(image, color="RGB")
@@ -374,6 +385,7 @@ def test_weights_with_a_mesh_head_also_detect_without_mesh(mesh_weights):
         assert plain.mesh is None and plain.box == meshed.box and plain.score == meshed.score
 
 
+@pytest.mark.slow
 def test_zero_mesh_parameters_put_the_mesh_on_its_box(tmp_path):
     weights = save_mesh_run(tmp_path, zero_mesh_head=True)
     for face in Detector(weights, mesh=True, threshold=0.0, max_faces=4).detect(noise_image(seed=1), color="RGB"):
@@ -403,6 +415,7 @@ def mirror_meshes(faces, width, order):
     return meshes
 
 
+@pytest.mark.slow
 def test_flip_test_with_mesh_is_mirror_symmetric(mesh_weights):
     image = noise_image(seed=3)
     flip_only = Detector(mesh_weights, mesh=True, threshold=0.0, max_faces=4, tta=TTAConfig(flip=True, scales=(None,)))
@@ -414,6 +427,7 @@ def test_flip_test_with_mesh_is_mirror_symmetric(mesh_weights):
     assert torch.allclose(meshes, mirror_meshes(back, image.shape[1], flip_only.mesh_order), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_voted_faces_keep_their_own_mesh(mesh_weights):
     """One pass with voting: each kept face is its group's top scorer, so its mesh is the one it has without TTA."""
     image = noise_image(seed=4)

@@ -34,6 +34,7 @@ def boxes(faces):
     return torch.tensor([face.box for face in faces]).reshape(-1, 4)
 
 
+@pytest.mark.slow
 def test_the_default_cap_leaves_the_bundled_images_and_the_paper_scales_alone():
     default, uncapped = Detector(), Detector(max_size=0)
     assert default.max_size == DEFAULT_MAX_SIZE == 4096
@@ -46,6 +47,7 @@ def test_the_default_cap_leaves_the_bundled_images_and_the_paper_scales_alone():
     assert default.largest_input_edge((20000, 20000)) == 4096
 
 
+@pytest.mark.slow
 def test_a_large_jpeg_is_decoded_reduced_and_faces_come_back_in_its_pixels(detector, big_jpeg):
     image, size = detector.load(big_jpeg)
     assert image.shape == (540, 960, 3) and size == (2160, 3840)  # decoded at 1/4, just the network input
@@ -106,6 +108,7 @@ def test_weights_that_are_not_finite_are_refused(tmp_path):
         Detector(tmp_path / "nan.safetensors")
 
 
+@pytest.mark.slow
 def test_peak_memory_of_detect_on_a_6000_square_jpeg_stays_under_the_goal(tmp_path):
     """Peak resident memory of `rfcore detect` in a fresh process, as `rfcore bench memory` measures it."""
     path = write_large_image(tmp_path / "large.jpg", 6000)

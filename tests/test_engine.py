@@ -43,6 +43,7 @@ def assert_same_faces(faces, reference, tolerance):
         assert np.abs(np.subtract(face.landmarks, want.landmarks)).max() < tolerance
 
 
+@pytest.mark.slow
 def test_onnx_engine_exports_the_shipped_weights_once_and_finds_the_same_faces(cache):
     detector = Detector(engine="onnx")
     (cached,) = cache.glob("*.onnx")
@@ -54,6 +55,7 @@ def test_onnx_engine_exports_the_shipped_weights_once_and_finds_the_same_faces(c
     assert cached.stat().st_mtime_ns == written and len(list(cache.glob("*"))) == 1
 
 
+@pytest.mark.slow
 def test_a_damaged_cache_entry_is_rebuilt(cache):
     Detector(engine="onnx")
     (cached,) = cache.glob("*.onnx")
@@ -63,6 +65,7 @@ def test_a_damaged_cache_entry_is_rebuilt(cache):
     assert cached.read_bytes() == whole and len(list(cache.glob("*"))) == 1
 
 
+@pytest.mark.slow
 def test_onnx_engine_runs_a_file_on_a_batch_of_two_sizes(tmp_path, float_export):
     path = tmp_path / "model.onnx"
     path.write_bytes(float_export)
@@ -73,6 +76,7 @@ def test_onnx_engine_runs_a_file_on_a_batch_of_two_sizes(tmp_path, float_export)
     assert none == []
 
 
+@pytest.mark.slow
 def test_a_foreign_onnx_model_is_refused_with_what_to_do(tmp_path):
     x = onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 3, 4, 4])
     y = onnx.helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, [1, 3, 4, 4])
@@ -92,6 +96,7 @@ def test_a_file_that_is_not_onnx_is_named(tmp_path):
         Detector(tmp_path / "missing.onnx", engine="onnx")
 
 
+@pytest.mark.slow
 def test_a_model_of_another_preset_is_refused(tmp_path, float_export):
     path = tmp_path / "resnet.onnx"
     path.write_bytes(with_metadata(float_export, {"rfcore.preset": "resnet50"}))
@@ -101,6 +106,7 @@ def test_a_model_of_another_preset_is_refused(tmp_path, float_export):
     assert OnnxNetwork(path).preset == "resnet50"
 
 
+@pytest.mark.slow
 def test_an_export_without_a_preset_needs_one(tmp_path, float_export):
     path = tmp_path / "old.onnx"
     model = onnx.load_from_string(float_export)
@@ -132,6 +138,7 @@ def test_engine_options_that_cannot_work_are_named(options, message):
         Detector(**options)
 
 
+@pytest.mark.slow
 def test_cli_exports_int8_and_detects_with_it(tmp_path, capsys, monkeypatch):
     from rfcore.assets import load_image
     from rfcore.image import letterbox
@@ -150,6 +157,7 @@ def test_cli_exports_int8_and_detects_with_it(tmp_path, capsys, monkeypatch):
     assert "exported for preset mobilenet0.25, not resnet50" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_int8_export_without_onnxruntime_says_how_to_install_it(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
     monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)

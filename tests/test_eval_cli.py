@@ -54,6 +54,7 @@ def read_summary(out: Path) -> dict:
     return json.loads((out / "summary.json").read_text())
 
 
+@pytest.mark.slow
 def test_eval_prints_aps_and_writes_predictions_curves_and_summary(evaluated, capsys):
     summary = read_summary(evaluated)
     assert summary["images"] == 3 and list(summary["subsets"]) == ["easy", "medium", "hard"]
@@ -70,6 +71,7 @@ def test_eval_prints_aps_and_writes_predictions_curves_and_summary(evaluated, ca
     assert figure.shape[1] > 2 * figure.shape[0]  # three panels side by side
 
 
+@pytest.mark.slow
 def test_eval_report_table(wider, tmp_path, capsys):
     gt_dir, images = wider
     assert main(["eval", "--gt-dir", str(gt_dir), "--images", str(images), "--out", str(tmp_path), "--quiet",
@@ -81,6 +83,7 @@ def test_eval_report_table(wider, tmp_path, capsys):
     assert read_summary(tmp_path)["images"] == 1 and read_summary(tmp_path)["settings"]["limit"] == 1
 
 
+@pytest.mark.slow
 def test_pred_dir_gives_the_same_aps_from_the_written_files(wider, evaluated, tmp_path):
     gt_dir, _ = wider
     assert main(["eval", "--gt-dir", str(gt_dir), "--pred-dir", str(evaluated / "predictions"),
@@ -114,6 +117,7 @@ def test_missing_images_are_named(wider, tmp_path, capsys):
     assert "--images DIR is needed to run the detector" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_malformed_prediction_file_names_file_and_line(wider, evaluated, tmp_path, capsys):
     gt_dir, _ = wider
     pred_dir = tmp_path / "pred"
@@ -157,6 +161,7 @@ def test_test_time_options_become_a_tta_config():
     assert not scales.flip and scales.scales == (300, 600)
 
 
+@pytest.mark.slow
 def test_flip_runs_and_is_recorded(wider, tmp_path):
     gt_dir, images = wider
     assert main(["eval", "--gt-dir", str(gt_dir), "--images", str(images), "--out", str(tmp_path), "--quiet",

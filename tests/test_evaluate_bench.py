@@ -49,6 +49,7 @@ def test_generated_set_has_ties_duplicates_and_nested_subsets():
         assert (easy <= medium).all() and (medium <= hard).all() and not hard.all()
 
 
+@pytest.mark.slow
 def test_bench_eval_command_reports_both_and_the_ratio(capsys):
     args = ["bench", "eval", "--num-images", "20", "--faces", "5", "--detections", "10", "--repeats", "2"]
     assert main(args) == 0

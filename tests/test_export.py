@@ -15,6 +15,8 @@ from rfcore.model import RetinaFace, RetinaFaceOutput
 from rfcore.model.fuse import fuse_for_inference
 from rfcore.weights import load_model
 
+pytestmark = pytest.mark.slow  # ONNX export
+
 ort = pytest.importorskip("onnxruntime")
 
 IMAGE = Path(__file__).resolve().parents[1] / "assets" / "images" / "grace_hopper.jpg"

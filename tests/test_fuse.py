@@ -47,6 +47,7 @@ def test_fold_batch_norm_computes_conv_then_bn(conv, in_channels):
     assert folded is not conv
 
 
+@pytest.mark.slow
 def test_shipped_model_fused_equals_unfused():
     model = RetinaFace.from_config(get_config("mobilenet0.25"))
     load_weights(model, SHIPPED)
@@ -65,6 +66,7 @@ def test_shipped_model_fused_equals_unfused():
 
 
 @pytest.mark.parametrize("preset", ["resnet50", "paper"])
+@pytest.mark.slow
 def test_other_presets_fuse_with_mesh_head(preset):
     torch.manual_seed(0)
     model = randomise_batch_norms(RetinaFace.from_config(get_config(preset), mesh_head=True))

@@ -128,6 +128,7 @@ def test_there_is_no_import_circle_between_modules_or_rooms():
     assert find_circle(room_graph(graph)) is None
 
 
+@pytest.mark.slow
 def test_the_core_does_not_load_pictures_or_widgets():
     code = (
         "import sys, rfcore.config, rfcore.anchors, rfcore.boxes, rfcore.matching, rfcore.assets;"

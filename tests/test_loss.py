@@ -207,6 +207,7 @@ def test_mismatched_shapes_are_reported():
         multitask_loss(make_output(face_logits([0.0] * 3), torch.zeros(1, 3, 5)), targets, PAPER)
 
 
+@pytest.mark.slow
 def test_gradients_reach_every_head_and_the_backbone():
     torch.manual_seed(0)
     cfg = get_config("mobilenet0.25")

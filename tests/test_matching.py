@@ -23,6 +23,7 @@ def assert_same_targets(fast, peer):
     faces=st.integers(min_value=0, max_value=30),
     seed=st.integers(min_value=0, max_value=10_000),
 )
+@pytest.mark.slow
 def test_batched_matching_equals_the_dense_definition(preset, height, width, faces, seed):
     cfg = get_config(preset)
     boxes, points = random_faces(3, faces, (height, width), seed)

@@ -20,6 +20,7 @@ def decoder():
     return decoder
 
 
+@pytest.mark.slow
 def test_fit_recovers_a_face_rendered_from_known_parameters(decoder):
     generator = torch.Generator().manual_seed(1)
     truth = torch.cat([torch.randn(1, 128, generator=generator), torch.tensor([TRUE_CAMERA]),

@@ -53,6 +53,7 @@ def test_the_folded_decoder_refuses_a_bad_code():
         InferenceDecoder(MeshDecoder(build_hierarchy()))(torch.zeros(2, 7))
 
 
+@pytest.mark.slow
 def test_detection_with_the_mesh_gives_the_full_head_s_meshes():
     """The head at the candidates' anchors and the folded decoder against the head on every anchor and the decoder."""
     cfg = get_config("mobilenet0.25")

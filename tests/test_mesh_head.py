@@ -67,6 +67,7 @@ def detector_with_head():
     return detector
 
 
+@pytest.mark.slow
 def test_training_changes_the_mesh_head_only():
     detector, decoder = detector_with_head(), MeshDecoder(build_hierarchy())
     before = {key: value.clone() for key, value in detector.state_dict().items()}
@@ -128,6 +129,7 @@ def test_measuring_needs_a_detector_with_meshes():
         mesh_accuracy(Detector(), HeadTrainConfig().dataset(held_out=True, length=1))
 
 
+@pytest.mark.slow
 def test_the_head_s_crop_margin_grows_the_box_the_mesh_is_mapped_through(mesh_folder):
     weights, head, metadata = mesh_folder
     image = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
@@ -142,6 +144,7 @@ def test_the_head_s_crop_margin_grows_the_box_the_mesh_is_mapped_through(mesh_fo
         assert torch.allclose(torch.tensor(other.mesh), expected, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_train_head_command_writes_a_head_beside_the_weights(mesh_folder, capsys):
     weights, _, _ = mesh_folder
     weights.with_name(MESH_HEAD_FILE).unlink()

@@ -58,6 +58,7 @@ def test_held_out_faces_differ_from_training_faces():
     assert torch.equal(model_faces(4, seed=0, stream=0).colours, train.colours)
 
 
+@pytest.mark.slow
 def test_a_short_pre_training_beats_the_template():
     config = PretrainConfig(steps=150, batch_size=16, train_faces=64, held_out_faces=32)
     untrained = MeshDecoder(build_hierarchy())  # outputs the template whatever the code
@@ -86,6 +87,7 @@ def test_a_decoder_of_another_layout_is_refused_naming_both(tmp_path):
         load_mesh_decoder(path)
 
 
+@pytest.mark.slow
 def test_pretrain_command_writes_a_decoder_that_loads(tmp_path, capsys):
     status = main(["mesh", "pretrain", "--out", str(tmp_path), "--steps", "3", "--batch-size", "4",
                    "--train-faces", "8", "--held-out-faces", "4", "--quiet"])

@@ -298,6 +298,7 @@ def test_mesh_branch_loss_is_zero_on_its_own_rendering_and_trains_everything():
 # --- benchmark --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bench_mesh_reports_its_figures():
     results = bench_mesh(batches=(1,), threads=1, repeats=1)
     (row,) = results

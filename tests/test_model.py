@@ -54,6 +54,7 @@ def test_resnet50_outputs_one_row_per_anchor():
     assert out.logits.shape == (1, len(make_anchors(cfg, (479, 641))), 2)
 
 
+@pytest.mark.slow
 def test_paper_model_has_102300_anchors_at_640():
     cfg = get_config("paper")
     model = RetinaFace.from_config(cfg).eval()

@@ -23,6 +23,8 @@ from rfcore.quantize import (
 )
 from rfcore.weights import load_model
 
+pytestmark = pytest.mark.slow  # ONNX export and int8 quantisation
+
 pytest.importorskip("onnxruntime")
 
 PHOTOS = sorted(IMAGES.glob("*.jpg"))

@@ -106,6 +106,7 @@ def test_mobilenet_by_hand():
     assert not any(row["deformable"] for row in rows)
 
 
+@pytest.mark.slow
 def test_resnet50_and_paper_levels():
     # torchvision ResNet-50 strides in the 3x3 conv of a bottleneck (v1.5): 7 + 4 + 3*8 + (8 + 3*16) + ... = 427
     rows = level_receptive_fields(RetinaFace.from_config(get_config("paper")))

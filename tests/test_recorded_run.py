@@ -30,6 +30,7 @@ def test_the_log_holds_the_whole_run_and_every_validation():
     assert validation_records(records)[-1] == RUN["final_validation"]
 
 
+@pytest.mark.slow
 def test_the_shipped_weights_reproduce_the_recorded_validation_on_a_subset():
     """Scores differ in their last bits between CPUs; AP and NME over 48 images move far less than the tolerance."""
     check = RUN["subset_check"]

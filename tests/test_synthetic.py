@@ -83,6 +83,7 @@ def other_kernels_environment():
     return environment
 
 
+@pytest.mark.slow
 def test_ground_truth_is_bit_identical_under_other_cpu_kernels(tmp_path):
     here = ground_truth_here(tmp_path / "here.npz")
     there = tmp_path / "there.npz"
@@ -94,6 +95,7 @@ def test_ground_truth_is_bit_identical_under_other_cpu_kernels(tmp_path):
         np.testing.assert_array_equal(here[name], there[name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_ground_truth_is_bit_identical_in_a_kernel_started_as_nbval_starts_it(tmp_path):
     from jupyter_client.manager import start_new_kernel
 

@@ -132,6 +132,7 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path):
 # ---------------------------------------------------------------- runs
 
 
+@pytest.mark.slow
 def test_a_run_writes_log_checkpoints_and_weights(faces_folder, tmp_path):
     out = tmp_path / "run"
     result = train(tiny_config(faces_folder, out))
@@ -157,6 +158,7 @@ def test_a_run_writes_log_checkpoints_and_weights(faces_folder, tmp_path):
     assert_same_tensors(read_tensors(newest / "weights.safetensors"), read_tensors(result.weights))
 
 
+@pytest.mark.slow
 def test_a_run_logged_to_a_file_prints_progress_lines_between_validations(faces_folder, tmp_path, monkeypatch,
                                                                           capsys):
     from rfcore import progress
@@ -171,6 +173,7 @@ def test_a_run_logged_to_a_file_prints_progress_lines_between_validations(faces_
     assert "cls " in lines[-1] and "box " in lines[-1]  # the step's losses, not cut short
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_ends_with_identical_weights(faces_folder, tmp_path):
     uninterrupted = train(tiny_config(faces_folder, tmp_path / "a"))
 
@@ -188,6 +191,7 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(faces_folder, t
     assert log_terms(tmp_path / "b") == log_terms(tmp_path / "a")  # step 5 logged once, same numbers
 
 
+@pytest.mark.slow
 def test_a_run_stopped_at_an_epoch_end_resumes_exactly(faces_folder, tmp_path):
     uninterrupted = train(tiny_config(faces_folder, tmp_path / "a", checkpoint_every=0))
     stopped = train(tiny_config(faces_folder, tmp_path / "b", checkpoint_every=0, max_steps=STEPS_PER_EPOCH))
@@ -200,6 +204,7 @@ def test_a_run_stopped_at_an_epoch_end_resumes_exactly(faces_folder, tmp_path):
     assert_same_tensors(read_tensors(resumed.weights), read_tensors(uninterrupted.weights))
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_run_with_other_settings_and_start_refuses_to_overwrite(faces_folder, tmp_path):
     train(tiny_config(faces_folder, tmp_path, max_steps=2))
     with pytest.raises(ValueError, match="pass --resume"):
@@ -220,6 +225,7 @@ def sha256_tree(folder) -> dict:
             for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("resume", [False, True])
 def test_a_finished_run_without_checkpoints_is_never_emptied(faces_folder, tmp_path, resume):
     out = tmp_path / "run"
@@ -233,6 +239,7 @@ def test_a_finished_run_without_checkpoints_is_never_emptied(faces_folder, tmp_p
     assert sha256_tree(out) == before
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_busy_folder_stops_at_once_naming_the_first(faces_folder, tmp_path):
     out = tmp_path / "run"
     with folder_lock(out, "rfcore train"):
@@ -258,6 +265,7 @@ def nan_box_from_step(first_bad: int, monkeypatch):
     monkeypatch.setattr(training, "multitask_loss", loss)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(faces_folder, tmp_path, monkeypatch):
     nan_box_from_step(5, monkeypatch)
     with pytest.raises(TrainingDiverged, match=r"step 5: loss term 'box' is nan.*step-00000004"):
@@ -270,6 +278,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(faces_folder,
     assert [r["step"] for r in log_terms(tmp_path)] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_command_line_reports_divergence_with_status_1(faces_folder, tmp_path, monkeypatch, capsys):
     nan_box_from_step(1, monkeypatch)
     status = main(["train", "--data", str(faces_folder), "--out", str(tmp_path), "--size", "64", "--epochs", "1",

@@ -13,6 +13,7 @@ def test_memory_batch_has_faces_inside_the_images():
     assert batch.faces.boxes.min() >= 0 and batch.faces.boxes.max() <= 64
 
 
+@pytest.mark.slow
 def test_bench_train_reports_speed_and_the_share_of_targets_and_loss():
     threads = torch.get_num_threads()
     result = bench_train(batch=2, faces=3, size=64, threads=1, repeats=2)
@@ -24,6 +25,7 @@ def test_bench_train_reports_speed_and_the_share_of_targets_and_loss():
 
 
 
+@pytest.mark.slow
 def test_bench_train_with_mesh_reports_what_the_branch_adds():
     result = bench_train(batch=2, faces=3, size=64, threads=1, repeats=1, mesh=True)
     assert result["mesh_images_per_second"] == pytest.approx(2 / (result["mesh_step_ms"] / 1000))
@@ -31,6 +33,7 @@ def test_bench_train_with_mesh_reports_what_the_branch_adds():
     assert "goal: the mesh branch adds < 15%" in format_train_report(result)
 
 
+@pytest.mark.slow
 def test_bench_recipe_puts_the_recorded_run_next_to_the_paper_setting():
     from dataclasses import replace
 

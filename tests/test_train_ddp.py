@@ -5,12 +5,15 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from builders import write_faces_folder
 from safetensors.torch import load_file
 
 from rfcore.config import get_config
 from rfcore.model import RetinaFace
+
+pytestmark = pytest.mark.slow  # torchrun: two processes training
 
 
 def test_two_gloo_ranks_on_cpu_end_with_identical_weights(tmp_path):

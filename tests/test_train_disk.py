@@ -41,6 +41,7 @@ CHECKPOINT_SITES = [("weights", True, 3), ("optimizer", True, 3), ("state", True
 
 
 @pytest.mark.parametrize(("stem", "in_checkpoint", "call"), CHECKPOINT_SITES)
+@pytest.mark.slow
 def test_a_full_disk_while_checkpointing_stops_and_keeps_the_last_good_checkpoint(
         faces_folder, tmp_path, monkeypatch, stem, in_checkpoint, call):
     fill_disk_at(monkeypatch, stem, in_checkpoint, call)
@@ -58,6 +59,7 @@ def test_a_full_disk_while_checkpointing_stops_and_keeps_the_last_good_checkpoin
     assert resumed.step == 6 and [r["step"] for r in log_terms(tmp_path)] == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.slow
 def test_a_full_disk_at_the_final_weights_keeps_the_checkpoints(faces_folder, tmp_path, monkeypatch):
     fill_disk_at(monkeypatch, "weights", in_checkpoint=False)
     with pytest.raises(TrainingDiskFull, match=rf"writing {tmp_path}/weights.safetensors \(needed .*step-00000006"):
@@ -66,6 +68,7 @@ def test_a_full_disk_at_the_final_weights_keeps_the_checkpoints(faces_folder, tm
     assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-00000004", "step-00000006"]
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_logging_stops_with_the_log_named(faces_folder, tmp_path, monkeypatch):
     real_open, lines = open, []
 
@@ -82,6 +85,7 @@ def test_a_full_disk_while_logging_stops_with_the_log_named(faces_folder, tmp_pa
     assert [r["step"] for r in log_terms(tmp_path)] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_the_command_line_exits_with_its_own_status_for_a_full_disk(faces_folder, tmp_path, monkeypatch, capsys):
     fill_disk_at(monkeypatch, "state", in_checkpoint=True)
     status = main(["train", "--data", str(faces_folder), "--out", str(tmp_path), "--size", "64", "--epochs", "1",
@@ -92,6 +96,7 @@ def test_the_command_line_exits_with_its_own_status_for_a_full_disk(faces_folder
     assert "no checkpoint was written yet" in err
 
 
+@pytest.mark.slow
 def test_a_torn_last_log_line_is_reported_and_dropped_on_resume_even_when_quiet(faces_folder, tmp_path, capsys):
     train(tiny_config(faces_folder, tmp_path, max_steps=4))
     log = tmp_path / "log.jsonl"
@@ -105,6 +110,7 @@ def test_a_torn_last_log_line_is_reported_and_dropped_on_resume_even_when_quiet(
     assert f"{log} line 5 was cut short (a crash or a full disk); dropped it" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_bad_log_line_before_the_last_is_named_by_file_and_line(faces_folder, tmp_path):
     train(tiny_config(faces_folder, tmp_path, max_steps=2))
     log = tmp_path / "log.jsonl"
@@ -114,6 +120,7 @@ def test_a_bad_log_line_before_the_last_is_named_by_file_and_line(faces_folder, 
         train(tiny_config(faces_folder, tmp_path, resume=True))
 
 
+@pytest.mark.slow
 def test_a_corrupt_state_json_is_named_with_what_to_do(faces_folder, tmp_path, capsys):
     train(tiny_config(faces_folder, tmp_path, max_steps=4))
     state = checkpoint_dirs(tmp_path)[-1] / "state.json"
@@ -126,6 +133,7 @@ def test_a_corrupt_state_json_is_named_with_what_to_do(faces_folder, tmp_path, c
     assert f"{state} is corrupt (" in err and f"delete the folder {state.parent} to resume from the checkpoint" in err
 
 
+@pytest.mark.slow
 def test_a_kill_during_the_rename_leaves_the_old_checkpoints_and_the_stale_folder_is_removed(
         faces_folder, tmp_path, monkeypatch, capsys):
     real_rename, renames = os.rename, []
@@ -153,12 +161,14 @@ def test_a_kill_during_the_rename_leaves_the_old_checkpoints_and_the_stale_folde
     assert not any(p.name.startswith(".") for p in root.iterdir())
 
 
+@pytest.mark.slow
 def test_a_stale_folder_is_removed_when_a_run_starts_afresh_too(faces_folder, tmp_path):
     (tmp_path / "checkpoints" / ".step-00000002.abcd").mkdir(parents=True)
     train(tiny_config(faces_folder, tmp_path, max_steps=1))
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-00000001"]
 
 
+@pytest.mark.slow
 def test_checkpoint_files_and_folders_are_fsynced_around_the_rename(faces_folder, tmp_path, monkeypatch):
     events = []
     real_fsync_file, real_fsync_dir, real_rename = files.fsync_file, files.fsync_dir, os.rename
@@ -179,6 +189,7 @@ def test_train_size_below_the_coarsest_stride_names_size():
         TrainConfig(image_size=1)
 
 
+@pytest.mark.slow
 def test_output_files_that_are_inputs_are_refused_before_training(faces_folder, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -188,6 +199,7 @@ def test_output_files_that_are_inputs_are_refused_before_training(faces_folder, 
     assert not (out / "log.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_init_weights_that_are_a_folder_or_another_preset_are_named(faces_folder, tmp_path):
     from rfcore.weights import DEFAULT_WEIGHTS
 

@@ -95,6 +95,7 @@ def test_lambda_pixel_defaults():
     assert TrainConfig(preset="paper", image_size=320).loss_preset().train_size == 320
 
 
+@pytest.mark.slow
 def test_mesh_training_logs_pixel_saves_the_decoder_and_resumes_exactly(tmp_path):
     data = write_faces_folder(tmp_path / "faces", count=4)  # two steps per epoch
     settings = dict(mesh=True, mesh_anchors=3, epochs=2, checkpoint_every=1)  # crash after step 3: mid-epoch

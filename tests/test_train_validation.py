@@ -115,6 +115,7 @@ def test_validator_leaves_the_network_as_it_was(faces_folder):  # noqa: F811
     assert result["faces"]["all"] == 12 and set(result["ap"]) == {"all", "small", "medium", "large"}
 
 
+@pytest.mark.slow
 def test_a_run_validates_every_n_steps_and_at_the_end(faces_folder, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     train(tiny_config(faces_folder, out, val=str(faces_folder), val_every=4))
@@ -125,6 +126,7 @@ def test_a_run_validates_every_n_steps_and_at_the_end(faces_folder, tmp_path):  
     assert validation_records(records)[-1]["validation"]["faces"]["all"] == 12
 
 
+@pytest.mark.slow
 def test_a_run_interrupted_during_validation_resumes_exactly(faces_folder, tmp_path, monkeypatch):  # noqa: F811
     config = {"val": str(faces_folder), "val_every": 3, "checkpoint_every": 0}
     uninterrupted = train(tiny_config(faces_folder, tmp_path / "a", **config))
@@ -154,6 +156,7 @@ def without_seconds(out):
     return records
 
 
+@pytest.mark.slow
 def test_the_run_plots_read_losses_and_validation(faces_folder, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     train(tiny_config(faces_folder, out, val=str(faces_folder), val_every=2))
@@ -252,6 +255,7 @@ def test_command_line_gives_back_the_config(train_cfg):
     assert TrainConfig.from_args(parser.parse_args(shlex.split(command)[2:])) == train_cfg
 
 
+@pytest.mark.slow
 def test_a_pre_trained_mesh_decoder_is_loaded_and_kept(faces_folder, tmp_path):  # noqa: F811
     from rfcore.weights import DEFAULT_WEIGHTS, MESH_DECODER_FILE, load_mesh_decoder
 
@@ -267,6 +271,7 @@ def test_a_pre_trained_mesh_decoder_is_loaded_and_kept(faces_folder, tmp_path): 
                     train_cfg.loss_preset(), torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_the_progress_bar_shows_the_validation(faces_folder, tmp_path, monkeypatch):  # noqa: F811
     import io
 

