@@ -24,7 +24,7 @@ def draw_nms(image, candidate_boxes, candidate_scores, kept_faces, region=None) 
     Candidates are drawn lowest score first, so the best box of each bundle
     lies on top, in the viridis scale of :func:`rfcore.viz.iou_colors`
     (purple for low scores, yellow for high). The kept faces are drawn by
-    :func:`rfcore.viz.draw_faces`.
+    :func:`rfcore.viz.draw.draw_faces`.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB image.
