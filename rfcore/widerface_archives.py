@@ -43,9 +43,18 @@ HF_DATA = "https://huggingface.co/datasets/CUHK-CSE/wider_face/resolve/main/data
 
 GOOGLE_DRIVE = "https://drive.usercontent.google.com/download?id={id}&export=download&confirm=t"
 
-TRAIN_IMAGES, TRAIN_LABELS = "train/images", "train/label.txt"
-VAL_IMAGES, VAL_LABELS = "val/images", "val/label.txt"
-GROUND_TRUTH, BOXES = "ground_truth", "wider_face_split"
+TRAIN_IMAGES = "train/images"
+"""The training images in DIR, one folder per event."""
+TRAIN_LABELS = "train/label.txt"
+"""RetinaFace's training labels in DIR: boxes and five landmarks (:mod:`rfcore.data.widerface`)."""
+VAL_IMAGES = "val/images"
+"""The validation images in DIR, one folder per event."""
+VAL_LABELS = "val/label.txt"
+"""RetinaFace's validation labels in DIR: boxes only."""
+GROUND_TRUTH = "ground_truth"
+"""The toolbox's ``.mat`` ground truth in DIR (:data:`rfcore.evaluation.truth.MAT_FILES`)."""
+BOXES = "wider_face_split"
+"""The official box annotations in DIR."""
 
 WIDER_LICENCE = "WIDER FACE terms: non-commercial research only (CC BY-NC-ND 4.0 on its Hugging Face copy)"
 

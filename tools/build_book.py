@@ -5,7 +5,7 @@
 
 Sphinx (with MyST-NB and the book theme; ``pip install -e ".[docs]"``) reads a staged copy of ``docs/``
 with ``notebooks/`` beside its pages, in ``<out>-source/``: the notebooks' links to one another resolve,
-and the API pages autosummary generates stay out of the repository. The notebooks are shown with their
+and the API pages it writes (one per module) stay out of the repository. The notebooks are shown with their
 saved outputs and never executed. Every warning is an error (a reference that does not resolve, a
 docstring Sphinx cannot read); all of them are listed before the build fails.
 """
@@ -13,6 +13,7 @@ docstring Sphinx cannot read); all of them are listed before the build fails.
 from __future__ import annotations
 
 import argparse
+import pkgutil
 import shutil
 import sys
 from pathlib import Path
@@ -27,6 +28,18 @@ def stage(source: Path) -> None:
     skip = shutil.ignore_patterns(".ipynb_checkpoints", "screenshots", "__pycache__")
     shutil.copytree(DOCS, source, ignore=skip)
     shutil.copytree(NOTEBOOKS, source / "notebooks", ignore=skip)
+    write_api_pages(source / "api")
+
+
+def write_api_pages(folder: Path) -> None:
+    """One page per module of rfcore (``rfcore.mesh.render.rst``: its docstring and members)."""
+    import rfcore
+
+    folder.mkdir()
+    modules = pkgutil.walk_packages(rfcore.__path__, "rfcore.")
+    names = ["rfcore", *(module.name for module in modules if module.name != "rfcore.__main__")]
+    for name in names:
+        (folder / f"{name}.rst").write_text(f"{name}\n{'=' * len(name)}\n\n.. automodule:: {name}\n")
 
 
 def check_out(out: Path) -> None:

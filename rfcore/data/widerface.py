@@ -55,6 +55,7 @@ LANDMARK_COLUMNS = (4, 5, 7, 8, 10, 11, 13, 14, 16, 17)
 """Columns of a 20-number face line that hold the ``(lx, ly)`` of the five points."""
 
 Transform = Callable[[FaceSample, np.random.Generator], FaceSample]
+"""A training transform, ``transform(sample, rng) -> sample`` (:class:`rfcore.data.augment.TrainTransform`)."""
 
 
 @dataclass(frozen=True)
