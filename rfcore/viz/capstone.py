@@ -67,15 +67,20 @@ class LivePlot:
     """
 
     def __init__(self, steps: int, label: str = "your detector", every: int = 50) -> None:
-        from IPython.display import display
-
         self.steps, self.label, self.every = steps, label, every
         self.drawn = (0, 0)
-        self.handle = display(display_id=True)
+        self.handle = None
 
     def __call__(self, result) -> None:
+        from IPython.display import display
+
         losses, validations = run_records(result)
         state = (len(validations), losses[-1]["step"] // self.every if losses else 0)
-        if state != self.drawn:
-            self.drawn = state
-            self.handle.update(plot_capstone({self.label: result}, steps=self.steps))
+        if state == self.drawn:
+            return
+        self.drawn = state
+        fig = plot_capstone({self.label: result}, steps=self.steps)
+        if self.handle is None:  # the first picture appears below the checks' lines
+            self.handle = display(fig, display_id=True)
+        else:
+            self.handle.update(fig)
