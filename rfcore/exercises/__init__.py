@@ -26,9 +26,13 @@ Modules, in the order of the notebooks:
 * :mod:`rfcore.exercises.network`: the receptive field of a stack of layers, the FPN's top-down merge
   (notebook 05);
 * :mod:`rfcore.exercises.training`: the faces a crop keeps, the flip of faces, the learning-rate schedule
-  (notebook 06);
+  and two variants, cosine annealing and warm restarts (notebook 06);
 * :mod:`rfcore.exercises.evaluation`: NMS, VOC AP (notebook 07);
-* :mod:`rfcore.exercises.solutions`: one solution per exercise.
+* :mod:`rfcore.exercises.detector`: matching with the forced best anchor, Eq. 1 for one image, decoding
+  (notebook 08);
+* :mod:`rfcore.exercises.solutions`: one solution per exercise;
+* :mod:`rfcore.exercises.capstone`: the learner's parts train and evaluate a detector (notebook 08), and
+  :mod:`rfcore.exercises.mistakes`: one plausible mistake per part.
 
 Adding a checker takes about ten lines in the topic's module: a reference with the exercise's
 signature (rfcore's function, or a thin wrapper around it), a few :class:`~rfcore.exercises.check.Case`

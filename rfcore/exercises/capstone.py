@@ -243,9 +243,9 @@ class LearnerDetector:
             faces = matched[positive]
             box_targets[positive] = self.parts.encode_boxes(boxes[faces], anchors[positive], self.cfg.variances)
             landmark_valid[positive] = has_landmarks(landmarks[faces])
-            valid = landmark_valid
+            valid = landmark_valid  # (A,) positive and annotated
             landmark_targets[valid] = self.parts.encode_landmarks(landmarks[matched[valid]], anchors[valid],
-                                                                  self.cfg.variances).reshape(-1, 10)
+                                                                  self.cfg.variances)
         return self.parts.image_loss(output.logits[b], output.box_deltas[b], output.landmark_deltas[b], labels,
                                      box_targets, landmark_targets, landmark_valid, self.cfg.ohem_ratio, self.lambdas)
 

@@ -1,4 +1,4 @@
-"""Exercises of notebook 06: the faces a random crop keeps, the horizontal flip of faces, the learning-rate schedule."""
+"""Exercises of notebook 06: the faces a random crop keeps, the flip of faces, the learning-rate schedule and variants."""
 
 from __future__ import annotations
 
