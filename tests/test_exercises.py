@@ -339,8 +339,8 @@ def floor_drops_the_image(iou, pos_iou, neg_iou, floor):
 
 def image_loss_mean(logits, box_deltas, landmark_deltas, labels, box_targets, landmark_targets, landmark_valid,
                     ohem_ratio, lambdas):
-    total, cls, box, pts = solutions.image_loss(logits, box_deltas, landmark_deltas, labels, box_targets,
-                                                landmark_targets, landmark_valid, ohem_ratio, lambdas)
+    _, cls, box, pts = solutions.image_loss(logits, box_deltas, landmark_deltas, labels, box_targets,
+                                            landmark_targets, landmark_valid, ohem_ratio, lambdas)
     positives = max(int((labels == POSITIVE).sum()), 1)
     trained = positives + min(ohem_ratio * positives, int((labels == NEGATIVE).sum()))
     cls = cls * positives / trained  # the mean over the trained anchors

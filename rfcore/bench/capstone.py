@@ -27,17 +27,18 @@ from rfcore.train import loop
 from rfcore.train.model import TrainingModel
 
 
-def bench_capstone(run_cfg: cap.CapstoneConfig = cap.CapstoneConfig(), repeats: int = 20) -> dict:
+def bench_capstone(run_cfg: cap.CapstoneConfig | None = None, repeats: int = 20) -> dict:
     """Time one capstone run and, in turns, its training step against rfcore's.
 
     Args:
-        run_cfg: The recipe.
+        run_cfg: The recipe; ``None`` for the default one.
         repeats: Timed steps of each kind.
 
     Returns:
         JSON-ready figures: ``wall_seconds``, ``training_seconds``, ``ap``, ``goal_met``, the load averages
         before and after, and the median step of each kind with their ratio.
     """
+    run_cfg = run_cfg or cap.CapstoneConfig()
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     result = cap.capstone(cap.solution_parts(), run_cfg)
@@ -77,12 +78,12 @@ def format_capstone_report(result: dict) -> str:
     """The figures of :func:`bench_capstone` as lines of text."""
     learner, peer = (result["step_seconds"][name] * 1000 for name in ("learner's parts", "rfcore"))
     return "\n".join([
-        f"capstone with the solutions: {result['wall_seconds']:.0f} s wall ({result['wall_seconds'] / 60:.1f} min) "
-        f"for {result['steps']} steps, {result['training_seconds']:.0f} s of it rendering, training and validating; "
-        f"AP {result['ap']:.3f} on the held-out synthetic set",
+        (f"capstone with the solutions: {result['wall_seconds']:.0f} s wall ({result['wall_seconds'] / 60:.1f} min) "
+         f"for {result['steps']} steps, {result['training_seconds']:.0f} s of it rendering, training and validating; "
+         f"AP {result['ap']:.3f} on the held-out synthetic set"),
         f"goal (AP >= 0.9 within 5 min): {'met' if result['goal_met'] else 'NOT met'}",
-        f"machine: {result['cores']} cores, {result['threads']} torch thread(s) + {result['workers']} loader "
-        f"process(es); load average (1 min) {result['load_before']:.1f} before, {result['load_after']:.1f} after",
-        f"one training step on the same batch: learner's parts {learner:.0f} ms, rfcore's {peer:.0f} ms "
-        f"(medians; ratio {result['step_ratio']:.2f})",
+        (f"machine: {result['cores']} cores, {result['threads']} torch thread(s) + {result['workers']} loader "
+         f"process(es); load average (1 min) {result['load_before']:.1f} before, {result['load_after']:.1f} after"),
+        (f"one training step on the same batch: learner's parts {learner:.0f} ms, rfcore's {peer:.0f} ms "
+         f"(medians; ratio {result['step_ratio']:.2f})"),
     ])

@@ -3,7 +3,7 @@
 These are the parts the capstone (:mod:`rfcore.exercises.capstone`) trains and detects with. Matching
 works on the ``(A, F)`` IoU matrix of an image's anchors with its faces, so it does not depend on how the
 IoU was computed. The variants are the public recipe's forcing floor (biubug6/Pytorch_Retinaface,
-utils/box_utils.py ``match``) and the balanced L1 loss of Libra R-CNN (Pang et al., CVPR 2019, Eq. 7-9).
+utils/box_utils.py ``match``) and the balanced L1 loss of Libra R-CNN (Pang et al., CVPR 2019, §3.3).
 Every checker here also compares the type and dtype of the answer (:func:`typed`).
 """
 
@@ -15,10 +15,10 @@ import math
 import torch
 from torchvision.ops import box_iou
 
-from rfcore.boxes import IGNORED, NEGATIVE, POSITIVE, cxcywh_to_xyxy, decode_boxes, decode_landmarks, label_anchors
+from rfcore.boxes import IGNORED, NEGATIVE, POSITIVE, decode_boxes, decode_landmarks, label_anchors
 from rfcore.config import get_config
 from rfcore.exercises.check import Case, Comparison, Verdict, compare_tensors, random_boxes, run_check, seeded
-from rfcore.exercises.encoding import VARIANCES, random_anchors, random_landmarks
+from rfcore.exercises.encoding import VARIANCES, random_anchors
 from rfcore.loss import multitask_loss
 from rfcore.matching import AnchorTargets
 from rfcore.model.retinaface import RetinaFaceOutput
@@ -248,7 +248,7 @@ def check_decode(student_decode) -> Verdict:
 
 
 def reference_balanced_l1(x: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
-    """Balanced L1 of ``x`` against zero [Libra R-CNN, Pang et al. 2019, Eq. 8-9], elementwise, in float64.
+    """Balanced L1 of ``x`` against zero [Libra R-CNN, Pang et al. 2019, §3.3], elementwise, in float64.
 
     ``L_b(x) = alpha / b (b |x| + 1) ln(b |x| + 1) - alpha |x|`` for ``|x| < 1``, ``gamma |x| + C`` above,
     with ``alpha ln(b + 1) = gamma`` (equal slopes at 1) and ``C`` making ``L_b`` continuous at 1.

@@ -280,7 +280,7 @@ def decode(box_deltas, landmark_deltas, anchors, variances):
 
 
 def balanced_l1(x: torch.Tensor, alpha: float = 0.5, gamma: float = 1.5) -> torch.Tensor:
-    """Balanced L1 [Libra R-CNN, Pang et al. 2019, Eq. 8-9] of ``x`` against zero, elementwise."""
+    """Balanced L1 [Libra R-CNN, Pang et al. 2019, §3.3] of ``x`` against zero, elementwise."""
     b = np.exp(gamma / alpha) - 1  # alpha ln(b + 1) = gamma: equal slopes at |x| = 1
     constant = gamma / b - alpha  # L_b continuous at |x| = 1
     a = x.abs()

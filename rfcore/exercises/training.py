@@ -117,8 +117,8 @@ def check_cosine_learning_rate(student_cosine_learning_rate) -> Verdict:
         ("the first step", 0, "step 0 starts the warm-up at warmup_lr"),
         ("half way through the warm-up", 50, "the warm-up is linear in the step"),
         ("the end of the warm-up", 100, "the cosine starts at lr when the warm-up ends"),
-        ("half way through the cosine", 550, "the cosine runs over total_steps - warmup_steps steps, not total_steps: "
-                                             "half way, the rate is the mean of lr and final_lr"),
+        ("half way through the cosine", 550, ("the cosine runs over total_steps - warmup_steps steps, not "
+                                              "total_steps: half way, the rate is the mean of lr and final_lr")),
         ("a quarter of the cosine", 325, "lr(t) = final_lr + (lr - final_lr) (1 + cos(pi t / T)) / 2"),
         ("the last step", 1000, "at total_steps the rate is final_lr, not 0"),
     ]
