@@ -41,7 +41,7 @@ def bench_capstone(run_cfg: cap.CapstoneConfig | None = None, repeats: int = 20)
     run_cfg = run_cfg or cap.CapstoneConfig()
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    result = cap.capstone(cap.solution_parts(), run_cfg)
+    result = cap.capstone(cap.solution_parts(), run_cfg, progress=True)
     wall = time.perf_counter() - started
     load_after = os.getloadavg()[0]
     steps = time_steps(run_cfg, repeats)

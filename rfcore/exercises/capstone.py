@@ -44,6 +44,7 @@ from rfcore.exercises.evaluation import check_nms
 from rfcore.image import preprocess
 from rfcore.model import RetinaFace
 from rfcore.postprocess import Face
+from rfcore.progress import progress_bar
 from rfcore.train.config import TrainConfig
 from rfcore.train.loop import learning_rate, make_optimizer, torch_threads
 
@@ -283,7 +284,7 @@ def evaluate(network: RetinaFace, detector: LearnerDetector, samples, run_cfg: C
 
 
 def capstone(parts: Parts, run_cfg: CapstoneConfig = CapstoneConfig(), skip: Sequence[str] = (),
-             on_progress: Callable[[CapstoneResult], None] | None = None) -> CapstoneResult:
+             on_progress: Callable[[CapstoneResult], None] | None = None, progress: bool = False) -> CapstoneResult:
     """Check the learner's parts, then train a detector with them and evaluate it on the held-out set.
 
     Args:
@@ -292,6 +293,7 @@ def capstone(parts: Parts, run_cfg: CapstoneConfig = CapstoneConfig(), skip: Seq
         skip: Parts whose checker is not run (to see what a wrong part does).
         on_progress: Called with the result so far after each logged step and each validation,
             e.g. a live plot (:class:`rfcore.viz.capstone.LivePlot`).
+        progress: Show a progress bar of the steps on stderr.
 
     Returns:
         The :class:`CapstoneResult`; ``failed`` names the first part that failed its checker, in which case
@@ -309,13 +311,23 @@ def capstone(parts: Parts, run_cfg: CapstoneConfig = CapstoneConfig(), skip: Seq
     torch.manual_seed(run_cfg.seed)
     network = RetinaFace.from_config(cfg).train()
     optimizer = make_optimizer(network, train_cfg)
-    with torch_threads(run_cfg.threads):
-        train(network, optimizer, detector, run_cfg, train_cfg, result, on_progress)
+    bar = progress_bar(total=run_cfg.steps, desc="capstone", unit="step", disable=not progress)
+    with torch_threads(run_cfg.threads), bar:
+        train(network, optimizer, detector, run_cfg, train_cfg, result, lambda r: _advance(bar, r, on_progress))
     result.seconds = time.perf_counter() - started
     result.network, result.detector = network.eval(), detector
     if on_progress is not None:
         on_progress(result)
     return result
+
+
+def _advance(bar, result: CapstoneResult, on_progress) -> None:
+    """Move the progress bar to the last logged step (with the last validation's AP), then call ``on_progress``."""
+    bar.update(result.losses[-1]["step"] - bar.n if result.losses else 0)
+    if result.validations:
+        bar.set_postfix(ap=f"{result.validations[-1]['ap']:.3f}")
+    if on_progress is not None:
+        on_progress(result)
 
 
 def train(network: RetinaFace, optimizer, detector: LearnerDetector, run_cfg: CapstoneConfig, train_cfg: TrainConfig,
@@ -334,7 +346,7 @@ def train(network: RetinaFace, optimizer, detector: LearnerDetector, run_cfg: Ca
             result.validations.append({"step": step, "images": len(subset), "ap": summary["ap"]["all"]})
             if step == run_cfg.steps:
                 result.summary = summary
-        if on_progress is not None and (step % 10 == 0 or step % run_cfg.val_every == 0):
+        if step % 10 == 0 or step % run_cfg.val_every == 0:
             on_progress(result)
         if step == run_cfg.steps:
             break
