@@ -36,8 +36,8 @@ def bench_capstone(run_cfg: cap.CapstoneConfig | None = None, repeats: int = 20)
         repeats: Timed steps of each kind.
 
     Returns:
-        JSON-ready figures: ``wall_seconds``, ``cpu_seconds``, ``training_seconds``, ``ap``, ``goal_met``, the load averages
-        before and after, and the median step of each kind with their ratio.
+        JSON-ready figures: ``wall_seconds``, ``cpu_seconds``, ``training_seconds``, ``ap``, ``goal_met``, the
+        load averages before and after, and the median step of each kind with their ratio.
     """
     run_cfg = run_cfg or cap.CapstoneConfig()
     load_before = os.getloadavg()[0]
