@@ -234,11 +234,30 @@ def match_anchors(anchors: torch.Tensor, boxes: torch.Tensor, pos_iou: float, ne
         return Match(labels, matched)
 
     iou = box_iou(cxcywh_to_xyxy(anchors), boxes)  # (A, F)
+    return label_anchors(iou, centre_distance2(anchors[:, None], boxes[None]), pos_iou, neg_iou)
+
+
+def label_anchors(iou: torch.Tensor, distance2: torch.Tensor, pos_iou: float, neg_iou: float) -> Match:
+    """The rule of :func:`match_anchors` on a given ``(A, F)`` IoU matrix, with ``F >= 1`` faces.
+
+    Args:
+        iou: ``(A, F)`` IoU of every anchor with every face.
+        distance2: ``(A, F)`` squared centre distances, which break ties among
+            a face's best anchors (:func:`best_anchor_per_face`); zeros leave
+            them to the lowest anchor index.
+        pos_iou: Positive threshold.
+        neg_iou: Negative threshold (``<= pos_iou``).
+
+    Returns:
+        A :class:`Match`.
+    """
+    num_anchors, num_faces = iou.shape
+    labels = torch.full((num_anchors,), NEGATIVE, dtype=torch.long)
     best_iou, best_face = iou.max(dim=1)  # max returns the first of equal maxima
     labels[best_iou >= neg_iou] = IGNORED
     labels[best_iou >= pos_iou] = POSITIVE
 
-    forced_anchor = best_anchor_per_face(iou, centre_distance2(anchors[:, None], boxes[None]))
+    forced_anchor = best_anchor_per_face(iou, distance2)
     faces = torch.arange(num_faces)
     overlapping = iou[forced_anchor, faces] > 0
     forced = torch.zeros_like(iou, dtype=torch.bool)
@@ -248,7 +267,7 @@ def match_anchors(anchors: torch.Tensor, boxes: torch.Tensor, pos_iou: float, ne
     labels[is_forced] = POSITIVE
     best_face = torch.where(is_forced, forced_face, best_face)
 
-    matched[labels == POSITIVE] = best_face[labels == POSITIVE]
+    matched = torch.where(labels == POSITIVE, best_face, -1)
     return Match(labels, matched)
 
 

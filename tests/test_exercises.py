@@ -772,3 +772,165 @@ def test_every_checker_is_used_by_a_notebook():
     used = {call.func.id.removeprefix("check_") for notebook in NOTEBOOKS for cell in code_cells(notebook)
             for call in called(cell, "check_")}
     assert sorted(set(CHECKERS) - used) == []
+    with pytest.raises(ValueError, match="no solution named 'ioU'; exercises: (.*, )?chebyshev_filter, (.*, )?crop_boxes, "):
+        show_solution("ioU")
+
+
+# ---------------------------------------------------------------- notebooks 06 and 08: schedules, matching, Eq. 1, decoding
+
+
+def match_without_forcing(iou, pos_iou, neg_iou):
+    return solutions.match_forcing_floor(iou, pos_iou, neg_iou, floor=float("inf"))
+
+
+def match_ignored_as_negative(iou, pos_iou, neg_iou):
+    return solutions.match(iou, pos_iou, pos_iou)  # no ignore band
+
+
+def match_int32(iou, pos_iou, neg_iou):
+    return tuple(part.int() for part in solutions.match(iou, pos_iou, neg_iou))
+
+
+def match_first_face_wins(iou, pos_iou, neg_iou):
+    labels, matched = solutions.match(iou, pos_iou, neg_iou)
+    forced = iou.argmax(dim=0).tolist()  # (F,) best anchor of each face
+    for face in reversed(range(len(forced))):  # the lowest face index keeps a shared anchor
+        if iou[forced[face], face] > 0:
+            matched[forced[face]] = face
+    return labels, matched
+
+
+def floor_ignored(iou, pos_iou, neg_iou, floor):
+    return solutions.match(iou, pos_iou, neg_iou)  # the paper's rule: every face forced
+
+
+def floor_strict(iou, pos_iou, neg_iou, floor):
+    return solutions.match_forcing_floor(iou, pos_iou, neg_iou, floor + 1e-6)  # > floor instead of >=
+
+
+def floor_drops_the_image(iou, pos_iou, neg_iou, floor):
+    labels, matched = solutions.match_forcing_floor(iou, pos_iou, neg_iou, floor)
+    if iou.shape[1] and (iou.max(dim=0).values < floor).any():  # one face under the floor: all background
+        return torch.zeros_like(labels), torch.full_like(matched, -1)
+    return labels, matched
+
+
+def image_loss_mean(logits, box_deltas, landmark_deltas, labels, box_targets, landmark_targets, landmark_valid,
+                    ohem_ratio, lambdas):
+    _, cls, box, pts = solutions.image_loss(logits, box_deltas, landmark_deltas, labels, box_targets,
+                                            landmark_targets, landmark_valid, ohem_ratio, lambdas)
+    positives = max(int((labels == POSITIVE).sum()), 1)
+    trained = positives + min(ohem_ratio * positives, int((labels == NEGATIVE).sum()))
+    cls = cls * positives / trained  # the mean over the trained anchors
+    return lambdas[0] * cls + lambdas[1] * box + lambdas[2] * pts, cls, box, pts
+
+
+def image_loss_mining_ignored(logits, box_deltas, landmark_deltas, labels, box_targets, landmark_targets,
+                              landmark_valid, ohem_ratio, lambdas):
+    as_negative = torch.where(labels == POSITIVE, POSITIVE, NEGATIVE)
+    return solutions.image_loss(logits, box_deltas, landmark_deltas, as_negative, box_targets, landmark_targets,
+                                landmark_valid, ohem_ratio, lambdas)
+
+
+def image_loss_points_of_every_positive(logits, box_deltas, landmark_deltas, labels, box_targets, landmark_targets,
+                                        landmark_valid, ohem_ratio, lambdas):
+    return solutions.image_loss(logits, box_deltas, landmark_deltas, labels, box_targets, landmark_targets,
+                                labels == POSITIVE, ohem_ratio, lambdas)
+
+
+def image_loss_weighted_terms(logits, box_deltas, landmark_deltas, labels, box_targets, landmark_targets,
+                              landmark_valid, ohem_ratio, lambdas):
+    total, cls, box, pts = solutions.image_loss(logits, box_deltas, landmark_deltas, labels, box_targets,
+                                                landmark_targets, landmark_valid, ohem_ratio, lambdas)
+    return total, lambdas[0] * cls, lambdas[1] * box, lambdas[2] * pts
+
+
+def decode_without_variances(box_deltas, landmark_deltas, anchors, variances):
+    return solutions.decode(box_deltas, landmark_deltas, anchors, (1.0, 1.0))
+
+
+def decode_cxcywh(box_deltas, landmark_deltas, anchors, variances):
+    boxes, points = solutions.decode(box_deltas, landmark_deltas, anchors, variances)
+    return torch.cat([(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], dim=1), points
+
+
+def decode_points_flat(box_deltas, landmark_deltas, anchors, variances):
+    boxes, points = solutions.decode(box_deltas, landmark_deltas, anchors, variances)
+    return boxes, points.reshape(-1, 10)
+
+
+def decode_float64(box_deltas, landmark_deltas, anchors, variances):
+    return tuple(part.double() for part in solutions.decode(box_deltas, landmark_deltas, anchors, variances))
+
+
+def balanced_l1_b_as_ratio(x, alpha, gamma):
+    b = gamma / alpha  # forgot exp(.) - 1
+    a = x.abs()
+    return torch.where(a < 1, alpha / b * (b * a + 1) * torch.log(b * a + 1) - alpha * a, gamma * a + gamma / b - alpha)
+
+
+def balanced_l1_without_constant(x, alpha, gamma):
+    return torch.where(x.abs() < 1, solutions.balanced_l1(x, alpha, gamma), gamma * x.abs())
+
+
+def balanced_l1_swapped(x, alpha, gamma):
+    return solutions.balanced_l1(x, gamma, alpha)
+
+
+def cosine_without_warmup(step, total_steps, lr, warmup_lr, warmup_steps, final_lr):
+    return solutions.cosine_learning_rate(step, total_steps, lr, lr, warmup_steps, final_lr)
+
+
+def cosine_over_all_steps(step, total_steps, lr, warmup_lr, warmup_steps, final_lr):
+    if step < warmup_steps:
+        return solutions.cosine_learning_rate(step, total_steps, lr, warmup_lr, warmup_steps, final_lr)
+    return final_lr + (lr - final_lr) * (1 + np.cos(np.pi * step / total_steps)) / 2  # the warm-up's steps counted
+
+
+def cosine_to_zero(step, total_steps, lr, warmup_lr, warmup_steps, final_lr):
+    return solutions.cosine_learning_rate(step, total_steps, lr, warmup_lr, warmup_steps, 0.0)
+
+
+def restarts_without_growth(step, lr_max, lr_min, period, mult):
+    return solutions.warm_restart_learning_rate(step, lr_max, lr_min, period, 1)
+
+
+def restarts_at_minimum(step, lr_max, lr_min, period, mult):
+    return solutions.warm_restart_learning_rate(step, lr_min, lr_max, period, mult)  # cycles climb instead
+
+
+def restarts_one_step_late(step, lr_max, lr_min, period, mult):
+    return solutions.warm_restart_learning_rate(max(step - 1, 0), lr_max, lr_min, period, mult)
+
+
+@pytest.mark.parametrize("name, mistake, case", [
+    ("match", match_without_forcing, "a face below every threshold"),
+    ("match", match_ignored_as_negative, "one face: above, below and between the thresholds"),
+    ("match", match_int32, "one face: above, below and between the thresholds"),
+    ("match", match_first_face_wins, "an anchor overlapping two faces"),
+    ("match_forcing_floor", floor_ignored, "a face whose best anchor has IoU 0.15"),
+    ("match_forcing_floor", floor_strict, "best IoU exactly at the floor"),
+    ("match_forcing_floor", floor_drops_the_image, "two faces, one under the floor"),
+    ("image_loss", image_loss_mean, "one positive whose outputs equal its targets"),
+    ("image_loss", image_loss_mining_ignored, "ignored anchors"),
+    ("image_loss", image_loss_points_of_every_positive, "a positive whose face has no landmarks"),
+    ("image_loss", image_loss_weighted_terms, "the weights of Eq. 1"),
+    ("decode", decode_without_variances, "a shifted centre"),
+    ("decode", decode_cxcywh, "zero outputs"),
+    ("decode", decode_points_flat, "zero outputs"),
+    ("decode", decode_float64, "zero outputs"),
+    ("balanced_l1", balanced_l1_b_as_ratio, "Libra R-CNN's alpha 0.5, gamma 1.5"),
+    ("balanced_l1", balanced_l1_without_constant, "Libra R-CNN's alpha 0.5, gamma 1.5"),
+    ("balanced_l1", balanced_l1_swapped, "Libra R-CNN's alpha 0.5, gamma 1.5"),
+    ("cosine_learning_rate", cosine_without_warmup, "the first step"),
+    ("cosine_learning_rate", cosine_over_all_steps, "the end of the warm-up"),
+    ("cosine_learning_rate", cosine_to_zero, "half way through the cosine"),
+    ("warm_restart_learning_rate", restarts_without_growth, "inside the second cycle"),
+    ("warm_restart_learning_rate", restarts_at_minimum, "the first step"),
+    ("warm_restart_learning_rate", restarts_one_step_late, "the middle of the first cycle"),
+])
+def test_a_checker_of_notebooks_06_and_08_catches_a_typical_mistake_on_the_case_made_for_it(name, mistake, case):
+    verdict = CHECKERS[name](mistake)
+    assert verdict.status == WRONG
+    assert verdict.message.startswith(f"{name}: failed on the case '{case}'."), verdict.message
+    assert "expected" in verdict.message and "got" in verdict.message

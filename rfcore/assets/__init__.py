@@ -52,6 +52,9 @@ recipe :data:`rfcore.train.config.FROM_SCRATCH`)."""
 ABLATION_RUN = ASSETS / "runs" / "ablation"
 """A recorded ``rfcore experiment ablation``: ``ablation.json`` / ``.md`` / ``.png`` and each run's log."""
 
+CAPSTONE_RUNS = ASSETS / "runs" / "capstone"
+"""Recorded capstone runs of notebook 08 (``tools/record_capstone.py``): one folder per run with its ``run.json``."""
+
 
 @dataclass(frozen=True)
 class Annotation:

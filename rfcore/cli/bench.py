@@ -128,6 +128,47 @@ def _add_bench(subparsers) -> None:
     memory.add_argument("--max-pixels", type=int, metavar="N", help="pass --max-pixels to rfcore detect")
     memory.set_defaults(run=_run_bench_memory)
     _add_bench_eval(kinds)
+    _add_bench_capstone(kinds)
+
+
+def _add_bench_capstone(kinds) -> None:
+    """Add the ``capstone`` kind to ``rfcore bench``."""
+    bench = kinds.add_parser(
+        "capstone",
+        help="wall time of notebook 08's capstone with the solutions, and its training step against rfcore's",
+        description="Run the capstone (rfcore.exercises.capstone) once with the solutions, as notebook 08 runs it: "
+        "check the parts, render the training images, train from scratch and validate on the held-out synthetic "
+        "set. Report its wall time and AP against the goal (AP >= 0.9 within 5 minutes on two CPU cores) with the "
+        "load average, then one training step with the learner's parts against rfcore's own step, in turns. "
+        "Takes about five minutes on an idle 2-core machine.",
+    )
+    bench.add_argument("--steps", type=int, default=None, metavar="N",
+                       help="SGD steps (default: the recipe's, rfcore.exercises.capstone.CapstoneConfig)")
+    bench.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="torch threads of the training process (default: the recipe's)")
+    bench.add_argument("--repeats", type=int, default=20, help="timed steps of each kind (default: 20)")
+    bench.set_defaults(run=_run_bench_capstone)
+
+
+def _run_bench_capstone(args) -> int:
+    import dataclasses
+
+    from rfcore.bench.capstone import bench_capstone, format_capstone_report
+    from rfcore.exercises.capstone import CapstoneConfig
+
+    for name in ("steps", "threads", "repeats"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise SystemExit(f"rfcore bench capstone: --{name} must be at least 1, got {value}")
+    run_cfg = CapstoneConfig()
+    changes = {name: getattr(args, name) for name in ("steps", "threads") if getattr(args, name) is not None}
+    if "steps" in changes:  # the schedule keeps its shape: warm-up and decay at the same fractions
+        scale = changes["steps"] / run_cfg.steps
+        changes.update(warmup_steps=max(1, round(run_cfg.warmup_steps * scale)),
+                       decay_steps=tuple(round(s * scale) for s in run_cfg.decay_steps),
+                       val_every=max(1, round(run_cfg.val_every * scale)))
+    print(format_capstone_report(bench_capstone(dataclasses.replace(run_cfg, **changes), args.repeats)))
+    return 0
 
 
 def _run_bench_memory(args) -> int:

@@ -10,7 +10,14 @@ import re
 import sys
 from pathlib import Path
 
-from rfcore.cli.common import MAX_BATCH, add_memory_options, add_threshold_option, add_weights_options, bounded_int, error
+from rfcore.cli.common import (
+    MAX_BATCH,
+    add_memory_options,
+    add_threshold_option,
+    add_weights_options,
+    bounded_int,
+    error,
+)
 from rfcore.files import atomic_path, check_not_inputs, write_bytes
 
 

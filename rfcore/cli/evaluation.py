@@ -16,8 +16,14 @@ from pathlib import Path
 
 from rfcore.cli.common import MAX_SIDE, PRESET_HELP, bounded_int, fail, finite_float
 from rfcore.config import PRESETS
-from rfcore.detect_config import (DEFAULT_MAX_SIZE, EVAL_THRESHOLD, MAX_DECODE_PIXELS, OPENCV_MAX_PIXELS,
-                                  PAPER_TEST_SCALES, TTAConfig)
+from rfcore.detect_config import (
+    DEFAULT_MAX_SIZE,
+    EVAL_THRESHOLD,
+    MAX_DECODE_PIXELS,
+    OPENCV_MAX_PIXELS,
+    PAPER_TEST_SCALES,
+    TTAConfig,
+)
 from rfcore.files import check_not_inputs, write_bytes, write_text
 
 DESCRIPTION = (

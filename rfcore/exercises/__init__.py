@@ -28,10 +28,14 @@ Modules, in the order of the notebooks:
 * :mod:`rfcore.exercises.network`: the receptive field of a stack of layers and its centre, the FPN's
   top-down merge (notebook 05);
 * :mod:`rfcore.exercises.training`: the faces a crop keeps, the flip of faces, the learning-rate schedule
-  (notebook 06);
+  and two variants, cosine annealing and warm restarts (notebook 06);
 * :mod:`rfcore.exercises.evaluation`: NMS, box voting, the protocol's matching, VOC AP; soft-NMS, DIoU-NMS,
   the 11-point AP, the inter-ocular NME (notebook 07);
-* :mod:`rfcore.exercises.solutions`: one solution per exercise.
+* :mod:`rfcore.exercises.detector`: matching with the forced best anchor, Eq. 1 for one image, decoding
+  (notebook 08);
+* :mod:`rfcore.exercises.solutions`: one solution per exercise;
+* :mod:`rfcore.exercises.capstone`: the learner's parts train and evaluate a detector (notebook 08), and
+  :mod:`rfcore.exercises.mistakes`: one plausible mistake per part.
 
 Adding a checker takes about ten lines in the topic's module: a reference with the exercise's
 signature (rfcore's function, or a thin wrapper around it), a few :class:`~rfcore.exercises.check.Case`
@@ -83,6 +87,8 @@ ANSWERED_BY: dict[str, tuple[str, ...]] = {
     "crop_boxes": ("rfcore.data.augment.crop",),
     "flip": ("rfcore.boxes.flip_boxes", "rfcore.boxes.flip_landmarks", "rfcore.data.augment.hflip"),
     "learning_rate": ("rfcore.train.loop.learning_rate",),
+    "cosine_learning_rate": (),
+    "warm_restart_learning_rate": (),
     "nms": (),
     "box_vote": ("rfcore.postprocess.box_vote",),
     "match_detections": ("rfcore.evaluation.protocol.match_image",),
@@ -91,6 +97,11 @@ ANSWERED_BY: dict[str, tuple[str, ...]] = {
     "diou_nms": (),
     "voc_ap_11point": (),
     "nme_interocular": (),
+    "match": ("rfcore.boxes.match_anchors", "rfcore.boxes.label_anchors", "rfcore.boxes.best_anchor_per_face"),
+    "match_forcing_floor": (),
+    "image_loss": ("rfcore.loss.multitask_loss", "rfcore.loss.classification_loss"),
+    "decode": ("rfcore.boxes.decode_boxes", "rfcore.boxes.decode_landmarks"),
+    "balanced_l1": (),
 }
 """Exercise name -> the rfcore functions (``module.qualname``) whose source answers it.
 

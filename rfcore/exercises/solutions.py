@@ -389,3 +389,97 @@ def nme_interocular(points: np.ndarray, truth_points: np.ndarray) -> np.ndarray:
         eyes = math.dist(truth[0], truth[1])
         errors.append(sum(math.dist(p, g) for p, g in zip(predicted, truth)) / 5 / eyes)
     return np.array(errors)
+# ---------------------------------------------------------------- notebook 06: variants of the schedule
+
+
+def cosine_learning_rate(step: int, total_steps: int, lr: float, warmup_lr: float, warmup_steps: int,
+                         final_lr: float) -> float:
+    """Linear warm-up to ``lr``, then ``final_lr + (lr - final_lr) (1 + cos(pi t / T)) / 2`` [SGDR, Eq. 5]."""
+    if step < warmup_steps:
+        return warmup_lr + (lr - warmup_lr) * step / warmup_steps
+    t, period = step - warmup_steps, total_steps - warmup_steps  # the cosine's own clock
+    return final_lr + (lr - final_lr) * (1 + np.cos(np.pi * min(t / period, 1.0))) / 2
+
+
+def warm_restart_learning_rate(step: int, lr_max: float, lr_min: float, period: int, mult: int) -> float:
+    """SGDR [Loshchilov & Hutter 2017, Eq. 5]: cosine cycles of ``period``, ``period * mult``, ... steps."""
+    t_cur, t_i = step, period
+    while t_cur >= t_i:  # skip the finished cycles
+        t_cur -= t_i
+        t_i *= mult
+    return lr_min + (lr_max - lr_min) * (1 + np.cos(np.pi * t_cur / t_i)) / 2
+
+
+# ---------------------------------------------------------------- notebook 08: matching, Eq. 1, decoding
+
+
+def match(iou: torch.Tensor, pos_iou: float, neg_iou: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's matching [§4.2] from the ``(A, F)`` IoU matrix: ``(A,)`` labels and matched faces, int64.
+
+    Positive from ``pos_iou`` (matched to the face of highest IoU), negative below ``neg_iou``, ignored in
+    between; then each face that overlaps some anchor takes its best anchor (the lowest index on ties), the
+    face of highest IoU winning an anchor two faces pick.
+    """
+    return match_forcing_floor(iou, pos_iou, neg_iou, floor=0.0)
+
+
+def match_forcing_floor(iou: torch.Tensor, pos_iou: float, neg_iou: float,
+                        floor: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`match`, forcing only the faces whose best anchor has IoU ``>= floor`` (the public recipe's 0.2)."""
+    num_anchors, num_faces = iou.shape
+    labels = torch.full((num_anchors,), NEGATIVE, dtype=torch.long)
+    matched = torch.full((num_anchors,), -1, dtype=torch.long)
+    if num_faces == 0:
+        return labels, matched
+    best_iou, best_face = iou.max(dim=1)  # (A,) each anchor's best face, the first on ties
+    labels[best_iou >= neg_iou] = -1  # ignored, unless the next line makes it positive
+    labels[best_iou >= pos_iou] = POSITIVE
+    matched[labels == POSITIVE] = best_face[labels == POSITIVE]
+    forced_iou = torch.full((num_anchors,), -1.0)  # IoU of the face that forced each anchor
+    for face in range(num_faces):  # a few faces per image: a loop reads like the rule
+        anchor = int(torch.argmax(iou[:, face]))  # argmax returns the first of equal maxima
+        best = float(iou[anchor, face])
+        if best > 0 and best >= floor and best > forced_iou[anchor]:
+            forced_iou[anchor] = best
+            labels[anchor], matched[anchor] = POSITIVE, face
+    return labels, matched
+
+
+def image_loss(logits, box_deltas, landmark_deltas, labels, box_targets, landmark_targets, landmark_valid,
+               ohem_ratio, lambdas):
+    """Eq. 1 [§3.1] for one image with OHEM: ``(total, cls, box, pts)``, sums over the positives' count."""
+    positive = labels == POSITIVE
+    num_positive = max(int(positive.sum()), 1)
+    cross_entropy = -torch.log_softmax(logits.float(), dim=1)  # (A, 2): column c is the loss of class c
+    cls_loss = torch.where(positive, cross_entropy[:, 1], cross_entropy[:, 0])  # (A,)
+    negatives = (labels == NEGATIVE).nonzero().flatten()
+    quota = min(ohem_ratio * num_positive, len(negatives))
+    hardest = negatives[cls_loss[negatives].detach().argsort(descending=True)[:quota]]
+    cls = (cls_loss[positive].sum() + cls_loss[hardest].sum()) / num_positive
+    box = smooth_l1(box_deltas[positive] - box_targets[positive]).sum() / num_positive
+    num_points = max(int(landmark_valid.sum()), 1)
+    pts = smooth_l1(landmark_deltas[landmark_valid] - landmark_targets[landmark_valid]).sum() / num_points
+    lambda_cls, lambda_box, lambda_pts = lambdas
+    return lambda_cls * cls + lambda_box * box + lambda_pts * pts, cls, box, pts
+
+
+def decode(box_deltas, landmark_deltas, anchors, variances):
+    """Network outputs to pixels: ``(N, 4)`` ``xyxy`` boxes and ``(N, 5, 2)`` landmarks, inverting the encoding."""
+    v0, v1 = variances
+    cx, cy, w, h = anchors.unbind(dim=1)
+    centre_x = cx + box_deltas[:, 0] * v0 * w
+    centre_y = cy + box_deltas[:, 1] * v0 * h
+    width, height = w * torch.exp(box_deltas[:, 2] * v1), h * torch.exp(box_deltas[:, 3] * v1)
+    boxes = torch.stack([centre_x - width / 2, centre_y - height / 2, centre_x + width / 2, centre_y + height / 2], 1)
+    points = landmark_deltas.reshape(-1, 5, 2) * v0  # (N, 10) -> (N, 5, 2) in units of the anchor size
+    landmarks = torch.stack([cx[:, None] + points[..., 0] * w[:, None], cy[:, None] + points[..., 1] * h[:, None]], 2)
+    return boxes, landmarks
+
+
+def balanced_l1(x: torch.Tensor, alpha: float = 0.5, gamma: float = 1.5) -> torch.Tensor:
+    """Balanced L1 [Libra R-CNN, Pang et al. 2019, §3.3] of ``x`` against zero, elementwise."""
+    b = np.exp(gamma / alpha) - 1  # alpha ln(b + 1) = gamma: equal slopes at |x| = 1
+    constant = gamma / b - alpha  # L_b continuous at |x| = 1
+    a = x.abs()
+    inner = alpha / b * (b * a + 1) * torch.log(b * a + 1) - alpha * a
+    return torch.where(a < 1, inner, gamma * a + constant)

@@ -1,6 +1,8 @@
-"""Exercises of notebook 06: the faces a random crop keeps, the horizontal flip of faces, the learning-rate schedule."""
+"""Exercises of notebook 06: the faces a random crop keeps, the flip of faces, the learning-rate schedule and variants."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -8,7 +10,7 @@ import torch
 from rfcore.boxes import flip_boxes, flip_landmarks
 from rfcore.data.augment import CropWindow, crop
 from rfcore.data.sample import MISSING, FaceSample
-from rfcore.exercises.check import Case, Verdict, random_boxes, run_check, seeded
+from rfcore.exercises.check import Case, Verdict, compare_tensors, random_boxes, run_check, seeded
 from rfcore.exercises.encoding import random_landmarks
 from rfcore.train.config import TrainConfig
 from rfcore.train.loop import learning_rate
@@ -90,3 +92,71 @@ def check_learning_rate(student_learning_rate) -> Verdict:
     ]
     cases = [Case(name, (step, *schedule), hint) for name, step, hint in steps]
     return run_check("learning_rate", student_learning_rate, reference_learning_rate, cases)
+
+
+# ---------------------------------------------------------------- variants of the schedule
+
+
+def reference_cosine_learning_rate(step: int, total_steps: int, lr: float, warmup_lr: float, warmup_steps: int,
+                                   final_lr: float) -> float:
+    """Linear warm-up, then half a cosine from ``lr`` down to ``final_lr`` at ``total_steps``.
+
+    The cosine is SGDR's annealing without restarts [Loshchilov & Hutter, ICLR 2017, Eq. 5]; the linear
+    warm-up is Goyal et al.'s [arXiv 1706.02677, §2.2], as the paper's schedule warms up [§4.2].
+    """
+    if step < warmup_steps:
+        return warmup_lr + (lr - warmup_lr) * step / warmup_steps
+    progress = min(step - warmup_steps, total_steps - warmup_steps) / (total_steps - warmup_steps)
+    return final_lr + 0.5 * (lr - final_lr) * (1 + math.cos(math.pi * progress))
+
+
+def check_cosine_learning_rate(student_cosine_learning_rate) -> Verdict:
+    """Check ``cosine_learning_rate(step, total_steps, lr, warmup_lr, warmup_steps, final_lr) -> float``."""
+    schedule = (1000, 0.01, 0.001, 100, 0.0001)
+    steps = [
+        ("the first step", 0, "step 0 starts the warm-up at warmup_lr"),
+        ("half way through the warm-up", 50, "the warm-up is linear in the step"),
+        ("the end of the warm-up", 100, "the cosine starts at lr when the warm-up ends"),
+        ("half way through the cosine", 550, ("the cosine runs over total_steps - warmup_steps steps, not "
+                                              "total_steps: half way, the rate is the mean of lr and final_lr")),
+        ("a quarter of the cosine", 325, "lr(t) = final_lr + (lr - final_lr) (1 + cos(pi t / T)) / 2"),
+        ("the last step", 1000, "at total_steps the rate is final_lr, not 0"),
+    ]
+    cases = [Case(name, (step, *schedule), hint) for name, step, hint in steps]
+    cases.append(Case("no warm-up", (250, 1000, 0.1, 0.1, 0, 0.0), "with warmup_steps 0 the cosine starts at step 0"))
+    return run_check("cosine_learning_rate", student_cosine_learning_rate, reference_cosine_learning_rate, cases,
+                     compare_rates)
+
+
+def reference_warm_restart_learning_rate(step: int, lr_max: float, lr_min: float, period: int, mult: int) -> float:
+    """SGDR [Loshchilov & Hutter, ICLR 2017, Eq. 5]: :class:`torch.optim.lr_scheduler.CosineAnnealingWarmRestarts`."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr_max)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=period, T_mult=mult,
+                                                                     eta_min=lr_min)
+    for _ in range(step):
+        optimizer.step()
+        scheduler.step()
+    return optimizer.param_groups[0]["lr"]
+
+
+def check_warm_restart_learning_rate(student_warm_restart_learning_rate) -> Verdict:
+    """Check ``warm_restart_learning_rate(step, lr_max, lr_min, period, mult) -> float`` against torch's SGDR."""
+    schedule = (0.1, 0.001, 10, 2)
+    steps = [
+        ("the first step", 0, "each cycle starts at lr_max"),
+        ("the middle of the first cycle", 5, "lr = lr_min + (lr_max - lr_min) (1 + cos(pi t_cur / T_i)) / 2"),
+        ("the last step of the first cycle", 9, "t_cur counts the steps since the last restart"),
+        ("the first restart", 10, "after `period` steps the rate jumps back to lr_max"),
+        ("inside the second cycle", 17, "each cycle is `mult` times longer than the one before: 10, then 20 steps"),
+        ("the second restart", 30, "the second cycle ends after 10 + 20 steps"),
+        ("the third cycle", 55, ""),
+    ]
+    cases = [Case(name, (step, *schedule), hint) for name, step, hint in steps]
+    cases.append(Case("cycles of equal length", (25, 0.05, 0.0, 10, 1), "with mult 1 every cycle has `period` steps"))
+    return run_check("warm_restart_learning_rate", student_warm_restart_learning_rate,
+                     reference_warm_restart_learning_rate, cases, compare_rates)
+
+
+def compare_rates(expected, got) -> str | None:
+    """Learning rates agree to a millionth of their size: an absolute tolerance would pass 1e-4 for 0."""
+    return compare_tensors(expected, got, atol=1e-12, rtol=1e-6)
