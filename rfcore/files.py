@@ -372,7 +372,9 @@ def _acquire(path: Path, folder: Path, command: str) -> int:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as err:
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return fd  # a file system without locks (some network mounts): go on unlocked
             os.close(fd)
             raise _busy(path, folder, command) from None
         try:

@@ -8,7 +8,8 @@ Files in other formats OpenCV could decode are refused by the reader
 after the allocation. :func:`forged_size` catches a header that claims far
 more pixels than the file's bytes can encode (a 30 kB JPEG claiming
 65000x65000), from the densest each codec can be: one bit per 8x8 block
-for Huffman-coded JPEG, deflate's 1032:1 for PNG.
+for Huffman-coded JPEG, deflate's 1032:1 for PNG, LZW's 4096 pixels per
+3-bit code for GIF.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ JPEG_ARITHMETIC = frozenset(range(0xC9, 0xD0)) - {0xCC}
 
 DEFLATE_MAX_RATIO = 1032
 """deflate's largest compression ratio (a 258-byte match in about two bits), the bound for PNG data."""
+
+LZW_PIXELS_PER_BYTE = 8 * 4096 // 3
+"""Most GIF pixels one byte can encode: an LZW code has at least 3 bits and stands for at most 4096 pixels."""
 
 FORMATS = "PNG, JPEG, GIF, TIFF, BMP, WebP, PNM (PBM, PGM, PPM, PAM, PFM) and Sun raster"
 """The image formats whose size rfcore reads from the header, for messages."""
@@ -177,7 +181,7 @@ def _tiff_size(f, head: bytes) -> tuple[int, int] | None:
 def forged_size(path, kind: str, size: tuple[int, int]) -> str | None:
     """Why ``size`` cannot be what the file holds (too few bytes to encode it), or ``None``.
 
-    Only JPEG (Huffman-coded) and PNG have a bound here; other formats are limited by the pixel count alone.
+    Only JPEG (Huffman-coded), PNG and GIF have a bound here; other formats are limited by the pixel count alone.
     """
     height, width = size
     file_bytes = os.path.getsize(path)
@@ -194,6 +198,8 @@ def forged_size(path, kind: str, size: tuple[int, int]) -> str | None:
         bits = depth * {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 1)
         least = height * (1 + -(-width * bits // 8)) // DEFLATE_MAX_RATIO  # filter byte + packed row, deflated
         have = file_bytes
+    elif kind == "gif":  # the decoder allocates the whole logical screen, however small the frames in it
+        least, have = height * width // LZW_PIXELS_PER_BYTE, file_bytes
     else:
         return None
     if have >= least:

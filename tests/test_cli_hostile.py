@@ -150,6 +150,7 @@ def test_json_file_in_a_folder_that_cannot_be_written_is_one_sentence(tmp_path, 
     (20000, ".gif", [], "is 20000x20000 pixels (400 megapixels, 1.2 GB decoded), over the limit of 100 megapixels"),
     (65000, ".jpg", [], "its header claims 65000x65000 pixels, but it holds "),
     (60000, ".png", ["--max-pixels", "0"], "is 60000x60000 pixels, more than OpenCV decodes (1,073,741,824 pixels)"),
+    (20000, ".gif", ["--max-pixels", "0"], "its header claims 20000x20000 pixels, but it holds "),  # decoded at 3.6 GB
 ])
 def test_hostile_headers_are_refused_before_decoding(tmp_path, photo, monkeypatch, capsys, side, suffix, options,
                                                      message):

@@ -48,14 +48,20 @@ def add_parsers(subparsers) -> argparse.ArgumentParser:
 def run_ablation(args: argparse.Namespace) -> int:
     """Run every variant and seed, then write and print the summary; the exit status."""
     from rfcore.train.ablation import ablation_configs, summarise
+    from rfcore.train.checkpoint import checkpoint_dirs
     from rfcore.viz.ablation import ablation_table, plot_ablation
 
     if args.jobs < 1:
         print(f"rfcore experiment ablation: --jobs must be at least 1, got {args.jobs}", file=sys.stderr)
         return EXIT_BAD_INPUT
     configs = ablation_configs(args.out, args.seeds)
-    commands = {key: command_line(cfg) + (" --resume" if args.resume else "") for key, cfg in configs.items()}
-    failed = run_all(commands, configs, args.jobs)
+    # --resume only where there is a checkpoint (train refuses to resume nothing); a finished run whose
+    # checkpoints were pruned is only read
+    commands = {key: command_line(cfg) + (" --resume" if args.resume and checkpoint_dirs(cfg.out) else "")
+                for key, cfg in configs.items()}
+    finished = {key for key, cfg in configs.items()
+                if args.resume and not checkpoint_dirs(cfg.out) and (Path(cfg.out) / "weights.safetensors").is_file()}
+    failed = run_all({key: command for key, command in commands.items() if key not in finished}, configs, args.jobs)
     if failed:
         print(f"rfcore experiment ablation: {len(failed)} runs failed, e.g. {failed[0]}; see its train.out, "
               "then rerun with --resume", file=sys.stderr)
