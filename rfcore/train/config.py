@@ -62,6 +62,8 @@ class TrainConfig:
             data the number of images (default :data:`SYNTHETIC_IMAGES`).
         image_size: Side of the square training crops; ``None`` for the
             preset's ``train_size`` (640).
+        variety: Options that widen the synthetic faces' distribution
+            (:mod:`rfcore.data.variety`; ``("all",)`` for every one).
         epochs: Passes over the data.
         batch_size: Images per step on each rank.
         lr: Learning rate after the warm-up.
@@ -107,7 +109,9 @@ class TrainConfig:
         quiet: No progress bar.
         save_all_ranks: Every rank also writes its final weights to
             ``weights.rank<R>.safetensors``, to check that the ranks agree.
-        val: Validate on ``"synthetic"`` (:data:`rfcore.data.synthetic.VALIDATION`)
+        val: Validate on ``"synthetic"`` (:data:`rfcore.data.synthetic.VALIDATION`),
+            ``"synthetic-varied"`` (:data:`rfcore.data.synthetic.VALIDATION_VARIED`),
+            ``"photographs"`` (the bundled ones, :mod:`rfcore.evaluation.photographs`)
             or a ``label.txt`` (or its folder) during training; ``None``: no validation.
         val_every: Validate every this many steps, and after the last.
         val_images: Validate on the first this many images of ``val`` only.
@@ -118,6 +122,7 @@ class TrainConfig:
     images: str | None = None
     num_images: int | None = None
     image_size: int | None = None
+    variety: tuple[str, ...] = ()
     epochs: int = PAPER_EPOCHS
     batch_size: int = 8
     lr: float = 1e-2
@@ -152,6 +157,10 @@ class TrainConfig:
     val_images: int | None = None
 
     def __post_init__(self) -> None:
+        if self.variety:  # imported only here: rfcore.data imports torch
+            from rfcore.data.variety import Variety
+
+            object.__setattr__(self, "variety", Variety.from_names(self.variety).names)  # raises for an unknown name
         if self.step_epochs is not None:
             object.__setattr__(self, "step_epochs", tuple(float(e) for e in self.step_epochs))
         get_config(self.preset)  # raises for an unknown preset
@@ -200,6 +209,7 @@ class TrainConfig:
         """Plain JSON-ready values of every field."""
         record = dataclasses.asdict(self)
         record["step_epochs"] = None if self.step_epochs is None else list(self.step_epochs)
+        record["variety"] = list(self.variety)
         return record
 
 
