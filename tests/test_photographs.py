@@ -5,9 +5,9 @@ import json
 import pytest
 
 from rfcore.assets import IMAGES
-from rfcore.weights import DEFAULT_WEIGHTS
 from rfcore.evaluation.photographs import photograph_samples, score_weights
 from rfcore.train.validation import validation_samples
+from rfcore.weights import DEFAULT_WEIGHTS
 
 
 def test_the_bundled_photographs_are_read_with_their_faces():

@@ -15,7 +15,7 @@ from rfcore.data.degrade import degrade
 from rfcore.data.occluders import covered
 from rfcore.data.paint import face_frames, polygon_mask, to_image
 from rfcore.data.synthetic import VALIDATION, VALIDATION_VARIED, validation_set
-from rfcore.data.variety import OPTIONS, Variety
+from rfcore.data.variety import CLOSEUP_SIZES, OPTIONS, Variety
 
 SETTINGS = {"length": 6, "image_size": (160, 192), "faces": (2, 5), "min_face": 12, "max_face": 90, "seed": 11}
 
@@ -32,27 +32,51 @@ def varied(request):
     return request.param, dataset, [dataset.render(i) for i in range(len(dataset))]
 
 
+def closeup(image) -> bool:
+    """The image is a close-up of :data:`CLOSEUP_SIZES` (its faces are at least that large)."""
+    sizes = (image.sample.boxes[:, 2:] - image.sample.boxes[:, :2]).max(axis=1)
+    return len(sizes) > 0 and sizes.min() >= CLOSEUP_SIZES[0] * min(SETTINGS["image_size"]) - 1
+
+
 def test_each_option_changes_the_pixels_and_keeps_the_ground_truth(plain, varied):
+    """Every option but closeups keeps the faces; closeups turn some images into close-ups and keep the rest."""
     name, _, images = varied
     changed = 0
     for before, after in zip(plain, images):
+        if name in ("closeups", "all") and closeup(after) and not closeup(before):
+            changed += 1
+            continue
         for field in ("boxes", "landmarks"):
             np.testing.assert_array_equal(getattr(before.sample, field), getattr(after.sample, field))
         np.testing.assert_array_equal(before.vertices, after.vertices)
         np.testing.assert_array_equal(before.poses, after.poses)
         changed += not np.array_equal(before.sample.image, after.sample.image)
         assert after.visible.shape == after.sample.landmarks.shape[:2] and after.visible.dtype == bool
-    assert changed >= 3, f"{name} changed only {changed} of {len(images)} images"
+    assert changed >= (1 if name == "closeups" else 3), f"{name} changed only {changed} of {len(images)} images"
 
 
 def test_each_option_is_seeded_and_deterministic(varied):
-    name, dataset, images = varied
+    name, _, images = varied
     again = SyntheticFaces(**SETTINGS, variety=Variety.from_names([name]))
     for index in (4, 1):  # any order
         np.testing.assert_array_equal(again.render(index).sample.image, images[index].sample.image)
         np.testing.assert_array_equal(again.render(index).visible, images[index].visible)
     other = SyntheticFaces(**{**SETTINGS, "seed": 12}, variety=Variety.from_names([name]))
     assert not np.array_equal(other.render(1).sample.image, images[1].sample.image)
+
+
+def test_closeups_are_large_faces_whose_box_is_the_rendered_opacitys():
+    dataset = SyntheticFaces(**{**SETTINGS, "length": 16}, variety=Variety(closeups=True))
+    images = [dataset.render(i) for i in range(len(dataset))]
+    closeups = [image for image in images if closeup(image)]
+    assert 2 <= len(closeups) <= 12
+    for image in closeups:
+        for box in image.sample.boxes:
+            x1, y1, x2, y2 = np.floor(box).astype(int)
+            inside = image.alpha[max(y1 - 3, 0) : y2 + 3, max(x1 - 3, 0) : x2 + 3] > 0.5
+            rows, columns = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+            found = np.array([columns[0], rows[0], columns[-1] + 1, rows[-1] + 1]) + [max(x1 - 3, 0), max(y1 - 3, 0)] * 2
+            assert np.abs(found - box).max() < 2.0  # render pixels enlarged about 2x
 
 
 def test_switching_one_option_leaves_the_others_draws_alone():

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="side of the square training crops (default: the preset's, 640)")
     data.add_argument("--variety", nargs="+", default=(), metavar="OPTION",
                       help="with --data synthetic: widen the faces' distribution with these options of "
-                      "rfcore.data.variety (backgrounds, distractors, attire, details, occluders, degrade), or all")
+                      "rfcore.data.variety (closeups, backgrounds, distractors, attire, details, occluders, degrade), or all")
     data.add_argument("--workers", type=int, default=d.workers, metavar="N",
                       help=f"loader processes per rank (default {d.workers})")
     data.add_argument("--val", metavar="LABELS",

@@ -263,8 +263,8 @@ class SyntheticFaces(torch.utils.data.Dataset):
         transform: Optional ``transform(sample, rng) -> sample``, e.g.
             :class:`rfcore.data.augment.TrainTransform`, drawing from
             ``numpy.random.default_rng([seed, epoch, i])`` as in :class:`WiderFace`.
-        variety: Options that widen the distribution (:mod:`rfcore.data.variety`);
-            the faces, poses and places stay those drawn without them.
+        variety: Options that widen the distribution (:mod:`rfcore.data.variety`;
+            ``None``: none); the faces, poses and places stay those drawn without them.
 
     Raises:
         ValueError: For a negative length, a bad face count, size range or angle.
@@ -281,7 +281,7 @@ class SyntheticFaces(torch.utils.data.Dataset):
         max_render: int = 64,
         seed: int = 0,
         transform: Transform | None = None,
-        variety: Variety = Variety(),
+        variety: Variety | None = None,
     ) -> None:
         self.image_size = check_image_size((image_size, image_size) if isinstance(image_size, int) else image_size)
         max_face = min(self.image_size) / 2 if max_face is None else max_face
@@ -296,7 +296,7 @@ class SyntheticFaces(torch.utils.data.Dataset):
         self.length, self.faces, self.seed = length, (low, high), seed
         self.face_range, self.max_angle, self.max_render = (min_face, max_face), max_angle, max_render
         self.transform = transform
-        self.variety = variety
+        self.variety = Variety() if variety is None else variety
         self.epoch = 0
         self.kept: list[FaceSample] | None = None
 
@@ -344,7 +344,8 @@ class SyntheticFaces(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, index])
         background = random_background(rng, self.image_size)
         count = int(rng.integers(self.faces[0], self.faces[1] + 1))
-        draws = draw_faces(rng, count, self.face_range, self.max_angle)
+        count, face_range = self.variety.face_layout((self.seed, index), count, self.face_range, self.image_size)
+        draws = draw_faces(rng, count, face_range, self.max_angle)
         # positions in the crop as fractions of its side: (F, V, 2) in about [0.1, 0.9]
         fractions = project(to_view(draws.vertices, draws.camera), draws.camera, (1, 1))[0].numpy()
         placements = place_faces(rng, fractions, draws.sizes, self.image_size, self.max_render)

@@ -8,6 +8,7 @@ places with or without them. Each option draws from its own generator,
 ==============  =====================================================  ==================================
 option          what it adds                                           module
 ==============  =====================================================  ==================================
+closeups        some images show one or two large faces (portraits)     :meth:`Variety.face_layout`
 backgrounds     real non-face pictures and procedural clutter           :mod:`rfcore.data.backgrounds`
 distractors     face-like negatives: eyes without a face, skin blobs    :mod:`rfcore.data.backgrounds`
 attire          neck, shoulders and clothes, long hair, hats            :mod:`rfcore.data.attire`
@@ -16,7 +17,8 @@ occluders       glasses, sunglasses, masks, hands, objects              :mod:`rf
 degrade         hard shadows, colour casts, blur, noise, JPEG, grey     :mod:`rfcore.data.degrade`
 ==============  =====================================================  ==================================
 
-Boxes, landmarks and vertices stay the mesh's; an occluder that covers a landmark
+Apart from ``closeups``, which changes how many faces an image has and their sizes, the
+options leave the faces, their boxes, landmarks and vertices as they are; an occluder that covers a landmark
 clears its flag in :attr:`~rfcore.data.synthetic.SyntheticImage.visible`.
 """
 
@@ -35,14 +37,19 @@ from rfcore.data.occluders import add_occluders
 VARIETY_STREAM = 1
 """Third word of the options' seeds (the image's own draws use ``default_rng([seed, index])``)."""
 
-OPTIONS = ("backgrounds", "distractors", "attire", "details", "occluders", "degrade")
+OPTIONS = ("closeups", "backgrounds", "distractors", "attire", "details", "occluders", "degrade")
 """Every option's name, in the order they act."""
+
+CLOSEUP_PROBABILITY, CLOSEUP_FACES, CLOSEUP_SIZES = 0.3, 2, (0.45, 0.9)
+"""With ``closeups``: the share of images that are close-ups, their largest number of faces, and the range of
+face sizes as fractions of the short image side (a photograph's large faces, whose eyes are not faces)."""
 
 
 @dataclass(frozen=True)
 class Variety:
     """Which options of the module docstring are on (all off: the plain synthetic faces)."""
 
+    closeups: bool = False
     backgrounds: bool = False
     distractors: bool = False
     attire: bool = False
@@ -70,6 +77,14 @@ class Variety:
 
     def __bool__(self) -> bool:
         return bool(self.names)
+
+    def face_layout(self, key: tuple[int, int], count: int, face_range: tuple[float, float],
+                    image_size: tuple[int, int]) -> tuple[int, tuple[float, float]]:
+        """The number of faces and their size range for image ``key = (seed, index)``: a close-up's, or as given."""
+        if not self.closeups or count == 0 or option_rng(key, "closeups").random() >= CLOSEUP_PROBABILITY:
+            return count, face_range
+        short = min(image_size)
+        return min(count, CLOSEUP_FACES), (CLOSEUP_SIZES[0] * short, CLOSEUP_SIZES[1] * short)
 
     def vary_background(self, background: np.ndarray, key: tuple[int, int], boxes: np.ndarray,
                         landmarks: np.ndarray, skin: np.ndarray) -> np.ndarray:

@@ -226,3 +226,10 @@ shows the detector at some of them).
 
 :func:`rfcore.cli.train.command_line` gives its ``rfcore train`` command; ``rfcore bench train`` measures its
 speed."""
+
+
+SYNTHETIC_TO_REAL = dataclasses.replace(FROM_SCRATCH, variety=("all",), out="runs/synthetic-to-real")
+"""The recipe of the recorded synthetic-to-real run (``assets/runs/synthetic-to-real/``): :data:`FROM_SCRATCH`
+with every option of :mod:`rfcore.data.variety`, so that a detector that never saw a photograph of a face
+finds faces in photographs. Chosen with the probes of ``assets/runs/variety-probes/`` on the synthetic
+validation sets and the bundled photographs only."""
