@@ -228,8 +228,12 @@ shows the detector at some of them).
 speed."""
 
 
-SYNTHETIC_TO_REAL = dataclasses.replace(FROM_SCRATCH, variety=("all",), out="runs/synthetic-to-real")
+SYNTHETIC_TO_REAL = dataclasses.replace(
+    FROM_SCRATCH, variety=("backgrounds", "distractors", "attire", "details", "occluders", "degrade"),
+    out="runs/synthetic-to-real",
+)
 """The recipe of the recorded synthetic-to-real run (``assets/runs/synthetic-to-real/``): :data:`FROM_SCRATCH`
-with every option of :mod:`rfcore.data.variety`, so that a detector that never saw a photograph of a face
-finds faces in photographs. Chosen with the probes of ``assets/runs/variety-probes/`` on the synthetic
-validation sets and the bundled photographs only."""
+with every option of :mod:`rfcore.data.variety` but ``closeups``, so that a detector that never saw a
+photograph of a face finds faces in photographs. Chosen with the probes of ``assets/runs/variety-probes/``
+on the synthetic validation sets and the bundled photographs only (a run with ``closeups`` as well scored
+AP 0.70 on the synthetic validation set and 0.09 on the photographs at step 2,000)."""
