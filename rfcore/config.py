@@ -181,3 +181,19 @@ def get_config(name: str) -> RetinaFaceConfig:
 MESH_CROP_SIZE = 32
 """Side of the face crops ``I*`` and of the rendered faces of the mesh branch, in pixels: training renders at
 this size, and detection projects the mesh through the same crop (pixel positions do not depend on it)."""
+
+VARIETY_OPTIONS = ("closeups", "backgrounds", "distractors", "attire", "details", "occluders", "degrade")
+"""The options that widen the synthetic faces' distribution (:mod:`rfcore.data.variety`), in the order they act."""
+
+
+def variety_names(names) -> tuple[str, ...]:
+    """The options of :data:`VARIETY_OPTIONS` named in ``names`` (``"all"`` for every one), in their order.
+
+    Raises:
+        ValueError: For an unknown name, listing the known ones.
+    """
+    names = tuple(names)
+    unknown = sorted(set(names) - {*VARIETY_OPTIONS, "all"})
+    if unknown:
+        raise ValueError(f"unknown synthetic variety {unknown[0]!r}; choose from {', '.join(VARIETY_OPTIONS)} or all")
+    return tuple(name for name in VARIETY_OPTIONS if "all" in names or name in names)

@@ -206,6 +206,6 @@ def test_each_shared_fact_has_one_home(fact, key):
 
 def test_the_assets_folder_has_one_home():
     homes = [path.relative_to(PACKAGE.parent).as_posix() for path in PACKAGE.rglob("*.py")
-             if any(("__file__" in line and '"assets"' in line) or "resources.files(" in line
-                    for line in path.read_text().splitlines())]
+             if any(("__file__" in line and '"assets"' in line) or "resources.files(__name__" in line
+                    or 'resources.files("rfcore' in line for line in path.read_text().splitlines())]
     assert homes == ["rfcore/assets/__init__.py"]

@@ -1,10 +1,10 @@
-"""Record the from-scratch training run that ships in assets/runs/synthetic-from-scratch/.
+"""Record a from-scratch training run that ships in assets/runs/: synthetic-from-scratch/ or synthetic-to-real/.
 
-    python tools/record_run.py [--work DIR]
+    python tools/record_run.py [--recipe synthetic-from-scratch|synthetic-to-real] [--work DIR]
 
-Runs the recipe's command (``rfcore.train.config.FROM_SCRATCH``, written out by
-``rfcore.cli.train.command_line``) in ``--work``, timing it and sampling the machine's load
-average, then copies into the assets folder:
+Runs the recipe's command (:data:`RECIPES`: ``rfcore.train.config.FROM_SCRATCH`` or ``SYNTHETIC_TO_REAL``,
+written out by ``rfcore.cli.train.command_line``) in ``--work``, timing it and sampling the machine's load
+average, then copies into the recipe's assets folder:
 
 * ``command.txt``: the exact command, run from an empty folder;
 * ``log.jsonl``: every 10th step's loss terms and every validation (AP per face-size band, NME);
@@ -13,7 +13,9 @@ average, then copies into the assets folder:
   keeping all its checkpoints (``--max-steps``, ``--keep-checkpoints`` change what is kept, not what is
   trained; the tool checks that both runs logged the same losses up to there);
 * ``run.json``: wall time, machine, torch version, load average, the final validation, and the
-  validation of the first :data:`CHECK_IMAGES` images that ``tests/test_recorded_run.py`` reproduces.
+  validation of the first :data:`CHECK_IMAGES` images that ``tests/test_recorded_run.py`` reproduces;
+  for synthetic-to-real also the final weights' scores on both synthetic validation sets and on the
+  bundled photographs (:func:`rfcore.evaluation.photographs.score_weights`).
 """
 
 from __future__ import annotations
@@ -29,14 +31,18 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rfcore.assets import FROM_SCRATCH_RUN
+from rfcore.assets import FROM_SCRATCH_RUN, SYNTHETIC_TO_REAL_RUN
 from rfcore.cli.train import command_line
 from rfcore.files import write_bytes, write_text
-from rfcore.train.config import FROM_SCRATCH
+from rfcore.train.config import FROM_SCRATCH, SYNTHETIC_TO_REAL
 from rfcore.train.log import parse_log, step_records, validation_records
 
 CHECK_IMAGES = 48
-SNAPSHOTS = (500, 2000)
+RECIPES = {
+    "synthetic-from-scratch": (FROM_SCRATCH, FROM_SCRATCH_RUN, (500, 2000)),
+    "synthetic-to-real": (SYNTHETIC_TO_REAL, SYNTHETIC_TO_REAL_RUN, (500,)),
+}
+"""Recipe name -> its config, assets folder and snapshot steps (the last one also checks the rerun's losses)."""
 
 
 def cpu_model() -> str:
@@ -59,17 +65,29 @@ def subset_check(weights: Path) -> dict:
 
     torch.set_num_threads(1)
     network = Detector(weights, fuse=False).model
-    result = Validator(validation_samples("synthetic", CHECK_IMAGES), FROM_SCRATCH.preset)(network)
+    result = Validator(validation_samples("synthetic", CHECK_IMAGES), "mobilenet0.25")(network)
     return {"images": CHECK_IMAGES, "ap": result["ap"], "nme": result["nme"], "faces": result["faces"]}
 
 
-def snapshots(command: str, work: Path, records: list[dict]) -> dict[int, Path]:
-    """Weights of the recorded run at :data:`SNAPSHOTS`, from a second run of its first steps keeping every checkpoint.
+def transfer_scores(weights: Path) -> dict:
+    """AP and NME per size band on both synthetic validation sets and on the bundled photographs."""
+    import torch
+
+    from rfcore.evaluation.photographs import score_weights
+    from rfcore.train.validation import validation_samples
+
+    torch.set_num_threads(1)
+    return {name.replace("-", "_"): score_weights(weights, validation_samples(name))
+            for name in ("synthetic", "synthetic-varied", "photographs")}
+
+
+def snapshots(command: str, work: Path, records: list[dict], steps: tuple[int, ...]) -> dict[int, Path]:
+    """Weights of the recorded run at ``steps``, from a second run of its first steps keeping every checkpoint.
 
     Raises:
         RuntimeError: If the second run's losses differ from the recorded run's.
     """
-    last = max(SNAPSHOTS)
+    last = max(steps)
     extra = f" --out runs/snapshots --max-steps {last} --keep-checkpoints {last} --quiet"
     subprocess.run(shlex.split(command + extra), cwd=work, check=True)
     again, _ = parse_log(work / "runs" / "snapshots" / "log.jsonl")
@@ -80,14 +98,16 @@ def snapshots(command: str, work: Path, records: list[dict]) -> dict[int, Path]:
     if losses(again) != losses(records):
         raise RuntimeError("the snapshot run's losses differ from the recorded run's: the machine is not deterministic")
     return {step: work / "runs" / "snapshots" / "checkpoints" / f"step-{step:08d}" / "weights.safetensors"
-            for step in SNAPSHOTS}
+            for step in steps}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="synthetic-from-scratch")
     parser.add_argument("--work", type=Path, default=Path("/tmp/rfcore-record"), help="empty folder to run in")
     args = parser.parse_args()
-    command = command_line(FROM_SCRATCH)
+    recipe, folder, steps = RECIPES[args.recipe]
+    command = command_line(recipe)
     args.work.mkdir(parents=True, exist_ok=False)
     samples, stop = [], threading.Event()
     threading.Thread(target=sample_load, args=(samples, stop), daemon=True).start()
@@ -96,7 +116,7 @@ def main() -> None:
     subprocess.run(shlex.split(command), cwd=args.work, check=True)
     wall = time.perf_counter() - begin
     stop.set()
-    out = args.work / FROM_SCRATCH.out
+    out = args.work / recipe.out
     records, _ = parse_log(out / "log.jsonl")
     import torch
 
@@ -111,13 +131,15 @@ def main() -> None:
         "final_validation": validation_records(records)[-1],
         "subset_check": subset_check(out / "weights.safetensors"),
     }
-    (FROM_SCRATCH_RUN / "snapshots").mkdir(parents=True, exist_ok=True)
-    write_text(FROM_SCRATCH_RUN / "command.txt", command + "\n")
-    write_text(FROM_SCRATCH_RUN / "run.json", json.dumps(run, indent=1) + "\n")
+    if recipe.variety:
+        run["scores"] = transfer_scores(out / "weights.safetensors")
+    (folder / "snapshots").mkdir(parents=True, exist_ok=True)
+    write_text(folder / "command.txt", command + "\n")
+    write_text(folder / "run.json", json.dumps(run, indent=1) + "\n")
     for name in ("log.jsonl", "weights.safetensors"):
-        write_bytes(FROM_SCRATCH_RUN / name, (out / name).read_bytes())
-    for step, weights in snapshots(command, args.work, records).items():
-        write_bytes(FROM_SCRATCH_RUN / "snapshots" / f"step-{step:08d}.safetensors", weights.read_bytes())
+        write_bytes(folder / name, (out / name).read_bytes())
+    for step, weights in snapshots(command, args.work, records, steps).items():
+        write_bytes(folder / "snapshots" / f"step-{step:08d}.safetensors", weights.read_bytes())
     print(json.dumps(run, indent=1))
 
 

@@ -49,6 +49,11 @@ FROM_SCRATCH_RUN = ASSETS / "runs" / "synthetic-from-scratch"
 wheel leaves them out), ``weights.safetensors`` and ``snapshots/`` (recorded by ``tools/record_run.py`` with the
 recipe :data:`rfcore.train.config.FROM_SCRATCH`)."""
 
+SYNTHETIC_TO_REAL_RUN = ASSETS / "runs" / "synthetic-to-real"
+"""The recorded synthetic-to-real run: the files of :data:`FROM_SCRATCH_RUN` (recipe
+:data:`rfcore.train.config.SYNTHETIC_TO_REAL`, every synthetic variety option), its scores on the photographs
+in ``run.json``."""
+
 ABLATION_RUN = ASSETS / "runs" / "ablation"
 """A recorded ``rfcore experiment ablation``: ``ablation.json`` / ``.md`` / ``.png`` and each run's log."""
 

@@ -35,12 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help=f"use the first N images; for synthetic data the count (default {SYNTHETIC_IMAGES})")
     data.add_argument("--size", dest="image_size", type=int, metavar="PIXELS",
                       help="side of the square training crops (default: the preset's, 640)")
+    data.add_argument("--variety", nargs="+", default=(), metavar="OPTION",
+                      help="with --data synthetic: widen the faces' distribution with these options of "
+                      "rfcore.data.variety (closeups, backgrounds, distractors, attire, details, occluders, degrade), "
+                      "or all")
     data.add_argument("--workers", type=bounded_int(0, cores()), default=d.workers, metavar="N",
                       help=f"loader processes per rank, at most the {cores()} cores this process may use "
                       f"(default {d.workers})")
     data.add_argument("--val", metavar="LABELS",
-                      help="validate during training on 'synthetic' (the held-out synthetic set), a label.txt, or "
-                      "'widerface' (the val/ folder of --widerface DIR): "
+                      help="validate during training on 'synthetic' (the held-out synthetic set), 'synthetic-varied' "
+                      "(a second one with every --variety option), 'photographs' (the bundled ones), 'widerface' "
+                      "(the val/ folder of --widerface DIR) or a label.txt: "
                       "AP per face-size band and landmark NME, in the log and the progress bar")
     data.add_argument("--val-every", type=int, default=d.val_every, metavar="N",
                       help=f"validate every N steps and after the last (default {d.val_every})")

@@ -78,6 +78,7 @@ import torch.utils.data
 
 from rfcore.anchors import check_image_size
 from rfcore.data.sample import FaceSample
+from rfcore.data.variety import Variety
 from rfcore.data.widerface import Transform
 from rfcore.mesh.camera import DISTANCE, FOCAL, Camera, Light, camera_from_pose, project, to_view
 from rfcore.mesh.face_model import (
@@ -132,7 +133,10 @@ class SyntheticImage(NamedTuple):
             (the angles of :func:`rfcore.mesh.camera.camera_from_pose`).
         alpha: ``(H, W)`` float32 opacity of the faces, in ``[0, 1]``.
         background: ``(H, W, 3)`` uint8 RGB image under the faces (hair
-            included): ``image = colour * alpha + (1 - alpha) * background``.
+            included): ``image = colour * alpha + (1 - alpha) * background``
+            (before the options of :mod:`rfcore.data.variety` that act on the faces).
+        visible: ``(F, 5)`` bool: no occluder covers the landmark
+            (:mod:`rfcore.data.occluders`); its position is still the ground truth.
     """
 
     sample: FaceSample
@@ -140,6 +144,7 @@ class SyntheticImage(NamedTuple):
     poses: np.ndarray
     alpha: np.ndarray
     background: np.ndarray
+    visible: np.ndarray
 
 
 class FaceDraws(NamedTuple):
@@ -218,6 +223,8 @@ class SyntheticFaces(torch.utils.data.Dataset):
         transform: Optional ``transform(sample, rng) -> sample``, e.g.
             :class:`rfcore.data.augment.TrainTransform`, drawing from
             ``numpy.random.default_rng([seed, epoch, i])`` as in :class:`~rfcore.data.widerface.WiderFace`.
+        variety: Options that widen the distribution (:mod:`rfcore.data.variety`;
+            ``None``: none); the faces, poses and places stay those drawn without them.
 
     Raises:
         ValueError: For a negative length, a bad face count, size range or angle.
@@ -234,6 +241,7 @@ class SyntheticFaces(torch.utils.data.Dataset):
         max_render: int = 64,
         seed: int = 0,
         transform: Transform | None = None,
+        variety: Variety | None = None,
     ) -> None:
         self.image_size = check_image_size((image_size, image_size) if isinstance(image_size, int) else image_size)
         max_face = min(self.image_size) / 2 if max_face is None else max_face
@@ -248,6 +256,7 @@ class SyntheticFaces(torch.utils.data.Dataset):
         self.length, self.faces, self.seed = length, (low, high), seed
         self.face_range, self.max_angle, self.max_render = (min_face, max_face), max_angle, max_render
         self.transform = transform
+        self.variety = Variety() if variety is None else variety
         self.epoch = 0
         self.kept: list[FaceSample] | None = None
 
@@ -295,7 +304,8 @@ class SyntheticFaces(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, index])
         background = random_background(rng, self.image_size)
         count = int(rng.integers(self.faces[0], self.faces[1] + 1))
-        draws = draw_faces(rng, count, self.face_range, self.max_angle)
+        count, face_range = self.variety.face_layout((self.seed, index), count, self.face_range, self.image_size)
+        draws = draw_faces(rng, count, face_range, self.max_angle)
         # positions in the crop as fractions of its side: (F, V, 2) in about [0.1, 0.9]
         fractions = project(to_view(draws.vertices, draws.camera), draws.camera, (1, 1))[0].numpy()
         placements = place_faces(rng, fractions, draws.sizes, self.image_size, self.max_render)
@@ -312,11 +322,15 @@ class SyntheticFaces(torch.utils.data.Dataset):
         vertices = image_vertices(fractions, placements)
         boxes = np.concatenate([vertices.min(axis=1), vertices.max(axis=1)], axis=1)  # (P, 4)
         landmarks = image_left_first(vertices[:, [face_model().mesh.landmarks[n] for n in LANDMARK_NAMES]])
+        rows = [p.index for p in placements]
+        skin = draws.colours[rows].mean(dim=1).numpy().reshape(-1, 3)  # (P, 3)
+        background = self.variety.vary_background(background, (self.seed, index), boxes, landmarks, skin)
         background = add_hair(background, rng, boxes, landmarks)
         image, alpha = composite_faces(background, draws, placements, self.max_render)
+        image, visible = self.variety.vary_faces(image, alpha, (self.seed, index), boxes, landmarks)
         sample = FaceSample(image, boxes, landmarks, f"synthetic:{self.seed}:{index}")
-        poses = np.degrees(draws.angles[[p.index for p in placements]].numpy()).reshape(-1, 3).astype(np.float32)
-        return SyntheticImage(sample, vertices, poses, alpha, background)
+        poses = np.degrees(draws.angles[rows].numpy()).reshape(-1, 3).astype(np.float32)
+        return SyntheticImage(sample, vertices, poses, alpha, background, visible)
 
 
 def image_vertices(fractions: np.ndarray, placements: list[Placement]) -> np.ndarray:
@@ -627,9 +641,15 @@ uses by default (training images are ``default_rng([seed, i])`` with
 recorded figure is on the same faces."""
 
 
-def validation_set(length: int | None = None) -> SyntheticFaces:
-    """The held-out synthetic validation set (:data:`VALIDATION`), or its first ``length`` images."""
-    settings = dict(VALIDATION)
+VALIDATION_VARIED = {**VALIDATION, "seed": 1_000_033}
+"""The second held-out set, ``rfcore train --val synthetic-varied``: :data:`VALIDATION`'s sizes and counts with
+another seed and every option of :mod:`rfcore.data.variety` on."""
+
+
+def validation_set(length: int | None = None, varied: bool = False) -> SyntheticFaces:
+    """The held-out synthetic validation set (:data:`VALIDATION`, or with ``varied``
+    :data:`VALIDATION_VARIED`), or its first ``length`` images."""
+    settings = dict(VALIDATION_VARIED if varied else VALIDATION)
     if length is not None:
         settings["length"] = min(length, settings["length"])
-    return SyntheticFaces(**settings)
+    return SyntheticFaces(**settings, variety=Variety.from_names(["all"]) if varied else Variety())

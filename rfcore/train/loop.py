@@ -80,6 +80,7 @@ from torch.utils.data import Dataset
 
 from rfcore.config import RetinaFaceConfig
 from rfcore.data import TrainBatch, TrainTransform, WiderFace, face_loader
+from rfcore.data.variety import Variety
 from rfcore.files import DiskFull, append_line, check_not_inputs, folder_lock, format_bytes
 from rfcore.loss import multitask_loss
 from rfcore.matching import TargetAssigner
@@ -97,7 +98,7 @@ from rfcore.train.config import (
 from rfcore.train.distributed import Ranks, average_batchnorm_stats, epoch_indices, setup_ranks
 from rfcore.train.log import TERMS, log_record, trim_log
 from rfcore.train.model import TrainingModel, freeze_for_fine_tuning
-from rfcore.train.validation import Validator, validation_samples
+from rfcore.train.validation import NAMED_SETS, Validator, validation_samples
 from rfcore.weights import load_detector_weights, load_mesh_decoder, save_weights
 
 # ---------------------------------------------------------------- schedule
@@ -166,7 +167,8 @@ def build_dataset(train_cfg: TrainConfig, cfg: RetinaFaceConfig) -> Dataset:
         raise ImportError(
             f"--data synthetic needs rfcore.data.synthetic.SyntheticFaces, which is missing: {err}"
         ) from None
-    dataset = SyntheticFaces(train_cfg.num_images or SYNTHETIC_IMAGES, size, seed=train_cfg.seed, transform=transform)
+    dataset = SyntheticFaces(train_cfg.num_images or SYNTHETIC_IMAGES, size, seed=train_cfg.seed, transform=transform,
+                             variety=Variety.from_names(train_cfg.variety))
     if len(dataset) * size * size * 3 <= KEEP_RENDERED_BYTES:
         with torch_threads(1):
             dataset.keep_rendered(progress=not train_cfg.quiet)
@@ -400,7 +402,7 @@ def check_outputs(train_cfg: TrainConfig) -> None:
         inputs.append(init_weights_path(train_cfg.init_weights))
     if train_cfg.mesh and train_cfg.mesh_decoder is not None:
         inputs.append(mesh_decoder_path(train_cfg.mesh_decoder))
-    if train_cfg.val not in (None, "synthetic"):
+    if train_cfg.val not in (None, *NAMED_SETS):
         inputs.append(Path(train_cfg.val))
     out = Path(train_cfg.out)
     check_not_inputs(inputs, [out / name for name in OUTPUT_FILES], folders=[out / "checkpoints"])

@@ -1,7 +1,8 @@
 """Validation during training: detect on a held-out set and score it, every few steps and at the end.
 
-``rfcore train --val synthetic`` (the held-out set :data:`rfcore.data.synthetic.VALIDATION`) or
-``--val path/to/label.txt`` runs the network being trained as a :class:`~rfcore.detector.Detector`
+``rfcore train --val synthetic`` (the held-out set :data:`rfcore.data.synthetic.VALIDATION`),
+``--val synthetic-varied`` (:data:`~rfcore.data.synthetic.VALIDATION_VARIED`), ``--val photographs`` (the
+bundled ones) or ``--val path/to/label.txt`` runs the network being trained as a :class:`~rfcore.detector.Detector`
 (a copy in eval mode, so the training state is untouched) on the set every ``val_every`` steps and after
 the last step, and scores it with :func:`rfcore.evaluation.run.size_band_summary`: AP over all faces and
 per face-size band, and the mean landmark NME. Each result is a line of ``log.jsonl``::
@@ -22,19 +23,27 @@ from rfcore.data.synthetic import validation_set
 from rfcore.data.widerface import WiderFace
 from rfcore.detect_config import EVAL_THRESHOLD
 from rfcore.detector import Detector
+from rfcore.evaluation.photographs import photograph_samples
 from rfcore.evaluation.run import detect_images, size_band_summary
 from rfcore.evaluation.truth import truth_from_samples
 from rfcore.progress import progress_bar
 
+NAMED_SETS = ("synthetic", "synthetic-varied", "photographs")
+"""Validation sets named instead of given as a ``label.txt``: the two held-out synthetic sets, the bundled photographs."""
+
 
 def validation_samples(val: str, limit: int | None = None, progress: bool = False) -> list[FaceSample]:
-    """The images of a validation set: ``"synthetic"`` or a ``label.txt`` (or its folder), the first ``limit``.
+    """The images of a validation set, the first ``limit``.
+
+    ``val`` is one of :data:`NAMED_SETS` or a ``label.txt`` (or its folder).
 
     Raises:
         FileNotFoundError: If the label file or an image is missing (naming it).
         ValueError: If the set has no face.
     """
-    dataset = validation_set(limit) if val == "synthetic" else WiderFace(val)
+    if val == "photographs":
+        return photograph_samples()[:limit]
+    dataset = validation_set(limit, varied=val == "synthetic-varied") if val.startswith("synthetic") else WiderFace(val)
     count = len(dataset) if limit is None else min(limit, len(dataset))
     samples = [dataset[i] for i in progress_bar(range(count), desc="validation images", unit="image",
                                                  disable=not progress)]
