@@ -13,7 +13,7 @@ average, then copies into the assets folder:
   keeping all its checkpoints (``--max-steps``, ``--keep-checkpoints`` change what is kept, not what is
   trained; the tool checks that both runs logged the same losses up to there);
 * ``run.json``: wall time, machine, torch version, load average, the final validation, and the
-  validation of the first :data:`CHECK_IMAGES` images that ``tests/test_recorded_run.py`` reproduces.
+  validation of the first :data:`CHECK_IMAGES` images that ``tests/train/test_recorded_run.py`` reproduces.
 """
 
 from __future__ import annotations

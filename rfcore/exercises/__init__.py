@@ -43,7 +43,7 @@ naming the mistake it catches, and :func:`~rfcore.exercises.check.run_check`::
         return run_check("cxcywh", student, xyxy_to_cxcywh, cases)
 
 then a solution written from the formula in :mod:`rfcore.exercises.solutions` under the exercise's name
-(``check_<name>`` checks ``solutions.<name>``). ``tests/test_exercises.py`` finds every ``check_*`` of the
+(``check_<name>`` checks ``solutions.<name>``). ``tests/exercises/test_exercises.py`` finds every ``check_*`` of the
 package by itself and runs it on its solution, on a stub and on a function that raises; add the typical
 mistake the checker must catch to the list of mistakes there.
 Answers that are not tensors, arrays or numbers need their own ``compare(expected, got) -> str | None``.
