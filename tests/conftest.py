@@ -9,7 +9,7 @@ from builders import save_mesh_run, write_faces_folder
 from rfcore.mesh.hierarchy import build_hierarchy
 from rfcore.mesh.template import face_template
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent / "files"
 
 PUBLIC_KEY_FILES = {
     "mobilenet0.25": DATA / "biubug6-mnet025-keys.txt",

@@ -13,7 +13,7 @@ average, then copies into the recipe's assets folder:
   keeping all its checkpoints (``--max-steps``, ``--keep-checkpoints`` change what is kept, not what is
   trained; the tool checks that both runs logged the same losses up to there);
 * ``run.json``: wall time, machine, torch version, load average, the final validation, and the
-  validation of the first :data:`CHECK_IMAGES` images that ``tests/test_recorded_run.py`` reproduces;
+  validation of the first :data:`CHECK_IMAGES` images that ``tests/train/test_recorded_run.py`` reproduces;
   for synthetic-to-real also the final weights' scores on both synthetic validation sets and on the
   bundled photographs (:func:`rfcore.evaluation.photographs.score_weights`).
 """

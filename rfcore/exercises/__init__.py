@@ -50,7 +50,7 @@ naming the mistake it catches, and :func:`~rfcore.exercises.check.run_check`::
         return run_check("cxcywh", student, xyxy_to_cxcywh, cases)
 
 then a solution written from the formula in :mod:`rfcore.exercises.solutions` under the exercise's name
-(``check_<name>`` checks ``solutions.<name>``). ``tests/test_exercises.py`` finds every ``check_*`` of the
+(``check_<name>`` checks ``solutions.<name>``). ``tests/exercises/test_exercises.py`` finds every ``check_*`` of the
 package by itself and runs it on its solution, on a stub and on a function that raises; add the typical
 mistake the checker must catch to the list of mistakes there.
 Answers that are not tensors, arrays or numbers need their own ``compare(expected, got) -> str | None``.
@@ -106,7 +106,7 @@ ANSWERED_BY: dict[str, tuple[str, ...]] = {
 """Exercise name -> the rfcore functions (``module.qualname``) whose source answers it.
 
 A notebook may show these functions' source only after the exercise has asked for them (predict, then
-reveal); ``tests/test_exercises.py`` walks the notebooks to hold them to it. An exercise whose answer rfcore
+reveal); ``tests/exercises/test_exercises.py`` walks the notebooks to hold them to it. An exercise whose answer rfcore
 does not hold (a variant, or one checked against torchvision) has an empty tuple.
 """
 

@@ -1,7 +1,7 @@
 """Plausible mistakes, one per part of the capstone, each a small change to a solution.
 
 :data:`MISTAKES` maps a part of :class:`rfcore.exercises.capstone.Parts` to a wrong version of it: the
-capstone must name that part before it trains (``tests/test_capstone.py``), and notebook 08 trains with
+capstone must name that part before it trains (``tests/exercises/test_capstone.py``), and notebook 08 trains with
 one of them unchecked to show what it does to learning.
 """
 

@@ -19,7 +19,7 @@ from rfcore.config import get_config
 from rfcore.model import RetinaFace
 from rfcore.weights import load_weights, read_metadata, save_weights
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ANNOTATION = REPO / "assets" / "images" / "grace_hopper.json"
 IMAGE = str(REPO / "assets" / "images" / "grace_hopper.jpg")
 SHIPPED = REPO / "assets" / "weights" / "retinaface_mobilenet0.25.safetensors"

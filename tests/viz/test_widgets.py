@@ -164,7 +164,7 @@ def test_moving_every_explorer_20_times_leaves_no_matplotlib_figure_open(templat
 
 def _execute_notebooks():
     """tools/execute_notebooks.py, the script that saves the notebooks (tools/ is not a package)."""
-    script = Path(__file__).resolve().parents[1] / "tools" / "execute_notebooks.py"
+    script = Path(__file__).resolve().parents[2] / "tools" / "execute_notebooks.py"
     spec = importlib.util.spec_from_file_location("execute_notebooks", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -12,7 +12,7 @@ from rfcore.model.blocks import DeformableConv2d
 from rfcore.model.fuse import conv_bn_pairs, fold_batch_norm, fuse_for_inference
 from rfcore.weights import load_weights
 
-SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "weights" / "retinaface_mobilenet0.25.safetensors"
+SHIPPED = Path(__file__).resolve().parents[2] / "assets" / "weights" / "retinaface_mobilenet0.25.safetensors"
 
 
 def randomise_batch_norms(model, seed=0):

@@ -678,7 +678,7 @@ def test_a_new_checker_catches_a_typical_mistake_on_the_case_made_for_it(name, m
     assert verdict.message.startswith(f"{name}: failed on the case '{case}'."), verdict.message
 
 
-NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def code_cells(notebook: Path) -> list[ast.Module]:

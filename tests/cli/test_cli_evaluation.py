@@ -14,7 +14,7 @@ from rfcore.cli import main
 from rfcore.cli.evaluation import add_parsers, tta_config
 from rfcore.detect_config import PAPER_TEST_SCALES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PICTURES = {"0--Parade/grace_hopper": "grace_hopper", "0--Parade/astronaut": "astronaut", "1--Group/group": "group"}
 """Image key in the tiny set -> bundled picture (assets/images/<name>.jpg and .json)."""
 
