@@ -65,7 +65,7 @@ class Detector:
             ``weights``.
         threshold, nms_iou, top_k, max_faces, tta: Which detections are kept
             (:class:`~rfcore.detect_config.DetectConfig`, whose defaults
-            these are); the detector holds them as :attr:`config`.
+            these are); the detector holds them as ``config``.
         short_edge: Resize so the short edge has this many pixels (``None``:
             original size).
         max_size: Cap on the long edge after that (:data:`rfcore.detect_config.DEFAULT_MAX_SIZE`;

@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tqdm import tqdm
+    import tqdm
 
 LOG_INTERVAL = 5.0
 """Seconds between progress lines when stderr is not a terminal."""
@@ -33,7 +33,7 @@ class LineStream:
         self.stream.flush()
 
 
-def progress_bar(iterable=None, **options) -> tqdm:
+def progress_bar(iterable=None, **options) -> tqdm.tqdm:
     """A tqdm bar on stderr: redrawn in place on a terminal, a line every few seconds elsewhere.
 
     Args:
@@ -41,7 +41,7 @@ def progress_bar(iterable=None, **options) -> tqdm:
         **options: Other ``tqdm`` options (``total``, ``unit``, ``desc`` ...);
             ``disable=None`` shows the bar on a terminal only, as in tqdm.
     """
-    from tqdm import tqdm  # here, so that building the command line's parser stays light
+    from tqdm import tqdm  # noqa: F811 (here, so that building the command line's parser stays light)
 
     if sys.stderr.isatty():
         return tqdm(iterable, dynamic_ncols=True, **options)

@@ -5,8 +5,8 @@ the smoothest eigenvectors of its Laplacian (:mod:`rfcore.mesh.laplacian`) and
 stretched in width and depth, recoloured to a skin tone between
 :data:`SKIN_TONES` with smooth colour variation, and lit by a point light in
 :data:`LIGHT_BOX` and an ambient light. Every face is seen by the camera a zero
-mesh-head output describes (:data:`rfcore.mesh.camera.DISTANCE`,
-:data:`rfcore.mesh.camera.FOCAL`); only its pose changes.
+mesh-head output describes (``DISTANCE`` of :mod:`rfcore.mesh.camera`,
+``FOCAL`` of :mod:`rfcore.mesh.camera`); only its pose changes.
 
 It offers the constants of those draws, :class:`FaceModel` and
 :func:`face_model` (the template with its bases), and :func:`skin_colours`.

@@ -31,6 +31,8 @@ TIMEOUT_MS = 60_000
 FIGURES = """() => [...document.querySelectorAll('.cell_output img')].map(img => ({
     src: img.getAttribute('src'), loaded: img.complete && img.naturalWidth > 0}))"""
 
+pytestmark = pytest.mark.slow  # builds the book and drives Chromium
+
 
 def saved_figures(notebook: Path) -> int:
     """How many pictures the notebook's saved outputs hold (PNG plots and the explorers' JPEG stills)."""
