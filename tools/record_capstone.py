@@ -21,24 +21,12 @@ import time
 from datetime import datetime, timezone
 
 import torch
+from record_run import cpu_model, sample_load  # tools/ beside this script: one home for the machine's description
 
 from rfcore.assets import CAPSTONE_RUNS
 from rfcore.exercises.capstone import CHECKERS, CapstoneConfig, capstone, solution_parts
 from rfcore.exercises.mistakes import MISTAKES
 from rfcore.files import write_text
-
-
-def cpu_model() -> str:
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-def sample_load(samples: list[float], stop: threading.Event) -> None:
-    while not stop.wait(10):
-        samples.append(os.getloadavg()[0])
 
 
 def main() -> None:
