@@ -139,8 +139,7 @@ def _add_bench_capstone(kinds) -> None:
         description="Run the capstone (rfcore.exercises.capstone) once with the solutions, as notebook 08 runs it: "
         "check the parts, render the training images, train from scratch and validate on the held-out synthetic "
         "set. Report its wall time and AP against the goal (AP >= 0.9 within 5 minutes on two CPU cores) with the "
-        "load average, then one training step with the learner's parts against rfcore's own step, in turns. "
-        "Takes about five minutes on an idle 2-core machine.",
+        "load average, then one training step with the learner's parts against rfcore's own step, in turns.",
     )
     bench.add_argument("--steps", type=int, default=None, metavar="N",
                        help="SGD steps (default: the recipe's, rfcore.exercises.capstone.CapstoneConfig)")

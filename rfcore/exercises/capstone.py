@@ -33,6 +33,7 @@ from rfcore.boxes import POSITIVE, cxcywh_to_xyxy, has_landmarks
 from rfcore.config import RetinaFaceConfig, get_config
 from rfcore.data import SyntheticFaces, TrainTransform, face_loader
 from rfcore.data.synthetic import validation_set
+from rfcore.detect_config import EVAL_THRESHOLD, DetectConfig
 from rfcore.evaluation.predictions import ImagePredictions
 from rfcore.evaluation.run import size_band_summary
 from rfcore.evaluation.truth import truth_from_samples
@@ -111,9 +112,9 @@ class CapstoneConfig:
     val_every: int = 100
     val_images: int = 60
     final_images: int | None = None
-    nms_iou: float = 0.4
+    nms_iou: float = DetectConfig.nms_iou
     top_k: int = 100
-    threshold: float = 0.02
+    threshold: float = EVAL_THRESHOLD
     workers: int = 1
     threads: int = 1
     seed: int = 0

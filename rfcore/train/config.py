@@ -270,6 +270,16 @@ AP 0.70 on the synthetic validation set and 0.09 on the photographs at step 2,00
 # ---------------------------------------------------------------- the mesh branch
 
 
+def require_positive(config, counts: tuple[str, ...], values: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming the ``counts`` of ``config`` that are not integers >= 1 and the ``values`` not > 0."""
+    bad = {name: getattr(config, name) for name in counts
+           if not (isinstance(getattr(config, name), int) and getattr(config, name) >= 1)}
+    bad |= {name: getattr(config, name) for name in values if not getattr(config, name) > 0}
+    if bad:
+        rules = " and ".join(f"{name} > 0" for name in values)
+        raise ValueError(f"need positive integer counts and {rules}, got {bad}")
+
+
 @dataclass(frozen=True)
 class PretrainConfig:
     """What :func:`rfcore.train.mesh_decoder.pretrain_decoder` does (``rfcore mesh pretrain``).
@@ -291,11 +301,7 @@ class PretrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        counts = {"steps": self.steps, "batch_size": self.batch_size, "train_faces": self.train_faces,
-                  "held_out_faces": self.held_out_faces}
-        bad = {name: value for name, value in counts.items() if not (isinstance(value, int) and value >= 1)}
-        if bad or not self.lr > 0:
-            raise ValueError(f"need positive integer counts and lr > 0, got {bad or {'lr': self.lr}}")
+        require_positive(self, counts=("steps", "batch_size", "train_faces", "held_out_faces"), values=("lr",))
 
 
 @dataclass(frozen=True)
@@ -333,12 +339,8 @@ class HeadTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        counts = {"images": self.images, "epochs": self.epochs, "batch_size": self.batch_size,
-                  "mesh_anchors": self.mesh_anchors, "crop_size": self.crop_size}
-        bad = {name: value for name, value in counts.items() if not (isinstance(value, int) and value >= 1)}
-        if bad or not self.lr > 0 or not self.crop_margin > 0:
-            raise ValueError(f"need positive integer counts, lr > 0 and crop_margin > 0, got "
-                             f"{bad or {'lr': self.lr, 'crop_margin': self.crop_margin}}")
+        require_positive(self, counts=("images", "epochs", "batch_size", "mesh_anchors", "crop_size"),
+                         values=("lr", "crop_margin"))
 
     def dataset(self, held_out: bool = False, length: int | None = None) -> SyntheticFaces:
         """The synthetic training images, or ``length`` held-out ones (another seed)."""

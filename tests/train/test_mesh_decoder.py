@@ -118,5 +118,8 @@ def test_code_distribution_matches_the_codes_mean_and_covariance():
     assert torch.allclose(distribution.spread.double(), codes.std(dim=0), rtol=1e-3)
     drawn = distribution.sample(4000, torch.Generator().manual_seed(0)).double()
     assert torch.allclose(drawn.std(dim=0), codes.std(dim=0), rtol=0.1)
-    assert torch.equal(drawn[:5], distribution.sample(5, torch.Generator().manual_seed(0)))  # seeded: repeatable
+    first = distribution.sample(5, torch.Generator().manual_seed(0))
+    assert torch.equal(first, distribution.sample(5, torch.Generator().manual_seed(0)))  # seeded: repeatable
+    # the same normals as the first rows of the larger draw; the product may take another kernel for 4000 rows
+    assert torch.allclose(drawn[:5], first.double(), atol=1e-5)
 
