@@ -51,8 +51,12 @@ recipe :data:`rfcore.train.config.FROM_SCRATCH`)."""
 
 SYNTHETIC_TO_REAL_RUN = ASSETS / "runs" / "synthetic-to-real"
 """The recorded synthetic-to-real run: the files of :data:`FROM_SCRATCH_RUN` (recipe
-:data:`rfcore.train.config.SYNTHETIC_TO_REAL`, every synthetic variety option), its scores on the photographs
-in ``run.json``."""
+:data:`rfcore.train.config.SYNTHETIC_TO_REAL`, every synthetic variety option but ``closeups``), its scores
+on the photographs in ``run.json``."""
+
+VARIETY_PROBES = ASSETS / "runs" / "variety-probes"
+"""What each synthetic variety option is worth: ``probes.json``, one row per short probe run of
+``tools/probe_variety.py`` (its command, wall time, load, and scores on both synthetic sets and the photographs)."""
 
 ABLATION_RUN = ASSETS / "runs" / "ablation"
 """A recorded ``rfcore experiment ablation``: ``ablation.json`` / ``.md`` / ``.png`` and each run's log."""
