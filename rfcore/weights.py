@@ -329,24 +329,37 @@ DECODER_LAYOUT_KEY = "decoder"
 """Metadata key of a mesh file that names the :attr:`MeshDecoder.layout` it was made with."""
 
 
-def resolve_weights(weights, option: str = "--weights") -> Path:
-    """The weights file to load: ``weights`` or :data:`DEFAULT_WEIGHTS`; ``option`` is named in errors.
+SHIPPED = "shipped"
+"""What a user names a file rfcore ships by (``--init-weights shipped``, ``--mesh-decoder shipped``)."""
+
+
+def resolve_weights(weights, option: str = "--weights", name: str | None = None) -> Path:
+    """The weights file to load: ``weights``, or for ``None`` or :data:`SHIPPED` the file rfcore ships.
+
+    Args:
+        weights: A path, or ``None`` / ``"shipped"`` for the shipped file.
+        option: The command-line option that names the file, for errors (its keyword argument is derived).
+        name: The shipped file's name beside :data:`DEFAULT_WEIGHTS` (e.g. :data:`MESH_DECODER_FILE`);
+            ``None`` for :data:`DEFAULT_WEIGHTS` itself.
 
     Raises:
         IsADirectoryError: For a folder, naming the weights files in it.
         FileNotFoundError: Naming the missing file and how to pass another.
     """
-    path = DEFAULT_WEIGHTS if weights is None else Path(weights)
+    shipped = weights is None or weights == SHIPPED
+    default = DEFAULT_WEIGHTS if name is None else DEFAULT_WEIGHTS.with_name(name)
+    path = default if shipped else Path(weights)
     if path.is_dir():
         found = sorted(p.name for p in path.glob("*.safetensors"))
         inside = f"it holds {', '.join(found[:5])}" if found else "it holds no .safetensors file"
         raise IsADirectoryError(f"weights {path} is a folder, not a file ({inside}): pass the file itself, "
                                 f"e.g. {option} {path / (found[0] if found else 'weights.safetensors')}")
     if not path.is_file():
-        what = "default weights file" if weights is None else "weights file"
+        what = "shipped weights file" if shipped else "weights file"
+        keyword = option.lstrip("-").replace("-", "_")
         raise FileNotFoundError(
-            f"{what} {path} not found; pass another with weights=... (command line: --weights PATH). "
-            "The default ships inside the package, in rfcore/assets/weights/ (reinstall rfcore if it is missing)."
+            f"{what} {path} not found; pass another with {keyword}=... (command line: {option} PATH). "
+            "The shipped files are inside the package, in rfcore/assets/weights/ (reinstall rfcore if one is missing)."
         )
     return path
 

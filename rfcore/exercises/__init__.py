@@ -86,7 +86,7 @@ ANSWERED_BY: dict[str, tuple[str, ...]] = {
     "top_down": ("rfcore.model.fpn.FPN.forward",),
     "crop_boxes": ("rfcore.data.augment.crop",),
     "flip": ("rfcore.boxes.flip_boxes", "rfcore.boxes.flip_landmarks", "rfcore.data.augment.hflip"),
-    "learning_rate": ("rfcore.train.loop.learning_rate",),
+    "learning_rate": ("rfcore.train.schedule.learning_rate",),
     "cosine_learning_rate": (),
     "warm_restart_learning_rate": (),
     "nms": (),

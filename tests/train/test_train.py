@@ -22,8 +22,10 @@ from rfcore.model import RetinaFace
 from rfcore.train import loop as training
 from rfcore.train.checkpoint import checkpoint_dirs
 from rfcore.train.config import TrainConfig
+from rfcore.train.data import build_dataset
 from rfcore.train.distributed import epoch_indices
-from rfcore.train.loop import TrainingDiverged, build_dataset, build_model, learning_rate, schedule_epochs, train
+from rfcore.train.loop import TrainingDiverged, build_model, train
+from rfcore.train.schedule import learning_rate, schedule_epochs
 from rfcore.weights import save_weights
 
 STEPS_PER_EPOCH = 3  # six images, batch 2

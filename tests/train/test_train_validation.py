@@ -21,6 +21,7 @@ from rfcore.train import loop as training
 from rfcore.train.config import FROM_SCRATCH, TrainConfig
 from rfcore.train.log import step_records, validation_records
 from rfcore.train.loop import build_model, train
+from rfcore.train.schedule import make_optimizer
 from rfcore.train.validation import Validator, validation_samples
 from rfcore.viz.train import plot_run, plot_validation
 from rfcore.weights import save_weights
@@ -217,7 +218,7 @@ def test_fine_tuning_freezes_batch_norm_unless_asked(faces_folder, tmp_path, tra
     before = {k: v.clone() for k, v in model.detector.state_dict().items() if k.rsplit(".", 1)[0] in norms}
     assert len(before) == 5 * len(norms) > 0  # weight, bias, running mean and variance, batches seen
     stem_before = model.detector.body.stage1[0][0].weight.clone()
-    optimizer = training.make_optimizer(model, train_cfg)
+    optimizer = make_optimizer(model, train_cfg)
     step_loss = training.train_step(model, batch, TargetAssigner(cfg, (64, 64)), cfg, optimizer, 1e-3)[0].item()
 
     after = model.detector.state_dict()
