@@ -211,7 +211,7 @@ def paint(dataset, index, colours_of, levels=0):
         levels: Subdivisions of the mesh before painting (a smaller neighbourhood per vertex).
 
     Returns:
-        Per placed face: its :class:`~rfcore.data.synthetic.Placement`, its ``(side, side, 3)``
+        Per placed face: its :class:`~rfcore.data.placement.Placement`, its ``(side, side, 3)``
         premultiplied colour (0..255), opacity ``(side, side)`` and view-space vertices ``(V, 3)``.
     """
     layout = dataset.layout(index)
