@@ -40,7 +40,7 @@ from rfcore.files import check_not_inputs, load_plain_tensors
 from rfcore.model import RetinaFace
 from rfcore.model.mobilenet import NEGATIVE_SLOPE
 from rfcore.model.retinaface import activation_slope
-from rfcore.weights import SHOWN_MISMATCHES, StateDict, check_state_dict, in_model_order, save_weights
+from rfcore.weights_io import SHOWN_MISMATCHES, StateDict, check_state_dict, in_model_order, save_weights
 
 if TYPE_CHECKING:
     import onnx

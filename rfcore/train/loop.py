@@ -46,7 +46,8 @@ from rfcore.train.log import TERMS, log_record, trim_log
 from rfcore.train.model import TrainingModel, freeze_for_fine_tuning
 from rfcore.train.schedule import learning_rate, make_optimizer
 from rfcore.train.validation import NAMED_SETS, Validator, validation_samples
-from rfcore.weights import MESH_DECODER_FILE, load_detector_weights, load_mesh_decoder, resolve_weights, save_weights
+from rfcore.weights import MESH_DECODER_FILE, load_detector_weights, load_mesh_decoder, resolve_weights
+from rfcore.weights_io import save_weights
 
 # ---------------------------------------------------------------- model and step
 

@@ -39,7 +39,7 @@ from rfcore.mesh.face_model import face_model
 from rfcore.mesh.hierarchy import build_hierarchy
 from rfcore.progress import progress_bar
 from rfcore.train.config import PretrainConfig
-from rfcore.weights import load_weights
+from rfcore.weights_io import load_weights
 
 SHAPE_SCALE, COLOUR_SCALE = 0.05, 0.2
 """Typical offsets of a generated face from the template (model units, rgb): the encoder's input scale."""

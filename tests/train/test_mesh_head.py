@@ -21,11 +21,9 @@ from rfcore.weights import (
     DETECTOR_SHA_KEY,
     MESH_DECODER_FILE,
     MESH_HEAD_FILE,
-    file_sha256,
     load_detector_weights,
-    read_metadata,
-    save_weights,
 )
+from rfcore.weights_io import file_sha256, read_metadata, save_weights
 
 CFG = get_config("mobilenet0.25")
 

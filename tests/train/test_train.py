@@ -26,7 +26,7 @@ from rfcore.train.data import build_dataset
 from rfcore.train.distributed import epoch_indices
 from rfcore.train.loop import TrainingDiverged, build_model, train
 from rfcore.train.schedule import learning_rate, schedule_epochs
-from rfcore.weights import save_weights
+from rfcore.weights_io import save_weights
 
 STEPS_PER_EPOCH = 3  # six images, batch 2
 

@@ -24,7 +24,7 @@ from rfcore.train.loop import build_model, train
 from rfcore.train.schedule import make_optimizer
 from rfcore.train.validation import Validator, validation_samples
 from rfcore.viz.train import plot_run, plot_validation
-from rfcore.weights import save_weights
+from rfcore.weights_io import save_weights
 
 # ---------------------------------------------------------------- size bands
 
