@@ -40,7 +40,8 @@ from rfcore.files import check_not_inputs, load_plain_tensors
 from rfcore.model import RetinaFace
 from rfcore.model.mobilenet import NEGATIVE_SLOPE
 from rfcore.model.retinaface import activation_slope
-from rfcore.weights_io import SHOWN_MISMATCHES, StateDict, check_state_dict, in_model_order, save_weights
+from rfcore.weights import MESH_HEAD_KEY, mesh_head_layout
+from rfcore.weights_io import PRESET_KEY, SHOWN_MISMATCHES, StateDict, check_state_dict, in_model_order, save_weights
 
 if TYPE_CHECKING:
     import onnx
@@ -327,7 +328,8 @@ def convert(src: str | Path, dst: str | Path, preset: str = "mobilenet0.25") -> 
         state = convert_onnx(src)
     else:
         state = convert_checkpoint(src, preset)
-    metadata = {"preset": preset, "source": src.name, "source_sha256": _sha256(src.read_bytes())}
+    metadata = {PRESET_KEY: preset, MESH_HEAD_KEY: mesh_head_layout(state), "source": src.name,
+                "source_sha256": _sha256(src.read_bytes())}
     save_weights(state, dst, metadata)
     return state
 

@@ -25,6 +25,7 @@ from rfcore.assets import ASSETS
 from rfcore.config import PRESETS, RetinaFaceConfig, get_config
 from rfcore.mesh import MeshDecoder, build_hierarchy
 from rfcore.model import RetinaFace
+from rfcore.model.retinaface import MESH_PARAMS
 from rfcore.weights_io import (
     PRESET_KEY,
     check_state_dict,
@@ -38,6 +39,42 @@ from rfcore.weights_io import (
 
 MESH_HEAD_PREFIX = "MeshHead."
 """Key prefix of the mesh head's tensors in a weights file (the name of the public checkpoints' convention)."""
+
+MESH_HEAD_KEY = "mesh_head"
+"""Metadata key of a network's weights file: its mesh head's layout (:data:`MESH_HEAD_LAYOUT`) or :data:`NO_MESH_HEAD`."""
+
+MESH_HEAD_LAYOUT = f"{MESH_PARAMS} values per anchor"
+"""The layout of the mesh head rfcore builds (:data:`rfcore.model.retinaface.MESH_PARAMS` outputs per anchor)."""
+
+NO_MESH_HEAD = "none"
+"""The value of :data:`MESH_HEAD_KEY` for weights without a mesh head."""
+
+
+def mesh_head_layout(keys) -> str:
+    """The mesh head of a network with these tensor names: :data:`MESH_HEAD_LAYOUT` if any is ``MeshHead.*``."""
+    return MESH_HEAD_LAYOUT if any(key.startswith(MESH_HEAD_PREFIX) for key in keys) else NO_MESH_HEAD
+
+
+def weights_mesh_head(path) -> str:
+    """The mesh head a weights file holds: its metadata's (:data:`MESH_HEAD_KEY`), for a file without, its tensors'.
+
+    Raises:
+        ValueError: If the file records a mesh head of another layout than rfcore's, naming both.
+    """
+    saved = read_metadata(path).get(MESH_HEAD_KEY)
+    if saved is None:
+        return mesh_head_layout(read_keys(path))
+    if saved not in (MESH_HEAD_LAYOUT, NO_MESH_HEAD):
+        raise ValueError(f"{path}: its mesh head is '{saved}' (file metadata), but rfcore builds "
+                         f"'{MESH_HEAD_LAYOUT}'; load it without the mesh, or train a head for these weights")
+    return saved
+
+
+def weights_metadata(module: nn.Module, preset: str) -> dict[str, str]:
+    """What a weights file of ``module`` records: the preset, and a network's mesh head or a decoder's layout."""
+    if isinstance(module, MeshDecoder):
+        return {PRESET_KEY: preset, DECODER_LAYOUT_KEY: module.layout}
+    return {PRESET_KEY: preset, MESH_HEAD_KEY: mesh_head_layout(module.state_dict())}
 
 
 @functools.cache
@@ -176,6 +213,7 @@ def weights_files(weights, mesh: bool = False) -> list[Path]:
 def load_detector_weights(model: RetinaFace, path, preset: str | None = None) -> None:
     """Load a safetensors file into a RetinaFace, with or without a mesh head on either side.
 
+    Whether the file holds a mesh head is read from its metadata (:func:`weights_mesh_head`).
     A mesh head (``MeshHead.*``) in the file that ``model`` lacks is left out
     (detection without the mesh does not need it); a mesh head in ``model``
     that the file lacks keeps its initial weights (training the mesh branch
@@ -193,7 +231,7 @@ def load_detector_weights(model: RetinaFace, path, preset: str | None = None) ->
     state = load_weights(None, path)
     if model.mesh_head is None:
         state = {key: value for key, value in state.items() if not key.startswith(MESH_HEAD_PREFIX)}
-    elif not any(key.startswith(MESH_HEAD_PREFIX) for key in state):
+    elif weights_mesh_head(path) == NO_MESH_HEAD:
         state = {**model.mesh_head.state_dict(prefix=MESH_HEAD_PREFIX), **state}
     check_weights(model, state, path, preset)
     model.load_state_dict(state)
@@ -254,7 +292,7 @@ def load_mesh_model(weights=None, cfg: RetinaFaceConfig | None = None) -> MeshMo
         FileNotFoundError: If the decoder file is missing.
     """
     path = resolve_weights(weights)
-    head_inside = any(key.startswith(MESH_HEAD_PREFIX) for key in read_keys(path))
+    head_inside = weights_mesh_head(path) != NO_MESH_HEAD
     if not head_inside and not path.with_name(MESH_HEAD_FILE).is_file():
         raise ValueError(
             f"{path} has no mesh head (no MeshHead.* tensors) and there is no {MESH_HEAD_FILE} beside it; "
@@ -292,6 +330,7 @@ def load_mesh_head(model: RetinaFace, weights: Path, decoder: MeshDecoder, prese
         f"{what} {saved[key]!r}, not {ours!r}"
         for key, what, ours in (
             ("preset", "the preset", preset),
+            (MESH_HEAD_KEY, "a mesh head of layout", MESH_HEAD_LAYOUT),
             (DETECTOR_SHA_KEY, "the detector weights with sha256", file_sha256(weights)),
             (DECODER_LAYOUT_KEY, "a decoder of layout", decoder.layout),
         )

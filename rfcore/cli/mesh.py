@@ -188,6 +188,8 @@ def _run_train_head(args: argparse.Namespace) -> int:
         DETECTOR_SHA_KEY,
         MESH_DECODER_FILE,
         MESH_HEAD_FILE,
+        MESH_HEAD_KEY,
+        MESH_HEAD_LAYOUT,
         load_detector_weights,
         load_mesh_decoder,
         resolve_weights,
@@ -211,6 +213,7 @@ def _run_train_head(args: argparse.Namespace) -> int:
     tail = losses[-max(len(losses) // 10, 1):]
     metadata = {
         "preset": cfg.name,
+        MESH_HEAD_KEY: MESH_HEAD_LAYOUT,
         DETECTOR_SHA_KEY: file_sha256(weights),
         DECODER_LAYOUT_KEY: decoder.layout,
         CROP_MARGIN_KEY: f"{config.crop_margin:g}",

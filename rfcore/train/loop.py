@@ -46,7 +46,13 @@ from rfcore.train.log import TERMS, log_record, trim_log
 from rfcore.train.model import TrainingModel, freeze_for_fine_tuning
 from rfcore.train.schedule import learning_rate, make_optimizer
 from rfcore.train.validation import NAMED_SETS, Validator, validation_samples
-from rfcore.weights import MESH_DECODER_FILE, load_detector_weights, load_mesh_decoder, resolve_weights
+from rfcore.weights import (
+    MESH_DECODER_FILE,
+    load_detector_weights,
+    load_mesh_decoder,
+    resolve_weights,
+    weights_metadata,
+)
 from rfcore.weights_io import save_weights
 
 # ---------------------------------------------------------------- model and step
@@ -397,8 +403,8 @@ def _finish(run: _Run, step: int, checkpoint: Path | None, values: torch.Tensor 
     """Write the final weights (and, with ``save_all_ranks``, every rank's): ``weights`` and ``mesh_decoder``."""
     train_cfg, out = run.train_cfg, Path(run.train_cfg.out)
     _sync_and_check(run, step)
-    metadata = {"preset": train_cfg.preset, "step": str(step), "source": "rfcore.train"}
     for name, module in run.model.saved_modules().items():
+        metadata = {**weights_metadata(module, train_cfg.preset), "step": str(step), "source": "rfcore.train"}
         if run.ranks.rank == 0:
             save_weights(module.state_dict(), out / f"{name}.safetensors", metadata)
         if train_cfg.save_all_ranks:

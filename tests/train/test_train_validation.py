@@ -17,6 +17,7 @@ from rfcore.evaluation.truth import SIZE_BANDS, with_size_bands
 from rfcore.loss import multitask_loss
 from rfcore.matching import TargetAssigner
 from rfcore.model import RetinaFace
+from rfcore.model.retinaface import MESH_PARAMS
 from rfcore.train import loop as training
 from rfcore.train.config import FROM_SCRATCH, TrainConfig
 from rfcore.train.log import step_records, validation_records
@@ -24,7 +25,7 @@ from rfcore.train.loop import build_model, train
 from rfcore.train.schedule import make_optimizer
 from rfcore.train.validation import Validator, validation_samples
 from rfcore.viz.train import plot_run, plot_validation
-from rfcore.weights_io import save_weights
+from rfcore.weights_io import read_metadata, save_weights
 
 # ---------------------------------------------------------------- size bands
 
@@ -267,6 +268,8 @@ def test_a_pre_trained_mesh_decoder_is_loaded_and_kept(faces_folder, tmp_path): 
     assert not any(p.requires_grad for p in model.decoder.parameters())
     result = train(tiny_config(faces_folder, tmp_path / "run", mesh=True, mesh_decoder="shipped", max_steps=2))
     assert_same_tensors(read_tensors(result.weights.with_name(MESH_DECODER_FILE)), shipped)  # unchanged by training
+    assert read_metadata(result.weights)["mesh_head"] == f"{MESH_PARAMS} values per anchor"
+    assert read_metadata(result.weights.with_name(MESH_DECODER_FILE))["decoder"] == model.decoder.layout
     with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
         build_model(TrainConfig(mesh=True, mesh_decoder=str(tmp_path / "nowhere.safetensors")),
                     train_cfg.loss_preset(), torch.device("cpu"))
