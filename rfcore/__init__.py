@@ -1,37 +1,18 @@
 """rfcore: RetinaFace (Deng et al., 2019) you can read, run and learn from.
 
-The core, in the order data flows through it:
+The core, in the order data flows through it: :mod:`rfcore.config` (presets), :mod:`rfcore.anchors`,
+:mod:`rfcore.boxes` and :mod:`rfcore.matching` (anchors, IoU, encoding, training targets);
+:mod:`rfcore.image` and :mod:`rfcore.data` (images, WIDER FACE, synthetic faces, augmentation);
+:mod:`rfcore.model` and :mod:`rfcore.mesh` (the network and its self-supervised mesh branch); then
+training (:mod:`rfcore.loss`, :mod:`rfcore.train`) or inference (:mod:`rfcore.detector`,
+:mod:`rfcore.align`, :mod:`rfcore.video`, :mod:`rfcore.evaluation`). Beside them: weights files
+(:mod:`rfcore.weights_io`, :mod:`rfcore.weights`, :mod:`rfcore.convert`, :mod:`rfcore.export`),
+:mod:`rfcore.assets`, :mod:`rfcore.files` (every write), :mod:`rfcore.progress`, and WIDER FACE's download
+(:mod:`rfcore.download`, :mod:`rfcore.widerface_archives`). On top, never imported by the core:
+:mod:`rfcore.exercises`, :mod:`rfcore.viz`, :mod:`rfcore.bench` and :mod:`rfcore.cli`.
 
-* :mod:`rfcore.config` (presets) -> :mod:`rfcore.anchors` (anchor grids),
-  :mod:`rfcore.boxes` (IoU, matching, encoding, flips) and
-  :mod:`rfcore.matching` (batched training targets);
-* :mod:`rfcore.image` (image files within a memory budget, colour order,
-  input size, preprocessing) and :mod:`rfcore.data` (WIDER FACE, synthetic
-  faces, augmentation, batching);
-* :mod:`rfcore.model` (the network) and :mod:`rfcore.mesh` (the
-  self-supervised mesh branch);
-* then either training: :mod:`rfcore.loss` (the multi-task loss of Eq. 1)
-  and :mod:`rfcore.train` (config, training model, loop, checkpoints);
-* or inference: :mod:`rfcore.detector` (decoding, suppression, test-time
-  augmentation, :class:`~rfcore.detector.Detector`), :mod:`rfcore.align`
-  (aligned crops for a recogniser), :mod:`rfcore.video` (faces in videos)
-  and :mod:`rfcore.evaluation` (the WIDER FACE protocol, landmark NME).
-
-Beside them: :mod:`rfcore.weights` (safetensors, the default weights,
-loading a network with or without its mesh head), :mod:`rfcore.convert`
-(public checkpoints and ONNX in), :mod:`rfcore.export` (ONNX out),
-:mod:`rfcore.assets` (the bundled samples), :mod:`rfcore.files` (every
-write: outputs that are never inputs, files that appear whole) and
-:mod:`rfcore.progress` (progress bars for terminals and logs);
-:mod:`rfcore.download` and :mod:`rfcore.widerface_archives` (WIDER FACE
-fetched, checked and arranged, only when ``rfcore data`` asks).
-
-On top of the core, which never imports them: :mod:`rfcore.viz` (pictures
-and widgets for the notebooks), :mod:`rfcore.bench` (benchmarks) and
-:mod:`rfcore.cli` (the ``rfcore`` command).
-
-``rfcore.detect(image, ...)`` finds faces (:func:`rfcore.detector.detect`);
-it is imported on first use, so ``import rfcore`` stays light.
+``rfcore.detect(image, ...)`` finds faces (:func:`rfcore.detector.detect`); it is imported on first use, so
+``import rfcore`` stays light.
 """
 
 __version__ = "0.1.0"

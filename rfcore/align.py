@@ -1,39 +1,12 @@
-"""Aligned face crops for a face recogniser, from the five detected landmarks.
+"""Aligned face crops for a face recogniser, from the five detected landmarks [paper §4.7].
 
-Recognisers such as ArcFace are trained on faces whose five landmarks sit on
-fixed points of a 112x112 crop; the paper measures its landmarks' benefit
-to recognition this way [paper §4.7]. Aligning a detected face means finding
-the similarity transform (rotation, uniform scale, translation) that best
-maps its landmarks ``p_i`` onto the template points ``q_i``,
-
-    min over s, R, t of  sum_i || q_i - (s R p_i + t) ||^2,
-
-and warping the image with it. The least-squares solution has a closed form
-(Umeyama, "Least-squares estimation of transformation parameters between two
-point patterns", TPAMI 1991): with centred points ``p'_i``, ``q'_i``, the
-cross-covariance ``Sigma = 1/n sum_i q'_i p'_i^T = U D V^T`` and the variance
-``sigma_p^2 = 1/n sum_i ||p'_i||^2``,
-
-    R = U V^T,   s = trace(D) / sigma_p^2,   t = mean(q) - s R mean(p)
-
-(:func:`similarity_transform`). Umeyama's formula would flip the sign of
-the last singular direction when ``det(Sigma) < 0``, giving the best fit
-that is a reflection; for faces that means the landmarks are in mirrored
-order (left and right swapped), and :func:`similarity_transform` raises
-instead of returning a rotation that does not fit.
-
-Template and sizes. :data:`ARCFACE_TEMPLATE` is the standard 112x112
-template (left eye, right eye, nose tip, left mouth corner, right mouth
-corner; "left" is the image's left, the order of :mod:`rfcore.boxes`). A
-crop ``size`` is an int (square) or ``(width, height)``: the template is
-scaled by ``height / 112`` and shifted horizontally by
-``(width - height) / 2``, so it stays centred. For the common 96x112 crop
-this is the usual shift of every x by -8 pixels; for 224x224 it is the
-template doubled. (insightface places the template unscaled, shifted by 8,
-in a 128x128 crop; here 128 scales it by 128 / 112.)
-
-Pixel coordinates follow OpenCV's :func:`cv2.warpAffine`, as the template
-does: a landmark at ``(x, y)`` lands at ``M @ (x, y, 1)`` in the crop.
+Recognisers such as ArcFace are trained on faces whose five landmarks sit on fixed points of a 112x112
+crop (:data:`ARCFACE_TEMPLATE`). Aligning a detected face finds the least-squares similarity transform
+from its landmarks onto the template (:func:`similarity_transform`, Umeyama's closed form) and warps the
+image with it. A crop ``size`` is an int (square) or ``(width, height)``: the template is scaled by
+``height / 112`` and shifted horizontally by ``(width - height) / 2``, so it stays centred (96x112 is the
+usual shift of every x by -8 pixels, 224x224 the template doubled). Coordinates follow OpenCV's
+:func:`cv2.warpAffine`: a landmark at ``(x, y)`` lands at ``M @ (x, y, 1)`` in the crop.
 """
 
 from __future__ import annotations
@@ -134,6 +107,13 @@ def check_spread(points: np.ndarray) -> None:
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (Umeyama) mapping ``src`` points onto ``dst`` points.
+
+    It minimises ``sum_i || q_i - (s R p_i + t) ||^2`` over rotation ``R``, scale ``s`` and translation ``t``
+    (Umeyama, "Least-squares estimation of transformation parameters between two point patterns", TPAMI 1991):
+    with centred points ``p'_i``, ``q'_i``, the cross-covariance ``Sigma = 1/n sum_i q'_i p'_i^T = U D V^T``
+    and ``sigma_p^2 = 1/n sum_i ||p'_i||^2``, ``R = U V^T``, ``s = trace(D) / sigma_p^2`` and
+    ``t = mean(q) - s R mean(p)``. When ``det(Sigma) < 0`` the best fit is a reflection (landmarks in
+    mirrored order, left and right swapped): that raises instead of returning a rotation that does not fit.
 
     Args:
         src: ``(N, 2)`` points, N >= 2, not all on one line.

@@ -4,16 +4,12 @@ Conventions used across rfcore:
 
 * anchors are ``(cx, cy, w, h)`` in pixels (see :mod:`rfcore.anchors`);
 * face boxes are ``(x1, y1, x2, y2)`` in pixels;
-* landmarks are ``(5, 2)`` points per face in the order left eye, right eye,
-  nose tip, left mouth corner, right mouth corner; a face whose ten
-  coordinates are all ``-1`` has no landmark annotation;
-* encoded regression targets are flat: 4 numbers per box, 10 per face's
-  landmarks, as the network heads emit them.
+* landmarks are ``(5, 2)`` points per face: left eye, right eye, nose tip, left and right mouth corner;
+  all ten coordinates ``-1`` mean no landmark annotation;
+* encoded targets are flat: 4 numbers per box, 10 per face's landmarks, as the heads emit them.
 
-The encoding is the one of Fast R-CNN / SSD with the variance factors of the
-public RetinaFace code (biubug6/Pytorch_Retinaface, utils/box_utils.py, variances
-(0.1, 0.2) in data/config.py): for an anchor with centre
-``(a_x, a_y)`` and size ``(a_w, a_h)``
+The encoding is Fast R-CNN's / SSD's with the variances of biubug6/Pytorch_Retinaface
+(utils/box_utils.py): for an anchor with centre ``(a_x, a_y)`` and size ``(a_w, a_h)``
 
     t_x = (g_x - a_x) / (v_0 a_w)        t_w = log(g_w / a_w) / v_1
     l_kx = (p_kx - a_x) / (v_0 a_w)      (and the same for y with a_h)

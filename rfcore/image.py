@@ -1,29 +1,13 @@
 """Images in, network input out: files read within a memory budget, arrays checked, preprocessing.
 
-Training (:mod:`rfcore.data`) and detection (:mod:`rfcore.detector`) share
-this module: :func:`read_rgb` / :func:`read_image` read files, :func:`to_rgb`
-checks arrays and fixes the colour order, :func:`input_size` chooses the
-network input size, :func:`preprocess` makes the network input (BGR minus
-the mean) and :func:`network_input_to_rgb` undoes it; :func:`letterbox` fits
-an image into a fixed size (benchmarks, int8 calibration).
-
-Reading files within a memory budget.
-
-A decoded image costs 3 bytes per pixel, so a 20000x20000 picture needs
-1.2 GB before the network sees it, although a 1.7 MB PNG can hold it. Three
-guards keep reading bounded:
-
-* the size in the file's header (every format rfcore reads,
-  :func:`rfcore.headers.header_size`; others are refused) is read before
-  decoding, and an image that would decode to more than
-  :data:`MAX_DECODE_PIXELS` pixels, or whose header claims more than its
-  bytes can hold, is refused with the number and how to raise the limit;
-* a JPEG that will be shrunk anyway is decoded at 1/2, 1/4 or 1/8 of its
-  size by libjpeg itself (``cv2.IMREAD_REDUCED_COLOR_*``,
-  :func:`jpeg_reduction`), never larger than the network input needs;
-* a JPEG whose entropy-coded data has no end-of-image marker is truncated
-  (a cut download, a full disk): it is refused instead of decoding to a
-  grey lower part with only libjpeg's line on stderr.
+Training (:mod:`rfcore.data`) and detection (:mod:`rfcore.detector`) share this module:
+:func:`read_rgb` / :func:`read_image` read files, :func:`to_rgb` checks arrays and fixes the colour
+order, :func:`input_size` chooses the network input size, :func:`preprocess` makes the network input
+(BGR minus the mean) and :func:`network_input_to_rgb` undoes it; :func:`letterbox` fits an image into a
+fixed size (benchmarks, int8 calibration). Reading is bounded: the size in the file's header
+(:func:`rfcore.headers.header_size`) is checked against :data:`MAX_DECODE_PIXELS` before decoding, a JPEG
+that will be shrunk is decoded smaller by libjpeg itself (:func:`jpeg_reduction`), and a truncated JPEG
+is refused instead of decoding to a grey lower part.
 """
 
 from __future__ import annotations
@@ -255,8 +239,7 @@ def preprocess(images: Sequence[np.ndarray], mean_bgr: Sequence[float]) -> torch
     mean = tuple(float(m) for m in mean_bgr)  # an OpenCV scalar: one value per channel
     batch = np.empty((len(images), *images[0].shape), np.float32)  # (N, H, W, 3)
     for image, bgr in zip(images, batch):
-        # OpenCV swaps the channels and subtracts into the batch in one pass each (5x faster than torch's flip;
-        # writing in place rather than stacking new arrays took 8 ms off a VGA frame on a busy machine)
+        # OpenCV swaps the channels and subtracts into the batch in one pass each, in place: no new arrays
         cv2.subtract(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), mean, dst=bgr, dtype=cv2.CV_32F)
     return torch.from_numpy(batch).permute(0, 3, 1, 2)  # (N, H, W, 3) -> (N, 3, H, W), channels_last
 

@@ -4,25 +4,18 @@ For every anchor ``i`` of a batch
 
     L = L_cls(p_i, p*_i) + λ1 p*_i L_box(t_i, t*_i) + λ2 p*_i L_pts(l_i, l*_i) + λ3 p*_i L_pixel
 
-* ``L_cls`` is the two-class softmax cross-entropy (face / not face). It
-  trains the positive anchors and the hardest negatives only: per image, the
-  negatives are ranked by their cross-entropy and the top
-  ``ohem_ratio`` per positive are kept (:func:`ohem_select`). Ignored anchors
-  (the IoU band between ``neg_iou`` and ``pos_iou``) never contribute.
-* ``L_box`` and ``L_pts`` are smooth-L1 (Fast R-CNN, ``beta = 1``) on the
-  encoded targets of :class:`rfcore.matching.TargetAssigner`, summed over
-  coordinates. ``p*_i`` restricts them to positive anchors; ``L_pts`` further
-  to positives whose face has landmarks.
-* ``L_pixel`` is the dense mesh term of the paper's §3.2, computed elsewhere
-  and passed in as a scalar.
+* ``L_cls`` is the two-class softmax cross-entropy (face / not face) on the positive anchors and, per
+  image, the ``ohem_ratio`` hardest negatives per positive (:func:`ohem_select`); ignored anchors (IoU
+  between ``neg_iou`` and ``pos_iou``) never contribute.
+* ``L_box`` and ``L_pts`` are smooth-L1 (Fast R-CNN, ``beta = 1``) on the targets of
+  :class:`rfcore.matching.TargetAssigner`, summed over coordinates, on positives (``L_pts`` only those
+  whose face has landmarks).
+* ``L_pixel`` is the mesh term of §3.2, computed elsewhere and passed in as a scalar.
 
-Normalisation follows the public PyTorch recipe (biubug6/Pytorch_Retinaface,
-layers/modules/multibox_loss.py): the sums of ``L_cls`` and ``L_box`` are
-divided by the number of positive anchors in the batch and the sum of
-``L_pts`` by the number of positives with landmarks, each at least 1, so a
-batch without faces gives finite values. The weights ``λ`` and the mining
-ratio come from the preset: ``"paper"`` uses 0.25 / 0.1 / 0.01 and 3:1, the
-public ``"mobilenet0.25"`` recipe ``cls + 2 box + pts`` and 7:1.
+As in the public recipe (biubug6/Pytorch_Retinaface, layers/modules/multibox_loss.py), the sums of
+``L_cls`` and ``L_box`` are divided by the positives in the batch and ``L_pts`` by the positives with
+landmarks, each at least 1, so a batch without faces stays finite. The ``λ`` and the mining ratio come
+from the preset: ``"paper"`` 0.25 / 0.1 / 0.01 and 3:1, ``"mobilenet0.25"`` ``cls + 2 box + pts`` and 7:1.
 """
 
 from __future__ import annotations

@@ -73,8 +73,7 @@ def ort_session(model: bytes | str | os.PathLike, threads: int | None = None):
     """An onnxruntime CPU session: ``threads`` intra-op threads (default: PyTorch's), one inter-op, sequential.
 
     Its worker threads do not spin while idle: spinning threads would hold
-    cores that PyTorch or OpenCV running between calls need (on two cores
-    they made eager PyTorch 40x slower).
+    cores that PyTorch or OpenCV running between calls need.
 
     Raises:
         ImportError: If onnxruntime is not installed.

@@ -1,52 +1,15 @@
 """int8 ONNX models: static quantisation calibrated on images the repository can make.
 
-A float tensor ``x`` is stored in 8 bits as ``q = round(x / scale) + zero_point``
-and read back as ``x ~ scale * (q - zero_point)``. Static quantisation fixes
-every ``scale`` and ``zero_point`` before inference:
-
-* **weights**, per output channel (``per_channel=True``): signed int8 with
-  zero point 0 and ``scale = max |w| / 127`` over the channel, so a channel of
-  small weights keeps its resolution;
-* **activations**, per tensor: unsigned uint8 over a range ``[lo, hi]`` read
-  from the float network's values on *calibration* images,
-  ``scale = (hi - lo) / 255`` and ``zero_point = round(-lo / scale)``. The
-  range comes from percentile calibration, which in onnxruntime is
-  symmetric: ``T`` is the 99.999th percentile of ``|x|``, and the range is
-  ``[-T, T]`` clipped to the smallest and largest values seen (so a tensor
-  that is never negative gets zero point 0, one of both signs a zero point
-  near 128). A few outliers would otherwise stretch the scale, and every
-  other value would lose resolution. On the bundled photos
-  it lowered the worst landmark difference from the float model from 3.7% to
-  2.8% of the face size, against taking the full ``[min, max]`` (all layers
-  but the first two in int8).
-
-The model is written in the QDQ format: each quantised tensor is followed by
-a ``QuantizeLinear`` / ``DequantizeLinear`` pair, which onnxruntime fuses
-into int8 kernels (``QLinearConv``, ``QLinearLeakyRelu``, ...) when it loads
-the file. The quantisation itself is onnxruntime's
-(``onnxruntime.quantization.quantize_static``).
-
-Calibration images (:func:`calibration_images`), all letterboxed to 640x480
-(the percentile calibration needs one size): the bundled photos, their
-mirror images and a crop of each, and a few synthetic pictures of faces
-(:class:`rfcore.data.SyntheticFaces`) from 10 to 240 pixels; nothing is downloaded.
-
-Two parts stay in float (:data:`FLOAT_LAYERS`):
-
-* the first stage of MobileNet-0.25 (stride 2 to 8, 8 to 64 channels):
-  onnxruntime runs each float convolution there with its leaky ReLU fused in,
-  where int8 needs a separate pass for the activation (a table look-up) and
-  is slow on 3- and 8-channel inputs; measured at 640x480 on one thread
-  (AVX-512 VNNI), stage 1 in int8 ran no faster than in float, and the
-  landmarks of small faces moved by up to 2.8% of the face size instead of
-  1.8%;
-* the heads: their outputs leave the graph in float, so in int8 each would
-  need one more dequantisation pass, and the model ran faster with them in
-  float (0.66x against 0.77x the peer's time in one paired run); their box and
-  landmark offsets keep full precision.
-
-:func:`quantize_onnx` turns an export of :func:`rfcore.export.export_onnx`
-into an int8 file; ``rfcore export --onnx OUT --int8`` does both.
+A float tensor ``x`` is stored as ``q = round(x / scale) + zero_point`` and read back as
+``x ~ scale * (q - zero_point)``; static quantisation fixes every scale and zero point before inference.
+Weights are signed int8 per output channel with zero point 0 and ``scale = max |w| / 127``; activations
+are uint8 per tensor over a range read from the float network on calibration images
+(:func:`calibration_images`) by onnxruntime's percentile calibration (:data:`CALIBRATION_PERCENTILE`), so a
+few outliers do not stretch the scale. The model is written in the QDQ format, which onnxruntime fuses into
+int8 kernels when it loads the file; the quantisation itself is
+``onnxruntime.quantization.quantize_static``. MobileNet's first stage and the heads stay in float
+(:data:`FLOAT_LAYERS`). :func:`quantize_onnx` turns an export of :func:`rfcore.export.export_onnx` into an
+int8 file; ``rfcore export --onnx OUT --int8`` does both.
 """
 
 from __future__ import annotations
@@ -80,7 +43,13 @@ SYNTHETIC_CALIBRATION = 4
 """Synthetic calibration pictures (640x480, one to eight faces of 10 to 240 pixels)."""
 
 FLOAT_LAYERS = ("body.stage1", "heads")
-"""Modules kept in float: MobileNet's first stage and the heads (see the module docstring)."""
+"""Modules kept in float: MobileNet's first stage and the heads.
+
+The first stage (stride 2 to 8, 8 to 64 channels) runs in float with each leaky ReLU fused into its
+convolution, where int8 needs a separate pass for the activation and is slow on 3- and 8-channel inputs;
+in int8 it was no faster and moved small faces' landmarks further. The heads' outputs leave the graph in
+float, so in int8 each would need one more dequantisation pass; in float their offsets keep full precision.
+"""
 
 ORT_QUANTIZE_MISSING = (
     "int8 export needs onnxruntime (its quantisation tools), which is not installed: "
@@ -97,6 +66,10 @@ def calibration_files() -> list[Path]:
 
 def calibration_images(synthetic: int = SYNTHETIC_CALIBRATION) -> list[np.ndarray]:
     """The calibration images: bundled photos, their mirrors and crops, and synthetic faces.
+
+    All are letterboxed to :data:`CALIBRATION_SIZE` (the percentile calibration needs one size); the
+    synthetic pictures (:class:`rfcore.data.SyntheticFaces`) add faces from 10 to 240 pixels, and nothing
+    is downloaded.
 
     Args:
         synthetic: Number of synthetic pictures.

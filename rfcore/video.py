@@ -1,32 +1,13 @@
 """Faces in video files: read frames, detect, draw, write the annotated video.
 
-:func:`process_video` runs the whole loop for ``rfcore detect VIDEO``; its
-parts are separate so that each can be tested on its own:
-
-* :func:`open_video` opens a file with OpenCV (FFmpeg) and reads its frame
-  rate, size and announced frame count;
-* :func:`read_frames` yields :class:`Frame` objects, RGB, with a frame that
-  cannot be decoded in the middle of the file yielded as a broken frame
-  (``image=None``) instead of ending the video;
-* :func:`annotate_frames` is the per-frame loop over any iterable of
-  frames: detect (one frame or a batch per call), reuse, draw;
-* :func:`open_writer` writes MPEG-4 Part 2 (``mp4v``), an encoder the
-  FFmpeg inside the opencv-python wheels always has;
-* :func:`process_video` decodes in a thread ahead of the loop and encodes in
-  a thread behind it (:mod:`rfcore.video_threads`).
-
-Stride. With ``stride=N`` the detector runs on frames 0, N, 2N, ...; a frame
-in between is drawn with the faces of the last detected frame (its JSON
-record says ``"detected": false``). A broken frame is not detected and
-does not count: the next good frame is detected if at least ``N`` frames
-have passed since the last detection. A broken frame keeps the output's
-timing by repeating the previous output frame (black if there is none).
-
-Frame counts. Containers announce a frame count (``CAP_PROP_FRAME_COUNT``),
-which may be missing or wrong. Frames that fail to decode before the
-announced count are broken frames; a failure at or past it ends the video.
-After :data:`MAX_FAILURES_IN_A_ROW` failures in a row the rest of the file
-is given up as unreadable.
+:func:`process_video` runs ``rfcore detect VIDEO``: it decodes in a thread ahead of the per-frame loop
+(:func:`annotate_frames`: detect, reuse, draw) and encodes in a thread behind it
+(:mod:`rfcore.video_threads`). Its parts are tested alone: :func:`open_video` (OpenCV's FFmpeg; frame
+rate, size, announced frame count), :func:`read_frames` (RGB :class:`Frame` s, a frame that cannot be
+decoded yielded as broken instead of ending the video), :func:`open_writer` (MPEG-4 Part 2, which every
+opencv-python wheel can encode). With ``stride=N`` the detector runs on every N-th good frame
+(:func:`due_frames`); a frame between is drawn with the last detected faces, and a broken frame repeats
+the previous output frame so the timing holds.
 """
 
 from __future__ import annotations
@@ -196,6 +177,10 @@ def open_video(path) -> tuple[cv2.VideoCapture, VideoInfo]:
 def read_frames(capture: cv2.VideoCapture, frame_count: int) -> Iterator[Frame]:
     """The frames of an open video as RGB, with undecodable frames as broken :class:`Frame` objects.
 
+    Containers announce a frame count (``CAP_PROP_FRAME_COUNT``) that may be missing or wrong: a frame that
+    fails to decode before it is broken, a failure at or past it ends the video, and after
+    :data:`MAX_FAILURES_IN_A_ROW` failures in a row the rest of the file is given up as unreadable.
+
     Args:
         capture: From :func:`open_video`.
         frame_count: Announced frame count (0: unknown, so the first failure ends the video).
@@ -340,7 +325,11 @@ def annotate_frames(
 
 
 def due_frames(chunk: list[Frame], last_detected: int | None, stride: int) -> list[Frame]:
-    """The good frames of ``chunk`` the detector runs on, given the index it last ran on (``None``: never)."""
+    """The good frames of ``chunk`` the detector runs on, given the index it last ran on (``None``: never).
+
+    A broken frame is not detected and does not count: the next good frame is detected once at least
+    ``stride`` frames have passed since the last detection.
+    """
     due = []
     for frame in chunk:
         if frame.image is not None and (last_detected is None or frame.index - last_detected >= stride):

@@ -1,248 +1,80 @@
-"""Weights on disk: safetensors files, the default weights, and loading them into a network.
+"""rfcore's networks from weights files: which file, which preset, and loading it with or without the mesh.
 
-rfcore stores weights as `safetensors <https://huggingface.co/docs/safetensors>`_:
-plain tensors plus a string-to-string metadata header, with no code inside.
-Keys are those of ``RetinaFace.state_dict()``, which for the
-``"mobilenet0.25"`` and ``"resnet50"`` presets are exactly the keys of the
-public PyTorch checkpoints (biubug6/Pytorch_Retinaface); :mod:`rfcore.convert`
-brings those checkpoints (and ONNX exports) in.
-
-A network trained with the mesh branch also holds its mesh head
-(``MeshHead.*``); :func:`load_detector_weights` is the one place that
-decides what happens when a file and a network disagree about it, for
-detection (:func:`load_model`, :func:`load_mesh_model`) and training alike.
-Detection with the mesh also reads files beside the network's: the mesh
-decoder (:data:`MESH_DECODER_FILE`) and, for weights without a mesh head,
-a head trained for them (:data:`MESH_HEAD_FILE`); the shipped weights have
-both. Their metadata say what they were made for (preset, detector
-weights, decoder layout), and a file made for something else is refused
-with both named.
+:func:`resolve_weights` finds the file to load (the shipped :data:`DEFAULT_WEIGHTS`
+and the mesh files beside it, or a user's path); :func:`weights_preset` reads the
+preset a file records (or the one its tensors fit); :func:`load_model` and
+:func:`load_mesh_model` build the network and fill it, :func:`load_detector_weights`
+deciding what happens when a file and a network disagree about the mesh head.
+Detection with the mesh also reads the decoder (:data:`MESH_DECODER_FILE`) and,
+for weights without a head, one trained for them (:data:`MESH_HEAD_FILE`); their
+metadata say what they were made for, and a file made for something else is
+refused with both named. Reading and checking the files is :mod:`rfcore.weights_io`.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
 from torch import nn
 
 from rfcore.assets import ASSETS
 from rfcore.config import PRESETS, RetinaFaceConfig, get_config
-from rfcore.files import write_bytes
 from rfcore.mesh import MeshDecoder, build_hierarchy
 from rfcore.model import RetinaFace
-
-StateDict = dict[str, torch.Tensor]
-
-SHOWN_MISMATCHES = 5
-"""How many offending keys of each kind an error message lists."""
-
-
-# ---------------------------------------------------------------- safetensors
-
-
-def save_weights(
-    state_dict: Mapping[str, torch.Tensor], path: str | Path, metadata: Mapping[str, str] | None = None
-) -> None:
-    """Write a state dict to a safetensors file, atomically.
-
-    The file is written next to ``path`` under a temporary name and then
-    renamed (:func:`rfcore.files.write_bytes`), so a crash or a full disk
-    never leaves a half-written weights file behind.
-
-    Args:
-        state_dict: Tensors by key (e.g. ``model.state_dict()``).
-        path: Destination ``.safetensors`` file; parent folders are created.
-        metadata: String key/value pairs stored in the header (provenance,
-            preset, licence).
-
-    Raises:
-        ValueError: If a metadata key or value is not a string.
-        rfcore.files.DiskFull: If the device fills up; ``path`` is untouched.
-    """
-    metadata = dict(metadata or {})
-    bad = {k: v for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))}
-    if bad:
-        raise ValueError(f"safetensors metadata must map str to str, got {bad!r}")
-    tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
-    write_bytes(path, canonical_header(save(tensors, metadata=metadata)))
-
-
-def canonical_header(data: bytes) -> bytes:
-    """A safetensors file with its header in one order: metadata sorted by key, then tensors by offset.
-
-    The ``safetensors`` writer puts the metadata in hash-map order, which changes from one process to the next,
-    so identical content gave files that differ byte for byte (and sha256s that cannot be reproduced).
-    """
-    length = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + length])
-    metadata = header.pop("__metadata__", None)
-    ordered = {} if metadata is None else {"__metadata__": dict(sorted(metadata.items()))}
-    ordered |= dict(sorted(header.items(), key=lambda item: (item[1]["data_offsets"], item[0])))
-    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
-    text += b" " * (-len(text) % 8)  # the format pads the header to a multiple of 8 bytes
-    return len(text).to_bytes(8, "little") + text + data[8 + length :]
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata header of a safetensors file (without reading the tensors).
-
-    Raises:
-        ValueError: If the file is not a safetensors file.
-    """
-    return _read_header(path)[0]
-
-
-def read_keys(path: str | Path) -> list[str]:
-    """The tensor names of a safetensors file (without reading the tensors).
-
-    Raises:
-        ValueError: If the file is not a safetensors file.
-    """
-    return _read_header(path)[1]
-
-
-def read_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
-    """``key -> shape`` of the tensors of a safetensors file (without reading them).
-
-    Raises:
-        ValueError: If the file is not a safetensors file.
-    """
-    try:
-        with safe_open(path, framework="pt") as f:
-            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
-    except SafetensorError as err:
-        raise ValueError(f"{path}: not a safetensors file ({err})") from None
-
-
-def _read_header(path) -> tuple[dict[str, str], list[str]]:
-    try:
-        with safe_open(path, framework="pt") as f:
-            return dict(f.metadata() or {}), list(f.keys())
-    except SafetensorError as err:
-        raise ValueError(f"{path}: not a safetensors file ({err})") from None
-
-
-def load_weights(model: nn.Module | None, path: str | Path) -> StateDict:
-    """Read a safetensors file and, if a model is given, load it into the model.
-
-    Args:
-        model: Module whose keys and shapes must match the file exactly, or
-            ``None`` to only read the file.
-        path: ``.safetensors`` file written by :func:`save_weights`.
-
-    Returns:
-        The tensors of the file by key.
-
-    Raises:
-        ValueError: If the file is not a safetensors file, or its keys or
-            shapes do not match ``model``.
-    """
-    try:
-        state = load_file(path)
-    except SafetensorError as err:
-        raise ValueError(f"{path}: not a safetensors file ({err})") from None
-    if model is not None:
-        check_state_dict(model, state, path)
-        model.load_state_dict(state)
-    return state
-
-
-# ---------------------------------------------------------------- checking
-
-
-def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str | Path) -> None:
-    """Check that ``state`` has exactly the keys and shapes of ``model.state_dict()``, floating where it is.
-
-    Args:
-        model: The module to load into.
-        state: Tensors by key.
-        source: File the tensors came from, named in the error.
-
-    Raises:
-        ValueError: Naming ``source`` and listing the first few missing,
-            unexpected and wrongly shaped keys, and those whose dtype is not
-            floating where the model's is (int8 or bool weights would load
-            silently, rounded to a network that finds nothing).
-    """
-    reference = model.state_dict()
-    expected = {key: tuple(value.shape) for key, value in reference.items()}
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    wrong_shape = [
-        f"{key} {tuple(state[key].shape)} (model: {shape})"
-        for key, shape in expected.items()
-        if key in state and tuple(state[key].shape) != shape
-    ]
-    wrong_dtype = [
-        f"{key} {state[key].dtype}"
-        for key, value in reference.items()
-        if key in state and value.is_floating_point() and not state[key].is_floating_point()
-    ]
-    problems = [
-        _first_few(kind, keys)
-        for kind, keys in (("missing", missing), ("unexpected", unexpected), ("with wrong shape", wrong_shape),
-                           ("not floating point", wrong_dtype))
-        if keys
-    ]
-    if problems:
-        raise ValueError(f"{source}: weights do not match the model; " + "; ".join(problems))
-
-
-def check_weights(model: nn.Module, state: Mapping[str, torch.Tensor], path, preset: str | None = None) -> None:
-    """Check that a weights file's tensors fit ``model`` of ``preset``, and are finite.
-
-    Args:
-        model: The module to load into.
-        state: The file's tensors by key.
-        path: The file, named in errors.
-        preset: The preset the caller asked for (``--preset``); ``None``
-            skips the comparison with the file's metadata.
-
-    Raises:
-        ValueError: Saying which preset the file's metadata names when it is
-            not ``preset``, listing mismatched keys otherwise
-            (:func:`check_state_dict`), or naming the tensors that hold NaN or
-            infinite values.
-    """
-    saved = read_metadata(path).get(PRESET_KEY)
-    if preset is not None and saved is not None and saved != preset and saved in PRESETS:
-        raise ValueError(f"{path}: these weights are {saved} (file metadata), you asked for {preset}: "
-                         f"pass preset={saved!r} (command line: --preset {saved})")
-    check_state_dict(model, state, path)
-    broken = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
-    if broken:
-        raise ValueError(f"{path}: {len(broken)} of {len(state)} tensors hold NaN or infinite values (e.g. "
-                         f"{broken[0]}), so nothing would be detected: these weights are broken, perhaps saved by "
-                         "a diverged training run; use an earlier checkpoint")
-
-
-def _first_few(kind: str, keys: list[str]) -> str:
-    """``"3 missing: a, b, c"``, listing at most :data:`SHOWN_MISMATCHES` keys."""
-    more = ", ..." if len(keys) > SHOWN_MISMATCHES else ""
-    return f"{len(keys)} {kind}: " + ", ".join(keys[:SHOWN_MISMATCHES]) + more
-
-
-def in_model_order(model: nn.Module, state: Mapping[str, torch.Tensor]) -> StateDict:
-    """``state`` re-ordered like ``model.state_dict()`` and cast to its dtypes."""
-    return {key: state[key].to(ref.dtype).contiguous() for key, ref in model.state_dict().items()}
-
-
-# ---------------------------------------------------------------- the default weights and loading a network
-
-
-PRESET_KEY = "preset"
-"""Metadata key of a weights file: the preset its network was built from (every file rfcore writes has it)."""
+from rfcore.model.retinaface import MESH_PARAMS
+from rfcore.weights_io import (
+    PRESET_KEY,
+    check_state_dict,
+    check_weights,
+    file_sha256,
+    load_weights,
+    read_keys,
+    read_metadata,
+    read_shapes,
+)
 
 MESH_HEAD_PREFIX = "MeshHead."
 """Key prefix of the mesh head's tensors in a weights file (the name of the public checkpoints' convention)."""
+
+MESH_HEAD_KEY = "mesh_head"
+"""Metadata key of a network's weights file: its mesh head's layout (:data:`MESH_HEAD_LAYOUT`) or :data:`NO_MESH_HEAD`."""
+
+MESH_HEAD_LAYOUT = f"{MESH_PARAMS} values per anchor"
+"""The layout of the mesh head rfcore builds (:data:`rfcore.model.retinaface.MESH_PARAMS` outputs per anchor)."""
+
+NO_MESH_HEAD = "none"
+"""The value of :data:`MESH_HEAD_KEY` for weights without a mesh head."""
+
+
+def mesh_head_layout(keys) -> str:
+    """The mesh head of a network with these tensor names: :data:`MESH_HEAD_LAYOUT` if any is ``MeshHead.*``."""
+    return MESH_HEAD_LAYOUT if any(key.startswith(MESH_HEAD_PREFIX) for key in keys) else NO_MESH_HEAD
+
+
+def weights_mesh_head(path) -> str:
+    """The mesh head a weights file holds: its metadata's (:data:`MESH_HEAD_KEY`), for a file without, its tensors'.
+
+    Raises:
+        ValueError: If the file records a mesh head of another layout than rfcore's, naming both.
+    """
+    saved = read_metadata(path).get(MESH_HEAD_KEY)
+    if saved is None:
+        return mesh_head_layout(read_keys(path))
+    if saved not in (MESH_HEAD_LAYOUT, NO_MESH_HEAD):
+        raise ValueError(f"{path}: its mesh head is '{saved}' (file metadata), but rfcore builds "
+                         f"'{MESH_HEAD_LAYOUT}'; load it without the mesh, or train a head for these weights")
+    return saved
+
+
+def weights_metadata(module: nn.Module, preset: str) -> dict[str, str]:
+    """What a weights file of ``module`` records: the preset, and a network's mesh head or a decoder's layout."""
+    if isinstance(module, MeshDecoder):
+        return {PRESET_KEY: preset, DECODER_LAYOUT_KEY: module.layout}
+    return {PRESET_KEY: preset, MESH_HEAD_KEY: mesh_head_layout(module.state_dict())}
 
 
 @functools.cache
@@ -329,24 +161,37 @@ DECODER_LAYOUT_KEY = "decoder"
 """Metadata key of a mesh file that names the :attr:`MeshDecoder.layout` it was made with."""
 
 
-def resolve_weights(weights, option: str = "--weights") -> Path:
-    """The weights file to load: ``weights`` or :data:`DEFAULT_WEIGHTS`; ``option`` is named in errors.
+SHIPPED = "shipped"
+"""What a user names a file rfcore ships by (``--init-weights shipped``, ``--mesh-decoder shipped``)."""
+
+
+def resolve_weights(weights, option: str = "--weights", name: str | None = None) -> Path:
+    """The weights file to load: ``weights``, or for ``None`` or :data:`SHIPPED` the file rfcore ships.
+
+    Args:
+        weights: A path, or ``None`` / ``"shipped"`` for the shipped file.
+        option: The command-line option that names the file, for errors (its keyword argument is derived).
+        name: The shipped file's name beside :data:`DEFAULT_WEIGHTS` (e.g. :data:`MESH_DECODER_FILE`);
+            ``None`` for :data:`DEFAULT_WEIGHTS` itself.
 
     Raises:
         IsADirectoryError: For a folder, naming the weights files in it.
         FileNotFoundError: Naming the missing file and how to pass another.
     """
-    path = DEFAULT_WEIGHTS if weights is None else Path(weights)
+    shipped = weights is None or weights == SHIPPED
+    default = DEFAULT_WEIGHTS if name is None else DEFAULT_WEIGHTS.with_name(name)
+    path = default if shipped else Path(weights)
     if path.is_dir():
         found = sorted(p.name for p in path.glob("*.safetensors"))
         inside = f"it holds {', '.join(found[:5])}" if found else "it holds no .safetensors file"
         raise IsADirectoryError(f"weights {path} is a folder, not a file ({inside}): pass the file itself, "
                                 f"e.g. {option} {path / (found[0] if found else 'weights.safetensors')}")
     if not path.is_file():
-        what = "default weights file" if weights is None else "weights file"
+        what = "shipped weights file" if shipped else "weights file"
+        keyword = option.lstrip("-").replace("-", "_")
         raise FileNotFoundError(
-            f"{what} {path} not found; pass another with weights=... (command line: --weights PATH). "
-            "The default ships inside the package, in rfcore/assets/weights/ (reinstall rfcore if it is missing)."
+            f"{what} {path} not found; pass another with {keyword}=... (command line: {option} PATH). "
+            "The shipped files are inside the package, in rfcore/assets/weights/ (reinstall rfcore if one is missing)."
         )
     return path
 
@@ -368,6 +213,7 @@ def weights_files(weights, mesh: bool = False) -> list[Path]:
 def load_detector_weights(model: RetinaFace, path, preset: str | None = None) -> None:
     """Load a safetensors file into a RetinaFace, with or without a mesh head on either side.
 
+    Whether the file holds a mesh head is read from its metadata (:func:`weights_mesh_head`).
     A mesh head (``MeshHead.*``) in the file that ``model`` lacks is left out
     (detection without the mesh does not need it); a mesh head in ``model``
     that the file lacks keeps its initial weights (training the mesh branch
@@ -385,7 +231,7 @@ def load_detector_weights(model: RetinaFace, path, preset: str | None = None) ->
     state = load_weights(None, path)
     if model.mesh_head is None:
         state = {key: value for key, value in state.items() if not key.startswith(MESH_HEAD_PREFIX)}
-    elif not any(key.startswith(MESH_HEAD_PREFIX) for key in state):
+    elif weights_mesh_head(path) == NO_MESH_HEAD:
         state = {**model.mesh_head.state_dict(prefix=MESH_HEAD_PREFIX), **state}
     check_weights(model, state, path, preset)
     model.load_state_dict(state)
@@ -446,7 +292,7 @@ def load_mesh_model(weights=None, cfg: RetinaFaceConfig | None = None) -> MeshMo
         FileNotFoundError: If the decoder file is missing.
     """
     path = resolve_weights(weights)
-    head_inside = any(key.startswith(MESH_HEAD_PREFIX) for key in read_keys(path))
+    head_inside = weights_mesh_head(path) != NO_MESH_HEAD
     if not head_inside and not path.with_name(MESH_HEAD_FILE).is_file():
         raise ValueError(
             f"{path} has no mesh head (no MeshHead.* tensors) and there is no {MESH_HEAD_FILE} beside it; "
@@ -484,6 +330,7 @@ def load_mesh_head(model: RetinaFace, weights: Path, decoder: MeshDecoder, prese
         f"{what} {saved[key]!r}, not {ours!r}"
         for key, what, ours in (
             ("preset", "the preset", preset),
+            (MESH_HEAD_KEY, "a mesh head of layout", MESH_HEAD_LAYOUT),
             (DETECTOR_SHA_KEY, "the detector weights with sha256", file_sha256(weights)),
             (DECODER_LAYOUT_KEY, "a decoder of layout", decoder.layout),
         )
@@ -497,11 +344,6 @@ def load_mesh_head(model: RetinaFace, weights: Path, decoder: MeshDecoder, prese
     check_state_dict(model.mesh_head, state, head_path)
     model.mesh_head.load_state_dict(state)
     return float(saved.get(CROP_MARGIN_KEY, "1"))
-
-
-def file_sha256(path) -> str:
-    """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def load_mesh_decoder(path) -> MeshDecoder:

@@ -23,7 +23,7 @@ def save_mesh_run(folder: Path, zero_mesh_head: bool = False, seed: int = 0) -> 
     from rfcore.mesh import MeshDecoder, build_hierarchy
     from rfcore.model import RetinaFace
     from rfcore.train.model import TrainingModel
-    from rfcore.weights import save_weights
+    from rfcore.weights_io import save_weights
 
     torch.manual_seed(seed)
     detector = RetinaFace.from_config(get_config("mobilenet0.25"), mesh_head=True)

@@ -21,7 +21,8 @@ from rfcore.mesh import MeshDecoder, build_hierarchy
 from rfcore.mesh.camera import camera_from_params, project, to_view
 from rfcore.model import RetinaFace, RetinaFaceOutput
 from rfcore.postprocess import Detections, box_vote, candidates, flip_detections, suppress
-from rfcore.weights import DEFAULT_WEIGHTS, load_weights
+from rfcore.weights import DEFAULT_WEIGHTS
+from rfcore.weights_io import load_weights
 
 ANNOTATION = Path(__file__).resolve().parents[1] / "assets" / "images" / "grace_hopper.json"
 

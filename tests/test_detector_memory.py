@@ -13,7 +13,8 @@ from rfcore.bench.memory import PEAK_GOAL_BYTES, peak_rss, write_large_image
 from rfcore.detect_config import DEFAULT_MAX_SIZE
 from rfcore.detector import Detector, TTAConfig
 from rfcore.image import read_image
-from rfcore.weights import DEFAULT_WEIGHTS, save_weights
+from rfcore.weights import DEFAULT_WEIGHTS
+from rfcore.weights_io import save_weights
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ functions), so the tests see what a reader clicking through the code sees.
 """
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ LAYERS = (
     "files", "progress", "headers", "download",  # utilities: safe writing, progress, image file headers, fetching
     "config", "detect_config", "anchors", "boxes", "matching", "image",  # settings, geometry, targets, input
     "model", "loss", "mesh",  # the network, Eq. 1 and the mesh library
-    "assets", "weights", "convert", "export", "onnx_backend",  # files of weights and graphs, the ONNX runtime
+    "assets", "weights_io", "weights", "convert", "export", "onnx_backend",  # files of weights and graphs, the ONNX runtime
     "postprocess", "detector",  # inference
     "widerface_archives", "data", "quantize", "evaluation", "train",  # data: fetched, read; calibration, measuring, learning
     "align", "video_threads", "video",  # applications of detection
@@ -162,6 +163,41 @@ def test_the_checks_catch_an_upward_import_and_a_circle(tmp_path):
     assert find_circle(room_graph(graph)) == ["boxes", "loss", "boxes"]
     with pytest.raises(AssertionError, match=r"missing from LAYERS: \['train'\]"):
         upward_imports(graph, ("anchors", "boxes", "loss", "mesh", "viz"))
+
+
+MAX_MODULE_DOCSTRING = 20
+"""Lines a module docstring may take, quotes included: what the module is for and offers (about 15 is the aim)."""
+
+TRACKER_REFERENCE = re.compile(r"\bissues? #?\d+", re.IGNORECASE)
+"""Text like "issue 16": history belongs in commit messages, not in code."""
+
+
+def docstring_findings(package: Path = PACKAGE, limit: int = MAX_MODULE_DOCSTRING) -> list[str]:
+    """Modules whose docstring runs over ``limit`` lines, and lines that name a tracker issue."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        source = path.read_text()
+        body = ast.parse(source, str(path)).body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            lines = body[0].end_lineno - body[0].lineno + 1
+            if lines > limit:
+                found.append(f"{module_name(path, package)}: module docstring of {lines} lines")
+        found += [f"{module_name(path, package)}:{number}: {match.group()}"
+                  for number, line in enumerate(source.splitlines(), 1) if (match := TRACKER_REFERENCE.search(line))]
+    return found
+
+
+def test_module_docstrings_are_short_and_name_no_tracker_issue():
+    assert docstring_findings() == []
+
+
+def test_the_docstring_check_catches_a_long_docstring_and_an_issue_number(tmp_path):
+    package = tmp_path / "rfcore"
+    package.mkdir()
+    (package / "short.py").write_text('"""One line."""\n\nX = 1  # fine\n')
+    (package / "long.py").write_text('"""Title.\n' + "more\n" * 20 + '"""\n')
+    (package / "history.py").write_text('"""Fine."""\n\n# faster since issue 16\n')
+    assert docstring_findings(package) == ["rfcore.history:3: issue 16", "rfcore.long: module docstring of 22 lines"]
 
 
 def module_constants(package: Path = PACKAGE) -> list[tuple[str, str, object]]:

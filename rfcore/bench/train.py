@@ -35,8 +35,10 @@ from rfcore.loss import multitask_loss
 from rfcore.matching import FaceBatch, TargetAssigner
 from rfcore.model import RetinaFace, RetinaFaceOutput
 from rfcore.train.config import FROM_SCRATCH, MESH_ANCHORS, TrainConfig
-from rfcore.train.loop import build_dataset, make_optimizer, torch_threads, train_step
+from rfcore.train.data import build_dataset, torch_threads
+from rfcore.train.loop import train_step
 from rfcore.train.model import TrainingModel
+from rfcore.train.schedule import make_optimizer
 
 SHARE_GOAL = 0.10
 """Largest share of a step that target assignment and the loss should take."""

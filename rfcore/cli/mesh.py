@@ -56,8 +56,7 @@ def _add_pretrain(commands) -> None:
         "back into the face's 289 vertices and colours. Writes OUT/mesh_decoder.safetensors (what "
         "Detector(mesh=True) and rfcore detect --mesh load) and OUT/mesh_encoder.safetensors, and prints the "
         "errors on held-out faces: mean vertex distance in percent of the face size sqrt(w h), and mean colour "
-        "difference. With the defaults on one thread (about 5 minutes of one free core) it writes the files shipped in "
-        "assets/weights/.",
+        "difference. With the defaults on one thread it writes the files shipped in assets/weights/.",
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created)")
     add_config_options(parser, PRETRAIN_OPTIONS, PretrainConfig())
@@ -71,7 +70,8 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     import torch
 
     from rfcore.train.mesh_decoder import pretrain_decoder
-    from rfcore.weights import DECODER_LAYOUT_KEY, MESH_DECODER_FILE, MESH_ENCODER_FILE, save_weights
+    from rfcore.weights import DECODER_LAYOUT_KEY, MESH_DECODER_FILE, MESH_ENCODER_FILE
+    from rfcore.weights_io import save_weights
 
     try:
         config = PretrainConfig(**config_values(args, PRETRAIN_OPTIONS))
@@ -129,7 +129,7 @@ def _add_train_head(commands) -> None:
         "Reads the detector from --weights and the decoder from mesh_decoder.safetensors beside it, writes "
         "mesh_head.safetensors beside it (so that rfcore detect --mesh --weights W finds it), then measures "
         "the meshes on held-out synthetic faces like rfcore mesh measure. With the defaults on one thread "
-        "(about 9 minutes of one core of the shared machine) it writes the file shipped in assets/weights/.",
+        "it writes the file shipped in assets/weights/.",
     )
     add_weights_options(parser)
     add_config_options(parser, HEAD_OPTIONS, HeadTrainConfig())
@@ -187,13 +187,14 @@ def _run_train_head(args: argparse.Namespace) -> int:
         DETECTOR_SHA_KEY,
         MESH_DECODER_FILE,
         MESH_HEAD_FILE,
-        file_sha256,
+        MESH_HEAD_KEY,
+        MESH_HEAD_LAYOUT,
         load_detector_weights,
         load_mesh_decoder,
         resolve_weights,
-        save_weights,
         weights_preset,
     )
+    from rfcore.weights_io import file_sha256, save_weights
 
     torch.set_num_threads(args.threads)
     try:
@@ -211,6 +212,7 @@ def _run_train_head(args: argparse.Namespace) -> int:
     tail = losses[-max(len(losses) // 10, 1):]
     metadata = {
         "preset": cfg.name,
+        MESH_HEAD_KEY: MESH_HEAD_LAYOUT,
         DETECTOR_SHA_KEY: file_sha256(weights),
         DECODER_LAYOUT_KEY: decoder.layout,
         CROP_MARGIN_KEY: f"{config.crop_margin:g}",

@@ -2,7 +2,8 @@
 
 :mod:`rfcore.data.widerface` reads a ``label.txt`` + ``images/`` folder into
 :class:`~rfcore.data.sample.FaceSample` s, :mod:`rfcore.data.synthetic` draws
-rendered faces with exact ground truth in the same format (no download),
+rendered faces with exact ground truth in the same format (no download; its
+scenes from :mod:`rfcore.data.procedural` and :mod:`rfcore.data.placement`),
 :mod:`rfcore.data.augment` applies the paper's augmentation, and
 :mod:`rfcore.data.collate` batches samples with different numbers of faces
 into network input::

@@ -1,70 +1,16 @@
 """Synthetic faces with exact ground truth: data that no download can break.
 
-Every image is drawn from ``numpy.random.default_rng([seed, index])``, so one
-seed always gives the same images, whatever the process, worker or order:
-
-1. a procedural background: a colour gradient, smooth colour noise or
-   stripes, then random ellipses and grey pixel noise (no image files);
-2. a number of faces, uniform in ``faces``, each with a size (the longer
-   side of its box, in pixels) drawn log-uniformly from ``min_face`` to
-   ``max_face``;
-3. each face is the template of :mod:`rfcore.mesh.template` deformed along
-   the smoothest eigenvectors of its Laplacian (:mod:`rfcore.mesh.laplacian`)
-   and stretched in width and depth, with a random skin tone and smooth
-   colour variation, a random pose (pitch, yaw, roll each uniform in
-   ``±max_angle``) and a random point light and ambient light;
-4. faces are placed largest first where they overlap no face already
-   placed (so no landmark is ever hidden; a face that finds no free place
-   after a few tries is left out), their boxes entirely inside the image;
-5. most faces get hair: an ellipse drawn on the background behind the top
-   of the face, so that a face is not just a floating mask;
-6. each face is rendered by :func:`rfcore.mesh.render.render` into its own
-   square crop at its own pixel size, capped at ``max_render`` pixels (a
-   larger crop is rendered at the cap and enlarged), and composited over the
-   background with its soft opacity.
-
-Ground truth, in the conventions of :mod:`rfcore.data.sample`:
-
-* box: the tight box of the projected mesh, i.e. of the face outline from
-  forehead to chin and cheek to cheek. The rendered edge is soft: the box of the pixels
-  with opacity above 0.5 is the box within a pixel (see :data:`EDGE`);
-* landmarks: the projected landmark vertices of the template
-  (:data:`rfcore.mesh.template.LANDMARK_POINTS`), in the order of
-  :mod:`rfcore.boxes`, the eye and the mouth corner on the image's left
-  first (after the pose), as WIDER FACE annotates them:
-
-  ==============  ==========================  ===================================
-  landmark        WIDER FACE annotation       synthetic face (template vertex)
-  ==============  ==========================  ===================================
-  left, right     centre of each eye          centre of the dark eye patch, in
-  eye                                         the middle of the eye socket
-  nose            tip of the nose             top of the nose-tip bump, the point
-                                              that sticks out most
-  left, right     corners of the mouth        the two ends of the red lip patch
-  mouth
-  ==============  ==========================  ===================================
-
-  "Left" is the smaller image ``x``: a pair is ordered by the projected
-  points, not by the side of the face, so a face rolled or turned far
-  keeps the order a WIDER FACE annotator would give it. A landmark is a
-  point on the surface, so under yaw the protruding nose tip moves about
-  twice as far as the eyes (it stands about 0.74 units in front of the
-  face's centre, the eyes 0.37). A landmark that the face itself hides
-  (the far eye behind the nose at a large yaw, a few percent of them at
-  40 degrees) keeps its projected position, as WIDER FACE annotators mark
-  where an occluded point is, and is not flagged;
-* dense vertices (:meth:`SyntheticFaces.render`): the projected positions
-  of all template vertices, also those the face's own pose hides; also the
-  pose of each face and the opacity of all faces per pixel.
-
-The ground truth is the same bit for bit on every CPU and thread count: it
-is pure geometry, computed in float64 from the random draws and rounded to
-float32 at the end, and the face model's eigenvectors have a fixed sign
-(:func:`rfcore.mesh.laplacian.eigenbasis`). A last-bit difference between
-two CPUs' float64 kernels would have to straddle a float32 rounding
-boundary to show. Only the renderer runs in float32, so pixels may differ
-by a grey level here and there between CPUs, never the boxes, landmarks,
-vertices or poses.
+:class:`SyntheticFaces` is a dataset of images drawn from
+``numpy.random.default_rng([seed, index])``: a procedural background
+(:mod:`rfcore.data.procedural`), faces of the synthetic face model
+(:mod:`rfcore.mesh.face_model`, :func:`draw_faces`) with random size, shape,
+skin, pose and light, placed without overlaps (:mod:`rfcore.data.placement`),
+hair behind most of them, each rendered by :func:`rfcore.mesh.render.render` and
+composited with its soft opacity (:func:`composite_faces`). Boxes, landmarks
+(in WIDER FACE's order, :func:`image_left_first`), dense vertices and poses are
+pure float64 geometry, the same bit for bit on every CPU (:class:`SyntheticImage`);
+only pixels may differ by a grey level. :data:`VALIDATION` and
+:func:`validation_set` are the held-out set of ``rfcore train --val synthetic``.
 """
 
 from __future__ import annotations
@@ -77,6 +23,8 @@ import numpy as np
 import torch.utils.data
 
 from rfcore.anchors import check_image_size
+from rfcore.data.placement import Placement, image_vertices, place_faces
+from rfcore.data.procedural import add_hair, random_background
 from rfcore.data.sample import FaceSample
 from rfcore.data.variety import Variety
 from rfcore.data.widerface import Transform
@@ -109,21 +57,23 @@ stays within a pixel of the ground-truth box (the renderer's default of 1
 pixel puts it up to 1.2 pixels out). An enlarged crop (side above
 ``max_render``) enlarges that too: up to about 1.3 pixels at twice the size."""
 
-PLACEMENT_TRIES = 30
-"""Random positions tried for a face before it is left out."""
-
-HAIR_PROBABILITY, HAIR_SHIFT, HAIR_AXES = 0.7, 0.18, (0.48, 0.55)
-"""Share of faces with hair, and its ellipse's shift up the face and half-axes, in face sizes."""
-
-HAIR_COLOURS = ((20, 14, 10), (190, 150, 95))
-"""Darkest and fairest hair (RGB, 0..255)."""
-
-PIXEL_NOISE = 12
-"""Largest grey-level noise added to the background."""
-
 
 class SyntheticImage(NamedTuple):
-    """One synthetic image with its full ground truth.
+    """One synthetic image with its full ground truth, in the conventions of :mod:`rfcore.data.sample`.
+
+    A box is the tight box of the projected mesh (forehead to chin, cheek to
+    cheek); the pixels with opacity above 0.5 give it within a pixel
+    (:data:`EDGE`). The landmarks are the projected landmark vertices of the
+    template (:data:`rfcore.mesh.template.LANDMARK_POINTS`: centre of the eye
+    patch, top of the nose-tip bump, the ends of the lip patch), where a WIDER
+    FACE annotator puts eye centres, nose tip and mouth corners. Each pair is
+    ordered by image ``x`` (:func:`image_left_first`), as WIDER FACE orders
+    them, and a landmark the face itself hides (the far eye at a large yaw)
+    keeps its projected position, unflagged. Vertices, boxes, landmarks and
+    poses are computed in float64 from the draws and rounded to float32, with
+    eigenvectors of fixed sign (:func:`rfcore.mesh.laplacian.eigenbasis`): the
+    same bit for bit on every CPU and thread count. Only the renderer runs in
+    float32, so pixels may differ by a grey level between CPUs.
 
     Attributes:
         sample: The image, boxes and landmarks as a :class:`~rfcore.data.sample.FaceSample`.
@@ -167,22 +117,6 @@ class FaceDraws(NamedTuple):
     light: Light
 
 
-class Placement(NamedTuple):
-    """Where a face's square crop goes in the image.
-
-    Attributes:
-        index: The face's row in :class:`FaceDraws`.
-        x, y: Top-left corner of the crop in image pixels (may lie outside
-            the image; the face box does not).
-        side: Side of the crop in pixels.
-    """
-
-    index: int
-    x: int
-    y: int
-    side: int
-
-
 class Layout(NamedTuple):
     """The random choices of an image before hair and rendering (:meth:`SyntheticFaces.layout`).
 
@@ -207,7 +141,15 @@ class SyntheticFaces(torch.utils.data.Dataset):
     Item ``i`` is a :class:`~rfcore.data.sample.FaceSample` like those of
     :class:`~rfcore.data.widerface.WiderFace` (path ``"synthetic:{seed}:{i}"``);
     :meth:`render` also gives the dense vertices, the opacity and the
-    background. See the module docstring for what is drawn.
+    background. Each image is a procedural background
+    (:func:`~rfcore.data.procedural.random_background`), a number of faces
+    uniform in ``faces``, sized log-uniformly from ``min_face`` to
+    ``max_face`` and posed uniformly within ``±max_angle``
+    (:func:`draw_faces`), placed largest first without overlaps
+    (:func:`~rfcore.data.placement.place_faces`), hair behind most
+    (:func:`~rfcore.data.procedural.add_hair`), and each face rendered into
+    its own crop, capped at ``max_render`` pixels, composited with its soft
+    opacity (:func:`composite_faces`).
 
     Args:
         length: Number of images.
@@ -308,7 +250,7 @@ class SyntheticFaces(torch.utils.data.Dataset):
         draws = draw_faces(rng, count, face_range, self.max_angle)
         # positions in the crop as fractions of its side: (F, V, 2) in about [0.1, 0.9]
         fractions = project(to_view(draws.vertices, draws.camera), draws.camera, (1, 1))[0].numpy()
-        placements = place_faces(rng, fractions, draws.sizes, self.image_size, self.max_render)
+        placements = place_faces(rng, fractions, draws.sizes, self.image_size, self.max_render, EDGE)
         return Layout(rng, background, draws, fractions, placements)
 
     def render(self, index: int) -> SyntheticImage:
@@ -331,14 +273,6 @@ class SyntheticFaces(torch.utils.data.Dataset):
         sample = FaceSample(image, boxes, landmarks, f"synthetic:{self.seed}:{index}")
         poses = np.degrees(draws.angles[rows].numpy()).reshape(-1, 3).astype(np.float32)
         return SyntheticImage(sample, vertices, poses, alpha, background, visible)
-
-
-def image_vertices(fractions: np.ndarray, placements: list[Placement]) -> np.ndarray:
-    """Placed faces' vertices in image pixels: ``(F, V, 2)`` float64 crop fractions -> ``(P, V, 2)`` float32."""
-    rows = [placement.index for placement in placements]
-    corner = np.array([[p.x, p.y] for p in placements], np.float64).reshape(-1, 1, 2)  # (P, 1, 2)
-    side = np.array([p.side for p in placements], np.float64).reshape(-1, 1, 1)  # (P, 1, 1)
-    return (fractions[rows] * side + corner).astype(np.float32)
 
 
 def image_left_first(landmarks: np.ndarray) -> np.ndarray:
@@ -391,62 +325,6 @@ def draw_faces(rng: np.random.Generator, count: int, size_range: tuple[float, fl
         ambient=uniform(AMBIENT_RANGE, count, 1).expand(count, 3),
     )
     return FaceDraws(sizes, vertices, colours, angles, camera, light)
-
-
-def place_faces(
-    rng: np.random.Generator,
-    fractions: np.ndarray,
-    sizes: np.ndarray,
-    image_size: tuple[int, int],
-    max_render: int,
-) -> list[Placement]:
-    """Choose a crop for every face that fits, largest first, without overlaps.
-
-    Args:
-        rng: Source of randomness.
-        fractions: ``(F, V, 2)`` projected vertices as fractions of the crop side.
-        sizes: ``(F,)`` wanted longer box side in pixels.
-        image_size: ``(height, width)``.
-        max_render: Render-size cap (sets how far the soft edge reaches).
-
-    Returns:
-        One :class:`Placement` per face that found room, in face order.
-    """
-    height, width = image_size
-    low, high = fractions.min(axis=1), fractions.max(axis=1)  # (F, 2) box in crop fractions
-    placed_boxes: list[np.ndarray] = []
-    placements = []
-    for index, size in enumerate(sizes):
-        side = max(round(size / (high[index] - low[index]).max()), 1)
-        # the soft edge reaches EDGE render pixels beyond the box: keep faces that far apart, and a pixel more
-        margin = EDGE * side / min(side, max_render) + 1
-        box_low, box_high = low[index] * side, high[index] * side
-        x_range = (math.ceil(-box_low[0]), math.floor(width - box_high[0]))
-        y_range = (math.ceil(-box_low[1]), math.floor(height - box_high[1]))
-        if x_range[0] > x_range[1] or y_range[0] > y_range[1]:
-            continue
-        corners = np.stack([rng.integers(*x_range, endpoint=True, size=PLACEMENT_TRIES),
-                            rng.integers(*y_range, endpoint=True, size=PLACEMENT_TRIES)], axis=1)  # (T, 2)
-        boxes = np.concatenate([corners + box_low - margin, corners + box_high + margin], axis=1)  # (T, 4)
-        free = ~overlaps_any(boxes, placed_boxes)
-        if free.any():
-            best = int(free.argmax())
-            placed_boxes.append(boxes[best])
-            placements.append(Placement(index, int(corners[best, 0]), int(corners[best, 1]), side))
-    return placements
-
-
-def overlaps_any(boxes: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
-    """``(T,)`` bool: box ``t`` of ``(T, 4)`` overlaps any of ``others`` (each ``(4,)``)."""
-    if not others:
-        return np.zeros(len(boxes), bool)
-    other = np.stack(others)[None]  # (1, P, 4)
-    boxes = boxes[:, None]  # (T, 1, 4)
-    apart = (
-        (boxes[..., 2] <= other[..., 0]) | (other[..., 2] <= boxes[..., 0])
-        | (boxes[..., 3] <= other[..., 1]) | (other[..., 3] <= boxes[..., 1])
-    )  # (T, P)
-    return (~apart).any(axis=1)
 
 
 def render_crop(
@@ -523,110 +401,6 @@ def composite_faces(
         image[y0:y1, x0:x1] = colour[crop] + (1 - a) * image[y0:y1, x0:x1]
         alpha[y0:y1, x0:x1] = np.maximum(alpha[y0:y1, x0:x1], opacity[crop])
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), alpha
-
-
-# ---------------------------------------------------------------- backgrounds
-
-
-def random_background(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
-    """A procedural background: gradient, colour noise or stripes, then ellipses and pixel noise.
-
-    Args:
-        rng: Source of randomness.
-        size: ``(height, width)``.
-
-    Returns:
-        ``(H, W, 3)`` uint8 RGB.
-    """
-    pattern = (gradient, colour_noise, stripes)[int(rng.integers(3))]
-    image = add_ellipses(pattern(rng, size), rng, int(rng.integers(0, 9)))
-    amplitude = int(rng.integers(0, PIXEL_NOISE + 1))
-    noise = rng.integers(-amplitude, amplitude, size=(*size, 1), endpoint=True, dtype=np.int16)  # grey
-    return np.clip(image + noise, 0, 255).astype(np.uint8)
-
-
-def add_hair(image: np.ndarray, rng: np.random.Generator, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """Draw a hair ellipse behind some faces (on a copy), so that faces look less like floating masks.
-
-    The ellipse sits a little above the face centre along the face's own
-    up direction (from the mouth to the eyes), so it follows the roll.
-
-    Args:
-        image: ``(H, W, 3)`` uint8 background.
-        rng: Source of randomness.
-        boxes: ``(F, 4)`` face boxes.
-        landmarks: ``(F, 5, 2)`` their landmarks.
-
-    Returns:
-        The background with hair, ``(H, W, 3)`` uint8.
-    """
-    image = image.copy()
-    has_hair = rng.random(len(boxes)) < HAIR_PROBABILITY
-    dark, fair = np.array(HAIR_COLOURS, np.float32)
-    colours = dark + rng.random((len(boxes), 1)) * (fair - dark)  # (F, 3)
-    up = landmarks[:, :2].mean(axis=1) - landmarks[:, 3:].mean(axis=1)  # (F, 2) mouth -> eyes
-    up /= np.linalg.norm(up, axis=1, keepdims=True)
-    sizes = (boxes[:, 2:] - boxes[:, :2]).max(axis=1)  # (F,)
-    centres = np.rint((boxes[:, :2] + boxes[:, 2:]) / 2 + HAIR_SHIFT * sizes[:, None] * up).astype(int)
-    # cv2's first ellipse axis lies along the angle; turn the second one up the face
-    angles = np.degrees(np.arctan2(up[:, 0], -up[:, 1]))
-    for centre, angle, size, colour in zip(centres[has_hair], angles[has_hair], sizes[has_hair], colours[has_hair]):
-        axes = (round(HAIR_AXES[0] * size), round(HAIR_AXES[1] * size))
-        cv2.ellipse(image, centre.tolist(), axes, float(angle), 0, 360, colour.tolist(), -1)
-    return image
-
-
-def random_colours(rng: np.random.Generator, count: int) -> np.ndarray:
-    """``(count, 3)`` float32 RGB colours in 0..255."""
-    return rng.uniform(0, 255, (count, 3)).astype(np.float32)
-
-
-def blend_two_colours(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Colour a ``(H, W)`` field in ``[0, 1]`` by a blend of two random colours, ``(H, W, 3)`` uint8."""
-    first, second = random_colours(rng, 2)
-    palette = np.rint(first + np.linspace(0, 1, 256, dtype=np.float32)[:, None] * (second - first))  # (256, 3)
-    return palette.astype(np.uint8)[np.rint(t * 255).astype(np.uint8)]
-
-
-def coordinate_along(rng: np.random.Generator, size: tuple[int, int], angle_range: float) -> np.ndarray:
-    """``(H, W)`` float32 position of every pixel centre along a random direction, in longer-side units."""
-    height, width = size
-    scale = max(height, width)
-    y = (np.arange(height, dtype=np.float32)[:, None] + 0.5) / scale  # (H, 1)
-    x = (np.arange(width, dtype=np.float32)[None] + 0.5) / scale  # (1, W)
-    angle = rng.uniform(0, angle_range)
-    return x * math.cos(angle) + y * math.sin(angle)
-
-
-def gradient(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
-    """Linear blend between two random colours along a random direction, ``(H, W, 3)`` uint8."""
-    t = coordinate_along(rng, size, 2 * math.pi)
-    return blend_two_colours((t - t.min()) / max(float(t.max() - t.min()), 1e-6), rng)
-
-
-def stripes(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
-    """Sinusoidal stripes between two colours, random period and direction, ``(H, W, 3)`` uint8."""
-    t = coordinate_along(rng, size, math.pi)
-    periods = rng.uniform(2, 40)  # across the longer side
-    return blend_two_colours(0.5 + 0.5 * np.sin((2 * math.pi * periods) * t), rng)
-
-
-def colour_noise(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
-    """Smooth colour noise: a coarse random grid enlarged bicubically, ``(H, W, 3)`` uint8."""
-    height, width = size
-    cells = int(rng.integers(2, 12))
-    coarse = random_colours(rng, cells * cells).reshape(cells, cells, 3).astype(np.uint8)
-    return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
-
-
-def add_ellipses(image: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
-    """Draw ``count`` filled ellipses of random colour, size and angle (in place), ``(H, W, 3)`` uint8."""
-    height, width = image.shape[:2]
-    for colour in random_colours(rng, count):
-        centre = (int(rng.integers(width)), int(rng.integers(height)))
-        axes = tuple(int(a) for a in rng.integers(4, max(min(height, width) // 4, 5), size=2))
-        cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour.tolist(), -1)
-    return image
 
 
 VALIDATION = {"length": 240, "image_size": 256, "faces": (1, 5), "min_face": 10.0, "max_face": 200.0,

@@ -1,9 +1,7 @@
 """Options that widen the synthetic faces' distribution, each switched on by name.
 
-:class:`~rfcore.data.synthetic.SyntheticFaces` draws the same faces, poses and
-places with or without them. Each option draws from its own generator,
-``numpy.random.default_rng([seed, index, VARIETY_STREAM, k, stage])`` for option ``k`` of
-:data:`~rfcore.config.VARIETY_OPTIONS` (so switching one on or off leaves the others' draws alone), and they act in this order:
+The faces, poses and places stay those drawn without them; option ``k`` of :data:`~rfcore.config.VARIETY_OPTIONS`
+draws from ``default_rng([seed, index, VARIETY_STREAM, k, stage])``, leaving the others' draws alone:
 
 ==============  =====================================================  ==================================
 option          what it adds                                           module
@@ -17,9 +15,8 @@ occluders       glasses, sunglasses, masks, hands, objects              :mod:`rf
 degrade         hard shadows, colour casts, blur, noise, JPEG, grey     :mod:`rfcore.data.degrade`
 ==============  =====================================================  ==================================
 
-Apart from ``closeups``, which changes how many faces an image has and their sizes, the
-options leave the faces, their boxes, landmarks and vertices as they are; an occluder that covers a landmark
-clears its flag in :attr:`~rfcore.data.synthetic.SyntheticImage.visible`.
+Only ``closeups`` changes the ground truth (faces, sizes); an occluder over a landmark clears its flag in
+:attr:`~rfcore.data.synthetic.SyntheticImage.visible`.
 """
 
 from __future__ import annotations

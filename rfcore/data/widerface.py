@@ -1,28 +1,18 @@
 """WIDER FACE in the retinaface_gt v1.1 ``label.txt`` layout, and any folder like it.
 
-A dataset folder holds ``label.txt`` and, beside it, the ``images/`` folder
-that the paths in ``label.txt`` are relative to. ``label.txt`` is a list of
-images, each a header line followed by one line per face::
+A dataset folder holds ``label.txt`` and the ``images/`` folder its paths are relative to. ``label.txt``
+lists images, each a header line followed by one line per face::
 
     # 0--Parade/some_image.jpg
     120 84 36 44 130.2 101.5 0.0 146.8 100.9 0.0 ... 147.1 119.0 0.0 0.91
 
-* the header is ``#`` and the image path, relative to ``images/`` and
-  inside it (no whitespace, not absolute, no ``..``; further fields on the
-  header line are ignored); a UTF-8 byte-order mark is allowed;
-* a face line of the training file has 20 numbers: the box ``x y w h``
-  (top-left corner and size in pixels), five ``lx ly flag`` triples for
-  left eye, right eye, nose tip, left and right mouth corner, and a trailing
-  score. The flags and the score are not used. A face whose first landmark
-  x is negative has no landmarks (they are written as ``-1``), the rule of
-  biubug6/Pytorch_Retinaface, data/wider_face.py;
-* a face line of the validation file has the 4 box numbers only.
-
-Every face line of one file has the same count, 4 or 20, set by its first
-face line. Malformed lines raise ``ValueError`` naming the file and line;
-boxes of zero width or height are dropped, counted and warned about, and
-so are boxes lying wholly outside their image (its size read from the PNG
-or JPEG header, :func:`outside_image`).
+The header is ``#`` and a path inside ``images/`` (no whitespace, not absolute, no ``..``; a UTF-8
+byte-order mark is allowed). A training face line has 20 numbers: the box ``x y w h``, five ``lx ly flag``
+triples (left eye, right eye, nose tip, left and right mouth corner) and a score, the flags and score
+unused; a face whose first landmark x is negative has no landmarks (biubug6/Pytorch_Retinaface's rule). A
+validation face line has the 4 box numbers only, and all face lines of a file have the count of its
+first. Malformed lines raise ``ValueError`` naming the file and line; boxes of zero size, or wholly
+outside their image (:func:`outside_image`), are dropped, counted and warned about.
 """
 
 from __future__ import annotations

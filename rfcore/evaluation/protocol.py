@@ -1,37 +1,18 @@
 """The WIDER FACE protocol: average precision at IoU 0.5, computed as the official toolbox computes it.
 
-1. Scores are min-max normalised over every detection of the set
-   (:func:`normalise_scores`).
-2. In each image the detections, by descending score, each take the face
-   they overlap most (:func:`wider_iou`). If that IoU is at least 0.5 and
-   the face is
-
-   * ignored in this subset (not in its ``gt_list``): the detection is
-     neither a true nor a false positive;
-   * counted and not yet taken: a true positive;
-   * counted and already taken by a higher-scoring detection: a false
-     positive (a duplicate). The detection does not fall back to its
-     second-best face.
-
-   Every other detection is a false positive. An image without any
-   ground-truth face is skipped, so its detections are not false positives
+1. Scores are min-max normalised over every detection of the set (:func:`normalise_scores`).
+2. In each image the detections, by descending score, each take the face they overlap most
+   (:func:`wider_iou`); at IoU 0.5 or more a face ignored in the subset makes it neither true nor false,
+   a counted face not yet taken a true positive, a face already taken a false positive (no fall-back to
+   the second-best face); every other detection is false, and images without faces are skipped
    (:func:`match_image`).
-3. At each of 1,000 thresholds ``t_k = 1 - k / 1000``, ``k = 1 .. 1000``,
-   the detections scoring at least ``t_k`` give
-   ``precision = TP / (TP + FP)`` and ``recall = TP / faces``, where
-   ``faces`` counts the faces of the subset in all images (:func:`pr_curve`).
-4. AP is the area under the precision envelope over recall, the VOC
-   all-points interpolation (:func:`voc_ap`).
+3. At each of 1,000 thresholds ``t_k = 1 - k / 1000`` the detections scoring at least ``t_k`` give
+   precision and recall over the subset's faces in all images (:func:`pr_curve`); the matching does not
+   depend on the threshold, so all counts come from one sorted array (:func:`count_at_least`).
+4. AP is the area under the precision envelope, VOC's all-points interpolation (:func:`voc_ap`).
 
-The toolbox recounts step 3 for every image and every threshold. Since the
-matching of step 2 does not depend on the threshold, each detection here is
-classified once, and the counts at all 1,000 thresholds come from one sorted
-array (:func:`count_at_least`); ``rfcore bench eval`` checks that this gives
-the toolbox's numbers and measures the difference.
-
-Reference for these rules: the MATLAB toolbox of the WIDER FACE website and
-its Python port ``widerface_evaluate/evaluation.py`` in
-biubug6/Pytorch_Retinaface (with ``box_overlaps.pyx`` for the IoU).
+Reference: the MATLAB toolbox of the WIDER FACE website and its Python port
+``widerface_evaluate/evaluation.py`` in biubug6/Pytorch_Retinaface; ``rfcore bench eval`` checks the numbers.
 """
 
 from __future__ import annotations

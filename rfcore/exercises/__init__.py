@@ -1,60 +1,16 @@
-"""Exercises with checkers: the student writes a small function, a checker says whether it is right.
+"""Exercises with checkers: the learner writes a small function, a checker says whether it is right.
 
-A notebook cell holds a stub and the checker call::
-
-    from rfcore.exercises.anchors import check_iou
-
-    def iou(boxes1, boxes2):
-        raise NotImplementedError  # your code here
-
-    check_iou(iou)
-
-The checker runs the student's function and rfcore's own on the same random and edge-case inputs and
-prints a verdict instead of raising: "not implemented yet" for the stub, the passed cases, or the first
-case that fails with its inputs, the expected and the obtained values and a hint. ``show_solution("iou")``
-prints the solution from :mod:`rfcore.exercises.solutions`. Every input is drawn from a fixed seed and
-numbers are rounded, so a verdict is the same on every machine.
-
-Modules, in the order of the notebooks:
-
-* :mod:`rfcore.exercises.check`: the shared core (:class:`~rfcore.exercises.check.Case`,
-  :func:`~rfcore.exercises.check.run_check`, :func:`~rfcore.exercises.check.compare_tensors`);
-* :mod:`rfcore.exercises.anchors`: IoU, the anchors of one level; anchors with aspect ratios, DIoU
-  (notebook 01);
-* :mod:`rfcore.exercises.loss`: smooth-L1 and its gradient, OHEM; the focal and GIoU losses (notebook 02);
-* :mod:`rfcore.exercises.encoding`: box and landmark targets, decoding; side distances, the Wing loss
-  (notebook 03);
-* :mod:`rfcore.exercises.mesh`: one Chebyshev filter and its gain (notebook 04);
-* :mod:`rfcore.exercises.network`: the receptive field of a stack of layers and its centre, the FPN's
-  top-down merge (notebook 05);
-* :mod:`rfcore.exercises.training`: the faces a crop keeps, the flip of faces, the learning-rate schedule
-  and two variants, cosine annealing and warm restarts (notebook 06);
-* :mod:`rfcore.exercises.evaluation`: NMS, box voting, the protocol's matching, VOC AP; soft-NMS, DIoU-NMS,
-  the 11-point AP, the inter-ocular NME (notebook 07);
-* :mod:`rfcore.exercises.detector`: matching with the forced best anchor, Eq. 1 for one image, decoding
-  (notebook 08);
-* :mod:`rfcore.exercises.solutions`: one solution per exercise;
-* :mod:`rfcore.exercises.capstone`: the learner's parts train and evaluate a detector (notebook 08), and
-  :mod:`rfcore.exercises.mistakes`: one plausible mistake per part.
-
-Adding a checker takes about ten lines in the topic's module: a reference with the exercise's
-signature (rfcore's function, or a thin wrapper around it), a few :class:`~rfcore.exercises.check.Case`
-inputs from easy to random (a seeded generator, :func:`~rfcore.exercises.check.seeded`), each with a hint
-naming the mistake it catches, and :func:`~rfcore.exercises.check.run_check`::
-
-    def check_cxcywh(student) -> Verdict:
-        cases = [
-            Case("a unit box", (torch.tensor([[0.0, 0.0, 1.0, 1.0]]),), "the centre is the mean of the corners"),
-            Case("five random boxes", (random_boxes(5, seeded(10)),)),
-        ]
-        return run_check("cxcywh", student, xyxy_to_cxcywh, cases)
-
-then a solution written from the formula in :mod:`rfcore.exercises.solutions` under the exercise's name
-(``check_<name>`` checks ``solutions.<name>``). ``tests/exercises/test_exercises.py`` finds every ``check_*`` of the
-package by itself and runs it on its solution, on a stub and on a function that raises; add the typical
-mistake the checker must catch to the list of mistakes there.
-Answers that are not tensors, arrays or numbers need their own ``compare(expected, got) -> str | None``.
-Every exercise also gets an entry in :data:`ANSWERED_BY`, so that no notebook shows its answer before asking.
+A notebook cell holds a stub and the checker call (``check_iou(iou)``). The checker runs the learner's
+function and rfcore's own on the same seeded and edge-case inputs and prints a verdict instead of raising:
+"not implemented yet", the passed cases, or the first failing case with its inputs, the expected and
+obtained values and a hint; ``show_solution("iou")`` prints :mod:`rfcore.exercises.solutions`' answer.
+:mod:`rfcore.exercises.check` is the shared core (how to add a checker: :func:`~rfcore.exercises.check.run_check`);
+one module per topic follows the notebooks: :mod:`~rfcore.exercises.anchors` (01), :mod:`~rfcore.exercises.loss`
+(02), :mod:`~rfcore.exercises.encoding` (03), :mod:`~rfcore.exercises.mesh` (04), :mod:`~rfcore.exercises.network`
+(05), :mod:`~rfcore.exercises.training` (06), :mod:`~rfcore.exercises.evaluation` (07),
+:mod:`~rfcore.exercises.detector` and :mod:`~rfcore.exercises.capstone` with its :mod:`~rfcore.exercises.mistakes`
+(08). :data:`ANSWERED_BY` names the rfcore functions that answer each exercise, so that no notebook shows
+an answer before asking.
 """
 
 from __future__ import annotations
@@ -86,7 +42,7 @@ ANSWERED_BY: dict[str, tuple[str, ...]] = {
     "top_down": ("rfcore.model.fpn.FPN.forward",),
     "crop_boxes": ("rfcore.data.augment.crop",),
     "flip": ("rfcore.boxes.flip_boxes", "rfcore.boxes.flip_landmarks", "rfcore.data.augment.hflip"),
-    "learning_rate": ("rfcore.train.loop.learning_rate",),
+    "learning_rate": ("rfcore.train.schedule.learning_rate",),
     "cosine_learning_rate": (),
     "warm_restart_learning_rate": (),
     "nms": (),

@@ -47,7 +47,8 @@ from rfcore.model import RetinaFace
 from rfcore.postprocess import Face
 from rfcore.progress import progress_bar
 from rfcore.train.config import TrainConfig
-from rfcore.train.loop import learning_rate, make_optimizer, torch_threads
+from rfcore.train.data import torch_threads
+from rfcore.train.schedule import learning_rate, make_optimizer
 
 CHECKERS = {"level_anchors": check_level_anchors, "iou": check_iou, "match": check_match,
             "encode_boxes": check_encode_boxes, "encode_landmarks": check_encode_landmarks,
@@ -120,7 +121,7 @@ class CapstoneConfig:
     seed: int = 0
 
     def train_config(self) -> TrainConfig:
-        """rfcore's SGD settings for this recipe (:func:`rfcore.train.loop.learning_rate` reads the schedule)."""
+        """rfcore's SGD settings for this recipe (:func:`rfcore.train.schedule.learning_rate` reads the schedule)."""
         # the schedule counts in steps: learning_rate is called with one step per "epoch"
         return TrainConfig(preset=self.preset, lr=self.lr, warmup_lr=self.lr / 10, epochs=self.steps,
                            warmup_epochs=self.warmup_steps, step_epochs=self.decay_steps,

@@ -95,6 +95,22 @@ def run_check(
     Each function gets its own deep copy of the arguments, so a student's function that writes into its
     inputs cannot change the reference's answer. The first case that fails decides the verdict.
 
+    A checker is about ten lines in its topic's module: a reference with the exercise's signature (rfcore's
+    function or a thin wrapper), a few :class:`Case` s from easy to random (:func:`seeded`), each with a hint
+    naming the mistake it catches, then this function::
+
+        def check_cxcywh(student) -> Verdict:
+            cases = [
+                Case("a unit box", (torch.tensor([[0.0, 0.0, 1.0, 1.0]]),), "the centre is the mean of the corners"),
+                Case("five random boxes", (random_boxes(5, seeded(10)),)),
+            ]
+            return run_check("cxcywh", student, xyxy_to_cxcywh, cases)
+
+    The solution goes in :mod:`rfcore.exercises.solutions` under the exercise's name, an entry in
+    :data:`rfcore.exercises.ANSWERED_BY`, and the typical mistake in the list of
+    ``tests/exercises/test_exercises.py``, which runs every ``check_*`` on its solution, a stub and a
+    function that raises. Answers that are not tensors, arrays or numbers need their own ``compare``.
+
     Args:
         exercise: Name printed in the verdict.
         student: The function the student wrote.

@@ -13,7 +13,7 @@ from rfcore.data.sample import MISSING, FaceSample
 from rfcore.exercises.check import Case, Verdict, compare_tensors, random_boxes, run_check, seeded
 from rfcore.exercises.encoding import random_landmarks
 from rfcore.train.config import TrainConfig
-from rfcore.train.loop import learning_rate
+from rfcore.train.schedule import learning_rate
 
 
 def reference_crop_boxes(boxes: np.ndarray, window: tuple[int, int, int]) -> np.ndarray:
@@ -69,7 +69,7 @@ def check_flip(flip) -> Verdict:
 
 def reference_learning_rate(step: int, steps_per_epoch: int, lr: float, warmup_lr: float, warmup_epochs: float,
                             step_epochs: tuple[float, ...], decay: float) -> float:
-    """:func:`rfcore.train.loop.learning_rate` with the schedule given as arguments instead of a ``TrainConfig``."""
+    """:func:`rfcore.train.schedule.learning_rate` with the schedule given as arguments instead of a ``TrainConfig``."""
     train_cfg = TrainConfig(lr=lr, warmup_lr=warmup_lr, warmup_epochs=warmup_epochs, step_epochs=step_epochs,
                             lr_decay=decay)
     return learning_rate(step, steps_per_epoch, train_cfg)

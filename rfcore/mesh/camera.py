@@ -1,11 +1,9 @@
 """Camera ``P_cam`` and illumination ``P_ill`` from raw head outputs [paper §3.2].
 
-The paper's camera has 7 values ``[x_c, y_c, z_c, x'_c, y'_c, z'_c, f_c]``
-(location, pose, focal length) and its illumination 9 values
-``[x_l, y_l, z_l, r_l, g_l, b_l, r_a, g_a, b_a]`` (point-light location,
-light colour, ambient colour). A 1x1 convolution predicts them unbounded,
-so each is passed through a bounded map; a raw value of 0 gives a frontal
-face filling the crop, lit from the camera:
+The camera's 7 values ``[x_c, y_c, z_c, x'_c, y'_c, z'_c, f_c]`` (location, pose, focal length) and the
+light's 9 ``[x_l, y_l, z_l, r_l, g_l, b_l, r_a, g_a, b_a]`` (point light, its colour, ambient colour) are
+predicted unbounded and each passed through a bounded map (:class:`Camera` for the coordinates); raw 0
+gives a frontal face filling the crop, lit from the camera:
 
 =================  ==========================  =====================  ==========
 value              map                         range                  at raw 0
@@ -17,15 +15,6 @@ f_c (focal)        ``3.6 exp(0.5 tanh(r))``    (2.18, 5.94)           3.6
 light location     ``3 tanh(r)``               cube of half-side 3    camera
 light, ambient     ``sigmoid(r)``              (0, 1) per channel     0.5
 =================  ==========================  =====================  ==========
-
-Coordinates: the camera sits at the origin of view space looking down
-``-z`` (``x`` right, ``y`` up). A model point ``p`` goes to
-``q = R p + (x_c, y_c, -z_c)``; its depth is ``-q_z`` and it projects to
-``(f q_x / depth, f q_y / depth)`` in crop units (``[-1, 1]`` across the
-crop), then to pixels with ``(0, 0)`` the top-left corner of the crop and
-pixel ``(i, j)`` centred at ``(j + 0.5, i + 0.5)``. The model face is about
-1.7 x 2 units, so at distance 4 with focal 3.6 it spans about 77 % x 90 %
-of the crop.
 """
 
 from __future__ import annotations
@@ -48,6 +37,15 @@ NEAR = 0.1
 
 class Camera(NamedTuple):
     """A perspective camera per face.
+
+    The camera sits at the origin of view space looking down
+    ``-z`` (``x`` right, ``y`` up). A model point ``p`` goes to
+    ``q = R p + (x_c, y_c, -z_c)``; its depth is ``-q_z`` and it projects to
+    ``(f q_x / depth, f q_y / depth)`` in crop units (``[-1, 1]`` across the
+    crop), then to pixels with ``(0, 0)`` the top-left corner of the crop and
+    pixel ``(i, j)`` centred at ``(j + 0.5, i + 0.5)``. The model face is about
+    1.7 x 2 units, so at distance 4 with focal 3.6 it spans about 77 % x 90 %
+    of the crop.
 
     Attributes:
         rotation: ``(B, 3, 3)`` model-to-view rotation ``R``.

@@ -1,32 +1,14 @@
 """A soft rasteriser in plain PyTorch: the differentiable renderer ``R`` [paper §3.2, Eq. 3].
 
-A hard rasteriser gives each pixel the colour of the nearest triangle that
-contains it, which has no useful gradient with respect to where the
-triangle is. Here, in the spirit of SoftRas [Liu et al. 2019], every
-triangle ``j`` covers every pixel ``p`` partly:
-
-* coverage ``D_j(p) = s((d_j(p) + sigma) / (2 sigma))`` where ``d_j`` is the
-  signed distance (pixels, positive inside) from the pixel centre to the
-  projected triangle and ``s(t) = 3t^2 - 2t^3`` on ``[0, 1]`` is the smoothstep,
-  a sigmoid-shaped ramp that is exactly 0 beyond ``sigma`` outside the
-  triangle and exactly 1 beyond ``sigma`` inside. Because ``s(t) + s(1 - t) = 1``,
-  two triangles sharing an edge cover the pixels along it with weights
-  that add up to 1: no seams.
-* z-ordering by a softmax over depth: triangle ``j`` gets the weight
-  ``w_j ~ D_j exp(-z_j(p) / gamma)``, so nearer triangles win and
-  ``gamma`` (model units) says how sharply.
-* the face colour ``F(p) = sum_j w_j C_j(p) / sum_j w_j``, with depth ``z_j(p)``
-  and lit colour ``C_j(p)`` interpolated barycentrically (clipped to the
-  triangle for pixels just outside it);
-* opacity ``A(p) = s(min(1, sum_j D_j(p)))``: 1 inside the mesh, a soft ramp
-  of half-width ``sigma`` across its silhouette;
-* image ``I(p) = A F + (1 - A) background``.
-
-Two rasterisers compute the same image. :func:`rasterise_dense` evaluates
-every triangle at every pixel: short and obviously right, the reference.
-:func:`rasterise_windowed` evaluates each triangle only on the pixels of its
-bounding box grown by ``sigma``; since coverage is exactly zero beyond that,
-the two agree to rounding, and the windowed one is much faster (the default).
+A hard rasteriser gives each pixel the colour of the nearest triangle that contains it, which has no
+useful gradient with respect to where the triangle is. Here, in the spirit of SoftRas [Liu et al. 2019],
+every triangle covers every pixel partly, with a smoothstep of its signed distance that reaches 0 and 1
+at ``sigma`` pixels outside and inside; depth decides by a softmax, and the opacity ramps across the
+silhouette (the formulas: :func:`render`). Two rasterisers compute the same image:
+:func:`rasterise_dense` evaluates every triangle at every pixel (short and obviously right, the
+reference); :func:`rasterise_windowed` only the pixels of each triangle's box grown by ``sigma``, where
+coverage is exactly zero beyond, so the two agree to rounding and the windowed one is much faster (the
+default).
 """
 
 from __future__ import annotations
@@ -318,7 +300,24 @@ def render(
 
     Transforms to view space, lights each vertex (:func:`~rfcore.mesh.shading.lambert`),
     projects (:func:`~rfcore.mesh.camera.project`) and soft-rasterises.
-    Differentiable in vertices, colours, camera and light.
+    Differentiable in vertices, colours, camera and light. For triangle ``j`` and pixel ``p``:
+
+    * coverage ``D_j(p) = s((d_j(p) + sigma) / (2 sigma))`` where ``d_j`` is the
+      signed distance (pixels, positive inside) from the pixel centre to the
+      projected triangle and ``s(t) = 3t^2 - 2t^3`` on ``[0, 1]`` is the smoothstep,
+      a sigmoid-shaped ramp that is exactly 0 beyond ``sigma`` outside the
+      triangle and exactly 1 beyond ``sigma`` inside. Because ``s(t) + s(1 - t) = 1``,
+      two triangles sharing an edge cover the pixels along it with weights
+      that add up to 1: no seams.
+    * z-ordering by a softmax over depth: triangle ``j`` gets the weight
+      ``w_j ~ D_j exp(-z_j(p) / gamma)``, so nearer triangles win and
+      ``gamma`` (model units) says how sharply.
+    * the face colour ``F(p) = sum_j w_j C_j(p) / sum_j w_j``, with depth ``z_j(p)``
+      and lit colour ``C_j(p)`` interpolated barycentrically (clipped to the
+      triangle for pixels just outside it);
+    * opacity ``A(p) = s(min(1, sum_j D_j(p)))``: 1 inside the mesh, a soft ramp
+      of half-width ``sigma`` across its silhouette;
+    * image ``I(p) = A F + (1 - A) background``.
 
     Args:
         vertices: ``(B, V, 3)`` model coordinates.

@@ -13,11 +13,9 @@ The paper decodes a coloured mesh ``G = (V, E)`` with ``V`` in ``R^(n x 6)``
 4. every vertex gets a skin colour, darkened at the eyes and brows and
    reddened at the lips.
 
-Model coordinates: ``x`` to the image right, ``y`` up, ``z`` towards the
-viewer; the face is about 2 units tall. Five named vertices mark the
-landmarks of :mod:`rfcore.boxes` (left = smaller image ``x``).
-
-:func:`load_obj` reads a user's own mesh instead.
+Model coordinates: ``x`` to the image right, ``y`` up, ``z`` towards the viewer; the face is about 2
+units tall. Five named vertices mark the landmarks of :mod:`rfcore.boxes`; :func:`load_obj` reads a
+user's own mesh instead.
 """
 
 from __future__ import annotations

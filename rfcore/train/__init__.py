@@ -5,8 +5,10 @@ Modules, in the order a run uses them:
 * :mod:`rfcore.train.config`: :class:`~rfcore.train.config.TrainConfig`, the paper's recipe as defaults;
 * :mod:`rfcore.train.model`: :class:`~rfcore.train.model.TrainingModel`, the network plus Eq. 1 (and
   ``L_pixel`` through the mesh branch) in one module, as DistributedDataParallel wants it;
-* :mod:`rfcore.train.loop`: the learning-rate schedule, :func:`~rfcore.train.loop.train_step` and
-  :func:`~rfcore.train.loop.train`, with its log, exact resume and torchrun support;
+* :mod:`rfcore.train.schedule`: SGD and the paper's warm-up and step learning-rate schedule;
+* :mod:`rfcore.train.data`: the training images of a config and the batches of each epoch;
+* :mod:`rfcore.train.loop`: :func:`~rfcore.train.loop.train_step` and :func:`~rfcore.train.loop.train`,
+  with its log, exact resume and torchrun support;
 * :mod:`rfcore.train.checkpoint`: atomic, fsync'd checkpoints.
 * :mod:`rfcore.train.mesh_decoder`: the mesh decoder, pre-trained as an autoencoder of the synthetic face model;
 * :mod:`rfcore.train.mesh_head`: the mesh head of a frozen detector, trained with ``L_pixel`` alone.

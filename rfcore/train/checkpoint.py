@@ -3,7 +3,7 @@
 A checkpoint is a folder ``<out>/checkpoints/step-<step>/`` holding
 
 * one safetensors file per trained module, by name: ``weights.safetensors``
-  (the network, loadable with :func:`rfcore.weights.load_weights`) and, when
+  (the network, loadable with :func:`rfcore.weights_io.load_weights`) and, when
   the mesh branch is trained, ``mesh_decoder.safetensors``;
 * ``optimizer.safetensors``: the SGD momentum buffers, ``momentum/<module>/<parameter>``,
   and the torch random state, ``rng/torch`` (``rng/cuda`` on a GPU);
@@ -32,7 +32,8 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from rfcore.files import fsync_dir, write_bytes, write_text
-from rfcore.weights import canonical_header, load_weights, save_weights
+from rfcore.weights import weights_metadata
+from rfcore.weights_io import canonical_header, load_weights, save_weights
 
 CHECKPOINT_FORMAT = "rfcore-train-checkpoint/1"
 """The ``format`` entry of ``state.json``."""
@@ -86,7 +87,8 @@ def save_checkpoint(
         out: Output folder; the checkpoint goes to ``out/checkpoints/step-<step>``.
         modules: Trained modules by file name, e.g. ``{"weights": model}``.
         optimizer: The SGD optimizer over their parameters.
-        state: JSON-ready record with at least ``step``; ``format`` is added.
+        state: JSON-ready record with at least ``step`` and ``config`` (whose preset the weights files
+            record, :func:`rfcore.weights.weights_metadata`); ``format`` is added.
         keep: Checkpoints to keep.
 
     Returns:
@@ -103,7 +105,8 @@ def save_checkpoint(
     try:
         os.chmod(tmp, 0o755)
         for name, module in modules.items():
-            save_weights(module.state_dict(), tmp / f"{name}.safetensors", {"step": str(state["step"])})
+            metadata = {**weights_metadata(module, state["config"]["preset"]), "step": str(state["step"])}
+            save_weights(module.state_dict(), tmp / f"{name}.safetensors", metadata)
         write_bytes(tmp / "optimizer.safetensors", canonical_header(save(optimizer_tensors(modules, optimizer))))
         write_text(tmp / "state.json", json.dumps({"format": CHECKPOINT_FORMAT, **state}, indent=2) + "\n")
         if final.exists():

@@ -1,64 +1,19 @@
-"""Training RetinaFace [paper §4.2]: SGD, warm-up and step schedule, exact resume, torchrun DDP.
+"""Training RetinaFace [paper §4.2]: the run of a :class:`~rfcore.train.config.TrainConfig`, alone or under torchrun.
 
 ::
 
     rfcore train --data path/to/widerface/train/label.txt --out runs/wider
-    rfcore train --data synthetic --num-images 2000 --epochs 20 --init-weights shipped
     torchrun --nproc_per_node 4 -m rfcore train --data path/to/label.txt --batch-size 8
 
-The settings of a run are a :class:`~rfcore.train.config.TrainConfig`
-(command-line options of the same names). One step (:func:`train_step`):
-target assignment (:class:`rfcore.matching.TargetAssigner`), network
-forward, the multi-task loss of Eq. 1 (:func:`rfcore.loss.multitask_loss`),
-backward, SGD step. With ``--mesh`` the network also has the mesh head and
-the step adds ``λ3 L_pixel`` through the mesh decoder (:mod:`rfcore.train.model`).
-
-**Schedule.** SGD with momentum 0.9 and weight decay 5e-4 (on every
-parameter, as the public recipe does). The learning rate rises linearly from
-1e-3 to 1e-2 over the first 5 of 80 epochs and is divided by 10 at epochs 55
-and 68; training stops at 80. For another epoch count the three marks scale
-with it (:func:`schedule_epochs`, :func:`learning_rate`).
-
-**Exact resume.** Everything a step depends on is either in a checkpoint or
-a function of ``(seed, epoch)``:
-
-* the order of the images in epoch ``e`` is a permutation drawn from
-  ``numpy.random.default_rng([seed, e])`` (:func:`~rfcore.train.distributed.epoch_indices`);
-* the augmentation of image ``i`` in epoch ``e`` draws from
-  ``default_rng([seed, e, i])`` (the rule of the datasets in :mod:`rfcore.data`);
-* a checkpoint holds the weights (with the batch-norm statistics), the SGD
-  momentum buffers, the torch random state and the step count.
-
-Resuming from step ``s`` continues epoch ``s // steps_per_epoch`` after
-skipping its first ``s % steps_per_epoch`` batches, so on CPU a run that is
-interrupted and resumed ends with bit-identical weights.
-
-**Output folder** (``--out``)::
-
-    log.jsonl                  one JSON object per step: step, epoch, lr, images, seconds, every loss term
-    weights.safetensors        the final weights (load with rfcore.weights.load_weights, or --weights)
-    mesh_decoder.safetensors   with --mesh: the final mesh decoder
-    checkpoints/step-00000120/ the same weights, optimizer.safetensors (momentum buffers, random
-                               state) and state.json (step, epoch, config); see rfcore.train.checkpoint
-
-Checkpoints are written at every epoch end, every ``checkpoint_every`` steps
-and when ``max_steps`` stops the run, each atomically (:mod:`rfcore.train.checkpoint`);
-the newest ``keep_checkpoints`` are kept. Nothing is pickled.
-
-**Distributed.** Under ``torchrun`` (``WORLD_SIZE > 1``) every process is
-one rank of a :class:`~torch.nn.parallel.DistributedDataParallel` model
-(NCCL on GPUs, gloo on CPU). Each rank trains on its own share of every
-epoch's order, gradients are averaged, and the logged loss terms are
-averaged over ranks. DDP hands rank 0's batch-norm running statistics to
-all ranks at every forward pass, after which each rank updates them from
-its own images; they are averaged over ranks before every save. Rank 0
-writes the log and the checkpoints; for multi-node resume the output folder
-must be on a file system all nodes share.
-
-**Divergence.** A NaN or infinite loss term (averaged over ranks) stops the
-run before the bad step is applied, with :class:`TrainingDiverged` naming the
-step and the term; no checkpoint is written after it, so the last good one
-stays.
+:func:`train` repeats :func:`train_step` (target assignment, forward, Eq. 1 of
+:func:`rfcore.loss.multitask_loss`, backward, SGD) at the rate of
+:mod:`rfcore.train.schedule`, on the batches of :mod:`rfcore.train.data`. It writes
+``log.jsonl``, ``weights.safetensors`` (and ``mesh_decoder.safetensors`` with
+``--mesh``) and atomic checkpoints (:mod:`rfcore.train.checkpoint`) to ``--out``.
+Everything a step depends on is in a checkpoint or a function of ``(seed, epoch)``,
+so an interrupted run resumes to bit-identical weights on CPU. Under torchrun each
+rank is one DistributedDataParallel replica and rank 0 writes. A loss or weight that
+stops being finite raises :class:`TrainingDiverged`, keeping the last good checkpoint.
 """
 
 from __future__ import annotations
@@ -74,146 +29,31 @@ from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Dataset
 
 from rfcore.config import RetinaFaceConfig
-from rfcore.data import TrainBatch, TrainTransform, WiderFace, face_loader
-from rfcore.data.variety import Variety
+from rfcore.data import TrainBatch
 from rfcore.files import DiskFull, append_line, check_not_inputs, folder_lock, format_bytes
 from rfcore.loss import multitask_loss
 from rfcore.matching import TargetAssigner
 from rfcore.model import RetinaFace
 from rfcore.progress import progress_bar
 from rfcore.train.checkpoint import checkpoint_dirs, load_checkpoint, read_state, remove_stale, save_checkpoint
-from rfcore.train.config import (
-    PAPER_EPOCHS,
-    PAPER_STEP_EPOCHS,
-    PAPER_WARMUP_EPOCHS,
-    RUN_FIELDS,
-    SYNTHETIC_IMAGES,
-    TrainConfig,
-)
-from rfcore.train.distributed import Ranks, average_batchnorm_stats, epoch_indices, setup_ranks
+from rfcore.train.config import RUN_FIELDS, TrainConfig
+from rfcore.train.data import build_dataset, epoch_batches, torch_threads
+from rfcore.train.distributed import Ranks, average_batchnorm_stats, setup_ranks
 from rfcore.train.log import TERMS, log_record, trim_log
 from rfcore.train.model import TrainingModel, freeze_for_fine_tuning
+from rfcore.train.schedule import learning_rate, make_optimizer
 from rfcore.train.validation import NAMED_SETS, Validator, validation_samples
-from rfcore.weights import load_detector_weights, load_mesh_decoder, save_weights
-
-# ---------------------------------------------------------------- schedule
-
-
-def schedule_epochs(train_cfg: TrainConfig) -> tuple[float, tuple[float, ...]]:
-    """Warm-up length and learning-rate steps in epochs: the paper's 5 and (55, 68) of 80, scaled.
-
-    Returns:
-        ``(warmup_epochs, step_epochs)``; explicit values of ``train_cfg`` are used as they are.
-    """
-    def scaled(mark: float) -> float:
-        return mark * train_cfg.epochs / PAPER_EPOCHS
-
-    warmup = scaled(PAPER_WARMUP_EPOCHS) if train_cfg.warmup_epochs is None else train_cfg.warmup_epochs
-    steps = tuple(map(scaled, PAPER_STEP_EPOCHS)) if train_cfg.step_epochs is None else train_cfg.step_epochs
-    return warmup, steps
-
-
-def learning_rate(step: int, steps_per_epoch: int, train_cfg: TrainConfig) -> float:
-    """The learning rate of optimizer step ``step`` (0 for the first) [paper §4.2].
-
-    Linear from ``warmup_lr`` at step 0 to ``lr`` at the end of the warm-up,
-    then ``lr`` times ``lr_decay`` for every step epoch already reached.
-
-    Args:
-        step: Steps taken before this one.
-        steps_per_epoch: Steps in one epoch.
-        train_cfg: Gives ``lr``, ``warmup_lr``, ``lr_decay`` and the schedule (:func:`schedule_epochs`).
-
-    Returns:
-        The learning rate.
-    """
-    warmup, steps = schedule_epochs(train_cfg)
-    epoch = step / steps_per_epoch
-    if epoch < warmup:
-        return train_cfg.warmup_lr + (train_cfg.lr - train_cfg.warmup_lr) * epoch / warmup
-    return train_cfg.lr * train_cfg.lr_decay ** sum(epoch >= mark for mark in steps)
-
-
-# ---------------------------------------------------------------- data
-
-
-KEEP_RENDERED_BYTES = 4_000_000_000
-"""Synthetic training images are rendered once and kept when they fit in this many bytes (500 images of
-640 x 640 take 0.6 GB); larger sets are rendered again each epoch."""
-
-
-def build_dataset(train_cfg: TrainConfig, cfg: RetinaFaceConfig) -> Dataset:
-    """The training images of ``train_cfg.data``, augmented to squares of ``cfg.train_size``.
-
-    Synthetic images are rendered once, before the first step, when they fit in
-    :data:`KEEP_RENDERED_BYTES` (:meth:`~rfcore.data.synthetic.SyntheticFaces.keep_rendered`).
-
-    Raises:
-        FileNotFoundError: If the label file or images folder does not exist.
-        ImportError: For ``"synthetic"`` when :mod:`rfcore.data.synthetic` is missing.
-    """
-    size = cfg.train_size
-    transform = TrainTransform(size=size)
-    if train_cfg.data != "synthetic":
-        return WiderFace(train_cfg.data, transform, images=train_cfg.images, seed=train_cfg.seed)
-    try:
-        from rfcore.data.synthetic import SyntheticFaces
-    except ImportError as err:
-        raise ImportError(
-            f"--data synthetic needs rfcore.data.synthetic.SyntheticFaces, which is missing: {err}"
-        ) from None
-    dataset = SyntheticFaces(train_cfg.num_images or SYNTHETIC_IMAGES, size, seed=train_cfg.seed, transform=transform,
-                             variety=Variety.from_names(train_cfg.variety))
-    if len(dataset) * size * size * 3 <= KEEP_RENDERED_BYTES:
-        with torch_threads(1):
-            dataset.keep_rendered(progress=not train_cfg.quiet)
-    return dataset
-
-
-@contextlib.contextmanager
-def torch_threads(count: int):
-    """Run the block with ``count`` torch threads, then restore the number.
-
-    Rendering a synthetic face is many small tensor operations: with two threads on
-    two busy cores they wait for each other, and rendering took 12x longer (0.81 s
-    instead of 0.07 s per 160-pixel image, measured while other processes ran).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def epoch_batches(dataset: Dataset, num_samples: int, train_cfg: TrainConfig, cfg: RetinaFaceConfig, epoch: int,
-                  skip: int, ranks: Ranks):
-    """The batches of one rank in one epoch, after skipping the first ``skip`` (already trained on).
-
-    Args:
-        dataset: Training images.
-        num_samples: Use its first this many.
-        train_cfg: Batch size, seed and workers.
-        cfg: Preprocessing of the images.
-        epoch: Epoch number, from 0.
-        skip: Batches of this epoch already trained on.
-        ranks: This process's rank and the number of ranks.
-
-    Returns:
-        A :class:`~torch.utils.data.DataLoader` of :class:`~rfcore.data.TrainBatch` es.
-    """
-    if hasattr(dataset, "set_epoch"):
-        dataset.set_epoch(epoch)
-    order = epoch_indices(num_samples, train_cfg.seed, epoch, ranks.rank, ranks.world_size)
-    # seed= gives the loader its own generator, so it never draws from torch's global one
-    return face_loader(dataset, cfg, train_cfg.batch_size, sampler=order[skip * train_cfg.batch_size :],
-                       num_workers=train_cfg.workers, seed=train_cfg.seed, pin_memory=ranks.device.type == "cuda")
-
+from rfcore.weights import (
+    MESH_DECODER_FILE,
+    load_detector_weights,
+    load_mesh_decoder,
+    resolve_weights,
+    weights_metadata,
+)
+from rfcore.weights_io import save_weights
 
 # ---------------------------------------------------------------- model and step
 
@@ -227,45 +67,15 @@ def build_model(train_cfg: TrainConfig, cfg: RetinaFaceConfig, device: torch.dev
     detector = RetinaFace.from_config(cfg, mesh_head=train_cfg.mesh)
     model = TrainingModel.build(detector, train_cfg.mesh, cfg.pixel_mean_bgr, train_cfg.mesh_anchors)
     if train_cfg.init_weights is not None:
-        load_detector_weights(detector, init_weights_path(train_cfg.init_weights), train_cfg.preset)
+        load_detector_weights(detector, resolve_weights(train_cfg.init_weights, "--init-weights"), train_cfg.preset)
     if train_cfg.mesh and train_cfg.mesh_decoder is not None:
-        model.decoder.load_state_dict(load_mesh_decoder(mesh_decoder_path(train_cfg.mesh_decoder)).state_dict())
+        decoder = resolve_weights(train_cfg.mesh_decoder, "--mesh-decoder", MESH_DECODER_FILE)
+        model.decoder.load_state_dict(load_mesh_decoder(decoder).state_dict())
         model.decoder.requires_grad_(False)  # pre-trained and kept, as the paper's [§4.2]
     model = model.to(device).train()
     if train_cfg.frozen_bn:
         freeze_for_fine_tuning(detector)
     return model
-
-
-def mesh_decoder_path(mesh_decoder: str) -> Path:
-    """``"shipped"`` -> the repository's pre-trained mesh decoder; anything else is a path.
-
-    Raises:
-        FileNotFoundError, IsADirectoryError: If it is not a file.
-    """
-    from rfcore.files import check_file
-    from rfcore.weights import DEFAULT_WEIGHTS, MESH_DECODER_FILE
-
-    path = DEFAULT_WEIGHTS.with_name(MESH_DECODER_FILE) if mesh_decoder == "shipped" else Path(mesh_decoder)
-    return check_file(path, "a mesh decoder (--mesh-decoder)")
-
-
-def init_weights_path(init_weights: str) -> Path:
-    """``"shipped"`` -> the repository's MobileNet-0.25 weights; anything else is a path.
-
-    Raises:
-        FileNotFoundError, IsADirectoryError: If it is not a file
-            (:func:`rfcore.weights.resolve_weights`).
-    """
-    from rfcore.weights import resolve_weights
-
-    return resolve_weights(None if init_weights == "shipped" else init_weights, "--init-weights")
-
-
-def make_optimizer(model: nn.Module, train_cfg: TrainConfig) -> torch.optim.SGD:
-    """SGD with the config's momentum and weight decay; the learning rate is set every step."""
-    return torch.optim.SGD(model.parameters(), lr=train_cfg.warmup_lr, momentum=train_cfg.momentum,
-                           weight_decay=train_cfg.weight_decay)
 
 
 class TrainingDiverged(RuntimeError):
@@ -399,9 +209,9 @@ def check_outputs(train_cfg: TrainConfig) -> None:
     labels = None if train_cfg.data == "synthetic" else Path(train_cfg.data)
     inputs = [labels / "label.txt" if labels is not None and labels.is_dir() else labels]
     if train_cfg.init_weights is not None:
-        inputs.append(init_weights_path(train_cfg.init_weights))
+        inputs.append(resolve_weights(train_cfg.init_weights, "--init-weights"))
     if train_cfg.mesh and train_cfg.mesh_decoder is not None:
-        inputs.append(mesh_decoder_path(train_cfg.mesh_decoder))
+        inputs.append(resolve_weights(train_cfg.mesh_decoder, "--mesh-decoder", MESH_DECODER_FILE))
     if train_cfg.val not in (None, *NAMED_SETS):
         inputs.append(Path(train_cfg.val))
     out = Path(train_cfg.out)
@@ -593,8 +403,8 @@ def _finish(run: _Run, step: int, checkpoint: Path | None, values: torch.Tensor 
     """Write the final weights (and, with ``save_all_ranks``, every rank's): ``weights`` and ``mesh_decoder``."""
     train_cfg, out = run.train_cfg, Path(run.train_cfg.out)
     _sync_and_check(run, step)
-    metadata = {"preset": train_cfg.preset, "step": str(step), "source": "rfcore.train"}
     for name, module in run.model.saved_modules().items():
+        metadata = {**weights_metadata(module, train_cfg.preset), "step": str(step), "source": "rfcore.train"}
         if run.ranks.rank == 0:
             save_weights(module.state_dict(), out / f"{name}.safetensors", metadata)
         if train_cfg.save_all_ranks:

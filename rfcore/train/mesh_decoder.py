@@ -1,27 +1,18 @@
 """Pre-training the mesh decoder on the synthetic face model [paper §4.2].
 
-The paper decodes ``P_ST`` with a *pre-trained* shape and texture decoder
-(its reference 70), so that ``L_pixel`` only has to find the code, camera
-and light of each face. rfcore's synthetic faces come from a known face
-model (:mod:`rfcore.data.synthetic`): the template stretched in width and
-depth and deformed along smooth Laplacian eigenvectors, recoloured to a
-skin tone with smooth colour variation. Pre-training teaches
-:class:`~rfcore.mesh.decoder.MeshDecoder` to generate exactly those faces,
-as the decoder half of an autoencoder::
+The paper decodes ``P_ST`` with a *pre-trained* shape and texture decoder (its reference 70), so that
+``L_pixel`` only has to find each face's code, camera and light. rfcore's synthetic faces come from a
+known face model (:mod:`rfcore.mesh.face_model`), and pre-training teaches
+:class:`~rfcore.mesh.decoder.MeshDecoder` to generate exactly those faces, as the decoder half of an
+autoencoder::
 
     P_ST = W [ (xyz - xyz_template) / SHAPE_SCALE , (rgb - rgb_template) / COLOUR_SCALE ]
 
     loss = mean_v ||xyz_v - xyz*_v|| / size + COLOUR_WEIGHT mean_v |rgb_v - rgb*_v|_1 + CODE_WEIGHT |P_ST|^2
 
-with ``W`` a learnt ``128 x 6V`` matrix (:class:`FaceEncoder`) and ``size``
-the face's ``sqrt(w h)`` in model units, like the landmark NME. The
-encoder is linear and has no bias, so the template's code is 0 and the
-code of a face is a fixed linear summary of how it differs from the
-template; the small penalty on the code keeps its values of order one
-(a head predicting it starts from the template at 0). Why an autoencoder
-rather than a regression onto the generator's coefficients: it needs
-nothing but the generated meshes, so it works for any face data.
-
+with ``W`` a learnt ``128 x 6V`` matrix without bias (:class:`FaceEncoder`), so the template's code is 0,
+and ``size`` the face's ``sqrt(w h)`` in model units, like the landmark NME; the small code penalty keeps
+codes of order one. An autoencoder needs nothing but the generated meshes, so it works for any face data.
 :func:`pretrain_decoder` runs it; ``rfcore mesh pretrain`` is the command.
 """
 
@@ -39,7 +30,7 @@ from rfcore.mesh.face_model import face_model
 from rfcore.mesh.hierarchy import build_hierarchy
 from rfcore.progress import progress_bar
 from rfcore.train.config import PretrainConfig
-from rfcore.weights import load_weights
+from rfcore.weights_io import load_weights
 
 SHAPE_SCALE, COLOUR_SCALE = 0.05, 0.2
 """Typical offsets of a generated face from the template (model units, rgb): the encoder's input scale."""

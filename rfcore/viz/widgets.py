@@ -1,23 +1,13 @@
 """Interactive explorers for the notebooks: ipywidgets controls wired to :mod:`rfcore.viz`.
 
-Each explorer connects a few controls to one ``render_*`` function and shows
-the :class:`~rfcore.viz.draw.Rendering` it returns: the picture in an
-``ipywidgets.Image`` and the caption (or, for bad input, the message) below
-it. Everything else, including what bad input looks like, lives in
-:mod:`rfcore.viz` (and :mod:`rfcore.viz.mesh` for the mesh).
-
-A widget needs a running kernel: a notebook read on GitHub or nbviewer has
-none. So an explorer displays as a bundle of three alternatives, and each
-front end picks the one it can show:
-
-- ``application/vnd.jupyter.widget-view+json``, the live explorer: JupyterLab
-  ranks it first (its widget manager registers it at rank -10; images rank
-  90) in trusted outputs, those its kernel has just made;
-- ``image/jpeg``, a still picture of what the explorer shows when displayed:
-  nbconvert (nbviewer) skips a widget view whose state the notebook does not
-  hold (``tools/execute_notebooks.py`` strips it) and shows the picture, and
-  JupyterLab shows it for an untrusted notebook opened from disk;
-- ``text/plain``, the caption, for a terminal.
+Each explorer connects a few controls to one ``render_*`` function and shows the
+:class:`~rfcore.viz.draw.Rendering` it returns: the picture in an ``ipywidgets.Image`` and the caption
+(or, for bad input, the message) below it. Everything else, including what bad input looks like, lives in
+:mod:`rfcore.viz`. A widget needs a running kernel, which a notebook read on GitHub or nbviewer lacks, so
+an explorer displays as three alternatives and each front end picks the one it can show: the live
+explorer (``application/vnd.jupyter.widget-view+json``, which JupyterLab ranks first in trusted outputs),
+a still ``image/jpeg`` of it (nbconvert and nbviewer, which skip a widget view whose state the notebook
+does not hold, and JupyterLab for an untrusted notebook), and the caption as ``text/plain``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from rfcore.assets import load_annotation
 from rfcore.cli import main
 from rfcore.config import get_config
 from rfcore.model import RetinaFace
-from rfcore.weights import load_weights, read_metadata, save_weights
+from rfcore.weights_io import load_weights, read_metadata, save_weights
 
 REPO = Path(__file__).resolve().parents[2]
 ANNOTATION = REPO / "assets" / "images" / "grace_hopper.json"

@@ -15,7 +15,8 @@ from rfcore.assets import IMAGES, load_image
 from rfcore.cli import main
 from rfcore.detector import Detector
 from rfcore.video import write_pan_video
-from rfcore.weights import DEFAULT_WEIGHTS, load_weights
+from rfcore.weights import DEFAULT_WEIGHTS
+from rfcore.weights_io import load_weights
 
 REFUSED = "is an input"
 

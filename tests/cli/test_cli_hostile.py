@@ -220,7 +220,7 @@ def test_train_options_out_of_range_are_one_sentence_naming_the_option(tmp_path,
 def test_detect_refuses_int8_weights_with_the_right_keys_and_shapes(tmp_path, photo, capsys):
     import torch
 
-    from rfcore.weights import load_weights, save_weights
+    from rfcore.weights_io import load_weights, save_weights
 
     state = {key: value.to(torch.int8) for key, value in load_weights(None, DEFAULT_WEIGHTS).items()}
     weights = tmp_path / "int8.safetensors"

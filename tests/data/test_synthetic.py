@@ -211,7 +211,7 @@ def paint(dataset, index, colours_of, levels=0):
         levels: Subdivisions of the mesh before painting (a smaller neighbourhood per vertex).
 
     Returns:
-        Per placed face: its :class:`~rfcore.data.synthetic.Placement`, its ``(side, side, 3)``
+        Per placed face: its :class:`~rfcore.data.placement.Placement`, its ``(side, side, 3)``
         premultiplied colour (0..255), opacity ``(side, side)`` and view-space vertices ``(V, 3)``.
     """
     layout = dataset.layout(index)
@@ -395,11 +395,11 @@ def test_kept_images_give_the_same_items_and_survive_augmentation():
 
 
 def test_training_keeps_synthetic_images_that_fit_and_renders_the_rest_each_epoch(monkeypatch):
-    from rfcore.train import loop
+    from rfcore.train import data as train_data
     from rfcore.train.config import TrainConfig
 
     train_cfg = TrainConfig(data="synthetic", num_images=4, image_size=64, quiet=True)
     cfg = train_cfg.loss_preset()
-    assert len(loop.build_dataset(train_cfg, cfg).kept) == 4
-    monkeypatch.setattr(loop, "KEEP_RENDERED_BYTES", 4 * 64 * 64 * 3 - 1)
-    assert loop.build_dataset(train_cfg, cfg).kept is None
+    assert len(train_data.build_dataset(train_cfg, cfg).kept) == 4
+    monkeypatch.setattr(train_data, "KEEP_RENDERED_BYTES", 4 * 64 * 64 * 3 - 1)
+    assert train_data.build_dataset(train_cfg, cfg).kept is None

@@ -10,7 +10,7 @@ from rfcore.config import get_config
 from rfcore.model import RetinaFace
 from rfcore.model.blocks import DeformableConv2d
 from rfcore.model.fuse import conv_bn_pairs, fold_batch_norm, fuse_for_inference
-from rfcore.weights import load_weights
+from rfcore.weights_io import load_weights
 
 SHIPPED = Path(__file__).resolve().parents[2] / "assets" / "weights" / "retinaface_mobilenet0.25.safetensors"
 

@@ -18,15 +18,8 @@ from rfcore.train.mesh_decoder import (
     pretrain_decoder,
     vertex_errors,
 )
-from rfcore.weights import (
-    DECODER_LAYOUT_KEY,
-    MESH_DECODER_FILE,
-    MESH_ENCODER_FILE,
-    load_mesh_decoder,
-    load_weights,
-    read_metadata,
-    save_weights,
-)
+from rfcore.weights import DECODER_LAYOUT_KEY, MESH_DECODER_FILE, MESH_ENCODER_FILE, load_mesh_decoder
+from rfcore.weights_io import load_weights, read_metadata, save_weights
 
 SHIPPED = ASSETS / "weights"
 

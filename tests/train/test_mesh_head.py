@@ -21,11 +21,11 @@ from rfcore.weights import (
     DETECTOR_SHA_KEY,
     MESH_DECODER_FILE,
     MESH_HEAD_FILE,
-    file_sha256,
+    MESH_HEAD_KEY,
+    MESH_HEAD_LAYOUT,
     load_detector_weights,
-    read_metadata,
-    save_weights,
 )
+from rfcore.weights_io import file_sha256, read_metadata, save_weights
 
 CFG = get_config("mobilenet0.25")
 
@@ -107,6 +107,7 @@ def test_a_mesh_head_beside_the_weights_gives_meshes(mesh_folder):
     (DECODER_LAYOUT_KEY, "vertices 9-25-81-289, channels 8-8-8-8, K 6, code 128",
      ("a decoder of layout 'vertices 9-25-81-289, channels 8-8-8-8, K 6, code 128', not 'vertices 9-25-81-289, "
       "channels 64-32-32-16")),
+    (MESH_HEAD_KEY, "200 values per anchor", "a mesh head of layout '200 values per anchor', not '144 values per anchor'"),
 ])
 def test_a_mesh_head_made_for_something_else_is_refused_naming_both(mesh_folder, key, value, message):
     weights, head, metadata = mesh_folder
@@ -155,6 +156,7 @@ def test_train_head_command_writes_a_head_beside_the_weights(mesh_folder, capsys
     assert "wrote" in out and "held-out synthetic faces" in out
     metadata = read_metadata(weights.with_name(MESH_HEAD_FILE))
     assert metadata["preset"] == "mobilenet0.25" and metadata[DETECTOR_SHA_KEY] == file_sha256(weights)
+    assert metadata[MESH_HEAD_KEY] == MESH_HEAD_LAYOUT
     assert metadata[CROP_MARGIN_KEY] == "1.5" and "--images 2" in metadata["source"]
     assert "--crop-margin 1.5 --crop-size 32" in metadata["source"]
 

@@ -22,9 +22,11 @@ from rfcore.model import RetinaFace
 from rfcore.train import loop as training
 from rfcore.train.checkpoint import checkpoint_dirs
 from rfcore.train.config import TrainConfig
+from rfcore.train.data import build_dataset
 from rfcore.train.distributed import epoch_indices
-from rfcore.train.loop import TrainingDiverged, build_dataset, build_model, learning_rate, schedule_epochs, train
-from rfcore.weights import save_weights
+from rfcore.train.loop import TrainingDiverged, build_model, train
+from rfcore.train.schedule import learning_rate, schedule_epochs
+from rfcore.weights_io import read_metadata, save_weights
 
 STEPS_PER_EPOCH = 3  # six images, batch 2
 
@@ -156,6 +158,9 @@ def test_a_run_writes_log_checkpoints_and_weights(faces_folder, tmp_path):
     assert {k.removeprefix("momentum/weights/") for k in optimizer if k.startswith("momentum/")} == params.keys()
     assert optimizer["rng/torch"].dtype == torch.uint8
     assert_same_tensors(read_tensors(newest / "weights.safetensors"), read_tensors(result.weights))
+    described = {"preset": "mobilenet0.25", "mesh_head": "none"}  # what loaders read (rfcore.weights.weights_metadata)
+    assert read_metadata(result.weights).items() >= described.items()
+    assert read_metadata(newest / "weights.safetensors").items() >= described.items()
 
 
 @pytest.mark.slow

@@ -15,7 +15,8 @@ from rfcore.model import RetinaFace
 from rfcore.train.config import TrainConfig
 from rfcore.train.loop import train
 from rfcore.train.model import CROP_SAMPLES, TrainingModel, evenly_spaced, pixel_term
-from rfcore.weights import DEFAULT_WEIGHTS, load_detector_weights, load_weights
+from rfcore.weights import DEFAULT_WEIGHTS, load_detector_weights
+from rfcore.weights_io import load_weights
 
 MOBILE = get_config("mobilenet0.25")
 

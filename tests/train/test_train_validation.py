@@ -17,13 +17,15 @@ from rfcore.evaluation.truth import SIZE_BANDS, with_size_bands
 from rfcore.loss import multitask_loss
 from rfcore.matching import TargetAssigner
 from rfcore.model import RetinaFace
+from rfcore.model.retinaface import MESH_PARAMS
 from rfcore.train import loop as training
 from rfcore.train.config import FROM_SCRATCH, TrainConfig
 from rfcore.train.log import step_records, validation_records
 from rfcore.train.loop import build_model, train
+from rfcore.train.schedule import make_optimizer
 from rfcore.train.validation import Validator, validation_samples
 from rfcore.viz.train import plot_run, plot_validation
-from rfcore.weights import save_weights
+from rfcore.weights_io import read_metadata, save_weights
 
 # ---------------------------------------------------------------- size bands
 
@@ -217,7 +219,7 @@ def test_fine_tuning_freezes_batch_norm_unless_asked(faces_folder, tmp_path, tra
     before = {k: v.clone() for k, v in model.detector.state_dict().items() if k.rsplit(".", 1)[0] in norms}
     assert len(before) == 5 * len(norms) > 0  # weight, bias, running mean and variance, batches seen
     stem_before = model.detector.body.stage1[0][0].weight.clone()
-    optimizer = training.make_optimizer(model, train_cfg)
+    optimizer = make_optimizer(model, train_cfg)
     step_loss = training.train_step(model, batch, TargetAssigner(cfg, (64, 64)), cfg, optimizer, 1e-3)[0].item()
 
     after = model.detector.state_dict()
@@ -266,6 +268,8 @@ def test_a_pre_trained_mesh_decoder_is_loaded_and_kept(faces_folder, tmp_path): 
     assert not any(p.requires_grad for p in model.decoder.parameters())
     result = train(tiny_config(faces_folder, tmp_path / "run", mesh=True, mesh_decoder="shipped", max_steps=2))
     assert_same_tensors(read_tensors(result.weights.with_name(MESH_DECODER_FILE)), shipped)  # unchanged by training
+    assert read_metadata(result.weights)["mesh_head"] == f"{MESH_PARAMS} values per anchor"
+    assert read_metadata(result.weights.with_name(MESH_DECODER_FILE))["decoder"] == model.decoder.layout
     with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
         build_model(TrainConfig(mesh=True, mesh_decoder=str(tmp_path / "nowhere.safetensors")),
                     train_cfg.loss_preset(), torch.device("cpu"))
