@@ -19,18 +19,19 @@ Modules, in the order of the notebooks:
 
 * :mod:`rfcore.exercises.check`: the shared core (:class:`~rfcore.exercises.check.Case`,
   :func:`~rfcore.exercises.check.run_check`, :func:`~rfcore.exercises.check.compare_tensors`);
-* :mod:`rfcore.exercises.anchors`: IoU, the anchors of one level; anchors with aspect ratios, DIoU
-  (notebook 01);
-* :mod:`rfcore.exercises.loss`: smooth-L1 and its gradient, OHEM; the focal and GIoU losses (notebook 02);
-* :mod:`rfcore.exercises.encoding`: box and landmark targets, decoding; side distances, the Wing loss
-  (notebook 03);
-* :mod:`rfcore.exercises.mesh`: one Chebyshev filter and its gain (notebook 04);
+* :mod:`rfcore.exercises.anchors`: IoU, the anchors of one level; anchors with aspect ratios, DIoU,
+  densified anchors (notebook 01);
+* :mod:`rfcore.exercises.loss`: smooth-L1 and its gradient, OHEM; the focal, GIoU and CIoU losses (notebook 02);
+* :mod:`rfcore.exercises.encoding`: box and landmark targets, decoding; side distances, the Wing loss,
+  the soft-argmax of a heat map (notebook 03);
+* :mod:`rfcore.exercises.mesh`: one Chebyshev filter; its gain, Kipf and Welling's graph convolution
+  (notebook 04);
 * :mod:`rfcore.exercises.network`: the receptive field of a stack of layers and its centre, the FPN's
-  top-down merge (notebook 05);
+  top-down merge, nearest and bilinear (notebook 05);
 * :mod:`rfcore.exercises.training`: the faces a crop keeps, the flip of faces, the learning-rate schedule
   and two variants, cosine annealing and warm restarts (notebook 06);
 * :mod:`rfcore.exercises.evaluation`: NMS, box voting, the protocol's matching, VOC AP; soft-NMS, DIoU-NMS,
-  the 11-point AP, the inter-ocular NME (notebook 07);
+  the 11-point AP, the inter-ocular NME, Matrix NMS (notebook 07);
 * :mod:`rfcore.exercises.detector`: matching with the forced best anchor, Eq. 1 for one image, decoding
   (notebook 08);
 * :mod:`rfcore.exercises.solutions`: one solution per exercise;
@@ -68,22 +69,27 @@ ANSWERED_BY: dict[str, tuple[str, ...]] = {
     "level_anchors": ("rfcore.anchors.AnchorLevel.anchors",),
     "ratio_anchors": (),
     "diou": (),
+    "dense_anchors": (),
     "smooth_l1": (),
     "smooth_l1_grad": (),
     "ohem_select": ("rfcore.loss.ohem_select",),
     "focal_loss": (),
     "giou_loss": (),
+    "ciou_loss": (),
     "encode_boxes": ("rfcore.boxes.encode_boxes",),
     "encode_landmarks": ("rfcore.boxes.encode_landmarks",),
     "decode_landmarks": ("rfcore.boxes.decode_landmarks",),
     "encode_ltrb": (),
     "wing_loss": (),
+    "soft_argmax": (),
     "chebyshev_filter": ("rfcore.mesh.chebconv.chebyshev_recursion", "rfcore.mesh.chebconv.ChebConv.chebyshev_terms",
                          "rfcore.mesh.chebconv.ChebConv.forward"),
     "chebyshev_gain": ("rfcore.mesh.chebconv.chebyshev_response",),
+    "gcn_layer": (),
     "receptive_field": ("rfcore.model.receptive.ReceptiveField.after", "rfcore.model.receptive.stack_receptive_field"),
     "receptive_field_start": (),
     "top_down": ("rfcore.model.fpn.FPN.forward",),
+    "top_down_bilinear": (),
     "crop_boxes": ("rfcore.data.augment.crop",),
     "flip": ("rfcore.boxes.flip_boxes", "rfcore.boxes.flip_landmarks", "rfcore.data.augment.hflip"),
     "learning_rate": ("rfcore.train.loop.learning_rate",),
@@ -97,6 +103,7 @@ ANSWERED_BY: dict[str, tuple[str, ...]] = {
     "diou_nms": (),
     "voc_ap_11point": (),
     "nme_interocular": (),
+    "matrix_nms": (),
     "match": ("rfcore.boxes.match_anchors", "rfcore.boxes.label_anchors", "rfcore.boxes.best_anchor_per_face"),
     "match_forcing_floor": (),
     "image_loss": ("rfcore.loss.multitask_loss", "rfcore.loss.classification_loss"),

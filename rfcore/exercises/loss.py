@@ -1,14 +1,14 @@
-"""Exercises of notebook 02: smooth-L1 and its gradient, online hard example mining, and two variants.
+"""Exercises of notebook 02: smooth-L1 and its gradient, online hard example mining, and three variants.
 
 The variants replace a term of Eq. 1: the focal loss (Lin et al. 2017) in place of OHEM for ``L_cls``, and
-the GIoU loss (Rezatofighi et al. 2019) in place of smooth-L1 for ``L_box``.
+the GIoU loss (Rezatofighi et al. 2019) or the CIoU loss (Zheng et al. 2020) in place of smooth-L1 for ``L_box``.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
+from torchvision.ops import complete_box_iou_loss, generalized_box_iou_loss, sigmoid_focal_loss
 
 from rfcore.boxes import IGNORED, NEGATIVE, POSITIVE
 from rfcore.exercises.check import Case, Verdict, random_boxes, run_check, seeded
@@ -148,3 +148,26 @@ def check_giou_loss(giou_loss) -> Verdict:
              "one loss per pair of corresponding boxes, (P,), not a (P, P) matrix"),
     ]
     return run_check("giou_loss", giou_loss, generalized_box_iou_loss, cases)
+
+
+def check_ciou_loss(ciou_loss) -> Verdict:
+    """Check ``ciou_loss(boxes (P, 4), targets (P, 4)) -> (P,)``, the complete-IoU loss of corresponding boxes.
+
+    CIoU [Zheng et al. 2020, Eqs. 9-11] is ``1 - IoU + rho^2 / c^2 + alpha v``, with ``v = 4 / pi^2 (arctan(w* / h*)
+    - arctan(w / h))^2`` and ``alpha = v / ((1 - IoU) + v)``; torchvision's ``complete_box_iou_loss`` is the reference.
+    """
+    generator = seeded(24)
+    square = torch.tensor([[0.0, 0.0, 4.0, 4.0]])
+    cases = [
+        Case("a box on its target", (square, square.clone()), "IoU 1, same centre, same shape: the loss is 0"),
+        Case("a smaller box of the same shape, same centre", (torch.tensor([[1.0, 1.0, 3.0, 3.0]]), square),
+             "same centre and aspect ratio: no distance and no shape term, the loss is 1 - IoU"),
+        Case("disjoint boxes of the same shape", (torch.tensor([[0.0, 0.0, 2.0, 2.0]]),
+                                                  torch.tensor([[4.0, 0.0, 6.0, 2.0]])),
+             "IoU 0, centres 4 apart, the enclosing box 6 x 2: rho^2 / c^2 = 16 / 40, squared distances"),
+        Case("same centre, another aspect ratio", (torch.tensor([[1.0, 0.0, 3.0, 4.0]]), square),
+             "v = 4 / pi^2 (arctan(w*/h*) - arctan(w/h))^2 and alpha = v / ((1 - IoU) + v): add alpha * v"),
+        Case("six random pairs", (random_boxes(6, generator, 40), random_boxes(6, generator, 40)),
+             "one loss per pair of corresponding boxes, (P,), not a (P, P) matrix"),
+    ]
+    return run_check("ciou_loss", ciou_loss, complete_box_iou_loss, cases)
