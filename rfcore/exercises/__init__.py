@@ -21,7 +21,8 @@ Modules, in the order of the notebooks:
   :func:`~rfcore.exercises.check.run_check`, :func:`~rfcore.exercises.check.compare_tensors`);
 * :mod:`rfcore.exercises.anchors`: IoU, the anchors of one level; anchors with aspect ratios, DIoU,
   densified anchors (notebook 01);
-* :mod:`rfcore.exercises.loss`: smooth-L1 and its gradient, OHEM; the focal, GIoU and CIoU losses (notebook 02);
+* :mod:`rfcore.exercises.loss`: smooth-L1 and its gradient, OHEM; the focal, quality focal, GIoU
+  and CIoU losses (notebook 02);
 * :mod:`rfcore.exercises.encoding`: box and landmark targets, decoding; side distances, the Wing loss,
   the soft-argmax of a heat map (notebook 03);
 * :mod:`rfcore.exercises.mesh`: one Chebyshev filter; its gain, Kipf and Welling's graph convolution
@@ -76,6 +77,7 @@ ANSWERED_BY: dict[str, tuple[str, ...]] = {
     "focal_loss": (),
     "giou_loss": (),
     "ciou_loss": (),
+    "quality_focal_loss": (),
     "encode_boxes": ("rfcore.boxes.encode_boxes",),
     "encode_landmarks": ("rfcore.boxes.encode_landmarks",),
     "decode_landmarks": ("rfcore.boxes.decode_landmarks",),

@@ -280,6 +280,17 @@ def ciou_loss(boxes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.tensor(losses)
 
 
+def quality_focal_loss(logits: torch.Tensor, quality: torch.Tensor, beta: float) -> torch.Tensor:
+    """``-|y - sigma|^beta ((1 - y) log(1 - sigma) + y log sigma)`` per anchor [Li et al. 2020, GFL], ``(B, A)``.
+
+    ``sigma`` is the softmax face probability, ``y`` the anchor's quality target (its box's IoU, 0 for negatives).
+    """
+    log_p = torch.log_softmax(logits, dim=-1)  # (B, A, 2): log(1 - sigma), log sigma
+    sigma = log_p[..., 1].exp()
+    cross_entropy = -((1 - quality) * log_p[..., 0] + quality * log_p[..., 1])
+    return (quality - sigma).abs() ** beta * cross_entropy
+
+
 # ---------------------------------------------------------------- notebook 03
 
 

@@ -978,6 +978,25 @@ def ciou_distance_not_squared(boxes, targets):
     return solutions.ciou_loss(boxes, targets) - rho2 / c2 + rho2.sqrt() / c2.sqrt()
 
 
+def qfl_binary_target(logits, quality, beta):
+    return solutions.quality_focal_loss(logits, (quality > 0).float(), beta)  # the focal loss's hard labels
+
+
+def qfl_focal_factor(logits, quality, beta):
+    sigma = torch.softmax(logits, dim=-1)[..., 1]
+    return solutions.quality_focal_loss(logits, quality, 0.0) * (1 - sigma) ** beta  # (1 - p)^beta, not |y - p|^beta
+
+
+def qfl_positive_term_only(logits, quality, beta):
+    log_p = torch.log_softmax(logits, dim=-1)
+    return -(quality * log_p[..., 1]) * (quality - log_p[..., 1].exp()).abs() ** beta
+
+
+def qfl_sigmoid_of_face_logit(logits, quality, beta):
+    return solutions.quality_focal_loss(torch.stack([torch.zeros_like(logits[..., 1]), logits[..., 1]], -1), quality,
+                                        beta)
+
+
 def soft_argmax_hard(heatmaps, stride):
     height, width = heatmaps.shape[-2:]
     flat = heatmaps.flatten(2).argmax(dim=2)  # (N, K) the best cell
@@ -1082,6 +1101,10 @@ def matrix_nms_sorted(boxes, scores, sigma):
     ("ciou_loss", ciou_alpha_one, "same centre, another aspect ratio"),
     ("ciou_loss", ciou_distance_not_squared, "disjoint boxes of the same shape"),
     ("ciou_loss", giou_matrix, "a box on its target"),
+    ("quality_focal_loss", qfl_binary_target, "soft targets, beta 0"),
+    ("quality_focal_loss", qfl_focal_factor, "soft targets, beta 2"),
+    ("quality_focal_loss", qfl_positive_term_only, "hard targets, beta 0: the cross-entropy"),
+    ("quality_focal_loss", qfl_sigmoid_of_face_logit, "hard targets, beta 0: the cross-entropy"),
     ("soft_argmax", soft_argmax_hard, "a flat map"),
     ("soft_argmax", soft_argmax_without_half, "one sharp peak"),
     ("soft_argmax", soft_argmax_y_first, "one sharp peak"),
