@@ -1,7 +1,8 @@
-"""Exercises of notebook 01: the IoU of two sets of boxes, the anchors of one pyramid level, and two variants.
+"""Exercises of notebook 01: the IoU of two sets of boxes, the anchors of one pyramid level, and three variants.
 
 The variants extend the paper's anchors and IoU: anchors with several aspect ratios (Faster R-CNN, Ren et al.
-2015), and the distance IoU (DIoU, Zheng et al. 2020), which also scores boxes that do not overlap.
+2015), the distance IoU (DIoU, Zheng et al. 2020), which also scores boxes that do not overlap, and densified
+anchors (FaceBoxes, Zhang et al. 2017), several anchors of one size tiled inside each cell.
 """
 
 from __future__ import annotations
@@ -108,3 +109,40 @@ def check_diou(diou) -> Verdict:
              "c is the diagonal of the box enclosing both boxes of the pair"),
     ]
     return run_check("diou", diou, distance_box_iou, cases)
+
+
+def reference_dense_anchors(rows: int, cols: int, stride: int, size: float, density: int) -> torch.Tensor:
+    """Square anchors of one size densified ``density`` times [FaceBoxes, Zhang et al. 2017, §3.3].
+
+    Each cell holds ``density^2`` anchors on a regular sub-grid centred on the cell centre: sub-anchor
+    ``(a, b)`` of cell ``(i, j)`` is centred at ``((j + (b + 0.5) / n) s, (i + (a + 0.5) / n) s)``, so
+    ``n = 1`` is the anchor of :func:`reference_level_anchors`. Order: row, column, sub-row, sub-column.
+
+    Returns:
+        ``(rows * cols * density^2, 4)`` float32 ``(cx, cy, w, h)``.
+    """
+    offsets = (torch.arange(density) + 0.5) / density  # (n,) sub-cell centres within a cell, in cells
+    y = (torch.arange(rows)[:, None] + offsets[None, :]).flatten() * stride  # (rows*n,) row-major: cell, sub-row
+    x = (torch.arange(cols)[:, None] + offsets[None, :]).flatten() * stride  # (cols*n,)
+    cy, cx = torch.meshgrid(y, x, indexing="ij")  # (rows*n, cols*n) each
+    # (rows, n, cols, n) -> (rows, cols, n, n): cell first, then its sub-grid
+    centres = torch.stack([cx, cy], dim=-1).reshape(rows, density, cols, density, 2).permute(0, 2, 1, 3, 4)
+    sides = torch.full((rows * cols * density**2, 2), float(size))
+    return torch.cat([centres.reshape(-1, 2), sides], dim=1).float()
+
+
+def check_dense_anchors(dense_anchors) -> Verdict:
+    """Check ``dense_anchors(rows, cols, stride, size, density) -> (rows * cols * density^2, 4)`` ``(cx, cy, w, h)``."""
+    cases = [
+        Case("density 1 is the ordinary anchor", (1, 1, 8, 16.0, 1),
+             "with n = 1 the single anchor sits on the cell centre ((j + 0.5) s, (i + 0.5) s)"),
+        Case("density 2 in one cell", (1, 1, 8, 32.0, 2),
+             "n^2 = 4 anchors at offsets (b + 0.5) / n of a cell: x and y in {2, 6} for stride 8, ordered by "
+             "sub-row then sub-column, so that their mean is the cell centre"),
+        Case("density 2 on a row of two cells", (1, 2, 8, 32.0, 2),
+             "all the anchors of one cell are consecutive: cell (0, 0)'s four, then cell (0, 1)'s"),
+        Case("density 4 on a 2 x 3 grid", (2, 3, 4, 16.0, 4),
+             "FaceBoxes densifies its 32-px anchors 4 times: 16 anchors per cell, each of the given size"),
+        Case("density 3 on a 3 x 2 grid", (3, 2, 16, 24.0, 3)),
+    ]
+    return run_check("dense_anchors", dense_anchors, reference_dense_anchors, cases)

@@ -1,7 +1,8 @@
-"""Exercises of notebook 03: box and landmark targets relative to anchors, their decoding, and two variants.
+"""Exercises of notebook 03: box and landmark targets relative to anchors, their decoding, and three variants.
 
 The variants: the box as its distances to the anchor centre (the ``(l, t, r, b)`` of FCOS, Tian et al.
-2019) instead of centre and log size, and the Wing loss for landmarks (Feng et al. 2018) instead of smooth-L1.
+2019) instead of centre and log size, the Wing loss for landmarks (Feng et al. 2018) instead of smooth-L1, and
+landmarks read from heat maps by a soft-argmax (integral regression, Sun et al. 2018) instead of from offsets.
 """
 
 from __future__ import annotations
@@ -147,3 +148,43 @@ def check_wing_loss(wing_loss) -> Verdict:
              "work elementwise and keep the input's shape"),
     ]
     return run_check("wing_loss", wing_loss, reference_wing_loss, cases)
+
+
+def reference_soft_argmax(heatmaps: torch.Tensor, stride: float) -> torch.Tensor:
+    """Landmarks as the expected cell centre under the softmax of each heat map [Sun et al. 2018].
+
+    Args:
+        heatmaps: ``(N, K, H, W)`` logits, one map per landmark.
+        stride: Pixels between neighbouring cells; cell ``(i, j)`` is centred at ``((j + 0.5) s, (i + 0.5) s)``.
+
+    Returns:
+        ``(N, K, 2)`` points ``(x, y)`` in pixels.
+    """
+    height, width = heatmaps.shape[-2:]
+    # (N, K, H, W) -> (N, K, H*W) -> softmax over the cells -> (N, K, H, W)
+    p = heatmaps.flatten(2).softmax(dim=2).reshape(heatmaps.shape)
+    x = (torch.arange(width, dtype=heatmaps.dtype) + 0.5) * stride  # (W,) centres of the columns
+    y = (torch.arange(height, dtype=heatmaps.dtype) + 0.5) * stride  # (H,) centres of the rows
+    return torch.stack([(p.sum(dim=2) * x).sum(dim=2), (p.sum(dim=3) * y).sum(dim=2)], dim=2)
+
+
+def check_soft_argmax(soft_argmax) -> Verdict:
+    """Check ``soft_argmax(heatmaps (N, K, H, W), stride) -> (N, K, 2)`` points ``(x, y)`` in pixels."""
+    generator = seeded(25)
+    peak = torch.zeros(1, 1, 3, 4)
+    peak[0, 0, 1, 2] = 50.0
+    twin = torch.zeros(1, 1, 3, 4)
+    twin[0, 0, 0, 0] = twin[0, 0, 2, 2] = 50.0
+    cases = [
+        Case("one sharp peak", (peak, 4.0),
+             "a single dominant cell (i, j) = (1, 2) gives its centre ((j + 0.5) s, (i + 0.5) s) = (10, 6), x first"),
+        Case("a flat map", (torch.zeros(1, 1, 3, 4), 4.0),
+             "softmax of equal logits is uniform: the expected point is the map's centre (W s / 2, H s / 2) = (8, 6), "
+             "not the first cell an argmax would pick"),
+        Case("two equal peaks", (twin, 4.0), "the expectation lies half-way between the two peaks' centres"),
+        Case("logits of different heights", (torch.tensor([[[[0.0, 1.0, 2.0]]]]), 10.0),
+             "softmax first: p_j = exp(z_j) / sum exp(z), then the sum of p_j times the cell centres"),
+        Case("two images, five maps of 6 x 7", (3 * torch.randn(2, 5, 6, 7, generator=generator), 8.0),
+             "one softmax per map over all H * W cells, not per row or per column"),
+    ]
+    return run_check("soft_argmax", soft_argmax, reference_soft_argmax, cases)

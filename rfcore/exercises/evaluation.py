@@ -1,7 +1,8 @@
 """Exercises of notebook 07: NMS, box voting, the protocol's matching, the VOC average precision, and variants.
 
 The variants extend the paper's inference and evaluation: soft-NMS (Bodla et al. 2017), DIoU-NMS (Zheng et
-al. 2020), the 11-point average precision of VOC 2007 (Everingham et al. 2010) and the inter-ocular NME.
+al. 2020), the 11-point average precision of VOC 2007 (Everingham et al. 2010), the inter-ocular NME, and
+Matrix NMS (SOLOv2, Wang et al. 2020), soft-NMS's decay computed for all boxes at once.
 """
 
 from __future__ import annotations
@@ -263,3 +264,49 @@ def check_nme_interocular(nme_interocular) -> Verdict:
              "the mean over the five points of the Euclidean distance, one value per face"),
     ]
     return run_check("nme_interocular", nme_interocular, reference_nme_interocular, cases)
+
+
+def reference_matrix_nms(boxes: torch.Tensor, scores: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian Matrix NMS [SOLOv2, Wang et al. 2020]: every box's decayed score in one pass.
+
+    With the boxes by descending score (ties by index), ``f(iou) = exp(-iou^2 / sigma)`` (soft-NMS's penalty)
+    and ``comp_i`` the largest IoU of box ``i`` with a box before it (0 for the first), box ``j`` keeps
+    ``s_j min_(i before j) f(iou_ij) / f(comp_i)``; the first box keeps its score.
+
+    Returns:
+        ``(N,)`` decayed scores, in the input's order.
+    """
+    order = scores.argsort(descending=True, stable=True)  # (N,)
+    overlaps = box_iou(boxes[order], boxes[order]).triu(diagonal=1)  # (N, N): [i, j] for i before j
+    compensation = overlaps.max(dim=0).values  # (N,) comp_i: the largest IoU with a box before i
+    # ratio[i, j] = f(iou_ij) / f(comp_i); an entry i >= j (iou 0) is >= 1, while ratio[0, j] = f(iou_0j) <= 1,
+    # so the column minimum is over the boxes before j (and 1 for the first box, whose comp is 0)
+    ratio = torch.exp(-(overlaps**2 - compensation[:, None] ** 2) / sigma)  # (N, N)
+    decay = ratio.min(dim=0).values  # (N,)
+    decayed = torch.empty_like(scores)
+    decayed[order] = scores[order] * decay
+    return decayed
+
+
+def check_matrix_nms(matrix_nms) -> Verdict:
+    """Check ``matrix_nms(boxes (N, 4), scores (N,), sigma) -> (N,)`` decayed scores in the input's order."""
+    generator = seeded(28)
+    apart = torch.tensor([[0.0, 0.0, 3.0, 1.0], [10.0, 0.0, 13.0, 1.0]])
+    half = torch.tensor([[0.0, 0.0, 3.0, 1.0], [1.0, 0.0, 4.0, 1.0]])  # IoU 0.5
+    chain = torch.tensor([[0.0, 0.0, 4.0, 1.0], [1.0, 0.0, 5.0, 1.0], [2.0, 0.0, 6.0, 1.0]])  # IoU 0.6, 0.6, 1/3
+    cases = [
+        Case("disjoint boxes keep their scores", (apart, torch.tensor([0.6, 0.9]), 0.5),
+             "IoU 0 decays nothing: f(0) / f(0) = 1"),
+        Case("two boxes with IoU 0.5", (half, torch.tensor([0.9, 0.8]), 0.5),
+             "the better box keeps its score, the other becomes 0.8 exp(-0.5^2 / sigma); a box is decayed only by "
+             "boxes of higher score"),
+        Case("a chain: A overlaps B, B overlaps C", (chain, torch.tensor([0.9, 0.8, 0.7]), 0.5),
+             "compensate: B is itself 0.6 inside A, so its decay of C is divided by f(0.6) and C keeps "
+             "0.7 f(1/3), the decay A alone gives it"),
+        Case("scores not in the boxes' order", (half.flip(0), torch.tensor([0.8, 0.9]), 0.5),
+             "sort by score to decide who decays whom, but return the scores in the input's order"),
+        Case("20 boxes in four clusters", (clustered_boxes(generator),
+                                           torch.randperm(20, generator=generator).float() / 20 + 0.02, 0.5),
+             "decay_j is the minimum over all boxes i of higher score, each with its own compensation"),
+    ]
+    return run_check("matrix_nms", matrix_nms, reference_matrix_nms, cases)

@@ -1,14 +1,17 @@
-"""Exercises of notebook 02: smooth-L1 and its gradient, online hard example mining, and two variants.
+"""Exercises of notebook 02: smooth-L1 and its gradient, online hard example mining, and four variants.
 
-The variants replace a term of Eq. 1: the focal loss (Lin et al. 2017) in place of OHEM for ``L_cls``, and
-the GIoU loss (Rezatofighi et al. 2019) in place of smooth-L1 for ``L_box``.
+The variants replace a term of Eq. 1: the focal loss (Lin et al. 2017) or the quality focal loss (Li et al.
+2020), whose target is the box's IoU, in place of OHEM for ``L_cls``, and the GIoU loss (Rezatofighi et al.
+2019) or the CIoU loss (Zheng et al. 2020) in place of smooth-L1 for ``L_box``.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
-from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
+from torchvision.ops import complete_box_iou_loss, generalized_box_iou_loss, sigmoid_focal_loss
 
 from rfcore.boxes import IGNORED, NEGATIVE, POSITIVE
 from rfcore.exercises.check import Case, Verdict, random_boxes, run_check, seeded
@@ -148,3 +151,69 @@ def check_giou_loss(giou_loss) -> Verdict:
              "one loss per pair of corresponding boxes, (P,), not a (P, P) matrix"),
     ]
     return run_check("giou_loss", giou_loss, generalized_box_iou_loss, cases)
+
+
+def check_ciou_loss(ciou_loss) -> Verdict:
+    """Check ``ciou_loss(boxes (P, 4), targets (P, 4)) -> (P,)``, the complete-IoU loss of corresponding boxes.
+
+    CIoU [Zheng et al. 2020, Eqs. 9-11] is ``1 - IoU + rho^2 / c^2 + alpha v``, with ``v = 4 / pi^2 (arctan(w* / h*)
+    - arctan(w / h))^2`` and ``alpha = v / ((1 - IoU) + v)``; torchvision's ``complete_box_iou_loss`` is the reference.
+    """
+    generator = seeded(24)
+    square = torch.tensor([[0.0, 0.0, 4.0, 4.0]])
+    cases = [
+        Case("a box on its target", (square, square.clone()), "IoU 1, same centre, same shape: the loss is 0"),
+        Case("a smaller box of the same shape, same centre", (torch.tensor([[1.0, 1.0, 3.0, 3.0]]), square),
+             "same centre and aspect ratio: no distance and no shape term, the loss is 1 - IoU"),
+        Case("disjoint boxes of the same shape", (torch.tensor([[0.0, 0.0, 2.0, 2.0]]),
+                                                  torch.tensor([[4.0, 0.0, 6.0, 2.0]])),
+             "IoU 0, centres 4 apart, the enclosing box 6 x 2: rho^2 / c^2 = 16 / 40, squared distances"),
+        Case("same centre, another aspect ratio", (torch.tensor([[1.0, 0.0, 3.0, 4.0]]), square),
+             "v = 4 / pi^2 (arctan(w*/h*) - arctan(w/h))^2 and alpha = v / ((1 - IoU) + v): add alpha * v"),
+        Case("six random pairs", (random_boxes(6, generator, 40), random_boxes(6, generator, 40)),
+             "one loss per pair of corresponding boxes, (P,), not a (P, P) matrix"),
+    ]
+    return run_check("ciou_loss", ciou_loss, complete_box_iou_loss, cases)
+
+
+def reference_quality_focal_loss(logits: torch.Tensor, quality: torch.Tensor, beta: float) -> torch.Tensor:
+    """Quality focal loss of every anchor [Generalized Focal Loss, Li et al. 2020].
+
+    ``-|y - sigma|^beta ((1 - y) log(1 - sigma) + y log sigma)`` with ``sigma = sigmoid(z_1 - z_0)``, the
+    two-class softmax face probability, and ``y`` the anchor's quality target: the cross-entropy against a soft
+    target, scaled by the distance to it.
+
+    Args:
+        logits: ``(B, A, 2)`` background / face logits.
+        quality: ``(B, A)`` targets in ``[0, 1]``: the IoU of a positive's box with its face, 0 for negatives.
+        beta: Focusing exponent.
+
+    Returns:
+        ``(B, A)`` per-anchor losses.
+    """
+    face_logit = logits[..., 1] - logits[..., 0]  # (B, A)
+    cross_entropy = F.binary_cross_entropy_with_logits(face_logit, quality, reduction="none")
+    return (quality - face_logit.sigmoid()).abs() ** beta * cross_entropy
+
+
+def check_quality_focal_loss(quality_focal_loss) -> Verdict:
+    """Check ``quality_focal_loss(logits (B, A, 2), quality (B, A), beta) -> (B, A)`` per-anchor losses."""
+    generator = seeded(29)
+    logits = torch.tensor([[[2.0, -1.0], [0.0, 0.0], [-1.0, 1.5], [0.5, 0.5 + math.log(1.5)]]])  # (1, 4, 2)
+    hard = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
+    soft = torch.tensor([[0.0, 0.3, 0.9, 0.6]])  # anchor 3's face probability is 0.6
+    cases = [
+        Case("hard targets, beta 0: the cross-entropy", (logits, hard, 0.0),
+             "with y in {0, 1} and beta = 0 the loss is -log sigma for y = 1 and -log(1 - sigma) for y = 0, "
+             "sigma = sigmoid(z_1 - z_0) the softmax face probability"),
+        Case("soft targets, beta 0", (logits, soft, 0.0),
+             "the target is the quality y itself, not 1: -((1 - y) log(1 - sigma) + y log sigma)"),
+        Case("soft targets, beta 2", (logits, soft, 2.0),
+             "scale by |y - sigma|^beta: a face probability equal to its target (anchor 3, 0.6) costs nothing, "
+             "whereas the focal loss's (1 - p_t)^gamma would not vanish there"),
+        Case("a batch of random qualities", (torch.randn(2, 10, 2, generator=generator),
+                                             torch.rand(2, 10, generator=generator) * (torch.rand(2, 10,
+                                                                                   generator=generator) < 0.4), 2.0),
+             "one loss per anchor, (B, A)"),
+    ]
+    return run_check("quality_focal_loss", quality_focal_loss, reference_quality_focal_loss, cases)

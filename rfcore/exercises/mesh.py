@@ -1,7 +1,8 @@
-"""Exercises of notebook 04: one Chebyshev graph filter, ``y = sum_k theta_k T_k(L~) x``, and its gain.
+"""Exercises of notebook 04: one Chebyshev graph filter, ``y = sum_k theta_k T_k(L~) x``, and two variants.
 
-The second exercise is a variant: the filter's gain at a graph frequency from the closed form of the
-Chebyshev polynomials, ``T_k(cos t) = cos(k t)``, instead of their recursion.
+The variants: the filter's gain at a graph frequency from the closed form of the Chebyshev polynomials,
+``T_k(cos t) = cos(k t)``, instead of their recursion; and the graph convolution of Kipf & Welling (2017), the
+first-order filter with one weight per channel pair and self-loops renormalised.
 """
 
 from __future__ import annotations
@@ -87,3 +88,53 @@ def check_chebyshev_gain(chebyshev_gain) -> Verdict:
              "return the eigenvalues' dtype"),
     ]
     return run_check("chebyshev_gain", chebyshev_gain, chebyshev_response, cases)
+
+
+def reference_gcn_layer(adjacency: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """One graph convolution ``D~^(-1/2) (E + I) D~^(-1/2) x W`` [Kipf & Welling 2017, Eq. 2], no activation.
+
+    It is the Chebyshev filter with ``K = 2``, ``lambda_max = 2`` and ``theta_0 = -theta_1``, after the
+    renormalisation ``I + D^(-1/2) E D^(-1/2) -> D~^(-1/2) (E + I) D~^(-1/2)``, ``D~_ii = 1 + D_ii`` (their §2.2).
+
+    Args:
+        adjacency: Dense ``(V, V)`` symmetric 0/1 adjacency ``E``, zero diagonal.
+        x: ``(V, C_in)`` signal.
+        weight: ``(C_in, C_out)`` weights.
+
+    Returns:
+        ``(V, C_out)``.
+    """
+    looped = adjacency + torch.eye(len(adjacency), dtype=adjacency.dtype)  # (V, V) E + I
+    scale = looped.sum(dim=1).rsqrt()  # (V,) D~^(-1/2)
+    return (scale[:, None] * looped * scale[None, :]) @ x @ weight
+
+
+def dense_adjacency(edges: list[tuple[int, int]], num_vertices: int) -> torch.Tensor:
+    """The dense ``(V, V)`` 0/1 adjacency of an undirected graph."""
+    adjacency = torch.zeros(num_vertices, num_vertices)
+    for i, j in edges:
+        adjacency[i, j] = adjacency[j, i] = 1.0
+    return adjacency
+
+
+def check_gcn_layer(gcn_layer) -> Verdict:
+    """Check ``gcn_layer(adjacency (V, V), x (V, C_in), weight (C_in, C_out)) -> (V, C_out)``."""
+    generator = seeded(26)
+    upper = (torch.rand(8, 8, generator=generator) < 0.35).triu(diagonal=1)  # (8, 8) random edges, i < j
+    random_graph = (upper | upper.T).float()
+    cases = [
+        Case("a single vertex", (torch.zeros(1, 1), torch.tensor([[2.0, -1.0]]), torch.tensor([[1.0], [3.0]])),
+             "the self-loop makes D~ = 1 even without an edge: y = x W"),
+        Case("two joined vertices", (dense_adjacency([(0, 1)], 2), torch.tensor([[1.0], [3.0]]), torch.ones(1, 1)),
+             "with self-loops both vertices have degree 2: each gets (x_0 + x_1) / 2, the mean of its neighbourhood"),
+        Case("a path of three vertices", (dense_adjacency([(0, 1), (1, 2)], 3), torch.tensor([[1.0], [0.0], [0.0]]),
+                                          torch.ones(1, 1)),
+             "the weights are symmetric, 1 / sqrt(d~_i d~_j) with d~ = (2, 3, 2), not 1 / d~_i as a mean would be"),
+        Case("a ring of six, two to three channels", (dense_adjacency([(i, (i + 1) % 6) for i in range(6)], 6),
+                                                      torch.randn(6, 2, generator=generator),
+                                                      torch.randn(2, 3, generator=generator)),
+             "multiply the propagated signal by W on the right: (V, C_in) @ (C_in, C_out)"),
+        Case("a random graph of eight vertices", (random_graph, torch.randn(8, 3, generator=generator),
+                                                  torch.randn(3, 2, generator=generator))),
+    ]
+    return run_check("gcn_layer", gcn_layer, reference_gcn_layer, cases)

@@ -1,7 +1,9 @@
 """Exercises of notebook 05: the receptive field of a stack of layers, where it is centred, and the FPN's merge.
 
-The second exercise is a variant of the first: with the padding of each layer the recurrence also gives the
-centre of the first output cell's field (Araujo et al. 2019), which says where a cell looks in the image.
+Two exercises are variants: with the padding of each layer the recurrence also gives the centre of the first
+output cell's field (Araujo et al. 2019), which says where a cell looks in the image; and the top-down merge with
+bilinear up-sampling on half-pixel centres, as in the semantic branch of Panoptic FPN (Kirillov et al. 2019),
+instead of the nearest neighbour.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from rfcore.exercises.check import Case, Verdict, run_check, seeded
 from rfcore.model.fpn import FPN
@@ -120,3 +123,34 @@ def check_receptive_field_start(receptive_field_start) -> Verdict:
         Case("six random padded layers", (random_stack,)),
     ]
     return run_check("receptive_field_start", receptive_field_start, reference_receptive_field_start, cases)
+
+
+def reference_top_down_bilinear(coarse: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
+    """``lateral + up(coarse)`` with bilinear up-sampling to the lateral's size, half-pixel centres.
+
+    Output cell ``x`` reads the coarse map at ``(x + 0.5) w / W - 0.5``, clamped to ``[0, w - 1]``
+    (``F.interpolate(..., mode="bilinear", align_corners=False)``); the same in ``y``.
+    """
+    return lateral + F.interpolate(coarse, size=lateral.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def check_top_down_bilinear(top_down_bilinear) -> Verdict:
+    """Check ``top_down_bilinear(coarse (N, C, h, w), lateral (N, C, H, W)) -> (N, C, H, W)``."""
+    generator = seeded(27)
+
+    def maps(coarse_size, fine_size, batch=1, channels=1):
+        coarse = torch.randn(batch, channels, *coarse_size, generator=generator)
+        return coarse, torch.randn(batch, channels, *fine_size, generator=generator)
+
+    cases = [
+        Case("a row of 2 onto a row of 4", (torch.tensor([[[[0.0, 4.0]]]]), torch.zeros(1, 1, 1, 4)),
+             "half-pixel centres: output x reads the input at (x + 0.5) * 2 / 4 - 0.5 = -0.25, 0.25, 0.75, 1.25, "
+             "clamped to [0, 1], giving 0, 1, 3, 4 (align_corners=True would give 0, 4/3, 8/3, 4)"),
+        Case("a 1x1 map onto 2x2", maps((1, 1), (2, 2)), "a single coarse value is added everywhere"),
+        Case("2x2 onto 4x4", maps((2, 2), (4, 4)),
+             "interpolate between the two nearest coarse cells in x and in y; the border cells clamp"),
+        Case("3x3 onto 5x5 (an odd input size)", maps((3, 3), (5, 5)),
+             "up-sample to exactly the lateral's size: the coordinate scale is w / W = 3 / 5, not 1 / 2"),
+        Case("3x4 onto 5x8, two images, three channels", maps((3, 4), (5, 8), batch=2, channels=3)),
+    ]
+    return run_check("top_down_bilinear", top_down_bilinear, reference_top_down_bilinear, cases)

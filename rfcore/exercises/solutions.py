@@ -225,6 +225,23 @@ def diou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     return iou(boxes1, boxes2) - rho2 / c2
 
 
+def dense_anchors(rows: int, cols: int, stride: int, size: float, density: int) -> torch.Tensor:
+    """FaceBoxes' anchor densification [Zhang et al. 2017, §3.3]: ``density^2`` square anchors per cell.
+
+    They sit on an ``n x n`` sub-grid centred on the cell, at ``(j + (b + 0.5) / n) * stride``; ordered row,
+    column, sub-row, sub-column: ``(rows * cols * density^2, 4)`` ``(cx, cy, w, h)``.
+    """
+    anchors = []
+    for i in range(rows):
+        for j in range(cols):
+            for a in range(density):
+                for b in range(density):
+                    centre_x = (j + (b + 0.5) / density) * stride
+                    centre_y = (i + (a + 0.5) / density) * stride
+                    anchors.append([centre_x, centre_y, size, size])
+    return torch.tensor(anchors)
+
+
 # ---------------------------------------------------------------- notebook 02
 
 
@@ -249,6 +266,31 @@ def giou_loss(boxes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.tensor(losses)
 
 
+def ciou_loss(boxes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``1 - IoU + rho^2 / c^2 + alpha v`` of corresponding boxes [Zheng et al. 2020, Eqs. 9-11], ``(P,)``."""
+    losses = []
+    for (x1, y1, x2, y2), (u1, v1, u2, v2) in zip(boxes.tolist(), targets.tolist()):
+        overlap = max(0.0, min(x2, u2) - max(x1, u1)) * max(0.0, min(y2, v2) - max(y1, v1))
+        iou_value = overlap / ((x2 - x1) * (y2 - y1) + (u2 - u1) * (v2 - v1) - overlap)
+        rho2 = ((x1 + x2 - u1 - u2) / 2) ** 2 + ((y1 + y2 - v1 - v2) / 2) ** 2  # squared distance of the centres
+        c2 = (max(x2, u2) - min(x1, u1)) ** 2 + (max(y2, v2) - min(y1, v1)) ** 2  # squared enclosing diagonal
+        v = 4 / math.pi**2 * (math.atan((u2 - u1) / (v2 - v1)) - math.atan((x2 - x1) / (y2 - y1))) ** 2
+        alpha = v / ((1 - iou_value) + v) if v > 0 else 0.0  # 0 / 0 for a box on its target: no shape term
+        losses.append(1 - iou_value + rho2 / c2 + alpha * v)
+    return torch.tensor(losses)
+
+
+def quality_focal_loss(logits: torch.Tensor, quality: torch.Tensor, beta: float) -> torch.Tensor:
+    """``-|y - sigma|^beta ((1 - y) log(1 - sigma) + y log sigma)`` per anchor [Li et al. 2020, GFL], ``(B, A)``.
+
+    ``sigma`` is the softmax face probability, ``y`` the anchor's quality target (its box's IoU, 0 for negatives).
+    """
+    log_p = torch.log_softmax(logits, dim=-1)  # (B, A, 2): log(1 - sigma), log sigma
+    sigma = log_p[..., 1].exp()
+    cross_entropy = -((1 - quality) * log_p[..., 0] + quality * log_p[..., 1])
+    return (quality - sigma).abs() ** beta * cross_entropy
+
+
 # ---------------------------------------------------------------- notebook 03
 
 
@@ -267,6 +309,18 @@ def wing_loss(x: torch.Tensor, width: float, epsilon: float) -> torch.Tensor:
     return torch.where(x.abs() < width, inside, x.abs() - join)
 
 
+def soft_argmax(heatmaps: torch.Tensor, stride: float) -> torch.Tensor:
+    """Expected cell centre under each map's softmax [integral regression, Sun et al. 2018], ``(N, K, 2)``."""
+    height, width = heatmaps.shape[-2:]
+    weights = torch.exp(heatmaps - heatmaps.amax(dim=(2, 3), keepdim=True))  # exp(z), shifted against overflow
+    p = weights / weights.sum(dim=(2, 3), keepdim=True)  # (N, K, H, W) sums to 1 over each map
+    centre_x = (torch.arange(width) + 0.5) * stride  # (W,) the x of each column's centre
+    centre_y = (torch.arange(height) + 0.5) * stride  # (H,)
+    x = (p * centre_x[None, None, None, :]).sum(dim=(2, 3))  # (N, K)
+    y = (p * centre_y[None, None, :, None]).sum(dim=(2, 3))  # (N, K)
+    return torch.stack([x, y], dim=2)
+
+
 # ---------------------------------------------------------------- notebook 04
 
 
@@ -275,6 +329,22 @@ def chebyshev_gain(theta: torch.Tensor, eigenvalues: torch.Tensor, lambda_max: f
     angle = torch.arccos((2 * eigenvalues / lambda_max - 1).clamp(-1, 1))  # (N,) t with cos t = lambda~
     k = torch.arange(len(theta), dtype=eigenvalues.dtype)  # (K,)
     return torch.cos(k[:, None] * angle[None, :]).T @ theta.to(eigenvalues.dtype)  # (N, K) @ (K,) -> (N,)
+
+
+def gcn_layer(adjacency: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Kipf & Welling's graph convolution [2017, Eq. 2] of a ``(V, C_in)`` signal: ``(V, C_out)``.
+
+    Each vertex sums ``x_j / sqrt(d~_i d~_j)`` over itself and its neighbours (``d~`` the degree plus the
+    self-loop), then the sum is multiplied by ``W``.
+    """
+    num_vertices = len(adjacency)
+    degree = [1.0 + float(adjacency[i].sum()) for i in range(num_vertices)]  # d~: the self-loop counts
+    propagated = torch.zeros_like(x)
+    for i in range(num_vertices):
+        for j in range(num_vertices):
+            if i == j or adjacency[i, j] != 0:
+                propagated[i] += x[j] / math.sqrt(degree[i] * degree[j])
+    return propagated @ weight
 
 
 # ---------------------------------------------------------------- notebook 05
@@ -293,6 +363,28 @@ def receptive_field_start(layers: list[tuple[int, int, int, int]]) -> tuple[int,
         start += ((kernel - 1) * dilation / 2 - padding) * jump
         jump *= stride
     return size, jump, start
+
+
+def top_down_bilinear(coarse: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
+    """``lateral + up(coarse)``, bilinear on half-pixel centres [as in Panoptic FPN, Kirillov et al. 2019].
+
+    Output cell ``x`` reads the coarse map at ``(x + 0.5) w / W - 0.5``, clamped to ``[0, w - 1]``, and blends
+    the two coarse cells around it; the same along ``y``.
+    """
+    def weights(fine: int, coarse_size: int) -> torch.Tensor:
+        """``(fine, coarse_size)`` interpolation matrix along one axis."""
+        matrix = torch.zeros(fine, coarse_size)
+        for out in range(fine):
+            source = min(max((out + 0.5) * coarse_size / fine - 0.5, 0.0), coarse_size - 1)
+            low = math.floor(source)
+            high = min(low + 1, coarse_size - 1)
+            matrix[out, low] += 1 - (source - low)
+            matrix[out, high] += source - low
+        return matrix
+
+    rows = weights(lateral.shape[-2], coarse.shape[-2])  # (H, h)
+    cols = weights(lateral.shape[-1], coarse.shape[-1])  # (W, w)
+    return lateral + rows @ coarse @ cols.T  # (H, h) @ (N, C, h, w) @ (w, W) -> (N, C, H, W)
 
 
 # ---------------------------------------------------------------- notebook 07
@@ -390,6 +482,25 @@ def nme_interocular(points: np.ndarray, truth_points: np.ndarray) -> np.ndarray:
         errors.append(sum(math.dist(p, g) for p, g in zip(predicted, truth)) / 5 / eyes)
     return np.array(errors)
 # ---------------------------------------------------------------- notebook 06: variants of the schedule
+
+
+def matrix_nms(boxes: torch.Tensor, scores: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian Matrix NMS [SOLOv2, Wang et al. 2020]: ``(N,)`` decayed scores, in the input's order.
+
+    Box ``j`` is decayed by every box ``i`` of higher score, by ``f(IoU_ij) / f(comp_i)`` with
+    ``f(u) = exp(-u^2 / sigma)`` and ``comp_i`` box ``i``'s own largest IoU with a box of higher score;
+    the smallest factor counts.
+    """
+    order = scores.argsort(descending=True, stable=True).tolist()
+    overlaps = iou(boxes, boxes)  # (N, N)
+    decayed = scores.clone()
+    for n, j in enumerate(order):
+        factors = []
+        for m, i in enumerate(order[:n]):
+            compensation = max((float(overlaps[k, i]) for k in order[:m]), default=0.0)
+            factors.append(math.exp(-(float(overlaps[i, j]) ** 2 - compensation**2) / sigma))
+        decayed[j] = scores[j] * min(factors, default=1.0)
+    return decayed
 
 
 def cosine_learning_rate(step: int, total_steps: int, lr: float, warmup_lr: float, warmup_steps: int,

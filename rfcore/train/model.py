@@ -48,9 +48,9 @@ def freeze_for_fine_tuning(detector: nn.Module) -> list[nn.Module]:
     statistics would re-normalise activations that the convolutions already scaled.
 
     With batch norm frozen, nothing normalises the stem's output any more, and the stem sees raw
-    pixels (hundreds of grey levels): on the shipped weights its gradient is about 10^6 times its
-    weight's norm (13,800 against 0.016), so a single SGD step of 10^-6 changes it by as much as it
-    is, and the loss climbed from 12 to 40 within a few steps. It is frozen too, as Detectron2 freezes
+    pixels (hundreds of grey levels): on the shipped weights its gradient is orders of magnitude larger
+    than the weight itself, so even a tiny SGD step changes it by as much as it is and the loss climbs
+    within a few steps. It is frozen too, as Detectron2 freezes
     the stem of its backbones (``FREEZE_AT``). Call this after ``module.train()``, which would undo it.
 
     Returns:

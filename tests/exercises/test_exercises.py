@@ -934,3 +934,198 @@ def test_a_checker_of_notebooks_06_and_08_catches_a_typical_mistake_on_the_case_
     assert verdict.status == WRONG
     assert verdict.message.startswith(f"{name}: failed on the case '{case}'."), verdict.message
     assert "expected" in verdict.message and "got" in verdict.message
+
+
+# ---------------------------------------------------------------- more variants: notebooks 01-05 and 07
+
+
+def dense_anchors_from_the_corner(rows, cols, stride, size, density):
+    """Offsets ``k / n`` of a cell instead of ``(k + 0.5) / n``: the sub-grid starts at the cell's corner."""
+    return solutions.dense_anchors(rows, cols, stride, size, density) - torch.tensor([0.5, 0.5, 0, 0]) * stride / density
+
+
+def dense_anchors_sub_grid_major(rows, cols, stride, size, density):
+    per_cell = solutions.dense_anchors(rows, cols, stride, size, density).reshape(rows * cols, density**2, 4)
+    return per_cell.transpose(0, 1).reshape(-1, 4)  # sub-anchor 0 of every cell first
+
+
+def dense_anchors_column_first(rows, cols, stride, size, density):
+    per_cell = solutions.dense_anchors(rows, cols, stride, size, density).reshape(rows * cols, density, density, 4)
+    return per_cell.transpose(1, 2).reshape(-1, 4)  # the sub-grid's columns before its rows
+
+
+def dense_anchors_n_not_squared(rows, cols, stride, size, density):
+    return solutions.dense_anchors(rows, cols, stride, size, density)[::density]  # n anchors per cell
+
+
+def ciou_without_shape(boxes, targets):
+    from torchvision.ops import distance_box_iou_loss
+    return distance_box_iou_loss(boxes, targets)
+
+
+def ciou_alpha_one(boxes, targets):
+    """Adds ``v`` itself instead of ``alpha v``."""
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    wt, ht = targets[:, 2] - targets[:, 0], targets[:, 3] - targets[:, 1]
+    v = 4 / torch.pi**2 * (torch.atan(wt / ht) - torch.atan(w / h)) ** 2
+    return ciou_without_shape(boxes, targets) + v
+
+
+def ciou_distance_not_squared(boxes, targets):
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2 - (targets[:, :2] + targets[:, 2:]) / 2
+    diagonal = torch.maximum(boxes[:, 2:], targets[:, 2:]) - torch.minimum(boxes[:, :2], targets[:, :2])
+    rho2, c2 = (centre**2).sum(dim=1), (diagonal**2).sum(dim=1)
+    return solutions.ciou_loss(boxes, targets) - rho2 / c2 + rho2.sqrt() / c2.sqrt()
+
+
+def qfl_binary_target(logits, quality, beta):
+    return solutions.quality_focal_loss(logits, (quality > 0).float(), beta)  # the focal loss's hard labels
+
+
+def qfl_focal_factor(logits, quality, beta):
+    sigma = torch.softmax(logits, dim=-1)[..., 1]
+    return solutions.quality_focal_loss(logits, quality, 0.0) * (1 - sigma) ** beta  # (1 - p)^beta, not |y - p|^beta
+
+
+def qfl_positive_term_only(logits, quality, beta):
+    log_p = torch.log_softmax(logits, dim=-1)
+    return -(quality * log_p[..., 1]) * (quality - log_p[..., 1].exp()).abs() ** beta
+
+
+def qfl_sigmoid_of_face_logit(logits, quality, beta):
+    return solutions.quality_focal_loss(torch.stack([torch.zeros_like(logits[..., 1]), logits[..., 1]], -1), quality,
+                                        beta)
+
+
+def soft_argmax_hard(heatmaps, stride):
+    height, width = heatmaps.shape[-2:]
+    flat = heatmaps.flatten(2).argmax(dim=2)  # (N, K) the best cell
+    return torch.stack([(flat % width + 0.5) * stride, (flat // width + 0.5) * stride], dim=2).float()
+
+
+def soft_argmax_without_half(heatmaps, stride):
+    return solutions.soft_argmax(heatmaps, stride) - 0.5 * stride
+
+
+def soft_argmax_y_first(heatmaps, stride):
+    return solutions.soft_argmax(heatmaps, stride).flip(-1)
+
+
+def soft_argmax_without_exp(heatmaps, stride):
+    return solutions.soft_argmax(torch.log(heatmaps.clamp(min=1e-12)), stride)  # normalises the logits themselves
+
+
+def gcn_without_self_loops(adjacency, x, weight):
+    scale = adjacency.sum(dim=1).rsqrt()
+    return (scale[:, None] * adjacency * scale[None, :]) @ x @ weight
+
+
+def gcn_row_normalised(adjacency, x, weight):
+    looped = adjacency + torch.eye(len(adjacency))
+    return (looped / looped.sum(dim=1, keepdim=True)) @ x @ weight  # D~^(-1) (E + I): the mean of the neighbours
+
+
+def gcn_degree_without_loop(adjacency, x, weight):
+    scale = adjacency.sum(dim=1).clamp(min=1).rsqrt()  # D^(-1/2) of E alone
+    return (scale[:, None] * (adjacency + torch.eye(len(adjacency))) * scale[None, :]) @ x @ weight
+
+
+def gcn_without_weight(adjacency, x, weight):
+    return solutions.gcn_layer(adjacency, x, torch.eye(x.shape[1]))  # propagated, never multiplied by W
+
+
+def bilinear_align_corners(coarse, lateral):
+    return lateral + torch.nn.functional.interpolate(coarse, size=lateral.shape[-2:], mode="bilinear",
+                                                     align_corners=True)
+
+
+def bilinear_scale_factor_two(coarse, lateral):
+    return lateral + torch.nn.functional.interpolate(coarse, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+def bilinear_without_clamp(coarse, lateral):
+    """Extrapolates at the borders instead of clamping the source coordinate to ``[0, w - 1]``."""
+    def axis(fine, size):
+        source = (torch.arange(fine) + 0.5) * size / fine - 0.5  # (fine,)
+        low = source.floor().clamp(0, max(size - 2, 0)).long()
+        frac = source - low
+        matrix = torch.zeros(fine, size)
+        matrix[torch.arange(fine), low] += 1 - frac
+        matrix[torch.arange(fine), (low + 1).clamp(max=size - 1)] += frac
+        return matrix
+
+    return lateral + axis(lateral.shape[-2], coarse.shape[-2]) @ coarse @ axis(lateral.shape[-1], coarse.shape[-1]).T
+
+
+def matrix_nms_without_compensation(boxes, scores, sigma):
+    order = scores.argsort(descending=True).tolist()
+    overlaps = solutions.iou(boxes, boxes)
+    decayed = scores.clone()
+    for n, j in enumerate(order):
+        decayed[j] = scores[j] * min((float(torch.exp(-overlaps[i, j] ** 2 / sigma)) for i in order[:n]), default=1.0)
+    return decayed
+
+
+def matrix_nms_linear(boxes, scores, sigma):
+    order = scores.argsort(descending=True).tolist()
+    overlaps = solutions.iou(boxes, boxes)
+    decayed = scores.clone()
+    for n, j in enumerate(order):
+        factors = [(1 - overlaps[i, j]) / (1 - max((overlaps[k, i] for k in order[:m]), default=0.0))
+                   for m, i in enumerate(order[:n])]
+        decayed[j] = scores[j] * min(factors, default=1.0)
+    return decayed
+
+
+def matrix_nms_every_box_decays(boxes, scores, sigma):
+    overlaps = solutions.iou(boxes, boxes).fill_diagonal_(0)
+    return scores * torch.exp(-overlaps**2 / sigma).min(dim=0).values  # lower scores decay higher ones too
+
+
+def matrix_nms_in_input_order(boxes, scores, sigma):
+    """Takes the boxes as if they came sorted: an earlier box decays a later one whatever their scores."""
+    return solutions.matrix_nms(boxes, torch.linspace(1.0, 0.5, len(scores)), sigma) * scores / torch.linspace(
+        1.0, 0.5, len(scores))
+
+
+def matrix_nms_sorted(boxes, scores, sigma):
+    return solutions.matrix_nms(boxes, scores, sigma).sort(descending=True).values
+
+
+@pytest.mark.parametrize("name, mistake, case", [
+    ("dense_anchors", dense_anchors_from_the_corner, "density 1 is the ordinary anchor"),
+    ("dense_anchors", dense_anchors_sub_grid_major, "density 2 on a row of two cells"),
+    ("dense_anchors", dense_anchors_column_first, "density 2 in one cell"),
+    ("dense_anchors", dense_anchors_n_not_squared, "density 2 in one cell"),
+    ("ciou_loss", ciou_without_shape, "same centre, another aspect ratio"),
+    ("ciou_loss", ciou_alpha_one, "same centre, another aspect ratio"),
+    ("ciou_loss", ciou_distance_not_squared, "disjoint boxes of the same shape"),
+    ("ciou_loss", giou_matrix, "a box on its target"),
+    ("quality_focal_loss", qfl_binary_target, "soft targets, beta 0"),
+    ("quality_focal_loss", qfl_focal_factor, "soft targets, beta 2"),
+    ("quality_focal_loss", qfl_positive_term_only, "hard targets, beta 0: the cross-entropy"),
+    ("quality_focal_loss", qfl_sigmoid_of_face_logit, "hard targets, beta 0: the cross-entropy"),
+    ("soft_argmax", soft_argmax_hard, "a flat map"),
+    ("soft_argmax", soft_argmax_without_half, "one sharp peak"),
+    ("soft_argmax", soft_argmax_y_first, "one sharp peak"),
+    ("soft_argmax", soft_argmax_without_exp, "logits of different heights"),
+    ("gcn_layer", gcn_without_self_loops, "a single vertex"),
+    ("gcn_layer", gcn_row_normalised, "a path of three vertices"),
+    ("gcn_layer", gcn_degree_without_loop, "two joined vertices"),
+    ("gcn_layer", gcn_without_weight, "a single vertex"),
+    ("top_down_bilinear", bilinear_align_corners, "a row of 2 onto a row of 4"),
+    ("top_down_bilinear", solutions.top_down, "a row of 2 onto a row of 4"),
+    ("top_down_bilinear", bilinear_scale_factor_two, "a row of 2 onto a row of 4"),
+    ("top_down_bilinear", bilinear_without_clamp, "a row of 2 onto a row of 4"),
+    ("matrix_nms", matrix_nms_without_compensation, "a chain: A overlaps B, B overlaps C"),
+    ("matrix_nms", matrix_nms_linear, "two boxes with IoU 0.5"),
+    ("matrix_nms", matrix_nms_every_box_decays, "two boxes with IoU 0.5"),
+    ("matrix_nms", matrix_nms_sorted, "disjoint boxes keep their scores"),
+    ("matrix_nms", matrix_nms_in_input_order, "scores not in the boxes' order"),
+])
+def test_a_further_variant_checker_catches_a_typical_mistake_on_the_case_made_for_it(name, mistake, case):
+    verdict = CHECKERS[name](mistake)
+    assert verdict.status == WRONG, verdict.message
+    assert verdict.message.startswith(f"{name}: failed on the case '{case}'."), verdict.message
+    assert "expected" in verdict.message and "got" in verdict.message
+
