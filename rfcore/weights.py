@@ -41,7 +41,7 @@ MESH_HEAD_PREFIX = "MeshHead."
 """Key prefix of the mesh head's tensors in a weights file (the name of the public checkpoints' convention)."""
 
 MESH_HEAD_KEY = "mesh_head"
-"""Metadata key of a network's weights file: its mesh head's layout (:data:`MESH_HEAD_LAYOUT`) or :data:`NO_MESH_HEAD`."""
+"""Metadata key of a weights file: its mesh head's layout (:data:`MESH_HEAD_LAYOUT`) or :data:`NO_MESH_HEAD`."""
 
 MESH_HEAD_LAYOUT = f"{MESH_PARAMS} values per anchor"
 """The layout of the mesh head rfcore builds (:data:`rfcore.model.retinaface.MESH_PARAMS` outputs per anchor)."""
