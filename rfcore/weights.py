@@ -14,7 +14,7 @@ refused with both named. Reading and checking the files is :mod:`rfcore.weights_
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -41,7 +41,7 @@ MESH_HEAD_PREFIX = "MeshHead."
 """Key prefix of the mesh head's tensors in a weights file (the name of the public checkpoints' convention)."""
 
 MESH_HEAD_KEY = "mesh_head"
-"""Metadata key of a network's weights file: its mesh head's layout (:data:`MESH_HEAD_LAYOUT`) or :data:`NO_MESH_HEAD`."""
+"""Metadata key of a weights file: its mesh head's layout (:data:`MESH_HEAD_LAYOUT`) or :data:`NO_MESH_HEAD`."""
 
 MESH_HEAD_LAYOUT = f"{MESH_PARAMS} values per anchor"
 """The layout of the mesh head rfcore builds (:data:`rfcore.model.retinaface.MESH_PARAMS` outputs per anchor)."""
@@ -50,7 +50,7 @@ NO_MESH_HEAD = "none"
 """The value of :data:`MESH_HEAD_KEY` for weights without a mesh head."""
 
 
-def mesh_head_layout(keys) -> str:
+def mesh_head_layout(keys: Iterable[str]) -> str:
     """The mesh head of a network with these tensor names: :data:`MESH_HEAD_LAYOUT` if any is ``MeshHead.*``."""
     return MESH_HEAD_LAYOUT if any(key.startswith(MESH_HEAD_PREFIX) for key in keys) else NO_MESH_HEAD
 

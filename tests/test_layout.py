@@ -21,7 +21,7 @@ LAYERS = (
     "assets", "weights_io", "weights", "convert", "export", "onnx_backend",  # files of weights and graphs, the ONNX runtime
     "postprocess", "detector",  # inference
     "widerface_archives", "data", "quantize", "evaluation", "train",  # data: fetched, read; calibration, measuring, learning
-    "align", "video_threads", "video",  # applications of detection
+    "align", "video_files", "video_threads", "video",  # applications of detection
     "exercises", "viz", "bench", "cli", "__main__",  # on top: checks, pictures, timings, the command line
 )
 """The package's rooms from the bottom up (root modules and sub-packages): each imports only rooms below it."""

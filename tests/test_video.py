@@ -10,14 +10,13 @@ from rfcore.assets import IMAGES, load_image
 from rfcore.bench.detect import bench_video, video_lines
 from rfcore.cli import main
 from rfcore.detector import Detector, Face
-from rfcore.video import (
+from rfcore.video import annotate_frames, process_video
+from rfcore.video_files import (
     MAX_FAILURES_IN_A_ROW,
     Frame,
-    annotate_frames,
     first_frame,
     is_video,
     open_video,
-    process_video,
     read_frames,
     write_pan_video,
 )

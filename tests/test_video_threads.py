@@ -5,7 +5,8 @@ import threading
 import numpy as np
 import pytest
 
-from rfcore.video import Frame, annotate_frames, due_frames, first_frame, process_video, write_pan_video
+from rfcore.video import annotate_frames, due_frames, process_video
+from rfcore.video_files import Frame, first_frame, write_pan_video
 from rfcore.video_threads import ReadAhead, WriteBehind
 
 

@@ -205,7 +205,7 @@ PAPER_VGA_FPS = 60.0
 def bench_video(detector, frames: int = 60, repeats: int = 50, rounds: int = 3, batch: int = 1) -> dict:
     """End-to-end frames per second of ``rfcore detect`` on a VGA video at one thread, and the model alone.
 
-    The video is :func:`rfcore.video.write_pan_video` of group.jpg at
+    The video is :func:`rfcore.video_files.write_pan_video` of group.jpg at
     640x480 (``mp4v``, in a temporary folder). Each round times the fused
     network on the video's first frame (median of ``repeats / rounds``
     runs) and then the whole loop of :func:`rfcore.video.process_video`:
@@ -228,7 +228,8 @@ def bench_video(detector, frames: int = 60, repeats: int = 50, rounds: int = 3, 
     """
     from rfcore.assets import IMAGES, load_image
     from rfcore.image import preprocess
-    from rfcore.video import first_frame, process_video, write_pan_video
+    from rfcore.video import process_video
+    from rfcore.video_files import first_frame, write_pan_video
     from rfcore.viz.draw import draw_faces
 
     previous = torch.get_num_threads(), cv2.getNumThreads()

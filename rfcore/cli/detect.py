@@ -86,7 +86,7 @@ def _add_detect(subparsers) -> None:
 
 def _run_detect(args) -> int:
     from rfcore.detector import Detector
-    from rfcore.video import is_video
+    from rfcore.video_files import is_video
     from rfcore.weights import weights_files
 
     videos = [path for path in args.images if is_video(path)]
@@ -123,7 +123,7 @@ def _run_detect(args) -> int:
 
 def _drawing_paths(args) -> list[Path | None]:
     """Per input, the drawing ``--out`` writes (``None`` without ``--out``), all known before anything runs."""
-    from rfcore.video import is_video
+    from rfcore.video_files import is_video
 
     if args.out is None:
         return [None] * len(args.images)

@@ -5,7 +5,7 @@ colour noise (:func:`colour_noise`) or stripes (:func:`stripes`), then random
 ellipses (:func:`add_ellipses`) and grey pixel noise. :func:`add_hair` draws an
 ellipse of hair behind the top of most faces, following each face's roll, so
 that a face is not just a floating mask. Every draw comes from the image's
-``numpy`` generator, so a seed gives the same pixels everywhere.
+``numpy`` generator, so a seed always gives the same background.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Modules, in the order a run uses them:
 * :mod:`rfcore.train.schedule`: SGD and the paper's warm-up and step learning-rate schedule;
 * :mod:`rfcore.train.data`: the training images of a config and the batches of each epoch;
 * :mod:`rfcore.train.loop`: :func:`~rfcore.train.loop.train_step` and :func:`~rfcore.train.loop.train`,
-  with its log, exact resume and torchrun support;
+  with its log, exact resume and torchrun support, and :mod:`rfcore.train.run_folder`, its output folder;
 * :mod:`rfcore.train.checkpoint`: atomic, fsync'd checkpoints.
 * :mod:`rfcore.train.mesh_decoder`: the mesh decoder, pre-trained as an autoencoder of the synthetic face model;
 * :mod:`rfcore.train.mesh_head`: the mesh head of a frozen detector, trained with ``L_pixel`` alone.

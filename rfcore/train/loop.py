@@ -33,19 +33,20 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rfcore.config import RetinaFaceConfig
 from rfcore.data import TrainBatch
-from rfcore.files import DiskFull, append_line, check_not_inputs, folder_lock, format_bytes
+from rfcore.files import DiskFull, append_line, folder_lock, format_bytes
 from rfcore.loss import multitask_loss
 from rfcore.matching import TargetAssigner
 from rfcore.model import RetinaFace
 from rfcore.progress import progress_bar
 from rfcore.train.checkpoint import checkpoint_dirs, load_checkpoint, read_state, remove_stale, save_checkpoint
-from rfcore.train.config import RUN_FIELDS, TrainConfig
+from rfcore.train.config import TrainConfig
 from rfcore.train.data import build_dataset, epoch_batches, torch_threads
 from rfcore.train.distributed import Ranks, average_batchnorm_stats, setup_ranks
 from rfcore.train.log import TERMS, log_record, trim_log
 from rfcore.train.model import TrainingModel, freeze_for_fine_tuning
+from rfcore.train.run_folder import check_outputs, check_resumable, check_run_folder
 from rfcore.train.schedule import learning_rate, make_optimizer
-from rfcore.train.validation import NAMED_SETS, Validator, validation_samples
+from rfcore.train.validation import Validator, validation_samples
 from rfcore.weights import (
     MESH_DECODER_FILE,
     load_detector_weights,
@@ -131,24 +132,6 @@ def train_step(
     return values.cpu()
 
 
-# ---------------------------------------------------------------- resume and log
-
-
-def check_resumable(state: dict, train_cfg: TrainConfig, world_size: int, folder: Path) -> None:
-    """Refuse to resume a checkpoint whose run had other settings.
-
-    Raises:
-        ValueError: Listing the settings that differ, or a different number of ranks.
-    """
-    saved, now = state["config"], train_cfg.to_dict()
-    differ = [f"{name}: {saved.get(name)!r} then, {now[name]!r} now"
-              for name in now if name not in RUN_FIELDS and saved.get(name) != now[name]]
-    if differ:
-        raise ValueError(f"cannot resume {folder}: it was trained with other settings ({'; '.join(differ)})")
-    if state["world_size"] != world_size:
-        raise ValueError(f"cannot resume {folder}: it was trained on {state['world_size']} ranks, now {world_size}")
-
-
 # ---------------------------------------------------------------- the run
 
 
@@ -182,7 +165,7 @@ def train(train_cfg: TrainConfig) -> TrainResult:
         TrainingDiskFull: If the device of ``out`` fills up; the last good
             checkpoint is kept.
         FileNotFoundError, ValueError: For missing data or weights, an output
-            file that is an input, a finished run in ``out`` (:func:`check_run_folder`),
+            file that is an input, a finished run in ``out`` (:func:`~rfcore.train.run_folder.check_run_folder`),
             or a checkpoint that does not fit the config.
         rfcore.files.FolderBusy: If another process trains into ``out``.
     """
@@ -198,48 +181,6 @@ def train(train_cfg: TrainConfig) -> TrainResult:
     finally:
         if ranks.world_size > 1:
             dist.destroy_process_group()
-
-
-OUTPUT_FILES = ("log.jsonl", "weights.safetensors", "mesh_decoder.safetensors")
-"""Files a run writes (or rewrites) in ``out``, besides ``checkpoints/``."""
-
-
-def check_outputs(train_cfg: TrainConfig) -> None:
-    """Refuse a run whose output files would overwrite its data or initial weights (:func:`rfcore.files.check_not_inputs`)."""
-    labels = None if train_cfg.data == "synthetic" else Path(train_cfg.data)
-    inputs = [labels / "label.txt" if labels is not None and labels.is_dir() else labels]
-    if train_cfg.init_weights is not None:
-        inputs.append(resolve_weights(train_cfg.init_weights, "--init-weights"))
-    if train_cfg.mesh and train_cfg.mesh_decoder is not None:
-        inputs.append(resolve_weights(train_cfg.mesh_decoder, "--mesh-decoder", MESH_DECODER_FILE))
-    if train_cfg.val not in (None, *NAMED_SETS):
-        inputs.append(Path(train_cfg.val))
-    out = Path(train_cfg.out)
-    check_not_inputs(inputs, [out / name for name in OUTPUT_FILES], folders=[out / "checkpoints"])
-
-
-def check_run_folder(train_cfg: TrainConfig) -> None:
-    """Refuse to start over a run: ``out`` with checkpoints needs ``resume``, a finished run a new ``out``.
-
-    A run whose checkpoints were pruned, or that stopped before its first, keeps its log and weights: a new
-    run never empties the folder. ``resume`` with no checkpoint to resume is refused too.
-
-    Raises:
-        ValueError: Saying which of ``--resume`` or a new ``--out`` applies.
-    """
-    out = Path(train_cfg.out)
-    found = checkpoint_dirs(out)
-    results = [name for name in OUTPUT_FILES if (out / name).exists()]
-    if train_cfg.resume and not found:
-        what = (f" (only a finished run: {', '.join(results)}): choose a new --out" if results
-                else ": drop --resume to start a new run there")
-        raise ValueError(f"--resume: {out} holds no checkpoint to continue from{what}")
-    if not train_cfg.resume and found:
-        raise ValueError(f"{out} already holds checkpoints (newest {found[-1].name}); "
-                         "pass --resume to continue that run, or choose another --out")
-    if not train_cfg.resume and results:
-        raise ValueError(f"{out} holds a finished run ({', '.join(results)}) without a checkpoint to resume: "
-                         "choose a new --out (rfcore never empties a run folder)")
 
 
 def _disk_full(err: DiskFull, out: Path) -> TrainingDiskFull:

@@ -4,9 +4,9 @@ This layer sits on the core: nothing outside ``rfcore.viz``, ``rfcore.bench`` an
 After the shared primitives (:mod:`rfcore.viz.draw`, :mod:`rfcore.viz.source` with
 :func:`~rfcore.viz.source.show_source`) come one module per notebook topic: :mod:`rfcore.viz.detection`
 (00), :mod:`rfcore.viz.anchors` (01), :mod:`rfcore.viz.loss` (02), :mod:`rfcore.viz.landmarks` (03),
-:mod:`rfcore.viz.mesh` and :mod:`rfcore.viz.mesh_overlay` (04, and ``rfcore detect --mesh``),
-:mod:`rfcore.viz.network` (05), :mod:`rfcore.viz.train` (06), :mod:`rfcore.viz.evaluation` (07), and
-:mod:`rfcore.viz.widgets`, sliders wired to the ``render_*`` functions.
+:mod:`rfcore.viz.mesh`, :mod:`rfcore.viz.mesh_render` and :mod:`rfcore.viz.mesh_overlay` (04, ``rfcore detect --mesh``),
+:mod:`rfcore.viz.network` and :mod:`rfcore.viz.augment` (05), :mod:`rfcore.viz.train` (06),
+:mod:`rfcore.viz.evaluation` (07), and :mod:`rfcore.viz.widgets`, sliders wired to the ``render_*`` functions.
 
 Images are ``(H, W, 3)`` uint8 RGB arrays, inputs never modified; plots are
 :class:`matplotlib.figure.Figure` objects built without ``pyplot``. A ``render_*`` function returns a

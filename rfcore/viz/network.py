@@ -1,16 +1,16 @@
-"""Pictures of the network itself (notebook 05): the FPN merge, SSH branches, deformable grids, fields, augmentation.
+"""Pictures of the network itself (notebook 05): the FPN merge, SSH branches, deformable grids, receptive fields.
 
 The computations read the real modules: forward hooks record what the FPN's
 lateral and merge convolutions see, gradients show which inputs a cell
 depends on, and the deformable sampling points are those
 ``torchvision.ops.deform_conv2d`` uses for the offsets given. Plots are
-:class:`~matplotlib.figure.Figure` objects built without ``pyplot``.
+:class:`~matplotlib.figure.Figure` objects built without ``pyplot``. The training augmentation of the same
+notebook is :mod:`rfcore.viz.augment`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
@@ -20,20 +20,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from rfcore.config import RetinaFaceConfig
-from rfcore.data.augment import CropWindow, TrainTransform, hflip
-from rfcore.data.sample import FaceSample
 from rfcore.model import RetinaFace
 from rfcore.model.context import SSH
-from rfcore.viz.draw import (
-    NEGATIVE_COLOR,
-    POSITIVE_COLOR,
-    check_image,
-    draw_boxes,
-    draw_landmarks,
-    paint_dots,
-    put_text,
-    side_by_side,
-)
+from rfcore.viz.draw import check_image, paint_dots, put_text
 
 # ---------------------------------------------------------------- the FPN merge
 
@@ -361,85 +350,3 @@ def plot_effective_fields(image, gradients: Sequence[torch.Tensor], centres, fie
 def _square(x: float, y: float, side: float, color: str, label: str | None) -> Rectangle:
     """A square outline of ``side`` centred on ``(x, y)``."""
     return Rectangle((x - side / 2, y - side / 2), side, side, fill=False, edgecolor=color, lw=1.2, label=label)
-
-
-# ---------------------------------------------------------------- training augmentation
-
-
-def render_crop_window(sample: FaceSample, window: CropWindow) -> np.ndarray:
-    """The crop window (white) on the image; faces whose centre lies inside in green, the others in red.
-
-    Args:
-        sample: The image with its faces.
-        window: The square crop (:func:`rfcore.data.augment.square_crop_window`).
-
-    Returns:
-        A new ``(H, W, 3)`` uint8 image; face centres are dots.
-    """
-    x, y, side = window
-    centres = (sample.boxes[:, :2] + sample.boxes[:, 2:]) / 2  # (F, 2)
-    inside = ((centres > [x, y]) & (centres < [x + side, y + side])).all(axis=1)
-    colors = np.where(inside[:, None], POSITIVE_COLOR, NEGATIVE_COLOR)
-    canvas = draw_boxes(sample.image, [(x, y, x + side, y + side)], (255, 255, 255), thickness=3)
-    canvas = draw_boxes(canvas, sample.boxes, colors, thickness=2)
-    return paint_dots(canvas, centres, colors, radius=3)
-
-
-def render_sample(sample: FaceSample) -> np.ndarray:
-    """Boxes and landmarks of a sample on its image (landmark colours as in :mod:`rfcore.viz.draw`)."""
-    return draw_landmarks(draw_boxes(sample.image, sample.boxes, thickness=2), sample.landmarks, radius=4)
-
-
-def render_flip(sample: FaceSample, face_box) -> np.ndarray:
-    """The landmark swap of a horizontal flip, around one face.
-
-    Three panels, each cut to ``face_box`` (of the original; mirrored for the
-    flipped panels): the original; the mirror image with every point moved to
-    ``x -> W - x`` but kept in its slot, so landmark 0 ("left eye", red) sits
-    on the right; and :func:`rfcore.data.augment.hflip`, which also swaps the
-    left and right slots so that landmark 0 is on the image's left again.
-
-    Args:
-        sample: The image with its faces.
-        face_box: ``(x1, y1, x2, y2)`` region to show, in the original image.
-
-    Returns:
-        ``(h, 3 w + gaps, 3)`` uint8 image.
-    """
-    width = sample.image_size[1]
-    x1, y1, x2, y2 = (int(round(v)) for v in face_box)
-    flipped = hflip(sample)
-    mirrored_points = sample.landmarks.copy()  # (F, 5, 2); faces without landmarks are not drawn
-    mirrored_points[..., 0] = np.where(sample.has_landmarks[:, None], width - mirrored_points[..., 0], -1)
-    panels = [
-        (render_sample(sample), x1, "original"),
-        (render_sample(replace(flipped, landmarks=mirrored_points)), width - x2, "mirrored, not swapped"),
-        (render_sample(flipped), width - x2, "hflip: mirrored and swapped"),
-    ]
-    crops = []
-    for image, left, title in panels:
-        crop = np.ascontiguousarray(image[y1:y2, left : left + (x2 - x1)])
-        put_text(crop, title, (4, 14), (255, 255, 255))
-        crops.append(crop)
-    return side_by_side(crops)
-
-
-def plot_augmentations(sample: FaceSample, transform: TrainTransform, seeds: Sequence[int], columns: int = 4) -> Figure:
-    """The training transform applied to one sample with several seeds, boxes and landmarks drawn.
-
-    Args:
-        sample: The image with its faces.
-        transform: The augmentation (:class:`rfcore.data.augment.TrainTransform`).
-        seeds: One ``numpy.random.default_rng`` seed per panel.
-        columns: Panels per row.
-    """
-    rows = -(-len(seeds) // columns)
-    fig = Figure(figsize=(2.6 * columns, 2.75 * rows), layout="constrained")
-    axes = np.asarray(fig.subplots(rows, columns)).reshape(-1)
-    for ax in axes:
-        ax.set_axis_off()
-    for ax, seed in zip(axes, seeds):
-        augmented = transform(sample, np.random.default_rng(seed))
-        ax.imshow(render_sample(augmented))
-        ax.set_title(f"seed {seed}: {len(augmented.boxes)} faces", fontsize=8)
-    return fig

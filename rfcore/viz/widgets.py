@@ -26,7 +26,7 @@ from rfcore.viz.detection import render_threshold
 from rfcore.viz.draw import Rendering, check_image, to_jpeg, to_png
 from rfcore.viz.landmarks import render_moved_face
 from rfcore.viz.loss import render_loss
-from rfcore.viz.mesh import render_face
+from rfcore.viz.mesh_render import render_face
 
 
 @dataclass
@@ -143,7 +143,7 @@ def threshold_explorer(image, faces, truth_boxes=None, lowest: float = 0.02, val
 def mesh_render_explorer(mesh: Mesh, size: int = 192) -> Explorer:
     """Turn a face mesh and move its light; see what the renderer makes of it.
 
-    Wires :func:`rfcore.viz.mesh.render_face`; the camera sliders sit on the
+    Wires :func:`rfcore.viz.mesh_render.render_face`; the camera sliders sit on the
     first row, the light sliders on the second.
 
     Args:

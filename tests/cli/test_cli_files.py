@@ -14,7 +14,7 @@ from rfcore import files
 from rfcore.assets import IMAGES, load_image
 from rfcore.cli import main
 from rfcore.detector import Detector
-from rfcore.video import write_pan_video
+from rfcore.video_files import write_pan_video
 from rfcore.weights import DEFAULT_WEIGHTS
 from rfcore.weights_io import load_weights
 

@@ -12,7 +12,7 @@ from rfcore.mesh.loss import pixel_loss
 from rfcore.mesh.template import LANDMARK_NAMES
 from rfcore.train.mesh_decoder import CodeDistribution
 from rfcore.viz import mesh as mesh_viz
-from rfcore.viz import mesh_overlay
+from rfcore.viz import mesh_overlay, mesh_render
 from rfcore.viz.draw import LANDMARK_COLORS, to_png
 from rfcore.viz.widgets import mesh_render_explorer
 
@@ -94,16 +94,16 @@ def test_render_signals_checks_the_shape(template):
 
 def test_render_face_poses_and_lights_the_mesh(template):
     args = (template.vertices, template.colours, template.faces)
-    front = mesh_viz.render_face(*args, size=48)
+    front = mesh_render.render_face(*args, size=48)
     assert front.image.shape == (48, 48, 3) and front.image.dtype == np.uint8
     assert pixel(front.image, 0, 0) == (128, 128, 128)  # grey background
     alpha = front.info["alpha"]
     assert alpha[24, 24] > 0.99 and alpha[0, 0] == 0
-    turned = mesh_viz.render_face(*args, yaw=40, size=48)
+    turned = mesh_render.render_face(*args, yaw=40, size=48)
     assert not np.array_equal(turned.image, front.image)
     assert "yaw 40" in turned.caption
-    behind = mesh_viz.render_face(*args, light=(0.0, 0.0, -10.0), ambient=0.0, size=48)
-    lit = mesh_viz.render_face(*args, light=(0.0, 0.0, 0.0), ambient=0.0, size=48)
+    behind = mesh_render.render_face(*args, light=(0.0, 0.0, -10.0), ambient=0.0, size=48)
+    lit = mesh_render.render_face(*args, light=(0.0, 0.0, 0.0), ambient=0.0, size=48)
     face = alpha > 0.99
     assert behind.image[face].max() == 0 and lit.image[face].mean() > 60
 
@@ -111,7 +111,7 @@ def test_render_face_poses_and_lights_the_mesh(template):
 def test_render_fit_reports_the_pixel_loss():
     crop = torch.rand(3, 8, 10, generator=torch.Generator().manual_seed(0))
     rendered = torch.rand(3, 8, 10, generator=torch.Generator().manual_seed(1))
-    rendering = mesh_viz.render_fit(crop, rendered, scale=3)
+    rendering = mesh_render.render_fit(crop, rendered, scale=3)
     assert rendering.info["loss"] == pytest.approx(float(pixel_loss(rendered[None], crop[None])))
     assert rendering.image.shape == (24, 3 * 30 + 2 * 4, 3)
 
@@ -143,17 +143,17 @@ def test_position_map_holds_the_vertices_on_their_grid(template):
 def test_code_dimensions_move_the_face_only_where_the_code_matters(hierarchy):
     decoder = MeshDecoder(hierarchy)  # an untrained decoder ignores its code
     codes = CodeDistribution(torch.zeros(128), torch.eye(128))
-    still = mesh_viz.render_code_dimensions(decoder, codes, [0, 5], hierarchy.template, size=32)
+    still = mesh_render.render_code_dimensions(decoder, codes, [0, 5], hierarchy.template, size=32)
     assert still.info["displacement"].shape == (2, 289) and still.info["displacement"].max() == 0
     assert still.image.shape == (2 * 32, 4 * 32 + 3 * 4, 3)
     torch.nn.init.normal_(decoder.head.weight, std=0.01, generator=torch.Generator().manual_seed(0))
-    moved = mesh_viz.render_code_dimensions(decoder, codes, [0], hierarchy.template, size=32)
+    moved = mesh_render.render_code_dimensions(decoder, codes, [0], hierarchy.template, size=32)
     assert moved.info["displacement"].min() > 0
 
 
 def test_render_faces_puts_one_picture_per_mesh(template):
     vertices, colours = template.vertices.expand(3, -1, -1), template.colours.expand(3, -1, -1)
-    assert mesh_viz.render_faces(vertices, colours, template.faces, size=20).image.shape == (20, 3 * 20 + 2 * 4, 3)
+    assert mesh_render.render_faces(vertices, colours, template.faces, size=20).image.shape == (20, 3 * 20 + 2 * 4, 3)
 
 
 def test_meshes_are_drawn_where_their_vertices_are(template):
@@ -175,18 +175,18 @@ def test_plots_are_figures():
     assert response.axes[0].lines[1].get_ydata().tolist() == [0.5, 1.0, 1.5]
     spectrum = mesh_viz.plot_spectra({"L": torch.tensor([0.0, 1.0, 3.0]), "normalised": torch.tensor([0.0, 2.0])})
     assert isinstance(spectrum, Figure) and len(spectrum.axes[0].lines) == 2
-    losses = mesh_viz.plot_losses([1.0, 0.5, 0.25], title="fit")
+    losses = mesh_render.plot_losses([1.0, 0.5, 0.25], title="fit")
     assert isinstance(losses, Figure) and losses.axes[0].get_yscale() == "log"
 
 
 def test_mesh_render_explorer_rerenders_on_every_slider(template):
     explorer = mesh_render_explorer(template, size=40)
     assert list(explorer.controls) == ["pitch", "yaw", "roll", "distance", "light_x", "light_y", "light_z", "ambient"]
-    start = mesh_viz.render_face(template.vertices, template.colours, template.faces, size=40)
+    start = mesh_render.render_face(template.vertices, template.colours, template.faces, size=40)
     assert explorer.image.value == to_png(start.image)
     explorer.controls["yaw"].value = 30.0
     explorer.controls["light_x"].value = 2.0
-    moved = mesh_viz.render_face(template.vertices, template.colours, template.faces, yaw=30.0, light=(2.0, 0.0, 0.0),
+    moved = mesh_render.render_face(template.vertices, template.colours, template.faces, yaw=30.0, light=(2.0, 0.0, 0.0),
                                  size=40)
     assert explorer.image.value == to_png(moved.image)
     assert "yaw 30" in explorer.caption.value and "light at (2.0, 0.0, 0.0)" in explorer.caption.value

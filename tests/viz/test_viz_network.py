@@ -13,6 +13,7 @@ from rfcore.data.sample import FaceSample
 from rfcore.model import RetinaFace
 from rfcore.model.context import SSH
 from rfcore.model.receptive import level_receptive_fields
+from rfcore.viz.augment import plot_augmentations, render_crop_window, render_flip
 from rfcore.viz.draw import LANDMARK_COLORS, NEGATIVE_COLOR, POSITIVE_COLOR
 from rfcore.viz.network import (
     channel_energy,
@@ -21,13 +22,10 @@ from rfcore.viz.network import (
     grid_offsets,
     kernel_taps,
     mass_inside,
-    plot_augmentations,
     plot_effective_fields,
     plot_fpn_merge,
     plot_receptive_fields,
     plot_ssh_branches,
-    render_crop_window,
-    render_flip,
     render_sampling_grids,
     rotation,
     sampling_points,

@@ -14,7 +14,7 @@ from nbconvert import HTMLExporter
 from rfcore.config import get_config
 from rfcore.detector import Face
 from rfcore.model import RetinaFaceOutput
-from rfcore.viz import anchors, detection, draw, landmarks, loss, mesh
+from rfcore.viz import anchors, detection, draw, landmarks, loss, mesh_render
 from rfcore.viz.widgets import (
     anchor_explorer,
     landmark_explorer,
@@ -84,7 +84,7 @@ def test_every_explorer_displays_as_its_widget_and_a_still_picture_of_its_start(
         detection.render_threshold(IMAGE, FACES, 0.5),
         loss.render_loss(IMAGE, OUTPUT, FACE[None], POINTS[None], CFG, CFG.lambda_box, CFG.lambda_pts,
                          CFG.lambda_pixel, CFG.ohem_ratio),
-        mesh.render_face(template.vertices, template.colours, template.faces, 0, 0, 0, 4.0, (0, 0, 0), 0.4, 32),
+        mesh_render.render_face(template.vertices, template.colours, template.faces, 0, 0, 0, 4.0, (0, 0, 0), 0.4, 32),
     ]
     for explorer, start in zip(explorers, starts, strict=True):
         bundle = explorer._repr_mimebundle_()
