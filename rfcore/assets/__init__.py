@@ -54,6 +54,12 @@ SYNTHETIC_TO_REAL_RUN = ASSETS / "runs" / "synthetic-to-real"
 :data:`rfcore.train.config.SYNTHETIC_TO_REAL`, every synthetic variety option), its scores on the photographs
 in ``run.json``."""
 
+SYNTHETIC_TO_REAL_MESH_RUN = ASSETS / "runs" / "synthetic-to-real-mesh"
+"""The recorded joint run, the whole RetinaFace from scratch: the files of :data:`SYNTHETIC_TO_REAL_RUN` (recipe
+:data:`rfcore.train.config.SYNTHETIC_TO_REAL_MESH`, the mesh head trained with the rest), in a clone also the
+``mesh_decoder.safetensors`` that ``rfcore detect --mesh`` reads beside the weights, and in ``run.json`` what
+``rfcore mesh measure`` reports."""
+
 ABLATION_RUN = ASSETS / "runs" / "ablation"
 """A recorded ``rfcore experiment ablation``: ``ablation.json`` / ``.md`` / ``.png`` and each run's log."""
 

@@ -593,7 +593,7 @@ def _finish(run: _Run, step: int, checkpoint: Path | None, values: torch.Tensor 
     """Write the final weights (and, with ``save_all_ranks``, every rank's): ``weights`` and ``mesh_decoder``."""
     train_cfg, out = run.train_cfg, Path(run.train_cfg.out)
     _sync_and_check(run, step)
-    metadata = {"preset": train_cfg.preset, "step": str(step), "source": "rfcore.train"}
+    metadata = {"preset": train_cfg.preset, "step": str(step), "source": "rfcore.train", **run.model.metadata()}
     for name, module in run.model.saved_modules().items():
         if run.ranks.rank == 0:
             save_weights(module.state_dict(), out / f"{name}.safetensors", metadata)
