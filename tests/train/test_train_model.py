@@ -58,18 +58,21 @@ def test_pixel_term_renders_each_positive_against_its_own_face(decoder):
     params = 0.1 * torch.randn(2, 4, 144, generator=torch.Generator().manual_seed(1))
     rgb = np.random.default_rng(2).integers(0, 256, (2, 24, 24, 3), dtype=np.uint8)
     images = preprocess(list(rgb), MOBILE.pixel_mean_bgr)
+    positives = torch.stack([params[0, 1], params[1, 2]])
 
     value = pixel_term(decoder, lambda i, a: params[i, a], targets, faces, images, MOBILE.pixel_mean_bgr, crop_size=8)
+    as_trained = pixel_term(decoder, lambda i, a: params[i, a], targets, faces, images, MOBILE.pixel_mean_bgr,
+                            crop_size=8, crop_margin=MESH_CROP_MARGIN, over_border_colour=True)
 
     # crops cut from the RGB images themselves: converting after cropping changes nothing inside the image
     rgb = torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255
-    # the boxes grown by MESH_CROP_MARGIN (1.5) about their centres; each face rendered over its crop border's colour
+    crops = crop_faces(rgb, torch.tensor([[0.0, 10, 6, 18, 18], [1.0, 4, 4, 16, 12]]), 8, CROP_SAMPLES)
+    torch.testing.assert_close(value, mesh_branch_loss(decoder, positives, crops).mean())
+    # as training computes it: the boxes grown by 1.5 about their centres, each face over its crop border's colour
     crops = crop_faces(rgb, torch.tensor([[0.0, 8, 3, 20, 21], [1.0, 1, 2, 19, 14]]), 8, CROP_SAMPLES)
-    expected = mesh_branch_loss(decoder, torch.stack([params[0, 1], params[1, 2]]), crops,
-                                background=border_colour(crops)).mean()
-    torch.testing.assert_close(value, expected)
-    over_black = mesh_branch_loss(decoder, torch.stack([params[0, 1], params[1, 2]]), crops).mean()
-    assert abs(float((value - over_black).detach())) > 1e-3
+    expected = mesh_branch_loss(decoder, positives, crops, background=border_colour(crops)).mean()
+    torch.testing.assert_close(as_trained, expected)
+    assert abs(float((as_trained - value).detach())) > 1e-3
 
 
 def test_a_fresh_mesh_branch_starts_from_a_zero_head_rendering_the_frontal_template_in_the_crop(decoder):
