@@ -34,16 +34,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rfcore.assets import (
-    FROM_SCRATCH_RUN,
-    SYNTHETIC_TO_REAL_2000_RUN,
-    SYNTHETIC_TO_REAL_MESH_RUN,
-    SYNTHETIC_TO_REAL_RUN,
-)
+from rfcore.assets import FROM_SCRATCH_RUN, SYNTHETIC_TO_REAL_MESH_RUN, SYNTHETIC_TO_REAL_RUN
 from rfcore.cli.mesh import MEASURE_IMAGES
 from rfcore.cli.train import command_line
 from rfcore.files import write_bytes, write_text
-from rfcore.train.config import FROM_SCRATCH, SYNTHETIC_TO_REAL, SYNTHETIC_TO_REAL_2000, SYNTHETIC_TO_REAL_MESH
+from rfcore.train.config import FROM_SCRATCH, SYNTHETIC_TO_REAL, SYNTHETIC_TO_REAL_MESH
 from rfcore.train.log import parse_log, step_records, validation_records
 
 CHECK_IMAGES = 48
@@ -51,7 +46,6 @@ RECIPES = {
     "synthetic-from-scratch": (FROM_SCRATCH, FROM_SCRATCH_RUN, (500, 2000)),
     "synthetic-to-real": (SYNTHETIC_TO_REAL, SYNTHETIC_TO_REAL_RUN, (500,)),
     "synthetic-to-real-mesh": (SYNTHETIC_TO_REAL_MESH, SYNTHETIC_TO_REAL_MESH_RUN, (500,)),
-    "synthetic-to-real-2000": (SYNTHETIC_TO_REAL_2000, SYNTHETIC_TO_REAL_2000_RUN, (500,)),
 }
 """Recipe name -> its config, assets folder and snapshot steps (the last one also checks the rerun's losses)."""
 

@@ -54,10 +54,6 @@ SYNTHETIC_TO_REAL_RUN = ASSETS / "runs" / "synthetic-to-real"
 :data:`rfcore.train.config.SYNTHETIC_TO_REAL`, every synthetic variety option), its scores on the photographs
 in ``run.json``."""
 
-SYNTHETIC_TO_REAL_2000_RUN = ASSETS / "runs" / "synthetic-to-real-2000"
-"""The synthetic-to-real recipe on 2,000 images for 50 epochs (:data:`rfcore.train.config.SYNTHETIC_TO_REAL_2000`):
-the files of :data:`SYNTHETIC_TO_REAL_RUN`."""
-
 SYNTHETIC_TO_REAL_MESH_RUN = ASSETS / "runs" / "synthetic-to-real-mesh"
 """The recorded joint run, the whole RetinaFace from scratch: the files of :data:`SYNTHETIC_TO_REAL_RUN` (recipe
 :data:`rfcore.train.config.SYNTHETIC_TO_REAL_MESH`, the mesh head trained with the rest), in a clone also the

@@ -267,13 +267,6 @@ photograph of a face finds faces in photographs. Chosen with the probes of ``ass
 on the synthetic validation sets and the bundled photographs only (a run with ``closeups`` as well scored
 AP 0.70 on the synthetic validation set and 0.09 on the photographs at step 2,000)."""
 
-
-SYNTHETIC_TO_REAL_2000 = dataclasses.replace(
-    SYNTHETIC_TO_REAL, num_images=2000, epochs=50, out="runs/synthetic-to-real-2000",
-)
-""":data:`SYNTHETIC_TO_REAL` on twice the images (2,000) for 50 epochs, 6,250 steps instead of 5,040: more varied
-faces and longer training within the 20 minutes (``assets/runs/synthetic-to-real-2000/``)."""
-
 SYNTHETIC_TO_REAL_MESH = dataclasses.replace(
     SYNTHETIC_TO_REAL, mesh=True, mesh_decoder="shipped", lambda_pixel=1.0, mesh_anchors=8,
     out="runs/synthetic-to-real-mesh",
