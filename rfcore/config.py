@@ -173,6 +173,12 @@ MESH_CROP_SIZE = 32
 """Side of the face crops ``I*`` and of the rendered faces of the mesh branch, in pixels: training renders at
 this size, and detection projects the mesh through the same crop (pixel positions do not depend on it)."""
 
+MESH_CROP_MARGIN = 1.5
+"""The mesh branch's ``I*`` is the face box grown by this factor about its centre, so that the crop shows the face's
+outline against its background: in the tight box, whose border is mostly skin, a face rendered at a third of its
+size over the border's colour matches the crop as well as a well-placed one, and training learns exactly that.
+Detection maps the mesh back through the detected box grown alike (the factor is in the weights' metadata)."""
+
 VARIETY_OPTIONS = ("closeups", "backgrounds", "distractors", "attire", "details", "occluders", "degrade")
 """The options that widen the synthetic faces' distribution (:mod:`rfcore.data.variety`), in the order they act."""
 

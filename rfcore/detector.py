@@ -235,7 +235,8 @@ class Detector:
         (:func:`rfcore.mesh.project_mesh_params`), then mapped through each
         face's box (:func:`rfcore.mesh.uncrop_points`, the inverse of
         :func:`rfcore.mesh.crop_faces`), grown by the head's crop margin
-        (1 for ``rfcore train --mesh``, :mod:`rfcore.train.mesh_head` for ``rfcore mesh train-head``).
+        (recorded with the head: :data:`rfcore.config.MESH_CROP_MARGIN` for ``rfcore train --mesh`` and, by
+        default, ``rfcore mesh train-head``).
 
         Only what the output needs is computed: the mesh head (a 1x1
         convolution) runs at the candidates' anchors alone, the kept faces are

@@ -262,7 +262,7 @@ class MeshModel(NamedTuple):
         model: The RetinaFace with its mesh head, in eval mode.
         decoder: The mesh decoder, in eval mode.
         crop_margin: The head describes each face in its box grown by this
-            factor about its centre (1 for a head trained by ``rfcore train --mesh``).
+            factor about its centre (metadata :data:`CROP_MARGIN_KEY` of the file that holds the head; 1 if absent).
     """
 
     model: RetinaFace
@@ -307,7 +307,10 @@ def load_mesh_model(weights=None, cfg: RetinaFaceConfig | None = None) -> MeshMo
         raise FileNotFoundError(f"mesh decoder {decoder_path} not found; `rfcore train --mesh` writes it beside "
                                 f"{path}, `rfcore mesh pretrain --out {path.parent}` makes one")
     decoder = load_mesh_decoder(decoder_path)
-    crop_margin = 1.0 if head_inside else load_mesh_head(model, path, decoder, cfg.name)
+    if head_inside:
+        crop_margin = float(read_metadata(path).get(CROP_MARGIN_KEY, "1"))
+    else:
+        crop_margin = load_mesh_head(model, path, decoder, cfg.name)
     return MeshModel(model.eval(), decoder, crop_margin)
 
 

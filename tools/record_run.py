@@ -1,21 +1,24 @@
-"""Record a from-scratch training run that ships in assets/runs/: synthetic-from-scratch/ or synthetic-to-real/.
+"""Record a from-scratch training run that ships in assets/runs/: synthetic-from-scratch/, synthetic-to-real/ or
+synthetic-to-real-mesh/.
 
-    python tools/record_run.py [--recipe synthetic-from-scratch|synthetic-to-real] [--work DIR]
+    python tools/record_run.py [--recipe synthetic-from-scratch|synthetic-to-real|synthetic-to-real-mesh] [--work DIR]
 
-Runs the recipe's command (:data:`RECIPES`: ``rfcore.train.config.FROM_SCRATCH`` or ``SYNTHETIC_TO_REAL``,
-written out by ``rfcore.cli.train.command_line``) in ``--work``, timing it and sampling the machine's load
-average, then copies into the recipe's assets folder:
+Runs the recipe's command (:data:`RECIPES`: ``rfcore.train.config.FROM_SCRATCH``, ``SYNTHETIC_TO_REAL`` or
+``SYNTHETIC_TO_REAL_MESH``, written out by ``rfcore.cli.train.command_line``) in ``--work``, timing it and sampling
+the machine's load average, then copies into the recipe's assets folder:
 
 * ``command.txt``: the exact command, run from an empty folder;
 * ``log.jsonl``: every 10th step's loss terms and every validation (AP per face-size band, NME);
-* ``weights.safetensors``: the final weights, and ``snapshots/step-<N>.safetensors``: the weights at the
+* ``weights.safetensors``: the final weights (with ``--mesh`` also ``mesh_decoder.safetensors``, so that
+  ``rfcore detect --mesh`` finds it beside them), and ``snapshots/step-<N>.safetensors``: the weights at the
   steps of :data:`SNAPSHOTS`, from a second run of the same command stopped after the last of them and
   keeping all its checkpoints (``--max-steps``, ``--keep-checkpoints`` change what is kept, not what is
   trained; the tool checks that both runs logged the same losses up to there);
 * ``run.json``: wall time, machine, torch version, load average, the final validation, and the
   validation of the first :data:`CHECK_IMAGES` images that ``tests/train/test_recorded_run.py`` reproduces;
   for synthetic-to-real also the final weights' scores on both synthetic validation sets and on the
-  bundled photographs (:func:`rfcore.evaluation.photographs.score_weights`).
+  bundled photographs (:func:`rfcore.evaluation.photographs.score_weights`), and with ``--mesh`` what
+  ``rfcore mesh measure`` reports for the detected meshes (:func:`rfcore.evaluation.mesh.mesh_accuracy`).
 """
 
 from __future__ import annotations
@@ -31,16 +34,18 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rfcore.assets import FROM_SCRATCH_RUN, SYNTHETIC_TO_REAL_RUN
+from rfcore.assets import FROM_SCRATCH_RUN, SYNTHETIC_TO_REAL_MESH_RUN, SYNTHETIC_TO_REAL_RUN
+from rfcore.cli.mesh import MEASURE_IMAGES
 from rfcore.cli.train import command_line
 from rfcore.files import write_bytes, write_text
-from rfcore.train.config import FROM_SCRATCH, SYNTHETIC_TO_REAL
+from rfcore.train.config import FROM_SCRATCH, SYNTHETIC_TO_REAL, SYNTHETIC_TO_REAL_MESH
 from rfcore.train.log import parse_log, step_records, validation_records
 
 CHECK_IMAGES = 48
 RECIPES = {
     "synthetic-from-scratch": (FROM_SCRATCH, FROM_SCRATCH_RUN, (500, 2000)),
     "synthetic-to-real": (SYNTHETIC_TO_REAL, SYNTHETIC_TO_REAL_RUN, (500,)),
+    "synthetic-to-real-mesh": (SYNTHETIC_TO_REAL_MESH, SYNTHETIC_TO_REAL_MESH_RUN, (500,)),
 }
 """Recipe name -> its config, assets folder and snapshot steps (the last one also checks the rerun's losses)."""
 
@@ -79,6 +84,20 @@ def transfer_scores(weights: Path) -> dict:
     torch.set_num_threads(1)
     return {name.replace("-", "_"): score_weights(weights, validation_samples(name))
             for name in ("synthetic", "synthetic-varied", "photographs")}
+
+
+def mesh_scores(weights: Path) -> dict:
+    """``rfcore mesh measure`` with its defaults on ``weights`` (its decoder beside them)."""
+    import torch
+
+    from rfcore.detector import Detector
+    from rfcore.evaluation.mesh import mesh_accuracy
+    from rfcore.train.config import HeadTrainConfig
+
+    torch.set_num_threads(1)
+    config = HeadTrainConfig()
+    result = mesh_accuracy(Detector(weights, mesh=True), config.dataset(held_out=True, length=MEASURE_IMAGES))
+    return {"images": MEASURE_IMAGES, "seed": config.seed + 1, **result._asdict()}
 
 
 def snapshots(command: str, work: Path, records: list[dict], steps: tuple[int, ...]) -> dict[int, Path]:
@@ -133,10 +152,12 @@ def main() -> None:
     }
     if recipe.variety:
         run["scores"] = transfer_scores(out / "weights.safetensors")
+    if recipe.mesh:
+        run["mesh"] = mesh_scores(out / "weights.safetensors")
     (folder / "snapshots").mkdir(parents=True, exist_ok=True)
     write_text(folder / "command.txt", command + "\n")
     write_text(folder / "run.json", json.dumps(run, indent=1) + "\n")
-    for name in ("log.jsonl", "weights.safetensors"):
+    for name in ("log.jsonl", "weights.safetensors", *(["mesh_decoder.safetensors"] if recipe.mesh else [])):
         write_bytes(folder / name, (out / name).read_bytes())
     for step, weights in snapshots(command, args.work, records, steps).items():
         write_bytes(folder / "snapshots" / f"step-{step:08d}.safetensors", weights.read_bytes())

@@ -51,6 +51,12 @@ VARIETY_PROBES = ASSETS / "runs" / "variety-probes"
 """What each synthetic variety option is worth: ``probes.json``, one row per short probe run of
 ``tools/probe_variety.py`` (its command, wall time, load, and scores on both synthetic sets and the photographs)."""
 
+SYNTHETIC_TO_REAL_MESH_RUN = ASSETS / "runs" / "synthetic-to-real-mesh"
+"""The recorded joint run, the whole RetinaFace from scratch: the files of :data:`SYNTHETIC_TO_REAL_RUN` (recipe
+:data:`rfcore.train.config.SYNTHETIC_TO_REAL_MESH`, the mesh head trained with the rest), in a clone also the
+``mesh_decoder.safetensors`` that ``rfcore detect --mesh`` reads beside the weights, and in ``run.json`` what
+``rfcore mesh measure`` reports."""
+
 ABLATION_RUN = ASSETS / "runs" / "ablation"
 """A recorded ``rfcore experiment ablation``: ``ablation.json`` / ``.md`` / ``.png`` and each run's log."""
 

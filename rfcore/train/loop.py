@@ -346,6 +346,8 @@ def _finish(run: _Run, step: int, checkpoint: Path | None, values: torch.Tensor 
     _sync_and_check(run, step)
     for name, module in run.model.saved_modules().items():
         metadata = {**weights_metadata(module, train_cfg.preset), "step": str(step), "source": "rfcore.train"}
+        if name == "weights":
+            metadata.update(run.model.metadata())
         if run.ranks.rank == 0:
             save_weights(module.state_dict(), out / f"{name}.safetensors", metadata)
         if train_cfg.save_all_ranks:

@@ -24,12 +24,14 @@ import torch
 from torch import nn
 
 from rfcore.boxes import POSITIVE
-from rfcore.config import MESH_CROP_SIZE
+from rfcore.config import MESH_CROP_MARGIN, MESH_CROP_SIZE
 from rfcore.image import network_input_to_rgb
 from rfcore.matching import AnchorTargets, FaceBatch
-from rfcore.mesh import MeshDecoder, build_hierarchy, crop_faces, mesh_branch_loss
+from rfcore.mesh import MeshDecoder, build_hierarchy, crop_faces, grow_boxes, mesh_branch_loss
+from rfcore.mesh.fit import border_colour
 from rfcore.model import RetinaFace, RetinaFaceOutput
 from rfcore.train.config import MESH_ANCHORS
+from rfcore.weights import CROP_MARGIN_KEY
 
 CROP_SAMPLES = 4
 """Samples per crop pixel along each axis when cutting ``I*``: 4 x 4 average a large face well enough and cost
@@ -82,8 +84,16 @@ def pixel_term(
     mean_bgr: Sequence[float],
     max_anchors: int | None = MESH_ANCHORS,
     crop_size: int = MESH_CROP_SIZE,
+    crop_margin: float = 1.0,
+    over_border_colour: bool = False,
 ) -> torch.Tensor:
     """``L_pixel`` of Eq. 1 for a batch: Eq. 3 averaged over (a spread of) its positive anchors.
+
+    By default ``I*`` is the matched face's box and the faces are rendered over black, Eq. 3 as the paper
+    states it. Training (:class:`TrainingModel`) grows the box by :data:`rfcore.config.MESH_CROP_MARGIN`
+    and renders over the mean colour of the crop's border (:func:`rfcore.mesh.fit.border_colour`), the
+    background's: over black, a face blown up to cover the whole crop in its average colour beats a
+    well-placed one wherever the background is bright.
 
     Args:
         decoder: Shape and texture decoder.
@@ -97,6 +107,8 @@ def pixel_term(
             ``[0, 1]`` (:func:`network_input_to_rgb`) to compare with renderings.
         max_anchors: Render at most this many positives; ``None`` for all.
         crop_size: Side of the crops and renderings.
+        crop_margin: Factor by which the boxes grow about their centres.
+        over_border_colour: Render over each crop's border colour instead of black.
 
     Returns:
         Scalar mean over the rendered positives; zero (still attached to
@@ -112,15 +124,21 @@ def pixel_term(
     first_face = torch.cumsum(counts, 0) - counts  # (B,) index of each image's first face
     face = first_face[image] + targets.matched_idxs[image, anchor]
     boxes = faces.boxes.to(images)[face.to(faces.boxes.device)]  # (P, 4)
+    if crop_margin != 1:  # grown about the centre (at 1 the boxes stay exactly as they are)
+        boxes = grow_boxes(boxes, crop_margin)
     rows = torch.cat([image[:, None].to(boxes), boxes], dim=1)  # (P, 5) as crop_faces wants
     # cropping commutes with the per-channel affine conversion, so convert the small crops, not the batch
     # (beyond the image border the crop then shows the mean colour rather than black)
     crops = network_input_to_rgb(crop_faces(images, rows, crop_size, CROP_SAMPLES), mean_bgr)
-    return mesh_branch_loss(decoder, params, crops).mean()
+    background = border_colour(crops) if over_border_colour else 0.0
+    return mesh_branch_loss(decoder, params, crops, background=background).mean()
 
 
 class TrainingModel(nn.Module):
     """The detector and, when the mesh branch is trained, its decoder.
+
+    ``L_pixel`` compares each rendered positive with its face's box grown by
+    :data:`rfcore.config.MESH_CROP_MARGIN`, rendered over the crop border's colour (:func:`pixel_term`).
 
     Args:
         detector: The network; it needs a mesh head if ``decoder`` is given.
@@ -145,8 +163,24 @@ class TrainingModel(nn.Module):
     @classmethod
     def build(cls, detector: RetinaFace, mesh: bool, mean_bgr: Sequence[float],
               max_anchors: int | None = MESH_ANCHORS) -> TrainingModel:
-        """With ``mesh``, a fresh :class:`~rfcore.mesh.MeshDecoder` over the default mesh hierarchy."""
-        return cls(detector, MeshDecoder(build_hierarchy()) if mesh else None, mean_bgr, max_anchors)
+        """With ``mesh``, a fresh :class:`~rfcore.mesh.MeshDecoder` over the default mesh hierarchy and the mesh head
+        set to zero.
+
+        A zero head describes every face as the decoder's template, frontal, in the middle of its crop and lit
+        from the camera, so the first renderings already overlap the faces and ``L_pixel`` has gradients to
+        follow; a randomly initialised head puts random cameras on them (``rfcore mesh train-head`` starts
+        at zero for the same reason, :mod:`rfcore.train.mesh_head`).
+        """
+        model = cls(detector, MeshDecoder(build_hierarchy()) if mesh else None, mean_bgr, max_anchors)
+        if mesh:
+            for parameter in detector.mesh_head.parameters():
+                nn.init.zeros_(parameter)
+        return model
+
+    def metadata(self) -> dict[str, str]:
+        """What the final weights' file records beside the preset: with the mesh branch, the crop margin that
+        detection maps the mesh through (:func:`rfcore.weights.load_mesh_model`)."""
+        return {} if self.decoder is None else {CROP_MARGIN_KEY: f"{MESH_CROP_MARGIN:g}"}
 
     def saved_modules(self) -> dict[str, nn.Module]:
         """The modules a checkpoint holds, by file name (:mod:`rfcore.train.checkpoint`)."""
@@ -167,4 +201,5 @@ class TrainingModel(nn.Module):
         def mesh_params_at(image: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
             return self.detector.mesh_head.at(context, image, anchor)
 
-        return output, pixel_term(self.decoder, mesh_params_at, targets, faces, images, self.mean_bgr, self.max_anchors)
+        return output, pixel_term(self.decoder, mesh_params_at, targets, faces, images, self.mean_bgr, self.max_anchors,
+                                  crop_margin=MESH_CROP_MARGIN, over_border_colour=True)

@@ -7,16 +7,17 @@ from builders import assert_same_tensors, tiny_config, train_until_crash, write_
 from safetensors.torch import load_file
 
 from rfcore.boxes import NEGATIVE, POSITIVE
-from rfcore.config import get_config
+from rfcore.config import MESH_CROP_MARGIN, get_config
 from rfcore.image import network_input_to_rgb, preprocess
 from rfcore.matching import AnchorTargets, FaceBatch
-from rfcore.mesh import MeshDecoder, build_hierarchy, crop_faces, mesh_branch_loss
+from rfcore.mesh import MeshDecoder, build_hierarchy, crop_faces, mesh_branch_loss, project_mesh_params
+from rfcore.mesh.fit import border_colour
 from rfcore.model import RetinaFace
 from rfcore.train.config import TrainConfig
 from rfcore.train.loop import train
 from rfcore.train.model import CROP_SAMPLES, TrainingModel, evenly_spaced, pixel_term
-from rfcore.weights import DEFAULT_WEIGHTS, load_detector_weights
-from rfcore.weights_io import load_weights
+from rfcore.weights import CROP_MARGIN_KEY, DEFAULT_WEIGHTS, load_detector_weights, load_mesh_model
+from rfcore.weights_io import load_weights, read_metadata
 
 MOBILE = get_config("mobilenet0.25")
 
@@ -42,23 +43,44 @@ def test_spread_keeps_the_ends_and_spaces_evenly():
 
 def test_pixel_term_renders_each_positive_against_its_own_face(decoder):
     # image 0 has faces a, b; image 1 has face c. Positives: (0, anchor 1) -> b, (1, anchor 2) -> c.
-    faces = FaceBatch.from_list([torch.tensor([[0.0, 0, 8, 8], [8.0, 4, 16, 16]]), torch.tensor([[2.0, 2, 14, 10]])])
+    faces = FaceBatch.from_list([torch.tensor([[0.0, 0, 8, 8], [10.0, 6, 18, 18]]), torch.tensor([[4.0, 4, 16, 12]])])
     labels = torch.full((2, 4), NEGATIVE)
     labels[0, 1] = labels[1, 2] = POSITIVE
     matched = torch.full((2, 4), -1)
     matched[0, 1], matched[1, 2] = 1, 0
     targets = AnchorTargets(labels, matched, torch.zeros(2, 4, 4), torch.zeros(2, 4, 10), torch.zeros(2, 4, dtype=bool))
     params = 0.1 * torch.randn(2, 4, 144, generator=torch.Generator().manual_seed(1))
-    rgb = np.random.default_rng(2).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    rgb = np.random.default_rng(2).integers(0, 256, (2, 24, 24, 3), dtype=np.uint8)
     images = preprocess(list(rgb), MOBILE.pixel_mean_bgr)
+    positives = torch.stack([params[0, 1], params[1, 2]])
 
     value = pixel_term(decoder, lambda i, a: params[i, a], targets, faces, images, MOBILE.pixel_mean_bgr, crop_size=8)
+    as_trained = pixel_term(decoder, lambda i, a: params[i, a], targets, faces, images, MOBILE.pixel_mean_bgr,
+                            crop_size=8, crop_margin=MESH_CROP_MARGIN, over_border_colour=True)
 
     # crops cut from the RGB images themselves: converting after cropping changes nothing inside the image
     rgb = torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255
-    crops = crop_faces(rgb, torch.tensor([[0.0, 8, 4, 16, 16], [1.0, 2, 2, 14, 10]]), 8, CROP_SAMPLES)
-    expected = mesh_branch_loss(decoder, torch.stack([params[0, 1], params[1, 2]]), crops).mean()
-    torch.testing.assert_close(value, expected)
+    crops = crop_faces(rgb, torch.tensor([[0.0, 10, 6, 18, 18], [1.0, 4, 4, 16, 12]]), 8, CROP_SAMPLES)
+    torch.testing.assert_close(value, mesh_branch_loss(decoder, positives, crops).mean())
+    # as training computes it: the boxes grown by 1.5 about their centres, each face over its crop border's colour
+    crops = crop_faces(rgb, torch.tensor([[0.0, 8, 3, 20, 21], [1.0, 1, 2, 19, 14]]), 8, CROP_SAMPLES)
+    expected = mesh_branch_loss(decoder, positives, crops, background=border_colour(crops)).mean()
+    torch.testing.assert_close(as_trained, expected)
+    assert abs(float((as_trained - value).detach())) > 1e-3
+
+
+def test_a_fresh_mesh_branch_starts_from_a_zero_head_rendering_the_frontal_template_in_the_crop(decoder):
+    torch.manual_seed(0)
+    model = TrainingModel.build(RetinaFace.from_config(MOBILE, mesh_head=True), True, MOBILE.pixel_mean_bgr)
+    assert all(bool((p == 0).all()) for p in model.detector.mesh_head.parameters())
+    params = model.detector.mesh_head.at(model.detector.features(torch.rand(1, 3, 64, 64)), torch.tensor([0]),
+                                         torch.tensor([5]))
+    vertices = project_mesh_params(model.decoder, params, (32, 32))[0]  # (V, 2) crop pixels
+    centre = (vertices.min(0).values + vertices.max(0).values) / 2
+    assert torch.allclose(centre, torch.tensor([16.0, 16.0]), atol=2.0)  # the face sits in the middle of the crop
+    assert ((vertices >= 0) & (vertices <= 32)).all()
+    detector_only = TrainingModel.build(RetinaFace.from_config(MOBILE), False, MOBILE.pixel_mean_bgr)
+    assert detector_only.decoder is None
 
 
 def test_pixel_term_without_positives_is_zero_and_keeps_the_graph(decoder):
@@ -69,6 +91,12 @@ def test_pixel_term_without_positives_is_zero_and_keeps_the_graph(decoder):
     value = pixel_term(decoder, lambda i, a: params[i, a], targets, faces, torch.rand(1, 3, 8, 8), MOBILE.pixel_mean_bgr)
     value.backward()
     assert value.item() == 0 and params.grad is not None
+
+
+def test_only_a_mesh_branch_records_its_crop_margin(decoder):
+    detector = RetinaFace.from_config(MOBILE, mesh_head=True)
+    assert TrainingModel(detector, decoder).metadata() == {CROP_MARGIN_KEY: "1.5"}
+    assert TrainingModel(detector).metadata() == {}
 
 
 def test_a_decoder_needs_a_mesh_head(decoder):
@@ -105,6 +133,9 @@ def test_mesh_training_logs_pixel_saves_the_decoder_and_resumes_exactly(tmp_path
     assert '"pixel": 0.0' not in log
     assert (tmp_path / "a" / "mesh_decoder.safetensors").is_file()
     assert (uninterrupted.checkpoint / "mesh_decoder.safetensors").is_file()
+    # the head inside the weights, and the margin its crops were cut with, which detection maps the mesh through
+    assert read_metadata(tmp_path / "a" / "weights.safetensors")[CROP_MARGIN_KEY] == "1.5" == f"{MESH_CROP_MARGIN:g}"
+    assert load_mesh_model(tmp_path / "a" / "weights.safetensors").crop_margin == MESH_CROP_MARGIN
 
     train_until_crash(tiny_config(data, tmp_path / "b", **settings), step=4)
     train(tiny_config(data, tmp_path / "b", resume=True, **settings))
