@@ -79,7 +79,8 @@ def read_state(folder) -> dict:
 
 
 def save_checkpoint(
-    out, modules: Mapping[str, nn.Module], optimizer: torch.optim.Optimizer, state: dict, keep: int
+    out, modules: Mapping[str, nn.Module], optimizer: torch.optim.Optimizer, state: dict, keep: int,
+    metadata: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Path:
     """Write a checkpoint folder atomically, then delete all but the newest ``keep``.
 
@@ -90,6 +91,8 @@ def save_checkpoint(
         state: JSON-ready record with at least ``step`` and ``config`` (whose preset the weights files
             record, :func:`rfcore.weights.weights_metadata`); ``format`` is added.
         keep: Checkpoints to keep.
+        metadata: More metadata for some weights files, by file name (e.g. the mesh head's crop margin,
+            :meth:`rfcore.train.model.TrainingModel.metadata`).
 
     Returns:
         The checkpoint folder.
@@ -105,8 +108,9 @@ def save_checkpoint(
     try:
         os.chmod(tmp, 0o755)
         for name, module in modules.items():
-            metadata = {**weights_metadata(module, state["config"]["preset"]), "step": str(state["step"])}
-            save_weights(module.state_dict(), tmp / f"{name}.safetensors", metadata)
+            recorded = {**weights_metadata(module, state["config"]["preset"]), "step": str(state["step"]),
+                        **(metadata or {}).get(name, {})}
+            save_weights(module.state_dict(), tmp / f"{name}.safetensors", recorded)
         write_bytes(tmp / "optimizer.safetensors", canonical_header(save(optimizer_tensors(modules, optimizer))))
         write_text(tmp / "state.json", json.dumps({"format": CHECKPOINT_FORMAT, **state}, indent=2) + "\n")
         if final.exists():

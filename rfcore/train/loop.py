@@ -320,7 +320,8 @@ def _checkpoint(run: _Run, step: int, record: dict) -> Path:
             "last_step": record,
             "config": run.train_cfg.to_dict(),
         }
-        save_checkpoint(run.train_cfg.out, run.model.saved_modules(), run.optimizer, state, run.train_cfg.keep_checkpoints)
+        save_checkpoint(run.train_cfg.out, run.model.saved_modules(), run.optimizer, state, run.train_cfg.keep_checkpoints,
+                        {"weights": run.model.metadata()})
     if run.ranks.world_size > 1:
         dist.barrier()  # the checkpoint exists before any rank moves on
     return folder
@@ -344,10 +345,10 @@ def _finish(run: _Run, step: int, checkpoint: Path | None, values: torch.Tensor 
     """Write the final weights (and, with ``save_all_ranks``, every rank's): ``weights`` and ``mesh_decoder``."""
     train_cfg, out = run.train_cfg, Path(run.train_cfg.out)
     _sync_and_check(run, step)
+    extra = {"weights": run.model.metadata()}
     for name, module in run.model.saved_modules().items():
-        metadata = {**weights_metadata(module, train_cfg.preset), "step": str(step), "source": "rfcore.train"}
-        if name == "weights":
-            metadata.update(run.model.metadata())
+        metadata = {**weights_metadata(module, train_cfg.preset), "step": str(step), "source": "rfcore.train",
+                    **extra.get(name, {})}
         if run.ranks.rank == 0:
             save_weights(module.state_dict(), out / f"{name}.safetensors", metadata)
         if train_cfg.save_all_ranks:

@@ -178,7 +178,7 @@ class TrainingModel(nn.Module):
         return model
 
     def metadata(self) -> dict[str, str]:
-        """What the final weights' file records beside the preset: with the mesh branch, the crop margin that
+        """What the weights' files (final and checkpoints) record beside the preset: with the mesh branch, the crop margin that
         detection maps the mesh through (:func:`rfcore.weights.load_mesh_model`)."""
         return {} if self.decoder is None else {CROP_MARGIN_KEY: f"{MESH_CROP_MARGIN:g}"}
 

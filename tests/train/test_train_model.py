@@ -136,6 +136,8 @@ def test_mesh_training_logs_pixel_saves_the_decoder_and_resumes_exactly(tmp_path
     # the head inside the weights, and the margin its crops were cut with, which detection maps the mesh through
     assert read_metadata(tmp_path / "a" / "weights.safetensors")[CROP_MARGIN_KEY] == "1.5" == f"{MESH_CROP_MARGIN:g}"
     assert load_mesh_model(tmp_path / "a" / "weights.safetensors").crop_margin == MESH_CROP_MARGIN
+    assert load_mesh_model(uninterrupted.checkpoint / "weights.safetensors").crop_margin == MESH_CROP_MARGIN
+    assert CROP_MARGIN_KEY not in read_metadata(uninterrupted.checkpoint / "mesh_decoder.safetensors")
 
     train_until_crash(tiny_config(data, tmp_path / "b", **settings), step=4)
     train(tiny_config(data, tmp_path / "b", resume=True, **settings))
