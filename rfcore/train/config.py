@@ -276,11 +276,10 @@ scratch: :data:`SYNTHETIC_TO_REAL` with the mesh head trained together with the 
 ``L_pixel`` through the shipped pre-trained decoder, frozen [§4.2]. Its weights carry the mesh head
 (``rfcore detect --mesh``). A recipe of its own, so that the detection-only run stays as it was.
 
-λ3 is 1, not the paper's 0.01: ``L_pixel`` here compares RGB in [0, 1], and at 0.01 the head's step
-(λ3 times the learning rate) was too small for it to learn: in 300 steps ``L_pixel`` went from 0.60 to 0.57,
-at 1 to 0.40 by step 70, with ``L_cls``, ``L_box`` and ``L_pts`` as low as at 0.01. Eight rendered anchors per
-step instead of 16 keep the run within 20 minutes on two cores (a step costs about 1.2 times the detector's
-alone instead of 1.4 times) and learnt as fast."""
+λ3 is 1, not the paper's 0.01: ``L_pixel`` here compares RGB in [0, 1], and at 0.01 the head's steps (λ3 times
+the learning rate) are too small for it to learn within the schedule, while at 1 ``L_cls``, ``L_box`` and
+``L_pts`` train as well as at 0.01. Eight rendered anchors per step instead of 16 keep the run within 20 minutes
+on two cores and learn as fast."""
 
 
 # ---------------------------------------------------------------- the mesh branch
