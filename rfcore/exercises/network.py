@@ -65,13 +65,20 @@ def reference_top_down(coarse: torch.Tensor, lateral: torch.Tensor) -> torch.Ten
         return fpn([lateral, coarse])[0]
 
 
-def check_top_down(top_down) -> Verdict:
-    """Check ``top_down(coarse (N, C, h, w), lateral (N, C, H, W)) -> (N, C, H, W)``: lateral plus up-sampled coarse."""
-    generator = seeded(9)
+def map_drawer(seed: int):
+    """``maps(coarse_size, fine_size, batch=1, channels=1) -> (coarse, lateral)``: random maps, drawn in turn from one seed."""
+    generator = seeded(seed)
 
     def maps(coarse_size, fine_size, batch=1, channels=1):
         coarse = torch.randn(batch, channels, *coarse_size, generator=generator)
         return coarse, torch.randn(batch, channels, *fine_size, generator=generator)
+
+    return maps
+
+
+def check_top_down(top_down) -> Verdict:
+    """Check ``top_down(coarse (N, C, h, w), lateral (N, C, H, W)) -> (N, C, H, W)``: lateral plus up-sampled coarse."""
+    maps = map_drawer(9)
 
     cases = [
         Case("a 1x1 map onto 2x2", maps((1, 1), (2, 2)), "every finer cell gets the coarse value added"),
@@ -136,11 +143,7 @@ def reference_top_down_bilinear(coarse: torch.Tensor, lateral: torch.Tensor) -> 
 
 def check_top_down_bilinear(top_down_bilinear) -> Verdict:
     """Check ``top_down_bilinear(coarse (N, C, h, w), lateral (N, C, H, W)) -> (N, C, H, W)``."""
-    generator = seeded(27)
-
-    def maps(coarse_size, fine_size, batch=1, channels=1):
-        coarse = torch.randn(batch, channels, *coarse_size, generator=generator)
-        return coarse, torch.randn(batch, channels, *fine_size, generator=generator)
+    maps = map_drawer(27)
 
     cases = [
         Case("a row of 2 onto a row of 4", (torch.tensor([[[[0.0, 4.0]]]]), torch.zeros(1, 1, 1, 4)),
