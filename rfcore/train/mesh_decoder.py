@@ -201,7 +201,7 @@ class CodeDistribution(NamedTuple):
     root: torch.Tensor
 
     @property
-    def spread(self) -> torch.Tensor:
+    def std(self) -> torch.Tensor:
         """``(C,)`` standard deviation of each code entry."""
         return self.root.pow(2).sum(dim=1).sqrt()
 

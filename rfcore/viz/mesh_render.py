@@ -62,7 +62,7 @@ def render_code_dimensions(decoder: MeshDecoder, codes: CodeDistribution, dimens
     rows, moved = [], []
     for dimension in dimensions:
         code = codes.mean.repeat(3, 1)  # (3, C)
-        code[:, dimension] += steps * codes.spread[dimension]
+        code[:, dimension] += steps * codes.std[dimension]
         decoded = decoder(code)
         distance = (decoded.vertices[2] - decoded.vertices[0]).norm(dim=-1)  # (V,)
         heat = signal_panel(template, distance.numpy(), size, f"P_ST[{dimension}]")

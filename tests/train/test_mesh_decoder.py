@@ -108,7 +108,7 @@ def test_code_distribution_matches_the_codes_mean_and_covariance():
     assert torch.allclose(distribution.mean.double(), codes.mean(dim=0), atol=1e-5)
     root = distribution.root.double()
     assert torch.allclose(root @ root.T, torch.cov(codes.T), atol=1e-4 * float(codes.var(dim=0).max()))
-    assert torch.allclose(distribution.spread.double(), codes.std(dim=0), rtol=1e-3)
+    assert torch.allclose(distribution.std.double(), codes.std(dim=0), rtol=1e-3)
     drawn = distribution.sample(4000, torch.Generator().manual_seed(0)).double()
     assert torch.allclose(drawn.std(dim=0), codes.std(dim=0), rtol=0.1)
     first = distribution.sample(5, torch.Generator().manual_seed(0))
