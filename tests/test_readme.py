@@ -16,6 +16,7 @@ def test_the_readme_has_python_snippets():
     assert len(SNIPPETS) >= 2
 
 
+@pytest.mark.slow  # each snippet runs in a fresh interpreter
 @pytest.mark.parametrize("code", SNIPPETS, ids=[f"snippet-{k}" for k in range(len(SNIPPETS))])
 def test_readme_snippet_runs(code):
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False,

@@ -42,6 +42,7 @@ from rfcore.train.config import FROM_SCRATCH, SYNTHETIC_TO_REAL, SYNTHETIC_TO_RE
 from rfcore.train.log import parse_log, step_records, validation_records
 
 CHECK_IMAGES = 48
+CHECK_MESH_IMAGES = 12
 RECIPES = {
     "synthetic-from-scratch": (FROM_SCRATCH, FROM_SCRATCH_RUN, (500, 2000)),
     "synthetic-to-real": (SYNTHETIC_TO_REAL, SYNTHETIC_TO_REAL_RUN, (500,)),
@@ -86,8 +87,8 @@ def transfer_scores(weights: Path) -> dict:
             for name in ("synthetic", "synthetic-varied", "photographs")}
 
 
-def mesh_scores(weights: Path) -> dict:
-    """``rfcore mesh measure`` with its defaults on ``weights`` (its decoder beside them)."""
+def mesh_scores(weights: Path, images: int = MEASURE_IMAGES) -> dict:
+    """``rfcore mesh measure`` with its defaults on ``weights`` (its decoder beside them), on its first ``images``."""
     import torch
 
     from rfcore.detector import Detector
@@ -96,8 +97,8 @@ def mesh_scores(weights: Path) -> dict:
 
     torch.set_num_threads(1)
     config = HeadTrainConfig()
-    result = mesh_accuracy(Detector(weights, mesh=True), config.dataset(held_out=True, length=MEASURE_IMAGES))
-    return {"images": MEASURE_IMAGES, "seed": config.seed + 1, **result._asdict()}
+    result = mesh_accuracy(Detector(weights, mesh=True), config.dataset(held_out=True, length=images))
+    return {"images": images, "seed": config.seed + 1, **result._asdict()}
 
 
 def snapshots(command: str, work: Path, records: list[dict], steps: tuple[int, ...]) -> dict[int, Path]:
@@ -154,6 +155,7 @@ def main() -> None:
         run["scores"] = transfer_scores(out / "weights.safetensors")
     if recipe.mesh:
         run["mesh"] = mesh_scores(out / "weights.safetensors")
+        run["mesh_subset_check"] = mesh_scores(out / "weights.safetensors", CHECK_MESH_IMAGES)
     (folder / "snapshots").mkdir(parents=True, exist_ok=True)
     write_text(folder / "command.txt", command + "\n")
     write_text(folder / "run.json", json.dumps(run, indent=1) + "\n")

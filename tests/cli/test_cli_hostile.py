@@ -264,6 +264,7 @@ def run_rfcore(args: list[str], stdout=None, close_stdout: bool = False):
                           preexec_fn=(lambda: os.close(1)) if close_stdout else None)
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch and runs the command end to end
 def test_stdout_on_a_full_device_is_exit_3_in_one_sentence(photo):
     with open("/dev/full", "w") as full:
         done = run_rfcore(["detect", str(photo), "--json"], full)
@@ -277,6 +278,7 @@ def test_a_closed_stdout_is_exit_2_in_one_sentence_before_any_work(photo):
     assert done.stderr == "rfcore detect: standard output is closed: send it somewhere, e.g. > /dev/null\n"
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch and runs the command end to end
 def test_a_json_file_through_proc_self_fd_is_one_sentence(photo, tmp_path):
     with open(tmp_path / "out.txt", "w") as out:
         done = run_rfcore(["detect", str(photo), "--json-file", "/proc/self/fd/1"], out)

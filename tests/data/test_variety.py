@@ -196,6 +196,7 @@ np.savez({path!r}, *[t.sample.boxes for t in truth], *[t.sample.landmarks for t 
 """
 
 
+@pytest.mark.slow  # a fresh interpreter under the generic CPU kernels
 def test_varied_ground_truth_and_visibility_are_bit_identical_under_other_cpu_kernels(tmp_path):
     here, there = tmp_path / "here.npz", tmp_path / "there.npz"
     exec(VARIED_TRUTH_CODE.format(path=str(here)), {})
