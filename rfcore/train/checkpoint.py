@@ -32,7 +32,6 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from rfcore.files import fsync_dir, write_bytes, write_text
-from rfcore.weights import weights_metadata
 from rfcore.weights_io import canonical_header, load_weights, save_weights
 
 CHECKPOINT_FORMAT = "rfcore-train-checkpoint/1"
@@ -80,7 +79,7 @@ def read_state(folder) -> dict:
 
 def save_checkpoint(
     out, modules: Mapping[str, nn.Module], optimizer: torch.optim.Optimizer, state: dict, keep: int,
-    metadata: Mapping[str, Mapping[str, str]] | None = None,
+    metadata: Mapping[str, Mapping[str, str]],
 ) -> Path:
     """Write a checkpoint folder atomically, then delete all but the newest ``keep``.
 
@@ -89,10 +88,10 @@ def save_checkpoint(
         modules: Trained modules by file name, e.g. ``{"weights": model}``.
         optimizer: The SGD optimizer over their parameters.
         state: JSON-ready record with at least ``step`` and ``config`` (whose preset the weights files
-            record, :func:`rfcore.weights.weights_metadata`); ``format`` is added.
+            record); ``format`` is added.
         keep: Checkpoints to keep.
-        metadata: More metadata for some weights files, by file name (e.g. the mesh head's crop margin,
-            :meth:`rfcore.train.model.TrainingModel.metadata`).
+        metadata: What each weights file records, by file name
+            (:meth:`rfcore.train.model.TrainingModel.file_metadata`); ``step`` is added.
 
     Returns:
         The checkpoint folder.
@@ -108,9 +107,7 @@ def save_checkpoint(
     try:
         os.chmod(tmp, 0o755)
         for name, module in modules.items():
-            recorded = {**weights_metadata(module, state["config"]["preset"]), "step": str(state["step"]),
-                        **(metadata or {}).get(name, {})}
-            save_weights(module.state_dict(), tmp / f"{name}.safetensors", recorded)
+            save_weights(module.state_dict(), tmp / f"{name}.safetensors", {**metadata[name], "step": str(state["step"])})
         write_bytes(tmp / "optimizer.safetensors", canonical_header(save(optimizer_tensors(modules, optimizer))))
         write_text(tmp / "state.json", json.dumps({"format": CHECKPOINT_FORMAT, **state}, indent=2) + "\n")
         if final.exists():

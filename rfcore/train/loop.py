@@ -47,13 +47,7 @@ from rfcore.train.model import TrainingModel, freeze_for_fine_tuning
 from rfcore.train.run_folder import check_outputs, check_resumable, check_run_folder
 from rfcore.train.schedule import learning_rate, make_optimizer
 from rfcore.train.validation import Validator, validation_samples
-from rfcore.weights import (
-    MESH_DECODER_FILE,
-    load_detector_weights,
-    load_mesh_decoder,
-    resolve_weights,
-    weights_metadata,
-)
+from rfcore.weights import MESH_DECODER_FILE, load_detector_weights, load_mesh_decoder, resolve_weights
 from rfcore.weights_io import save_weights
 
 # ---------------------------------------------------------------- model and step
@@ -321,7 +315,7 @@ def _checkpoint(run: _Run, step: int, record: dict) -> Path:
             "config": run.train_cfg.to_dict(),
         }
         save_checkpoint(run.train_cfg.out, run.model.saved_modules(), run.optimizer, state, run.train_cfg.keep_checkpoints,
-                        {"weights": run.model.metadata()})
+                        run.model.file_metadata(run.train_cfg.preset))
     if run.ranks.world_size > 1:
         dist.barrier()  # the checkpoint exists before any rank moves on
     return folder
@@ -345,10 +339,9 @@ def _finish(run: _Run, step: int, checkpoint: Path | None, values: torch.Tensor 
     """Write the final weights (and, with ``save_all_ranks``, every rank's): ``weights`` and ``mesh_decoder``."""
     train_cfg, out = run.train_cfg, Path(run.train_cfg.out)
     _sync_and_check(run, step)
-    extra = {"weights": run.model.metadata()}
+    files = run.model.file_metadata(train_cfg.preset)
     for name, module in run.model.saved_modules().items():
-        metadata = {**weights_metadata(module, train_cfg.preset), "step": str(step), "source": "rfcore.train",
-                    **extra.get(name, {})}
+        metadata = {**files[name], "step": str(step), "source": "rfcore.train"}
         if run.ranks.rank == 0:
             save_weights(module.state_dict(), out / f"{name}.safetensors", metadata)
         if train_cfg.save_all_ranks:

@@ -31,7 +31,7 @@ from rfcore.mesh import MeshDecoder, build_hierarchy, crop_faces, grow_boxes, me
 from rfcore.mesh.fit import border_colour
 from rfcore.model import RetinaFace, RetinaFaceOutput
 from rfcore.train.config import MESH_ANCHORS
-from rfcore.weights import CROP_MARGIN_KEY
+from rfcore.weights import CROP_MARGIN_KEY, weights_metadata
 
 CROP_SAMPLES = 4
 """Samples per crop pixel along each axis when cutting ``I*``: 4 x 4 average a large face well enough and cost
@@ -177,10 +177,14 @@ class TrainingModel(nn.Module):
                 nn.init.zeros_(parameter)
         return model
 
-    def metadata(self) -> dict[str, str]:
-        """What the weights' files (final and checkpoints) record beside the preset: with the mesh branch, the crop margin that
+    def file_metadata(self, preset: str) -> dict[str, dict[str, str]]:
+        """What each file of :meth:`saved_modules` records, by file name: its preset and layout
+        (:func:`rfcore.weights.weights_metadata`) and, for the network of a mesh branch, the crop margin that
         detection maps the mesh through (:func:`rfcore.weights.load_mesh_model`)."""
-        return {} if self.decoder is None else {CROP_MARGIN_KEY: f"{MESH_CROP_MARGIN:g}"}
+        files = {name: weights_metadata(module, preset) for name, module in self.saved_modules().items()}
+        if self.decoder is not None:
+            files["weights"][CROP_MARGIN_KEY] = f"{MESH_CROP_MARGIN:g}"
+        return files
 
     def saved_modules(self) -> dict[str, nn.Module]:
         """The modules a checkpoint holds, by file name (:mod:`rfcore.train.checkpoint`)."""

@@ -95,8 +95,9 @@ def test_pixel_term_without_positives_is_zero_and_keeps_the_graph(decoder):
 
 def test_only_a_mesh_branch_records_its_crop_margin(decoder):
     detector = RetinaFace.from_config(MOBILE, mesh_head=True)
-    assert TrainingModel(detector, decoder).metadata() == {CROP_MARGIN_KEY: "1.5"}
-    assert TrainingModel(detector).metadata() == {}
+    files = TrainingModel(detector, decoder).file_metadata("mobilenet0.25")
+    assert files["weights"][CROP_MARGIN_KEY] == "1.5" and CROP_MARGIN_KEY not in files["mesh_decoder"]
+    assert CROP_MARGIN_KEY not in TrainingModel(detector).file_metadata("mobilenet0.25")["weights"]
 
 
 def test_a_decoder_needs_a_mesh_head(decoder):
