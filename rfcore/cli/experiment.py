@@ -57,11 +57,13 @@ def run_ablation(args: argparse.Namespace) -> int:
     configs = ablation_configs(args.out, args.seeds)
     # --resume only where there is a checkpoint (train refuses to resume nothing); a finished run whose
     # checkpoints were pruned is only read
-    commands = {key: command_line(cfg) + (" --resume" if args.resume and checkpoint_dirs(cfg.out) else "")
-                for key, cfg in configs.items()}
+    # the summary keeps each run's command from scratch; a resumed run is only run with --resume
+    commands = {key: command_line(cfg) for key, cfg in configs.items()}
     finished = {key for key, cfg in configs.items()
                 if args.resume and not checkpoint_dirs(cfg.out) and (Path(cfg.out) / "weights.safetensors").is_file()}
-    failed = run_all({key: command for key, command in commands.items() if key not in finished}, configs, args.jobs)
+    to_run = {key: command + (" --resume" if args.resume and checkpoint_dirs(configs[key].out) else "")
+              for key, command in commands.items() if key not in finished}
+    failed = run_all(to_run, configs, args.jobs)
     if failed:
         print(f"rfcore experiment ablation: {len(failed)} runs failed, e.g. {failed[0]}; see its train.out, "
               "then rerun with --resume", file=sys.stderr)

@@ -40,7 +40,10 @@ def test_the_command_runs_every_variant_and_seed_and_summarises(tmp_path, monkey
     assert "cls+box" in capsys.readouterr().out
     # resumed: every run is finished, nothing is trained again, the same summary comes out
     assert main(["experiment", "ablation", "--out", str(tmp_path), "--seeds", "0", "1", "--resume"]) == 0
-    assert json.loads((tmp_path / "ablation.json").read_text())["rows"] == rows
+    resumed = json.loads((tmp_path / "ablation.json").read_text())
+    assert resumed["rows"] == rows
+    # the summary's commands train each run from scratch, resumed or not
+    assert resumed["commands"] == summary["commands"] and not any("--resume" in c for c in summary["commands"].values())
 
 
 def test_an_unfinished_run_is_named(tmp_path):
