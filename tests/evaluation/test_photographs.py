@@ -31,3 +31,42 @@ def test_the_shipped_wider_face_weights_find_the_bundled_faces():
     result = score_weights(DEFAULT_WEIGHTS, photograph_samples())
     assert result["faces"]["all"] == 12 and result["ap"]["all"] >= 0.9
     assert result["nme"]["all"] < 0.1
+
+
+def test_face_scores_give_each_true_face_its_best_detection(monkeypatch):
+    """Hand-made detections: the best score among those at IoU >= 0.5 counts, a face with none scores 0."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from rfcore.data.sample import FaceSample
+    from rfcore.evaluation import photographs
+
+    faces = [SimpleNamespace(box=(10.0, 10.0, 50.0, 50.0), score=0.4),  # on face 0 exactly
+             SimpleNamespace(box=(12.0, 10.0, 52.0, 50.0), score=0.9),  # on face 0, IoU 0.9
+             SimpleNamespace(box=(100.0, 100.0, 130.0, 130.0), score=0.8),  # IoU 0.5625 with face 1 (30 x 30 in 40 x 40)
+             SimpleNamespace(box=(60.0, 0.0, 90.0, 30.0), score=0.99)]  # on no face
+
+    class Stub:
+        def __init__(self, **options):
+            assert options["threshold"] == photographs.SCORE_THRESHOLD and options["max_size"] is None
+
+        def detect(self, image, color):
+            return faces
+
+    monkeypatch.setattr(photographs, "Detector", Stub)
+    boxes = np.array([[10, 10, 50, 50], [95, 95, 135, 135], [150, 150, 190, 160]], dtype=np.float32)
+    sample = FaceSample(np.zeros((200, 200, 3), np.uint8), boxes, np.zeros((3, 5, 2), np.float32), "stub.jpg")
+    scores = photographs.face_scores("unused.safetensors", [sample])
+    assert [(s.image, s.width) for s in scores] == [("stub.jpg", 40.0)] * 2 + [("stub.jpg", 40.0)]
+    assert [round(s.score, 4) for s in scores] == [0.9, 0.8, 0.0]
+    faces.clear()
+    assert [s.score for s in photographs.face_scores("unused.safetensors", [sample])] == [0.0, 0.0, 0.0]
+
+
+def test_face_scores_of_the_shipped_weights_find_every_bundled_face():
+    from rfcore.evaluation.photographs import face_scores
+
+    scores = face_scores(DEFAULT_WEIGHTS, photograph_samples())
+    assert len(scores) == 12 and min(s.score for s in scores) > 0.5
+    assert max(s.width for s in scores) > 200 and min(s.width for s in scores) < 20
