@@ -55,9 +55,8 @@ def run_ablation(args: argparse.Namespace) -> int:
         print(f"rfcore experiment ablation: --jobs must be at least 1, got {args.jobs}", file=sys.stderr)
         return EXIT_BAD_INPUT
     configs = ablation_configs(args.out, args.seeds)
-    # --resume only where there is a checkpoint (train refuses to resume nothing); a finished run whose
-    # checkpoints were pruned is only read
-    # the summary keeps each run's command from scratch; a resumed run is only run with --resume
+    # the summary keeps each run's command from scratch; with --resume a run continues only where there is a
+    # checkpoint (train refuses to resume nothing), and a finished run whose checkpoints were pruned is only read
     commands = {key: command_line(cfg) for key, cfg in configs.items()}
     finished = {key for key, cfg in configs.items()
                 if args.resume and not checkpoint_dirs(cfg.out) and (Path(cfg.out) / "weights.safetensors").is_file()}
