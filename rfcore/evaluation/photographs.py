@@ -56,6 +56,12 @@ def photograph_samples(folder=IMAGES) -> list[FaceSample]:
     return samples
 
 
+def scoring_detector(weights, preset: str, max_size: int | None = None) -> Detector:
+    """The detector both scorers run: every detection from :data:`SCORE_THRESHOLD` up, each image at its own size
+    unless ``max_size`` caps its longer side."""
+    return Detector(weights=weights, preset=preset, threshold=SCORE_THRESHOLD, max_size=max_size)
+
+
 def score_weights(weights, samples: list[FaceSample], preset: str = "mobilenet0.25") -> dict:
     """AP and landmark NME per face-size band of a weights file on ``samples``, at their original size.
 
@@ -67,7 +73,7 @@ def score_weights(weights, samples: list[FaceSample], preset: str = "mobilenet0.
     Returns:
         :func:`rfcore.evaluation.run.size_band_summary`: ``ap``, ``nme`` and ``faces`` per band, ``detections``.
     """
-    detector = Detector(weights=weights, preset=preset, threshold=SCORE_THRESHOLD, max_size=None)
+    detector = scoring_detector(weights, preset)
     truth = truth_from_samples(samples)
     predictions = detect_images(detector, [sample.image for sample in samples], truth.names, progress=False)
     return size_band_summary(truth, predictions)
@@ -90,7 +96,7 @@ def face_scores(weights, samples: list[FaceSample], preset: str = "mobilenet0.25
     Returns:
         One :class:`FaceScore` per true face, in the samples' order.
     """
-    detector = Detector(weights=weights, preset=preset, threshold=SCORE_THRESHOLD, max_size=max_size)
+    detector = scoring_detector(weights, preset, max_size)
     result = []
     for sample in samples:
         faces = detector.detect(sample.image, color="RGB")
