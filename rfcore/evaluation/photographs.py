@@ -19,6 +19,7 @@ from torchvision.ops import box_iou
 
 from rfcore.assets import IMAGES, load_annotation, load_image
 from rfcore.data.sample import FaceSample
+from rfcore.detect_config import TTAConfig
 from rfcore.detector import Detector
 from rfcore.evaluation.run import detect_images, size_band_summary
 from rfcore.evaluation.truth import truth_from_samples
@@ -56,24 +57,27 @@ def photograph_samples(folder=IMAGES) -> list[FaceSample]:
     return samples
 
 
-def scoring_detector(weights, preset: str, max_size: int | None = None) -> Detector:
+def scoring_detector(weights, preset: str, max_size: int | None = None, tta: TTAConfig | None = None) -> Detector:
     """The detector both scorers run: every detection from :data:`SCORE_THRESHOLD` up, each image at its own size
-    unless ``max_size`` caps its longer side."""
-    return Detector(weights=weights, preset=preset, threshold=SCORE_THRESHOLD, max_size=max_size)
+    unless ``max_size`` caps its longer side, in one pass unless ``tta`` asks for more."""
+    return Detector(weights=weights, preset=preset, threshold=SCORE_THRESHOLD, max_size=max_size, tta=tta)
 
 
-def score_weights(weights, samples: list[FaceSample], preset: str = "mobilenet0.25") -> dict:
+def score_weights(weights, samples: list[FaceSample], preset: str = "mobilenet0.25",
+                  tta: TTAConfig | None = None) -> dict:
     """AP and landmark NME per face-size band of a weights file on ``samples``, at their original size.
 
     Args:
         weights: safetensors file.
         samples: Images and faces, e.g. :func:`photograph_samples`.
         preset: Preset of the weights.
+        tta: Test-time augmentation (:class:`~rfcore.detect_config.TTAConfig`: flip, several sizes, box voting
+            [paper §4.2]); ``None``: one pass at the original size.
 
     Returns:
         :func:`rfcore.evaluation.run.size_band_summary`: ``ap``, ``nme`` and ``faces`` per band, ``detections``.
     """
-    detector = scoring_detector(weights, preset)
+    detector = scoring_detector(weights, preset, tta=tta)
     truth = truth_from_samples(samples)
     predictions = detect_images(detector, [sample.image for sample in samples], truth.names, progress=False)
     return size_band_summary(truth, predictions)
