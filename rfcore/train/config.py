@@ -268,7 +268,7 @@ on the synthetic validation sets and the bundled photographs only (a run with ``
 AP 0.70 on the synthetic validation set and 0.09 on the photographs at step 2,000)."""
 
 SYNTHETIC_TO_REAL_MESH = dataclasses.replace(
-    SYNTHETIC_TO_REAL, mesh=True, mesh_decoder="shipped", lambda_pixel=3.0, mesh_anchors=32,
+    SYNTHETIC_TO_REAL, mesh=True, mesh_decoder="shipped", lambda_pixel=3.0,
     out="runs/synthetic-to-real-mesh",
 )
 """The recipe of the recorded joint run (``assets/runs/synthetic-to-real-mesh/``), the whole RetinaFace from
@@ -278,10 +278,8 @@ scratch: :data:`SYNTHETIC_TO_REAL` with the mesh head trained together with the 
 
 λ3 is 3, not the paper's 0.01: ``L_pixel`` here compares RGB in [0, 1], and at 0.01 the head's steps (λ3 times
 the learning rate) are too small for it to learn within the schedule, while at 3 detection trains as well as
-without the branch (the README gives the runs). The meshes of 32 positive anchors a step are rendered, twice
-the default: in full runs the meshes came closer to the truth with each doubling, 8, 16 and 32 (1.59x, 1.90x and
-2.03x better than the template), at a cost in time: 28.9 min on the idle machine against 22.1 with 16 (the
-README gives the runs)."""
+without the branch (the README gives the runs). The meshes of 16 positive anchors a step are rendered (the
+default); 32 met the mesh goals in one run and missed them far in the next (the README gives the runs)."""
 
 
 # ---------------------------------------------------------------- the mesh branch
