@@ -73,9 +73,9 @@ def test_face_scores_of_the_shipped_weights_find_every_bundled_face():
 
 
 def test_a_second_pass_at_half_size_finds_the_large_photographed_faces():
-    """The synthetic-to-real detector never saw a photographed face wider than its 160-pixel training images (its
-    synthetic faces that wide it finds, notebook 06): at their own size the two photographed faces that large are
-    missed, and a second pass at about half size (short side 270 of 512 and 540) finds them, merged by box voting."""
+    """The synthetic-to-real detector, trained on 160-pixel synthetic images, finds its synthetic faces wider than
+    160 pixels (notebook 06) but misses the two photographed faces that large at their own size; a second pass at
+    about half size (short side 270 of 512 and 540) finds them, merged by box voting."""
     from rfcore.assets import SYNTHETIC_TO_REAL_RUN
     from rfcore.detect_config import TTAConfig
 
