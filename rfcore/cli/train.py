@@ -7,7 +7,11 @@ training loop only when a run starts, so building the command line stays fast.
 from __future__ import annotations
 
 import argparse
+import os
+import socket
+import subprocess
 import sys
+import time
 
 from rfcore.cli.common import EXIT_BAD_INPUT, EXIT_DISK_FULL, EXIT_DIVERGED, EXIT_INTERRUPTED, bounded_int, cores
 from rfcore.config import PRESETS
@@ -16,8 +20,8 @@ from rfcore.train.config import PAPER_LAMBDA_PIXEL, SYNTHETIC_IMAGES, TrainConfi
 DESCRIPTION = (
     "Train RetinaFace with SGD and the paper's warm-up and step schedule on WIDER FACE, any folder in its "
     "layout, or synthetic faces; from scratch or from weights. Writes a JSON-lines log, checkpoints (resume "
-    "exactly with --resume) and the final weights to --out. For several GPUs or nodes run it under torchrun: "
-    "torchrun --nproc_per_node N -m rfcore train ..."
+    "exactly with --resume) and the final weights to --out. --processes N trains as N processes on this machine's "
+    "cores; for several GPUs or nodes run it under torchrun: torchrun --nproc_per_node N -m rfcore train ..."
 )
 
 
@@ -42,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--workers", type=bounded_int(0, cores()), default=d.workers, metavar="N",
                       help=f"loader processes per rank, at most the {cores()} cores this process may use "
                       f"(default {d.workers})")
+    data.add_argument("--processes", type=bounded_int(1, cores()), metavar="N",
+                      help="train as N processes on this machine (one rank each, gradients averaged over gloo), "
+                      "each with --batch-size images and --mesh-anchors rendered faces a step (default: one)")
     data.add_argument("--val", metavar="LABELS",
                       help="validate during training on 'synthetic' (the held-out synthetic set), 'synthetic-varied' "
                       "(a second one with every --variety option), 'photographs' (the bundled ones), 'widerface' "
@@ -108,6 +115,11 @@ def command_line(train_cfg: TrainConfig) -> str:
 
     Each option is written with its own flag and spelling, so the command gives back ``train_cfg`` exactly.
     """
+    return " ".join(command_words(train_cfg))
+
+
+def command_words(train_cfg: TrainConfig) -> list[str]:
+    """:func:`command_line` as a list of arguments, ``["rfcore", "train", "--data", ...]`` (paths kept whole)."""
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     default, parts = TrainConfig(), ["rfcore", "train"]
@@ -121,7 +133,7 @@ def command_line(train_cfg: TrainConfig) -> str:
             parts.append(flag)
         else:
             parts += [flag, *map(str, value if isinstance(value, tuple) else [value])]
-    return " ".join(parts)
+    return parts
 
 
 def add_parsers(subparsers) -> argparse.ArgumentParser:
@@ -145,6 +157,8 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         use_widerface(args)
         train_cfg = TrainConfig.from_args(args)
+        if (train_cfg.processes or 1) > 1 and "WORLD_SIZE" not in os.environ:
+            return launch_processes(train_cfg)
         train(train_cfg)
     except TrainingDiverged as err:
         return _fail(err, EXIT_DIVERGED)
@@ -158,6 +172,44 @@ def run_command(args: argparse.Namespace) -> int:
             "no checkpoint was written yet"
         return _fail("interrupted (Ctrl-C); " + kept, EXIT_INTERRUPTED)
     return 0
+
+
+def launch_processes(train_cfg: TrainConfig) -> int:
+    """Run ``train_cfg`` as ``train_cfg.processes`` ranks on this machine, as ``torchrun --standalone`` would.
+
+    Each rank is this command again, in its own process, told its rank, the number of ranks and a free port on
+    127.0.0.1 through the environment variables of ``torch.distributed`` (gloo connects them); without
+    ``--threads``, the cores are shared out among them. When one fails the others are stopped; Ctrl-C reaches
+    them all and each stops as a lone run would (rank 0 says where the last checkpoint is).
+
+    Returns:
+        0 when every rank finished, else the exit status of the first one seen failing.
+    """
+    count = train_cfg.processes
+    with socket.socket() as probe:  # a port no one listens on now; rank 0 listens on it next
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(count),
+           "LOCAL_WORLD_SIZE": str(count)}
+    env.setdefault("OMP_NUM_THREADS", str(max(1, cores() // count)))
+    words = [sys.executable, "-m", "rfcore", *command_words(train_cfg)[1:]]
+    ranks = [subprocess.Popen(words, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(count)]
+    try:
+        while True:
+            status = [rank.poll() for rank in ranks]
+            failed = [code for code in status if code not in (None, 0)]
+            if failed or None not in status:
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        for rank in ranks:
+            rank.wait()
+        return EXIT_INTERRUPTED
+    for rank in ranks:
+        if rank.poll() is None:
+            rank.terminate()  # waiting for the failed rank in a collective, for ever
+        rank.wait()
+    return failed[0] if failed else 0
 
 
 def use_widerface(args: argparse.Namespace) -> None:

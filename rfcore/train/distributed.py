@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 
 class Ranks(NamedTuple):
@@ -33,13 +35,20 @@ class Ranks(NamedTuple):
     device: torch.device
 
 
-def setup_ranks(device: str) -> Ranks:
-    """Join the process group that ``torchrun`` describes in the environment, if any.
+def setup_ranks(device: str, processes: int | None = None) -> Ranks:
+    """Join the process group that ``torchrun`` (or ``rfcore train --processes``) describes in the environment, if any.
 
     Args:
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``; a GPU rank uses ``cuda:LOCAL_RANK``.
+        processes: The ranks the run asks for; ``None`` takes what was started.
+
+    Raises:
+        ValueError: If ``processes`` is not the number of processes started, before joining any group.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes is not None and processes != world_size:
+        raise ValueError(f"the run asks for --processes {processes} but {world_size} were started: run it alone "
+                         f"(it starts its processes itself) or under torchrun --nproc_per_node {processes}")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     where = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
@@ -49,6 +58,24 @@ def setup_ranks(device: str) -> Ranks:
         torch.cuda.set_device(where)
     dist.init_process_group("nccl" if use_cuda else "gloo")
     return Ranks(dist.get_rank(), world_size, where)
+
+
+def replicate(model: nn.Module, mesh: bool) -> DistributedDataParallel:
+    """Wrap ``model`` as this rank's DistributedDataParallel replica.
+
+    The mesh decoder's sparse buffers (its Laplacians and up-sampling matrices) are built from the mesh hierarchy,
+    the same on every rank, and cannot be broadcast by gloo or NCCL, so the wrapper leaves them out of its
+    synchronisation.
+
+    Args:
+        model: The training model, on this rank's device.
+        mesh: The mesh branch is trained: a batch without positives leaves the mesh head and decoder unused.
+    """
+    constants = [name for name, buffer in model.named_buffers() if buffer.is_sparse]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, constants)
+    # the depthwise convolutions' gradients come in another memory order than DDP's buckets: a copy, no error
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    return DistributedDataParallel(model, find_unused_parameters=mesh)
 
 
 def average_batchnorm_stats(model: nn.Module, world_size: int) -> None:
@@ -87,4 +114,3 @@ def epoch_indices(num_samples: int, seed: int, epoch: int, rank: int = 0, world_
     padded = math.ceil(num_samples / world_size) * world_size
     order = np.resize(order, padded)  # repeats the start of the order to fill the padding
     return order[rank::world_size].tolist()
-

@@ -41,7 +41,7 @@ from rfcore.progress import progress_bar
 from rfcore.train.checkpoint import checkpoint_dirs, load_checkpoint, read_state, remove_stale, save_checkpoint
 from rfcore.train.config import TrainConfig
 from rfcore.train.data import build_dataset, epoch_batches, torch_threads
-from rfcore.train.distributed import Ranks, average_batchnorm_stats, setup_ranks
+from rfcore.train.distributed import Ranks, average_batchnorm_stats, replicate, setup_ranks
 from rfcore.train.log import TERMS, log_record, trim_log
 from rfcore.train.model import TrainingModel, freeze_for_fine_tuning
 from rfcore.train.run_folder import check_outputs, check_resumable, check_run_folder
@@ -164,7 +164,7 @@ def train(train_cfg: TrainConfig) -> TrainResult:
         rfcore.files.FolderBusy: If another process trains into ``out``.
     """
     check_outputs(train_cfg)
-    ranks = setup_ranks(train_cfg.device)
+    ranks = setup_ranks(train_cfg.device, train_cfg.processes)
     lock = folder_lock(train_cfg.out, "rfcore train") if ranks.rank == 0 else contextlib.nullcontext()
     try:
         with lock:
@@ -211,8 +211,7 @@ def _run(train_cfg: TrainConfig, ranks: Ranks) -> TrainResult:
     optimizer = make_optimizer(model, train_cfg)
     run = _Run(train_cfg, ranks, cfg, model, optimizer, steps_per_epoch, _validator(train_cfg, ranks), {})
     step, checkpoint = _start(run)
-    # a batch without positives leaves the mesh decoder unused
-    net = DistributedDataParallel(model, find_unused_parameters=train_cfg.mesh) if ranks.world_size > 1 else model
+    net = replicate(model, train_cfg.mesh) if ranks.world_size > 1 else model
     assigner = TargetAssigner(cfg, (cfg.train_size, cfg.train_size), ranks.device)
     last_step = min(train_cfg.epochs * steps_per_epoch, train_cfg.max_steps or math.inf)
     # in a log file too: a line every few seconds between validations (rfcore.progress)
@@ -231,7 +230,7 @@ def _run(train_cfg: TrainConfig, ranks: Ranks) -> TrainResult:
                 step += 1
                 record = log_record(step, epoch, lr, values, time.perf_counter() - started)
                 _report(run, bar, log, record)
-                if run.validator is not None and (step % train_cfg.val_every == 0 or step == last_step):
+                if train_cfg.val is not None and (step % train_cfg.val_every == 0 or step == last_step):
                     _validate(run, bar, log, step)  # before the checkpoint: a resume from it has this record
                 if _checkpoint_due(train_cfg, step, steps_per_epoch, last_step):
                     checkpoint = _checkpoint(run, step, record)
@@ -289,7 +288,14 @@ def _validator(train_cfg: TrainConfig, ranks: Ranks) -> Validator | None:
 
 
 def _validate(run: _Run, bar, log: Path, step: int) -> None:
-    """Score the network on the validation set (rank 0, the only one with a validator); a log line, the bar."""
+    """Score the network on the validation set (rank 0, the only one with a validator); a log line, the bar.
+
+    Every rank calls it: the batch-norm statistics are first averaged over the ranks, as in the weights that a
+    checkpoint or the end of the run writes, so that the scores logged are those of the weights saved.
+    """
+    average_batchnorm_stats(run.model, run.ranks.world_size)
+    if run.validator is None:
+        return
     result = run.validator(run.model.detector)
     append_line(log, json.dumps({"step": step, "validation": result}))
     ap, nme = result["ap"]["all"], result["nme"]["all"]

@@ -24,16 +24,19 @@ def test_the_recorded_command_is_the_synthetic_to_real_recipe_with_the_mesh_bran
     assert (SYNTHETIC_TO_REAL_MESH_RUN / "command.txt").read_text() == command_line(SYNTHETIC_TO_REAL_MESH) + "\n"
     assert RUN["command"] == command_line(SYNTHETIC_TO_REAL_MESH)
     assert RUN["command"].startswith(command_line(SYNTHETIC_TO_REAL).split(" --workers")[0])
-    assert " --mesh --mesh-decoder shipped " in RUN["command"]
+    assert " --mesh --mesh-decoder shipped " in RUN["command"] and " --processes 2 " in RUN["command"]
 
 
 def test_the_log_holds_the_whole_run_every_validation_and_l_pixel_falling():
     records, note = parse_log(SYNTHETIC_TO_REAL_MESH_RUN / "log.jsonl")
     assert note is None
     recipe = SYNTHETIC_TO_REAL_MESH
-    last = recipe.epochs * -(-recipe.num_images // recipe.batch_size)
+    per_rank = -(-recipe.num_images // recipe.processes)
+    last = recipe.epochs * -(-per_rank // recipe.batch_size)
     steps = step_records(records)
     assert [r["step"] for r in steps] == list(range(recipe.log_every, last + 1, recipe.log_every))
+    step_images = recipe.processes * recipe.batch_size  # 16 a step, as in the one-process run; 8 at an epoch's end
+    assert {r["images"] for r in steps} == {step_images, recipe.num_images % step_images}
     validated = [r["step"] for r in validation_records(records)]
     assert validated == [*range(recipe.val_every, last + 1, recipe.val_every), last]
     assert validation_records(records)[-1] == RUN["final_validation"]
