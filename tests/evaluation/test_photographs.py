@@ -73,14 +73,14 @@ def test_face_scores_of_the_shipped_weights_find_every_bundled_face():
 
 
 def test_a_second_pass_at_half_size_finds_the_large_photographed_faces():
-    """The synthetic-to-real detector, trained on 160-pixel synthetic images, finds its synthetic faces wider than
-    160 pixels (notebook 06) but misses the two photographed faces that large at their own size; a second pass at
-    about half size (short side 270 of 512 and 540) finds them, merged by box voting."""
-    from rfcore.assets import SYNTHETIC_TO_REAL_RUN
+    """The joint run's detector, trained on 160-pixel synthetic images, finds its synthetic faces wider than 160
+    pixels (notebook 06) but scores the two photographed faces that large lowest at their own size; a second pass
+    at about half size (short side 270 of 512 and 540) finds them, merged by box voting."""
+    from rfcore.assets import SYNTHETIC_TO_REAL_MESH_RUN
     from rfcore.detect_config import TTAConfig
 
-    weights, samples = SYNTHETIC_TO_REAL_RUN / "weights.safetensors", photograph_samples()
+    weights, samples = SYNTHETIC_TO_REAL_MESH_RUN / "weights.safetensors", photograph_samples()
     one_pass = score_weights(weights, samples)
     two_sizes = score_weights(weights, samples, tta=TTAConfig(flip=False, scales=(None, 270)))
-    assert one_pass["ap"]["large"] < 0.8 < 0.95 < two_sizes["ap"]["large"]
+    assert one_pass["ap"]["large"] < 0.8 and two_sizes["ap"]["large"] > 0.9
     assert two_sizes["ap"]["all"] > one_pass["ap"]["all"] + 0.1

@@ -24,7 +24,8 @@ def test_the_recorded_command_is_the_recipe_with_the_variety_options():
 def test_the_log_holds_the_whole_run_and_every_validation():
     records, note = parse_log(SYNTHETIC_TO_REAL_RUN / "log.jsonl")
     assert note is None
-    last = SYNTHETIC_TO_REAL.epochs * -(-SYNTHETIC_TO_REAL.num_images // SYNTHETIC_TO_REAL.batch_size)
+    per_rank = -(-SYNTHETIC_TO_REAL.num_images // SYNTHETIC_TO_REAL.processes)
+    last = SYNTHETIC_TO_REAL.epochs * -(-per_rank // SYNTHETIC_TO_REAL.batch_size)
     steps = [r["step"] for r in step_records(records)]
     assert steps == list(range(SYNTHETIC_TO_REAL.log_every, last + 1, SYNTHETIC_TO_REAL.log_every))
     validated = [r["step"] for r in validation_records(records)]
