@@ -281,14 +281,14 @@ SYNTHETIC_TO_REAL_MESH = dataclasses.replace(
     out="runs/synthetic-to-real-mesh",
 )
 """The recipe of the recorded joint run (``assets/runs/synthetic-to-real-mesh/``), the whole RetinaFace from
-scratch: :data:`SYNTHETIC_TO_REAL` on 160 x 160 images with the mesh head trained together with the rest, all four terms of Eq. 1,
-``L_pixel`` through the shipped pre-trained decoder, frozen [§4.2]. Its weights carry the mesh head
+scratch: :data:`SYNTHETIC_TO_REAL` on 160 x 160 images with the mesh head trained together with the rest, all four
+terms of Eq. 1, ``L_pixel`` through the shipped pre-trained decoder, frozen [§4.2]. Its weights carry the mesh head
 (``rfcore detect --mesh``). A recipe of its own, so that the detection-only run stays as it was.
 
 λ3 is 3, not the paper's 0.01: ``L_pixel`` here compares RGB in [0, 1], and at 0.01 the head's steps (λ3 times
 the learning rate) are too small for it to learn within the schedule, while at 3 detection trains as well as
-without the branch (the README gives the runs). The meshes of 16 positive anchors a step are rendered (the
-default); 32 met the mesh goals in one run and missed them far in the next (the README gives the runs).
+without the branch (the README gives the runs). The meshes of 16 positive anchors a step are rendered (8 in each
+process); 32 met the mesh goals in one run and missed them far in the next (the README gives the runs).
 
 Like :data:`SYNTHETIC_TO_REAL` it trains as two processes, each with half of the batch (8 images, 8 rendered faces):
 16 images and 16 rendered faces a step, as the one-process recipe recorded before. 224-pixel images with the mesh

@@ -24,8 +24,9 @@ WEIGHTS = SYNTHETIC_TO_REAL_MESH_RUN / "weights.safetensors"
 def test_the_recorded_command_is_the_synthetic_to_real_recipe_with_the_mesh_branch():
     assert (SYNTHETIC_TO_REAL_MESH_RUN / "command.txt").read_text() == command_line(SYNTHETIC_TO_REAL_MESH) + "\n"
     assert RUN["command"] == command_line(SYNTHETIC_TO_REAL_MESH)
-    assert SYNTHETIC_TO_REAL_MESH == dataclasses.replace(SYNTHETIC_TO_REAL, image_size=160, mesh=True, mesh_decoder="shipped",
-                                                         lambda_pixel=3.0, mesh_anchors=8, out=SYNTHETIC_TO_REAL_MESH.out)
+    with_mesh = {"mesh": True, "mesh_decoder": "shipped", "lambda_pixel": 3.0, "mesh_anchors": 8}
+    assert SYNTHETIC_TO_REAL_MESH == dataclasses.replace(SYNTHETIC_TO_REAL, image_size=160, **with_mesh,
+                                                         out=SYNTHETIC_TO_REAL_MESH.out)
     assert " --mesh --mesh-decoder shipped " in RUN["command"] and " --processes 2 " in RUN["command"]
 
 
