@@ -57,10 +57,10 @@ def photograph_samples(folder=IMAGES) -> list[FaceSample]:
     return samples
 
 
-def scoring_detector(weights, preset: str, max_size: int | None = None, tta: TTAConfig | None = None) -> Detector:
-    """The detector both scorers run: every detection from :data:`SCORE_THRESHOLD` up, each image at its own size
-    unless ``max_size`` caps its longer side, in one pass unless ``tta`` asks for more."""
-    return Detector(weights=weights, preset=preset, threshold=SCORE_THRESHOLD, max_size=max_size, tta=tta)
+def scoring_detector(weights, preset: str, tta: TTAConfig | None = None) -> Detector:
+    """The detector both scorers run: every detection from :data:`SCORE_THRESHOLD` up, each image at its own size,
+    in one pass unless ``tta`` asks for more."""
+    return Detector(weights=weights, preset=preset, threshold=SCORE_THRESHOLD, max_size=None, tta=tta)
 
 
 def score_weights(weights, samples: list[FaceSample], preset: str = "mobilenet0.25",
@@ -83,8 +83,7 @@ def score_weights(weights, samples: list[FaceSample], preset: str = "mobilenet0.
     return size_band_summary(truth, predictions)
 
 
-def face_scores(weights, samples: list[FaceSample], preset: str = "mobilenet0.25",
-                max_size: int | None = None) -> list[FaceScore]:
+def face_scores(weights, samples: list[FaceSample], preset: str = "mobilenet0.25") -> list[FaceScore]:
     """The score each true face of ``samples`` got from a weights file, detected as :func:`score_weights` does.
 
     A face's score is the highest of the detections that overlap it by IoU >= :data:`MATCH_IOU`, or 0 when none
@@ -94,13 +93,11 @@ def face_scores(weights, samples: list[FaceSample], preset: str = "mobilenet0.25
         weights: safetensors file.
         samples: Images and faces, e.g. :func:`photograph_samples`.
         preset: Preset of the weights.
-        max_size: Scale each image down to this longer side before detecting (``None``: at its own size, as
-            :func:`score_weights`); boxes and widths stay in the image's pixels.
 
     Returns:
         One :class:`FaceScore` per true face, in the samples' order.
     """
-    detector = scoring_detector(weights, preset, max_size)
+    detector = scoring_detector(weights, preset)
     result = []
     for sample in samples:
         faces = detector.detect(sample.image, color="RGB")
