@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torchvision.ops import box_iou
 
@@ -128,6 +129,20 @@ def flip_landmarks(landmarks, width: float):
     flipped = landmarks[..., FLIP_ORDER, :]  # fancy indexing copies
     flipped[..., 0] = width - flipped[..., 0]
     return flipped
+
+
+def image_left_first(landmarks):
+    """``(..., 5, 2)`` points with each eye pair and mouth-corner pair ordered by image ``x``, the smaller first.
+
+    WIDER FACE names the points by where they lie in the image, not by the face's own left and right; points
+    projected from a 3D face (its left eye is the image's right one when it faces the camera) are put in that
+    order. Works on numpy arrays and tensors alike and returns a new one.
+    """
+    xp = torch if isinstance(landmarks, torch.Tensor) else np
+    eyes = landmarks[..., 0, 0] > landmarks[..., 1, 0]  # (...,)
+    mouth = landmarks[..., 3, 0] > landmarks[..., 4, 0]
+    swap = xp.stack([eyes, eyes, xp.zeros_like(eyes), mouth, mouth], -1)[..., None]  # (..., 5, 1)
+    return xp.where(swap, landmarks[..., FLIP_ORDER, :], landmarks)
 
 
 def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:

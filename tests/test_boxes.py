@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from rfcore.boxes import (
     encode_boxes,
     encode_landmarks,
     has_landmarks,
+    image_left_first,
     match_anchors,
     paired_iou,
     xyxy_to_cxcywh,
@@ -177,3 +179,12 @@ def test_bad_box_error_names_the_box_and_value():
 def test_bad_anchor_shape_is_a_clear_error():
     with pytest.raises(ValueError, match="anchors must have shape"):
         match_anchors(GRID[:, :3], torch.zeros(0, 4), 0.5, 0.3)
+
+
+def test_image_left_first_swaps_each_pair_by_x_in_numpy_and_torch():
+    points = np.array([[[5, 0], [1, 0], [3, 3], [2, 6], [4, 6]],    # eyes swapped, mouth in order
+                       [[1, 0], [5, 0], [3, 3], [4, 6], [2, 6]]], np.float32)  # mouth swapped
+    expected = [[1, 5, 3, 2, 4], [1, 5, 3, 2, 4]]
+    np.testing.assert_array_equal(image_left_first(points)[..., 0], expected)
+    assert image_left_first(torch.from_numpy(points))[..., 0].tolist() == expected
+    np.testing.assert_array_equal(points[0, :2, 0], [5, 1])  # the input is left as it was

@@ -76,6 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        f"the paper's {PAPER_LAMBDA_PIXEL})")
     model.add_argument("--mesh-anchors", type=int, default=d.mesh_anchors, metavar="N",
                        help=f"positive anchors rendered for L_pixel per step and rank (default {d.mesh_anchors})")
+    model.add_argument("--mesh-landmarks", type=float, default=d.mesh_landmarks, metavar="W",
+                       help="with --mesh: add W times the distance of each rendered mesh's five landmark vertices "
+                       "from the face's five landmarks (in crop sides) to its L_pixel; not in the paper, whose "
+                       "mesh branch learns from the pixels alone (default 0: off)")
     schedule = parser.add_argument_group("schedule (paper §4.2; marks scale with --epochs)")
     for flag, kind, help_text in (
         ("--epochs", int, "passes over the data"),
@@ -193,6 +197,17 @@ def launch_processes(train_cfg: TrainConfig) -> int:
            "LOCAL_WORLD_SIZE": str(count)}
     env.setdefault("OMP_NUM_THREADS", str(max(1, cores() // count)))
     words = [sys.executable, "-m", "rfcore", *command_words(train_cfg)[1:]]
+    return run_ranks(words, env, count)
+
+
+def run_ranks(words: list[str], env: dict[str, str], count: int) -> int:
+    """Start ``count`` processes of the command ``words``, each with ``RANK`` and ``LOCAL_RANK`` added to ``env``,
+    and wait for them: when one fails the others are stopped (they would wait for it in a collective for ever).
+
+    Returns:
+        0 when every process finished, :data:`~rfcore.cli.common.EXIT_INTERRUPTED` after Ctrl-C (which reaches
+        them all; each is waited for), else the exit status of the first one seen failing.
+    """
     ranks = [subprocess.Popen(words, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(count)]
     try:
         while True:
@@ -207,7 +222,7 @@ def launch_processes(train_cfg: TrainConfig) -> int:
         return EXIT_INTERRUPTED
     for rank in ranks:
         if rank.poll() is None:
-            rank.terminate()  # waiting for the failed rank in a collective, for ever
+            rank.terminate()
         rank.wait()
     return failed[0] if failed else 0
 

@@ -7,7 +7,7 @@
 skin, pose and light, placed without overlaps (:mod:`rfcore.data.placement`),
 hair behind most of them, each rendered by :func:`rfcore.mesh.render.render` and
 composited with its soft opacity (:func:`composite_faces`). Boxes, landmarks
-(in WIDER FACE's order, :func:`image_left_first`), dense vertices and poses are
+(in WIDER FACE's order, :func:`rfcore.boxes.image_left_first`), dense vertices and poses are
 pure float64 geometry, the same bit for bit on every CPU (:class:`SyntheticImage`);
 only pixels may differ by a grey level. :data:`VALIDATION` and
 :func:`validation_set` are the held-out set of ``rfcore train --val synthetic``.
@@ -23,6 +23,7 @@ import numpy as np
 import torch.utils.data
 
 from rfcore.anchors import check_image_size
+from rfcore.boxes import image_left_first
 from rfcore.data.placement import Placement, image_vertices, place_faces
 from rfcore.data.procedural import add_hair, random_background
 from rfcore.data.sample import FaceSample
@@ -67,7 +68,7 @@ class SyntheticImage(NamedTuple):
     template (:data:`rfcore.mesh.template.LANDMARK_POINTS`: centre of the eye
     patch, top of the nose-tip bump, the ends of the lip patch), where a WIDER
     FACE annotator puts eye centres, nose tip and mouth corners. Each pair is
-    ordered by image ``x`` (:func:`image_left_first`), as WIDER FACE orders
+    ordered by image ``x`` (:func:`~rfcore.boxes.image_left_first`), as WIDER FACE orders
     them, and a landmark the face itself hides (the far eye at a large yaw)
     keeps its projected position, unflagged. Vertices, boxes, landmarks and
     poses are computed in float64 from the draws and rounded to float32, with
@@ -273,15 +274,6 @@ class SyntheticFaces(torch.utils.data.Dataset):
         sample = FaceSample(image, boxes, landmarks, f"synthetic:{self.seed}:{index}")
         poses = np.degrees(draws.angles[rows].numpy()).reshape(-1, 3).astype(np.float32)
         return SyntheticImage(sample, vertices, poses, alpha, background, visible)
-
-
-def image_left_first(landmarks: np.ndarray) -> np.ndarray:
-    """Order each eye pair and mouth-corner pair of ``(F, 5, 2)`` points by image x."""
-    ordered = landmarks.copy()
-    for left, right in ((0, 1), (3, 4)):
-        swap = landmarks[:, left, 0] > landmarks[:, right, 0]
-        ordered[swap, left], ordered[swap, right] = landmarks[swap, right], landmarks[swap, left]
-    return ordered
 
 
 # ---------------------------------------------------------------- faces

@@ -21,7 +21,15 @@ from rfcore.mesh.decoder import MeshDecoder
 from rfcore.mesh.fit import FitResult, fit_mesh
 from rfcore.mesh.hierarchy import MeshHierarchy, build_hierarchy, hierarchy_from_meshes
 from rfcore.mesh.laplacian import eigenbasis, hop_distances, laplacian, normalised_laplacian
-from rfcore.mesh.loss import crop_faces, grow_boxes, mesh_branch_loss, pixel_loss, uncrop_points
+from rfcore.mesh.loss import (
+    crop_faces,
+    crop_points,
+    grow_boxes,
+    landmark_vertex_loss,
+    mesh_branch_loss,
+    pixel_loss,
+    uncrop_points,
+)
 from rfcore.mesh.render import render
 from rfcore.mesh.template import Mesh, face_template, load_obj, mirror_order
 
@@ -36,12 +44,14 @@ __all__ = [
     "camera_from_params",
     "camera_from_pose",
     "crop_faces",
+    "crop_points",
     "eigenbasis",
     "face_template",
     "fit_mesh",
     "grow_boxes",
     "hierarchy_from_meshes",
     "hop_distances",
+    "landmark_vertex_loss",
     "laplacian",
     "light_from_params",
     "load_obj",

@@ -22,6 +22,7 @@ from torch import nn
 
 from rfcore.mesh.chebconv import ChebConv, scaled_laplacian
 from rfcore.mesh.hierarchy import MeshHierarchy, vertex_matmul
+from rfcore.mesh.template import LANDMARK_NAMES
 
 CODE_SIZE = 128
 """Length of the shape and texture code ``P_ST`` [paper §3.2]."""
@@ -51,6 +52,10 @@ class MeshDecoder(nn.Module):
             ``len(channels) == len(hierarchy.meshes)``.
         K: Chebyshev terms per convolution (CoMA uses 6).
         code_size: Length of the input code.
+
+    Attributes:
+        landmark_vertices: Indices of the template's five landmark vertices, in the order of
+            :data:`~rfcore.mesh.template.LANDMARK_NAMES`; ``None`` if the template does not name them all.
     """
 
     def __init__(
@@ -81,6 +86,8 @@ class MeshDecoder(nn.Module):
         self.register_buffer("template_vertices", template.vertices.clone(), persistent=False)
         colour_logits = torch.logit(template.colours, eps=COLOUR_EPS)
         self.register_buffer("template_colour_logits", colour_logits, persistent=False)
+        named = [template.landmarks.get(name) for name in LANDMARK_NAMES]
+        self.landmark_vertices = None if None in named else tuple(named)
 
     @property
     def layout(self) -> str:

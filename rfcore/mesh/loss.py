@@ -116,6 +116,22 @@ def uncrop_points(points: torch.Tensor, boxes: torch.Tensor, size: tuple[int, in
     return corner + points * scale[:, None]
 
 
+def crop_points(points: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Image pixels to crop pixels, the box -> crop mapping of :func:`crop_faces` (:func:`uncrop_points` undoes it).
+
+    Args:
+        points: ``(K, V, 2)`` ``(x, y)`` in image pixels.
+        boxes: ``(K, 4)`` ``(x1, y1, x2, y2)`` each crop is cut from.
+        size: ``(H, W)`` of the crops.
+
+    Returns:
+        ``(K, V, 2)`` crop pixel coordinates.
+    """
+    height, width = size
+    scale = boxes.new_tensor([width, height]) / (boxes[:, 2:] - boxes[:, :2])  # (K, 2) crop pixels per image pixel
+    return (points - boxes[:, None, :2]) * scale[:, None]
+
+
 def pixel_loss(rendered: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
     """Eq. 3: L1 distance per face, summed over channels and pixels, divided by ``W * H``.
 
@@ -134,6 +150,31 @@ def pixel_loss(rendered: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected two equal (P, C, H, W) shapes, got {shapes}")
     height, width = rendered.shape[-2:]
     return (rendered - crops).abs().sum(dim=(1, 2, 3)) / (width * height)
+
+
+def landmark_vertex_loss(points: torch.Tensor, landmarks: torch.Tensor, size: int) -> torch.Tensor:
+    """How far the mesh's five landmark vertices land from the face's five landmarks, in crop sides.
+
+    Not a term of the paper, whose mesh branch learns from the pixels alone (Eq. 3): a rendering can match
+    the crop's pixels with the wrong pose and size, and five points pin both down. With ``S`` the crop side,
+
+        L_lmk = 1/5 sum_k (|x_k - x*_k| + |y_k - y*_k|) / S
+
+    Args:
+        points: ``(P, 5, 2)`` landmark vertices projected into the ``S x S`` crops, in the annotations' order
+            (:func:`rfcore.boxes.image_left_first`).
+        landmarks: ``(P, 5, 2)`` the faces' five landmarks in the same crop pixels.
+        size: ``S``.
+
+    Returns:
+        ``(P,)`` loss per face.
+
+    Raises:
+        ValueError: If the shapes differ or are not ``(P, 5, 2)``.
+    """
+    if points.shape != landmarks.shape or points.shape[1:] != (5, 2):
+        raise ValueError(f"expected two equal (P, 5, 2) shapes, got {tuple(points.shape)} and {tuple(landmarks.shape)}")
+    return (points - landmarks).abs().sum(dim=2).mean(dim=1) / size
 
 
 def mesh_branch_loss(

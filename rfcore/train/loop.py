@@ -60,7 +60,8 @@ def build_model(train_cfg: TrainConfig, cfg: RetinaFaceConfig, device: torch.dev
     """
     torch.manual_seed(train_cfg.seed)
     detector = RetinaFace.from_config(cfg, mesh_head=train_cfg.mesh)
-    model = TrainingModel.build(detector, train_cfg.mesh, cfg.pixel_mean_bgr, train_cfg.mesh_anchors)
+    model = TrainingModel.build(detector, train_cfg.mesh, cfg.pixel_mean_bgr, train_cfg.mesh_anchors,
+                                train_cfg.mesh_landmarks)
     if train_cfg.init_weights is not None:
         load_detector_weights(detector, resolve_weights(train_cfg.init_weights, "--init-weights"), train_cfg.preset)
     if train_cfg.mesh and train_cfg.mesh_decoder is not None:

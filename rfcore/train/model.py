@@ -9,7 +9,9 @@ positives. Decoding and rendering cost far more per anchor than the rest of
 the loss, so at most ``max_anchors`` positives of a batch are rendered,
 evenly spread over the anchor order, and the mesh head itself is evaluated
 at those anchors only (:meth:`rfcore.model.heads.LevelHeads.at`), not at
-every anchor of every image.
+every anchor of every image. Optionally (``rfcore train --mesh-landmarks W``,
+not in the paper) each rendered face's term also counts how far its mesh's
+five landmark vertices land from the face's five landmarks (:func:`landmark_term`).
 
 :class:`TrainingModel` holds the detector and the optional decoder in one
 module, so one optimizer and one DistributedDataParallel wrapper cover both,
@@ -23,11 +25,20 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from rfcore.boxes import POSITIVE
+from rfcore.boxes import POSITIVE, has_landmarks, image_left_first
 from rfcore.config import MESH_CROP_MARGIN, MESH_CROP_SIZE
 from rfcore.image import network_input_to_rgb
 from rfcore.matching import AnchorTargets, FaceBatch
-from rfcore.mesh import MeshDecoder, build_hierarchy, crop_faces, grow_boxes, mesh_branch_loss
+from rfcore.mesh import (
+    MeshDecoder,
+    build_hierarchy,
+    crop_faces,
+    crop_points,
+    grow_boxes,
+    landmark_vertex_loss,
+    mesh_branch_loss,
+    project_mesh_params,
+)
 from rfcore.mesh.fit import border_colour
 from rfcore.model import RetinaFace, RetinaFaceOutput
 from rfcore.train.config import MESH_ANCHORS
@@ -86,6 +97,7 @@ def pixel_term(
     crop_size: int = MESH_CROP_SIZE,
     crop_margin: float = 1.0,
     over_border_colour: bool = False,
+    landmark_weight: float = 0.0,
 ) -> torch.Tensor:
     """``L_pixel`` of Eq. 1 for a batch: Eq. 3 averaged over (a spread of) its positive anchors.
 
@@ -109,6 +121,8 @@ def pixel_term(
         crop_size: Side of the crops and renderings.
         crop_margin: Factor by which the boxes grow about their centres.
         over_border_colour: Render over each crop's border colour instead of black.
+        landmark_weight: Add this times :func:`landmark_term` to each face's ``L_pixel`` (not in the paper;
+            0: Eq. 3 alone).
 
     Returns:
         Scalar mean over the rendered positives; zero (still attached to
@@ -131,7 +145,37 @@ def pixel_term(
     # (beyond the image border the crop then shows the mean colour rather than black)
     crops = network_input_to_rgb(crop_faces(images, rows, crop_size, CROP_SAMPLES), mean_bgr)
     background = border_colour(crops) if over_border_colour else 0.0
-    return mesh_branch_loss(decoder, params, crops, background=background).mean()
+    loss = mesh_branch_loss(decoder, params, crops, background=background)  # (P,)
+    if landmark_weight:
+        landmarks = faces.landmarks.to(images)[face.to(faces.landmarks.device)]  # (P, 5, 2)
+        loss = loss + landmark_weight * landmark_term(decoder, params, landmarks, boxes, crop_size)
+    return loss.mean()
+
+
+def landmark_term(decoder: MeshDecoder, params: torch.Tensor, landmarks: torch.Tensor, boxes: torch.Tensor,
+                  crop_size: int) -> torch.Tensor:
+    """:func:`rfcore.mesh.landmark_vertex_loss` of each face: its mesh's landmark vertices against its five
+    landmarks, both in the face's crop; 0 for a face without landmark annotation.
+
+    Args:
+        decoder: Shape and texture decoder; its template must name the five landmark vertices.
+        params: ``(P, 144)`` mesh-head outputs.
+        landmarks: ``(P, 5, 2)`` the faces' landmarks in image pixels.
+        boxes: ``(P, 4)`` the crops' boxes.
+        crop_size: Side of the crops.
+
+    Returns:
+        ``(P,)`` loss per face.
+
+    Raises:
+        ValueError: If the decoder's template does not name its landmark vertices.
+    """
+    if decoder.landmark_vertices is None:
+        raise ValueError("the mesh decoder's template does not name its five landmark vertices")
+    size = (crop_size, crop_size)
+    points = image_left_first(project_mesh_params(decoder, params, size)[:, decoder.landmark_vertices])  # (P, 5, 2)
+    loss = landmark_vertex_loss(points, crop_points(landmarks, boxes, size), crop_size)
+    return torch.where(has_landmarks(landmarks), loss, torch.zeros_like(loss))
 
 
 class TrainingModel(nn.Module):
@@ -145,13 +189,15 @@ class TrainingModel(nn.Module):
         decoder: Mesh decoder, or ``None`` to train without ``L_pixel``.
         mean_bgr: Preprocessing mean of the detector's input (``cfg.pixel_mean_bgr``).
         max_anchors: Positives rendered per batch (:func:`pixel_term`).
+        landmark_weight: Weight of :func:`landmark_term` added to each face's ``L_pixel`` (0: none).
 
     Raises:
         ValueError: If a decoder is given but the detector has no mesh head.
     """
 
     def __init__(self, detector: RetinaFace, decoder: MeshDecoder | None = None,
-                 mean_bgr: Sequence[float] = (104.0, 117.0, 123.0), max_anchors: int | None = MESH_ANCHORS) -> None:
+                 mean_bgr: Sequence[float] = (104.0, 117.0, 123.0), max_anchors: int | None = MESH_ANCHORS,
+                 landmark_weight: float = 0.0) -> None:
         super().__init__()
         if decoder is not None and detector.mesh_head is None:
             raise ValueError("training the mesh branch needs a detector built with mesh_head=True")
@@ -159,10 +205,11 @@ class TrainingModel(nn.Module):
         self.decoder = decoder
         self.mean_bgr = tuple(mean_bgr)
         self.max_anchors = max_anchors
+        self.landmark_weight = landmark_weight
 
     @classmethod
     def build(cls, detector: RetinaFace, mesh: bool, mean_bgr: Sequence[float],
-              max_anchors: int | None = MESH_ANCHORS) -> TrainingModel:
+              max_anchors: int | None = MESH_ANCHORS, landmark_weight: float = 0.0) -> TrainingModel:
         """With ``mesh``, a fresh :class:`~rfcore.mesh.MeshDecoder` over the default mesh hierarchy and the mesh head
         set to zero.
 
@@ -171,7 +218,7 @@ class TrainingModel(nn.Module):
         follow; a randomly initialised head puts random cameras on them (``rfcore mesh train-head`` starts
         at zero for the same reason, :mod:`rfcore.train.mesh_head`).
         """
-        model = cls(detector, MeshDecoder(build_hierarchy()) if mesh else None, mean_bgr, max_anchors)
+        model = cls(detector, MeshDecoder(build_hierarchy()) if mesh else None, mean_bgr, max_anchors, landmark_weight)
         if mesh:
             for parameter in detector.mesh_head.parameters():
                 nn.init.zeros_(parameter)
@@ -206,4 +253,5 @@ class TrainingModel(nn.Module):
             return self.detector.mesh_head.at(context, image, anchor)
 
         return output, pixel_term(self.decoder, mesh_params_at, targets, faces, images, self.mean_bgr, self.max_anchors,
-                                  crop_margin=MESH_CROP_MARGIN, over_border_colour=True)
+                                  crop_margin=MESH_CROP_MARGIN, over_border_colour=True,
+                                  landmark_weight=self.landmark_weight)

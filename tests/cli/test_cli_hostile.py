@@ -207,6 +207,7 @@ def test_options_out_of_range_are_refused_by_argparse_naming_them(capsys, argv, 
     (["--step-epochs", "nan"], "step_epochs (--step-epochs) must be a finite number, got nan"),
     (["--step-epochs", "-5"], "step_epochs (--step-epochs) must not be negative, got (-5.0,)"),
     (["--lr", "inf"], "lr (--lr) must be a finite number, got inf"),
+    (["--mesh", "--mesh-landmarks", "-1"], "mesh_landmarks (--mesh-landmarks) must not be negative, got -1.0"),
 ])
 def test_train_options_out_of_range_are_one_sentence_naming_the_option(tmp_path, capsys, options, message):
     assert main(["train", "--data", "synthetic", "--out", str(tmp_path / "run"), *options]) == 2

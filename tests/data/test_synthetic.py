@@ -9,9 +9,10 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
+from rfcore.boxes import image_left_first
 from rfcore.config import get_config
 from rfcore.data import FaceSample, SyntheticFaces, TrainTransform, collate_faces, face_loader
-from rfcore.data.synthetic import image_left_first, render_crop
+from rfcore.data.synthetic import render_crop
 from rfcore.mesh.camera import Light, to_view
 from rfcore.mesh.face_model import face_model
 from rfcore.mesh.template import LANDMARK_NAMES, PATCHES
@@ -155,11 +156,6 @@ def test_left_points_are_on_the_left_and_eyes_above_the_mouth(images):
     points = np.concatenate([image.sample.landmarks for image in images])
     assert (points[:, 0, 0] < points[:, 1, 0]).all() and (points[:, 3, 0] < points[:, 4, 0]).all()
     assert (points[:, :2, 1].mean(1) < points[:, 3:, 1].mean(1)).all()
-
-
-def test_image_left_first_swaps_pairs_by_x():
-    points = np.array([[[5, 0], [1, 0], [3, 3], [2, 6], [4, 6]]], np.float32)
-    np.testing.assert_array_equal(image_left_first(points)[0, :, 0], [1, 5, 3, 2, 4])
 
 
 def test_faces_change_the_pixels_and_the_rest_is_background(images):

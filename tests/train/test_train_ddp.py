@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from builders import write_faces_folder
 from safetensors.torch import load_file
 
 from rfcore.cli.common import EXIT_BAD_INPUT
+from rfcore.cli.train import run_ranks
 from rfcore.config import get_config
 from rfcore.detector import Detector
 from rfcore.model import RetinaFace
@@ -81,3 +83,16 @@ def test_bad_input_fails_every_rank_with_the_lone_run_s_status_and_message(tmp_p
     done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == EXIT_BAD_INPUT, done.stderr[-3000:]
     assert "rfcore train:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_when_one_rank_fails_the_others_are_stopped_and_its_status_returned():
+    # rank 1 fails at once; rank 0 would wait a minute (as for rank 1 in a collective) unless it is stopped
+    script = "import os, sys, time; sys.exit(3) if os.environ['RANK'] == '1' else time.sleep(60)"
+    started = time.monotonic()
+    assert run_ranks([sys.executable, "-c", script], dict(os.environ), 2) == 3
+    assert time.monotonic() - started < 30  # not the minute rank 0 would sleep
+
+
+def test_every_rank_finished_is_success():
+    script = "import os, sys; sys.exit(0 if os.environ['LOCAL_RANK'] == os.environ['RANK'] else 1)"
+    assert run_ranks([sys.executable, "-c", script], dict(os.environ), 3) == 0

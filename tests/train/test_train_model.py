@@ -1,21 +1,32 @@
 """rfcore.train.model (L_pixel for a batch) and mesh-branch training through rfcore.train."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from builders import assert_same_tensors, tiny_config, train_until_crash, write_faces_folder
 from safetensors.torch import load_file
 
-from rfcore.boxes import NEGATIVE, POSITIVE
+from rfcore.boxes import MISSING, NEGATIVE, POSITIVE, image_left_first
 from rfcore.config import MESH_CROP_MARGIN, get_config
 from rfcore.image import network_input_to_rgb, preprocess
 from rfcore.matching import AnchorTargets, FaceBatch
-from rfcore.mesh import MeshDecoder, build_hierarchy, crop_faces, mesh_branch_loss, project_mesh_params
+from rfcore.mesh import (
+    MeshDecoder,
+    build_hierarchy,
+    crop_faces,
+    crop_points,
+    landmark_vertex_loss,
+    mesh_branch_loss,
+    project_mesh_params,
+    uncrop_points,
+)
 from rfcore.mesh.fit import border_colour
 from rfcore.model import RetinaFace
 from rfcore.train.config import TrainConfig
 from rfcore.train.loop import train
-from rfcore.train.model import CROP_SAMPLES, TrainingModel, evenly_spaced, pixel_term
+from rfcore.train.model import CROP_SAMPLES, TrainingModel, evenly_spaced, landmark_term, pixel_term
 from rfcore.weights import CROP_MARGIN_KEY, DEFAULT_WEIGHTS, load_detector_weights, load_mesh_model
 from rfcore.weights_io import load_weights, read_metadata
 
@@ -67,6 +78,56 @@ def test_pixel_term_renders_each_positive_against_its_own_face(decoder):
     expected = mesh_branch_loss(decoder, positives, crops, background=border_colour(crops)).mean()
     torch.testing.assert_close(as_trained, expected)
     assert abs(float((as_trained - value).detach())) > 1e-3
+
+
+def test_crop_points_and_uncrop_points_undo_each_other():
+    boxes = torch.tensor([[10.0, 20, 42, 36], [-4, 0, 60, 128]])
+    points = torch.tensor([[[10.0, 20], [42, 36], [26, 28]], [[-4, 0], [0, 64], [60, 128]]])
+    in_crop = crop_points(points, boxes, (8, 16))
+    assert in_crop[0].tolist() == [[0, 0], [16, 8], [8, 4]]  # corners to corners, the centre to the centre
+    torch.testing.assert_close(uncrop_points(in_crop, boxes, (8, 16)), points)
+
+
+def test_landmark_vertex_loss_by_hand():
+    landmarks = torch.zeros(2, 5, 2)
+    landmarks[1, 2] = torch.tensor([3.0, -4.0])  # one point 3 + 4 crop pixels away
+    assert landmark_vertex_loss(torch.zeros(2, 5, 2), landmarks, 10).tolist() == pytest.approx([0.0, 7 / 5 / 10])
+    with pytest.raises(ValueError, match=r"\(P, 5, 2\)"):
+        landmark_vertex_loss(torch.zeros(2, 4, 2), torch.zeros(2, 4, 2), 10)
+
+
+def test_landmark_term_measures_the_mesh_s_landmark_vertices_against_the_landmarks(decoder):
+    params = 0.1 * torch.randn(3, 144, generator=torch.Generator().manual_seed(3))
+    boxes = torch.tensor([[10.0, 20, 42, 52], [0, 0, 64, 64], [5, 5, 37, 37]])  # 32, 64 and 32 pixels wide
+    vertices = project_mesh_params(decoder, params, (8, 8))[:, list(decoder.landmark_vertices)]  # (3, 5, 2)
+    landmarks = uncrop_points(image_left_first(vertices), boxes, (8, 8))  # where the vertices land in the image
+    landmarks[2] = MISSING  # a face without landmark annotation
+    torch.testing.assert_close(landmark_term(decoder, params, landmarks, boxes, 8), torch.zeros(3), rtol=0, atol=1e-5)
+    shifted = landmarks + torch.tensor([2.0, 0.0])  # 2 image pixels right: 0.5 and 0.25 crop pixels
+    shifted[2] = MISSING
+    torch.testing.assert_close(landmark_term(decoder, params, shifted, boxes, 8), torch.tensor([0.5 / 8, 0.25 / 8, 0]),
+                               rtol=0, atol=1e-5)
+    nameless = MeshDecoder(build_hierarchy())
+    nameless.landmark_vertices = None
+    with pytest.raises(ValueError, match="landmark vertices"):
+        landmark_term(nameless, params, landmarks, boxes, 8)
+
+
+def test_pixel_term_adds_the_weighted_landmark_term_to_each_face(decoder):
+    boxes, landmarks = torch.tensor([[2.0, 2, 14, 14]]), torch.tensor([[[5.0, 6], [10, 6], [8, 9], [6, 12], [10, 12]]])
+    faces = FaceBatch.from_list([boxes], [landmarks])
+    targets = AnchorTargets(torch.tensor([[POSITIVE, NEGATIVE]]), torch.tensor([[0, -1]]), torch.zeros(1, 2, 4),
+                            torch.zeros(1, 2, 10), torch.ones(1, 2, dtype=bool))
+    params = 0.1 * torch.randn(1, 2, 144, generator=torch.Generator().manual_seed(4))
+    images = torch.rand(1, 3, 16, 16)
+    options = dict(crop_size=8, crop_margin=MESH_CROP_MARGIN)
+    alone = pixel_term(decoder, lambda i, a: params[i, a], targets, faces, images, MOBILE.pixel_mean_bgr, **options)
+    tied = pixel_term(decoder, lambda i, a: params[i, a], targets, faces, images, MOBILE.pixel_mean_bgr,
+                      landmark_weight=2.0, **options)
+    grown = torch.tensor([[-1.0, -1, 17, 17]])  # the crop's box: 1.5 times the face's
+    expected = alone + 2.0 * landmark_term(decoder, params[0, :1], landmarks, grown, 8)[0]
+    torch.testing.assert_close(tied, expected)
+    assert float((tied - alone).detach()) > 1e-3
 
 
 def test_a_fresh_mesh_branch_starts_from_a_zero_head_rendering_the_frontal_template_in_the_crop(decoder):
@@ -126,6 +187,16 @@ def test_lambda_pixel_defaults():
 
 
 @pytest.mark.slow
+def test_mesh_landmarks_add_to_the_logged_pixel_term(tmp_path):
+    data = write_faces_folder(tmp_path / "faces", count=2)  # with landmarks
+    first = {}
+    for weight in (0.0, 1.0):
+        train(tiny_config(data, tmp_path / str(weight), mesh=True, mesh_anchors=2, epochs=1, mesh_landmarks=weight))
+        steps = [json.loads(line) for line in (tmp_path / str(weight) / "log.jsonl").read_text().splitlines()]
+        first[weight] = next(record["pixel"] for record in steps if "pixel" in record)
+    assert first[1.0] > first[0.0] > 0  # the same first step, the landmark term added
+
+
 def test_mesh_training_logs_pixel_saves_the_decoder_and_resumes_exactly(tmp_path):
     data = write_faces_folder(tmp_path / "faces", count=4)  # two steps per epoch
     settings = dict(mesh=True, mesh_anchors=3, epochs=2, checkpoint_every=1)  # crash after step 3: mid-epoch
