@@ -156,7 +156,7 @@ def landmark_vertex_loss(points: torch.Tensor, landmarks: torch.Tensor, size: in
     """How far the mesh's five landmark vertices land from the face's five landmarks, in crop sides.
 
     Not a term of the paper, whose mesh branch learns from the pixels alone (Eq. 3): a rendering can match
-    the crop's pixels with the wrong pose and size, and five points pin both down. With ``S`` the crop side,
+    the crop's pixels with the wrong pose and size, and five points pin both down. With ``S`` the crop side::
 
         L_lmk = 1/5 sum_k (|x_k - x*_k| + |y_k - y*_k|) / S
 
